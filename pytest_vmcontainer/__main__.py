@@ -1,0 +1,3 @@
+from pytest_vmcontainer.cli import main
+
+raise SystemExit(main())

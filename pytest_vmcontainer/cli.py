@@ -1,0 +1,152 @@
+"""Command line: ``python -m pytest_vmcontainer setup|build|up|clean|accel``.
+
+Failures print one line naming the cause and the remedy and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from pytest_vmcontainer import accel, hostsetup, images, lifecycle
+from pytest_vmcontainer.errors import VmcError
+from pytest_vmcontainer.harness import KEEP_CHOICES, Harness, HarnessConfig
+from pytest_vmcontainer.progress import Progress
+from pytest_vmcontainer.targets.docker import connect
+from pytest_vmcontainer.waiting import http_get
+
+TARGET_CHOICES = {"both": ["vm", "container"], "vm": ["vm"], "container": ["container"]}
+
+
+def _cmd_setup(args: argparse.Namespace, progress: Progress) -> int:
+    started = time.monotonic()
+    if args.check:
+        missing, stopped = hostsetup.check()
+        if missing or stopped:
+            print(hostsetup.manual_instructions(missing, stopped), file=sys.stderr)
+            return 1
+    else:
+        hostsetup.ensure_host(progress)
+    progress.say(f"host ready ({time.monotonic() - started:.1f}s)")
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace, progress: Progress) -> int:
+    kinds = TARGET_CHOICES[args.target]
+    hostsetup.ensure_host(progress, need_docker="container" in kinds, need_libvirt="vm" in kinds)
+    client = connect() if "container" in kinds else None
+    images.ensure_bases(progress, client, want_box="vm" in kinds, rebuild=args.rebuild)
+    for kind in ("docker-base", "box"):
+        record = images.BuildRecord.load(kind)
+        if record is not None:
+            progress.say(f"{kind}: {record.artifact} ({record.artifact_bytes / 1e6:.0f} MB, "
+                         f"built in {record.build_seconds:.0f}s, recipe {record.recipe_hash})")
+    if "vm" in kinds:
+        found = accel.detect(images.box_kernel())
+        progress.say(f"VM accelerator: {found.mode.upper()} ({found.reason})")
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace, progress: Progress) -> int:
+    """Bring both targets up, check HTTP 200 from each through 127.0.0.1, tear down."""
+    config = HarnessConfig(vagrantfile=_existing(args.vagrantfile), dockerfile=_existing(
+        args.dockerfile), provision_inputs=(Path("fixtures").resolve(),), keep=args.keep,
+        rebuild_bases=args.rebuild)
+    harness = Harness(config, progress)
+    failed = True
+    try:
+        kinds = TARGET_CHOICES[args.target]
+        harness.start(kinds)
+        bodies = {}
+        for kind in kinds:
+            target = harness.get(kind)
+            response = http_get(target.url("/"))
+            progress.say(f"{kind} ({target.mode.upper()}): {target.url('/')} -> HTTP "
+                         f"{response.status}, {len(response.body)} bytes")
+            if response.status != 200:
+                raise VmcError(f"the {kind} answered HTTP {response.status}",
+                               "check the provisioning")
+            bodies[kind] = response.body
+        if len(set(bodies.values())) > 1:
+            raise VmcError("the VM and the container serve different pages", "check provisioning")
+        failed = False
+    finally:
+        for line in harness.teardown(failed=failed):
+            progress.say(f"kept {line}")
+    return 0
+
+
+def _cmd_clean(args: argparse.Namespace, progress: Progress) -> int:
+    try:
+        client = connect()
+    except VmcError:
+        client = None
+    removed = lifecycle.sweep(client, include_marked=True)
+    progress.say("removed: " + (", ".join(removed) if removed else "nothing"))
+    return 0
+
+
+def _cmd_accel(args: argparse.Namespace, progress: Progress) -> int:
+    if not images.box_kernel().exists():
+        raise VmcError("the box is not built yet", "run 'python -m pytest_vmcontainer build'")
+    found = accel.detect(images.box_kernel())
+    print(f"{found.mode} ({found.reason})")
+    return 0
+
+
+def _existing(path: str) -> Path:
+    resolved = Path(path).resolve()
+    if not resolved.is_file():
+        raise VmcError(f"{path} does not exist", "pass the path of an existing file")
+    return resolved
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m pytest_vmcontainer", description=__doc__)
+    top.add_argument("-v", "--verbose", action="store_true", help="show tool output lines")
+    commands = top.add_subparsers(dest="command", required=True)
+    setup = commands.add_parser("setup", help="install and start what the targets need")
+    setup.add_argument("--check", action="store_true", help="only report what is missing")
+    build = commands.add_parser("build", help="build the Docker base image and the Vagrant box")
+    build.add_argument("--rebuild", action="store_true", help="ignore the cache")
+    build.add_argument("--target", choices=TARGET_CHOICES, default="both")
+    up = commands.add_parser("up", help="bring both targets up, check HTTP 200, tear down")
+    up.add_argument("--target", choices=TARGET_CHOICES, default="both")
+    up.add_argument("--vagrantfile", default="Vagrantfile")
+    up.add_argument("--dockerfile", default="Dockerfile")
+    up.add_argument("--keep", choices=KEEP_CHOICES, default="never")
+    up.add_argument("--rebuild", action="store_true", help="rebuild the bases first")
+    commands.add_parser("clean", help="remove every target and leftover this tool created")
+    commands.add_parser("accel", help="print whether VMs run under KVM or TCG here")
+    return top
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Progress], int]] = {
+    "setup": _cmd_setup, "build": _cmd_build, "up": _cmd_up, "clean": _cmd_clean,
+    "accel": _cmd_accel,
+}
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    progress = Progress(verbose=args.verbose)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM unwinds like Ctrl-C: teardown runs
+    try:
+        return COMMANDS[args.command](args, progress)
+    except VmcError as error:
+        print(f"pytest-vmcontainer: error: {error.one_line()}", file=sys.stderr)
+        if error.detail and args.verbose:
+            print(error.detail, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("pytest-vmcontainer: interrupted; everything created was removed", file=sys.stderr)
+        return 130

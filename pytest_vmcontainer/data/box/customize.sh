@@ -1,0 +1,39 @@
+#!/bin/sh
+# Turns a debootstrapped root filesystem into a bootable Vagrant guest.
+# Usage: customize.sh ROOTFS PUBLIC_KEY_FILE
+set -eu
+rootfs=$1
+pubkey=$2
+hostname=vmcontainer
+
+echo "$hostname" > "$rootfs/etc/hostname"
+cat > "$rootfs/etc/hosts" <<HOSTS
+127.0.0.1 localhost
+127.0.1.1 $hostname
+::1 localhost ip6-localhost ip6-loopback
+HOSTS
+echo "/dev/vda / ext4 defaults,errors=remount-ro 0 1" > "$rootfs/etc/fstab"
+
+# DHCP on every NIC; the slirp (user-mode) NICs answer DHCP and DNS inside QEMU.
+cat > "$rootfs/etc/systemd/network/80-dhcp.network" <<NET
+[Match]
+Name=en* eth*
+
+[Network]
+DHCP=ipv4
+NET
+chroot "$rootfs" systemctl enable systemd-networkd.service >/dev/null 2>&1
+# No systemd-resolved in the box: point at the slirp DNS forwarders of both NICs.
+rm -f "$rootfs/etc/resolv.conf"
+printf 'nameserver 10.0.2.3\nnameserver 10.0.3.3\n' > "$rootfs/etc/resolv.conf"
+# Boots are timed: nothing periodic should start behind the measurement's back.
+chroot "$rootfs" systemctl mask apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1
+
+chroot "$rootfs" useradd --create-home --shell /bin/bash vagrant
+echo "vagrant ALL=(ALL) NOPASSWD:ALL" > "$rootfs/etc/sudoers.d/vagrant"
+chmod 0440 "$rootfs/etc/sudoers.d/vagrant"
+install -d -m 0700 "$rootfs/home/vagrant/.ssh"
+install -m 0600 "$pubkey" "$rootfs/home/vagrant/.ssh/authorized_keys"
+chroot "$rootfs" chown -R vagrant:vagrant /home/vagrant/.ssh
+# Vagrant logs in as vagrant over SSH with the per-build key only.
+printf 'PasswordAuthentication no\nUseDNS no\n' > "$rootfs/etc/ssh/sshd_config.d/vagrant.conf"

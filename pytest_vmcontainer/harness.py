@@ -1,0 +1,203 @@
+"""One run's targets: host setup, bases, concurrent bring-up, and a teardown that always runs.
+
+Used by the pytest plugin (fixtures) and by the command line (``up``). Both
+targets come up in background threads so they overlap; the main thread only
+waits, so Ctrl-C and SIGTERM reach it and trigger ``teardown``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_vmcontainer import (
+    accel,
+    background,
+    hashing,
+    hostsetup,
+    images,
+    lifecycle,
+    paths,
+    procs,
+)
+from pytest_vmcontainer.errors import VmcError
+from pytest_vmcontainer.progress import Progress
+from pytest_vmcontainer.targets.base import Target, TargetSpec
+from pytest_vmcontainer.targets.docker import DockerTarget, connect
+from pytest_vmcontainer.targets.vagrant import VagrantTarget
+
+KINDS = ("vm", "container")
+KEEP_CHOICES = ("never", "on-failure", "always")
+
+
+@dataclass
+class HarnessConfig:
+    vagrantfile: Path
+    dockerfile: Path
+    provision_inputs: tuple[Path, ...] = ()
+    guest_ports: tuple[int, ...] = (80,)
+    ready_path: str | None = "/"
+    boot_timeout: float = 600.0
+    rebuild_bases: bool = False
+    keep: str = "never"
+    reuse: bool = False
+    setup_host: bool = True
+    pinned_ports: dict[str, dict[int, int]] = field(default_factory=dict)  # kind -> ports
+
+    def reuse_key(self) -> str:
+        """Reused targets are keyed by everything that provisions them: never stale."""
+        inputs = [self.vagrantfile, self.dockerfile, *self.provision_inputs]
+        return hashing.content_hash(inputs, extra=[images.box_recipe_hash(),
+                                                   images.docker_recipe_hash(),
+                                                   repr(self.guest_ports)])[:12]
+
+
+def uses_our_box(vagrantfile: Path) -> bool:
+    return images.BOX_NAME in vagrantfile.read_text(errors="replace")
+
+
+def uses_our_base(dockerfile: Path) -> bool:
+    return images.DOCKER_BASE_IMAGE.split(":")[0] in dockerfile.read_text(errors="replace")
+
+
+class Harness:
+    """Owns a session and its targets."""
+
+    def __init__(self, config: HarnessConfig, progress: Progress) -> None:
+        self.config = config
+        self.progress = progress
+        self.session: lifecycle.Session | None = None
+        self.targets: dict[str, Target] = {}
+        self.accel: accel.Accel | None = None
+        self.swept: list[str] = []
+        self._jobs: dict[str, background.Job[Target]] = {}
+        self._docker: Any = None
+        self._lock = threading.Lock()
+        self._torn_down = False
+
+    @property
+    def session_id(self) -> str:
+        assert self.session is not None, "start() opens the session"
+        return self.session.id
+
+    # --- bring-up ------------------------------------------------------------------------
+
+    def start(self, kinds: list[str]) -> None:
+        """Start bringing up ``kinds`` (in the background); idempotent per kind."""
+        with self._lock:
+            wanted = [k for k in kinds if k not in self._jobs]
+            if not wanted:
+                return
+            if self.session is None:
+                self._open_session()
+            if self.config.setup_host:
+                hostsetup.ensure_host(self.progress, need_docker="container" in wanted,
+                                      need_libvirt="vm" in wanted)
+            if self._docker is None and "container" in wanted:
+                self._docker = connect()
+            if not self.swept:
+                self.swept = lifecycle.sweep(self._docker) or ["nothing"]
+                if self.swept != ["nothing"]:
+                    self.progress.say(f"swept leftovers of crashed runs: {', '.join(self.swept)}")
+            for kind in wanted:
+                self._jobs[kind] = background.Job(f"bring-up-{kind}", self._bring_up_work(kind))
+
+    def _open_session(self) -> None:
+        if self.config.reuse:
+            key = self.config.reuse_key()
+            self.session = lifecycle.Session.open(
+                f"r{key}", wait=True, marker=lifecycle.REUSE_MARKER, marker_text=json.dumps({
+                    "vagrantfile": str(self.config.vagrantfile),
+                    "dockerfile": str(self.config.dockerfile)}))
+        else:
+            self.session = lifecycle.Session.open()
+
+    def _spec(self, kind: str) -> TargetSpec:
+        assert self.session is not None
+        return TargetSpec(
+            session_id=self.session.id, workdir=self.session.dir / kind,
+            vagrantfile=self.config.vagrantfile, dockerfile=self.config.dockerfile,
+            provision_inputs=self.config.provision_inputs, guest_ports=self.config.guest_ports,
+            ready_path=self.config.ready_path, boot_timeout=self.config.boot_timeout,
+            pinned_ports=self.config.pinned_ports.get(kind, {}))
+
+    def _bring_up_work(self, kind: str) -> Any:
+        target: Target
+        if kind == "container":
+            target = DockerTarget(self._spec(kind), self.progress, client=self._docker)
+        else:
+            target = VagrantTarget(self._spec(kind), self.progress)
+        self.targets[kind] = target  # registered before anything can fail: teardown sees it
+
+        def work() -> Target:
+            if kind == "container":
+                if uses_our_base(self.config.dockerfile):
+                    images.ensure_docker_base(self.progress, self._docker,
+                                              self.config.rebuild_bases, target.cancelled)
+            else:
+                assert isinstance(target, VagrantTarget)
+                if uses_our_box(self.config.vagrantfile):
+                    images.ensure_box(self.progress, self.config.rebuild_bases, target.cancelled)
+                self.accel = target.accel = accel.detect(images.box_kernel())
+            if self.config.reuse and target.resume():
+                self.progress.say(f"{kind}: reusing {target.resource_name}")
+            else:
+                target.up()
+            return target
+
+        return work
+
+    def get(self, kind: str) -> Target:
+        """Wait for ``kind`` to be up; raises its bring-up error (the same one each time)."""
+        self.start([kind])
+        return self._jobs[kind].wait()
+
+    # --- teardown ------------------------------------------------------------------------
+
+    def teardown(self, failed: bool = False) -> list[str]:
+        """Remove everything the run created, unless it is kept; returns what was kept."""
+        with self._lock:
+            if self._torn_down or self.session is None:
+                return []
+            self._torn_down = True
+        keep = self.config.reuse or self.config.keep == "always" or (
+            self.config.keep == "on-failure" and failed)
+        for target in self.targets.values():
+            target.cancelled.set()
+        if keep:
+            self._wait_for_bring_ups()
+            kept = [self._describe_kept(t) for t in self.targets.values()]
+            if not self.config.reuse:
+                self.session.mark(lifecycle.KEPT_MARKER, "\n".join(kept))
+            self.session.close(remove=False)
+            return kept
+        procs.stop_all()
+        errors = []
+        for target in self.targets.values():
+            try:
+                target.destroy()
+            except Exception as error:  # keep going: the other target must go too
+                errors.append(f"{target.kind}: {error}")
+        self.session.close(remove=True)
+        if errors:
+            raise VmcError("teardown could not remove everything ("
+                           + "; ".join(errors) + ")",
+                           "run 'python -m pytest_vmcontainer clean'")
+        return []
+
+    def _wait_for_bring_ups(self) -> None:
+        for job in self._jobs.values():
+            try:
+                job.wait()
+            except BaseException:
+                pass
+
+    def _describe_kept(self, target: Target) -> str:
+        if isinstance(target, VagrantTarget):
+            return (f"vm {target.domain_prefix}default: VAGRANT_HOME={paths.vagrant_home()} "
+                    f"VAGRANT_DOTFILE_PATH={target.dotfile_path} vagrant ssh "
+                    f"(from {self.config.vagrantfile.parent})")
+        return f"container {target.resource_name}: docker exec -it {target.resource_name} bash"

@@ -1,0 +1,209 @@
+"""Idempotent host setup: Debian packages, the daemons, and the libvirt storage pool.
+
+Run as root on Debian it installs what is missing and starts what is not
+running, then waits until each daemon answers. Anywhere else it reports exactly
+what is missing and how to get it. With everything in place it only checks
+(a handful of fast probes), so calling it before every run is cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_vmcontainer import paths
+from pytest_vmcontainer.errors import HostSetupError
+from pytest_vmcontainer.progress import Progress
+from pytest_vmcontainer.waiting import WaitTimeout, wait_for
+
+# Debian packages, each with the reason the harness needs it.
+PACKAGES: dict[str, str] = {
+    "docker.io": "the Docker engine (dockerd)",
+    "vagrant": "Vagrant",
+    "vagrant-libvirt": "Vagrant's libvirt provider",
+    "libvirt-daemon-system": "libvirtd and virtlogd",
+    "libvirt-clients": "virsh",
+    "qemu-system-x86": "QEMU, the VM engine (KVM or TCG)",
+    "qemu-utils": "qemu-img, to make the box disk",
+    "debootstrap": "offline Debian bases for both targets",
+    "e2fsprogs": "mkfs.ext4, to fill the box disk from the root filesystem",
+    "openssh-client": "ssh-keygen, for the per-build Vagrant key",
+}
+
+LIBVIRT_URI = "qemu:///system"
+POOL_NAME = "pytest-vmcontainer"
+DAEMON_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Daemon:
+    name: str
+    is_up: Callable[[], bool]
+    start_command: list[str]
+    systemd_unit: str
+    log_name: str
+    daemonizes: bool  # True when the command forks into the background itself
+
+
+def _quiet_ok(command: list[str], timeout: float = 10.0) -> bool:
+    try:
+        return subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=timeout, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def docker_answers() -> bool:
+    import docker  # imported lazily: the setup check must work before pip deps are used
+
+    try:
+        client = docker.from_env(timeout=5)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def virtlogd_answers() -> bool:
+    return Path("/run/libvirt/virtlogd-sock").exists()
+
+
+def libvirtd_answers() -> bool:
+    return _quiet_ok(["virsh", "-c", LIBVIRT_URI, "version"])
+
+
+DAEMONS = [
+    Daemon("dockerd", docker_answers, ["dockerd"], "docker", "dockerd.log", daemonizes=False),
+    Daemon("virtlogd", virtlogd_answers, ["virtlogd", "-d"], "virtlogd", "virtlogd.log",
+           daemonizes=True),
+    Daemon("libvirtd", libvirtd_answers, ["libvirtd", "-d"], "libvirtd", "libvirtd.log",
+           daemonizes=True),
+]
+
+
+def is_debian() -> bool:
+    try:
+        text = Path("/etc/os-release").read_text()
+    except OSError:
+        return False
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    ids = {fields.get("ID", "").strip('"')} | set(fields.get("ID_LIKE", "").strip('"').split())
+    return "debian" in ids
+
+
+def missing_packages(packages: list[str]) -> list[str]:
+    if not shutil.which("dpkg-query"):
+        return list(packages)
+    result = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev}\n", *packages],
+        capture_output=True, text=True, check=False,
+    )
+    installed = {line.split()[0] for line in result.stdout.splitlines()
+                 if len(line.split()) > 1 and line.split()[1] == "ii"}
+    return [package for package in packages if package not in installed]
+
+
+def _systemd_running() -> bool:
+    return Path("/run/systemd/system").is_dir()
+
+
+def _start_daemon(daemon: Daemon) -> None:
+    if _systemd_running():
+        subprocess.run(["systemctl", "start", daemon.systemd_unit], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return
+    log_dir = paths.ensure_dir(paths.home() / "logs")
+    with open(log_dir / daemon.log_name, "ab") as log:
+        process = subprocess.Popen(daemon.start_command, stdin=subprocess.DEVNULL, stdout=log,
+                                   stderr=log, start_new_session=True)
+    if daemon.daemonizes:
+        process.wait(timeout=30)
+
+
+def ensure_storage_pool(pool_dir: Path) -> None:
+    """A dedicated libvirt dir pool, so box volumes and VM disks never mix with other pools."""
+    virsh = ["virsh", "-c", LIBVIRT_URI]
+    if not _quiet_ok([*virsh, "pool-info", POOL_NAME]):
+        subprocess.run([*virsh, "pool-define-as", POOL_NAME, "dir", "--target", str(pool_dir)],
+                       check=True, capture_output=True)
+        subprocess.run([*virsh, "pool-autostart", POOL_NAME], check=True, capture_output=True)
+    info = subprocess.run([*virsh, "pool-info", POOL_NAME], capture_output=True, text=True,
+                          check=True).stdout
+    if "running" not in info:
+        subprocess.run([*virsh, "pool-start", POOL_NAME], check=True, capture_output=True)
+
+
+def manual_instructions(missing: list[str], stopped: list[Daemon]) -> str:
+    parts = []
+    if missing:
+        parts.append(f"missing Debian packages {' '.join(missing)}: run "
+                     f"'sudo apt-get install -y {' '.join(missing)}'")
+    for daemon in stopped:
+        how = (f"sudo systemctl start {daemon.systemd_unit}" if _systemd_running()
+               else f"sudo {' '.join(daemon.start_command)}")
+        parts.append(f"{daemon.name} is not running: start it with '{how}'")
+    return "; ".join(parts)
+
+
+def check(need_docker: bool = True, need_libvirt: bool = True) -> tuple[list[str], list[Daemon]]:
+    """What is missing: (packages, daemons not answering). Does not change anything."""
+    wanted = [name for name in PACKAGES
+              if need_libvirt or name in ("docker.io", "debootstrap")]
+    if not need_docker:
+        wanted.remove("docker.io")
+    missing = missing_packages(wanted)
+    daemons = [d for d in DAEMONS if (d.name == "dockerd" and need_docker)
+               or (d.name != "dockerd" and need_libvirt)]
+    stopped = [d for d in daemons if not d.is_up()]
+    return missing, stopped
+
+
+def ensure_host(progress: Progress, need_docker: bool = True, need_libvirt: bool = True) -> None:
+    """Install and start what is missing, or raise HostSetupError saying what to do."""
+    missing, stopped = check(need_docker, need_libvirt)
+    if (missing or stopped) and (os.geteuid() != 0 or not is_debian()):
+        why = "not root" if os.geteuid() != 0 else "not a Debian system"
+        raise HostSetupError(f"host setup incomplete ({why})", manual_instructions(missing,
+                                                                                    stopped))
+    if missing:
+        _install_packages(progress, missing)
+        missing, stopped = check(need_docker, need_libvirt)
+        if missing:
+            raise HostSetupError(f"apt-get did not install {' '.join(missing)}",
+                                 "check the Debian archive in /etc/apt/sources.list and retry")
+    for daemon in stopped:
+        with progress.step(f"starting {daemon.name}"):
+            _start_daemon(daemon)
+            try:
+                wait_for(daemon.is_up, timeout=DAEMON_TIMEOUT, what=daemon.name, interval=0.2)
+            except WaitTimeout:
+                log = paths.home() / "logs" / daemon.log_name
+                raise HostSetupError(
+                    f"{daemon.name} did not answer within {DAEMON_TIMEOUT:.0f}s",
+                    f"see {log} and start it by hand ({' '.join(daemon.start_command)})",
+                ) from None
+    if need_libvirt:
+        ensure_storage_pool(paths.pool_dir())
+
+
+def _install_packages(progress: Progress, packages: list[str]) -> None:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    log_path = paths.ensure_dir(paths.home() / "logs") / "apt.log"
+    with progress.step(f"installing Debian packages: {' '.join(packages)}") as note, \
+            open(log_path, "ab") as log:
+        for command in (["apt-get", "update", "-q"],
+                        ["apt-get", "install", "-y", "-q", *packages]):
+            note(" ".join(command[:2]))
+            result = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, check=False)
+            if result.returncode != 0:
+                raise HostSetupError(
+                    f"'{' '.join(command[:2])}' failed (exit {result.returncode})",
+                    f"check that the Debian archive is reachable; the log is {log_path}",
+                )

@@ -1,0 +1,340 @@
+"""Offline base builds: a Docker base image and a libvirt Vagrant box, both Debian 12.
+
+No registry and no Vagrant Cloud are needed: both bases are debootstrapped
+from Debian's archive with the same suite and the same apt sources. Each is
+cached by a content hash of its recipe (the files under ``data/base`` and
+``data/box``) and rebuilt only when the recipe changes or a rebuild is asked for.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_vmcontainer import background, hashing, hostsetup, paths, procs
+from pytest_vmcontainer.errors import BuildError
+from pytest_vmcontainer.progress import Progress
+from pytest_vmcontainer.vagrantcli import TrackedVagrant, vagrant_env
+
+DATA = Path(__file__).parent / "data"
+BASE_RECIPE = DATA / "base"
+BOX_RECIPE = DATA / "box"
+
+DOCKER_BASE_IMAGE = "pytest-vmcontainer/debian:bookworm"
+BOX_NAME = "pytest-vmcontainer/debian-12"
+RECIPE_LABEL = "pytest-vmcontainer.recipe"
+DISK_SIZE_GB = 4
+MIRROR_ENV = "VMC_DEBIAN_MIRROR"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+
+
+def recipe() -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in (BASE_RECIPE / "recipe.env").read_text().splitlines()
+             if "=" in line and not line.startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def docker_recipe_hash() -> str:
+    return hashing.content_hash([BASE_RECIPE], extra=["docker"])[:16]
+
+
+def box_recipe_hash() -> str:
+    return hashing.content_hash([BASE_RECIPE, BOX_RECIPE], extra=["box"])[:16]
+
+
+@dataclass
+class BuildRecord:
+    """What a base build produced and how long it took (kept for the reports)."""
+
+    kind: str
+    recipe_hash: str
+    artifact: str
+    build_seconds: float
+    artifact_bytes: int
+    built_at: float
+
+    @classmethod
+    def load(cls, kind: str) -> BuildRecord | None:
+        try:
+            return cls(**json.loads((paths.builds_dir() / f"{kind}.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def save(self) -> None:
+        (paths.builds_dir() / f"{self.kind}.json").write_text(json.dumps(asdict(self), indent=2))
+
+
+@contextmanager
+def _build_lock(kind: str) -> Iterator[None]:
+    """One builder per base at a time; a second session waits, then finds the cache."""
+    with open(paths.builds_dir() / f".{kind}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _mounts_under(path: Path) -> list[str]:
+    prefix = str(path.resolve()) + "/"
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1].replace("\\040", " ") for line in mounts]
+    return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a build directory, unmounting first what an interrupted debootstrap left mounted."""
+    if not path.exists():
+        return
+    for mount_point in _mounts_under(path):
+        subprocess.run(["umount", "-l", mount_point], check=False)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_abandoned_workdirs() -> None:
+    """Work directories of builders that died (their pid is gone) are removed."""
+    for work in paths.builds_dir().glob("work-*-*"):
+        pid = work.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            remove_tree(work)
+
+
+@contextmanager
+def _workdir(kind: str) -> Iterator[Path]:
+    _remove_abandoned_workdirs()
+    work = paths.builds_dir() / f"work-{kind}-{os.getpid()}"
+    remove_tree(work)
+    work.mkdir()
+    try:
+        yield work
+    finally:
+        remove_tree(work)
+
+
+def _log_tail(log: Path, lines: int = 12) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _run_logged(command: list[str], log: Path, what: str, remedy: str,
+                cancel: threading.Event | None = None) -> None:
+    with open(log, "ab") as out:
+        out.write(f"\n$ {' '.join(command)}\n".encode())
+        out.flush()
+        returncode = procs.run(command, cancel, stdout=out, stderr=subprocess.STDOUT)
+    if returncode != 0:
+        raise BuildError(f"{what} failed (exit {returncode}, log {log})", remedy,
+                         detail=_log_tail(log))
+
+
+def _debootstrap(rootfs: Path, include: str, log: Path, cancel: threading.Event | None) -> None:
+    mirror = os.environ.get(MIRROR_ENV, DEFAULT_MIRROR)
+    command = ["debootstrap", "--variant=minbase", f"--include={include}", recipe()["SUITE"],
+               str(rootfs), mirror]
+    try:
+        _run_logged(command, log, "debootstrap",
+                    f"check that the Debian archive {mirror} is reachable "
+                    f"(or set {MIRROR_ENV} to a reachable mirror), then retry", cancel)
+    except BuildError as error:
+        tail = error.detail
+        if any(marker in tail for marker in ("Failed getting release file", "Couldn't download",
+                                             "Temporary failure", "Could not resolve",
+                                             "Connection refused")):
+            raise BuildError(f"debootstrap could not reach the Debian archive {mirror}",
+                             f"check network access to it or set {MIRROR_ENV} to a reachable "
+                             f"mirror (log {log})", detail=tail) from None
+        raise
+    _run_logged([str(BASE_RECIPE / "finish-rootfs.sh"), str(rootfs),
+                 str(BASE_RECIPE / "sources.list")], log, "finishing the root filesystem",
+                "see the log", cancel)
+
+
+def _log_path(kind: str) -> Path:
+    log = paths.ensure_dir(paths.home() / "logs") / f"build-{kind}.log"
+    log.write_text(f"build of {kind} started {time.ctime()}\n")
+    return log
+
+
+# --- Docker base image -------------------------------------------------------------------------
+
+def _image_id(client: Any, name: str) -> str | None:
+    import docker.errors
+
+    try:
+        return str(client.images.get(name).id)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def _remove_image_if_unused(client: Any, image_id: str) -> None:
+    import docker.errors
+
+    try:
+        client.images.remove(image_id)
+    except docker.errors.APIError:
+        pass  # an app image still builds on it: docker keeps it until that goes
+
+
+def docker_base_current(client: Any) -> bool:
+    import docker.errors
+
+    try:
+        image = client.images.get(DOCKER_BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        return False
+    labels = image.attrs.get("Config", {}).get("Labels") or {}
+    return bool(labels.get(RECIPE_LABEL) == docker_recipe_hash())
+
+
+def ensure_docker_base(progress: Progress, client: Any, rebuild: bool = False,
+                       cancel: threading.Event | None = None) -> str:
+    """The Debian base image for Dockerfiles (``FROM pytest-vmcontainer/debian:bookworm``)."""
+    with _build_lock("docker-base"):
+        if not rebuild and docker_base_current(client):
+            return DOCKER_BASE_IMAGE
+        with progress.step(f"building Docker base image {DOCKER_BASE_IMAGE}") as note, \
+                _workdir("docker-base") as work:
+            started = time.monotonic()
+            log = _log_path("docker-base")
+            rootfs = work / "rootfs"
+            note(f"debootstrap {recipe()['SUITE']} (log {log})")
+            _debootstrap(rootfs, recipe()["DOCKER_INCLUDE"], log, cancel)
+            note("docker import")
+            tarball = work / "rootfs.tar"
+            _run_logged(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tarball), "."],
+                        log, "packing the root filesystem", "see the log", cancel)
+            previous = _image_id(client, DOCKER_BASE_IMAGE)
+            repository, tag = DOCKER_BASE_IMAGE.rsplit(":", 1)
+            client.api.import_image_from_file(
+                str(tarball), repository=repository, tag=tag,
+                changes=[f"LABEL {RECIPE_LABEL}={docker_recipe_hash()}", 'CMD ["/bin/bash"]'])
+            if previous is not None and previous != _image_id(client, DOCKER_BASE_IMAGE):
+                _remove_image_if_unused(client, previous)
+            size = int(client.images.get(DOCKER_BASE_IMAGE).attrs["Size"])
+            BuildRecord("docker-base", docker_recipe_hash(), DOCKER_BASE_IMAGE,
+                        round(time.monotonic() - started, 1), size, time.time()).save()
+        return DOCKER_BASE_IMAGE
+
+
+# --- Vagrant box -------------------------------------------------------------------------------
+
+def _box_dir() -> Path:
+    escaped = BOX_NAME.replace("/", "-VAGRANTSLASH-")
+    return paths.vagrant_home() / "boxes" / escaped / "0" / "libvirt"
+
+
+def box_current() -> bool:
+    try:
+        return (_box_dir() / "recipe-hash").read_text().strip() == box_recipe_hash()
+    except OSError:
+        return False
+
+
+def box_kernel() -> Path:
+    return _box_dir() / "vmlinuz"
+
+
+def box_file() -> Path:
+    return paths.builds_dir() / (BOX_NAME.replace("/", "-") + ".box")
+
+
+def _remove_stale_box_volumes() -> None:
+    """vagrant-libvirt uploads a box once per name and version: a rebuilt box needs a new upload."""
+    virsh = ["virsh", "-c", hostsetup.LIBVIRT_URI]
+    listing = subprocess.run([*virsh, "vol-list", hostsetup.POOL_NAME], capture_output=True,
+                             text=True, check=False).stdout
+    prefix = BOX_NAME.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
+    for line in listing.splitlines():
+        name = line.split()[0] if line.split() else ""
+        if name.startswith(prefix):
+            subprocess.run([*virsh, "vol-delete", "--pool", hostsetup.POOL_NAME, name],
+                           capture_output=True, check=False)
+
+
+def _make_disk(rootfs: Path, work: Path, log: Path, cancel: threading.Event | None) -> Path:
+    raw = work / "box.raw"
+    _run_logged(["mkfs.ext4", "-q", "-F", "-L", "vmc-root", "-d", str(rootfs), str(raw),
+                 f"{DISK_SIZE_GB}G"], log, "mkfs.ext4 -d", "see the log", cancel)
+    qcow2 = work / "box" / "box.img"
+    _run_logged(["qemu-img", "convert", "-O", "qcow2", str(raw), str(qcow2)], log,
+                "qemu-img convert", "see the log", cancel)
+    raw.unlink()
+    return qcow2
+
+
+def _copy_boot_files(rootfs: Path, box: Path) -> None:
+    for pattern, name in (("vmlinuz-*", "vmlinuz"), ("initrd.img-*", "initrd.img")):
+        found = sorted((rootfs / "boot").glob(pattern))
+        if not found:
+            raise BuildError(f"the box root filesystem has no /boot/{pattern}",
+                             "check BOX_INCLUDE in the recipe (it needs a linux-image package)")
+        shutil.copyfile(found[-1], box / name)
+        (box / name).chmod(0o644)
+
+
+def ensure_box(progress: Progress, rebuild: bool = False,
+               cancel: threading.Event | None = None) -> str:
+    """The libvirt box that the Vagrantfile names in ``config.vm.box``."""
+    with _build_lock("box"):
+        if not rebuild and box_current():
+            return BOX_NAME
+        with progress.step(f"building Vagrant box {BOX_NAME}") as note, _workdir("box") as work:
+            started = time.monotonic()
+            log = _log_path("box")
+            rootfs, box = work / "rootfs", work / "box"
+            box.mkdir()
+            note("ssh-keygen (a key pair for this build only)")
+            _run_logged(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                         f"pytest-vmcontainer box {box_recipe_hash()}", "-f",
+                         str(box / "vagrant_key")], log, "ssh-keygen", "see the log", cancel)
+            note(f"debootstrap {recipe()['SUITE']} with kernel, systemd and sshd (log {log})")
+            _debootstrap(rootfs, recipe()["BOX_INCLUDE"], log, cancel)
+            note("customizing the guest (vagrant user, networkd, sshd)")
+            _run_logged([str(BOX_RECIPE / "customize.sh"), str(rootfs),
+                         str(box / "vagrant_key.pub")], log, "customizing the box", "see the log",
+                        cancel)
+            _copy_boot_files(rootfs, box)
+            note(f"making the {DISK_SIZE_GB} GB qcow2 disk")
+            _make_disk(rootfs, work, log, cancel)
+            remove_tree(rootfs)
+            (box / "vagrant_key.pub").unlink()
+            shutil.copyfile(BOX_RECIPE / "Vagrantfile", box / "Vagrantfile")
+            (box / "metadata.json").write_text(json.dumps(
+                {"provider": "libvirt", "format": "qcow2", "virtual_size": DISK_SIZE_GB}))
+            (box / "recipe-hash").write_text(box_recipe_hash() + "\n")
+            note("packing the box")
+            packed = work / "packed.box"
+            _run_logged(["tar", "-C", str(box), "-I", "gzip -1", "-cf", str(packed), "."], log,
+                        "packing the box", "see the log", cancel)
+            os.replace(packed, box_file())
+            note("vagrant box add")
+            _remove_stale_box_volumes()
+            TrackedVagrant(work, vagrant_env(), log, cancel).box_add(BOX_NAME, str(box_file()),
+                                                            force=True)
+            if not box_current():
+                raise BuildError("vagrant box add did not install the box",
+                                 f"see {log}", detail=_log_tail(log))
+            BuildRecord("box", box_recipe_hash(), str(box_file()),
+                        round(time.monotonic() - started, 1), box_file().stat().st_size,
+                        time.time()).save()
+        return BOX_NAME
+
+
+def ensure_bases(progress: Progress, docker_client: Any | None, want_box: bool,
+                 rebuild: bool = False, cancel: threading.Event | None = None) -> None:
+    """Build what is missing, both bases at once when both are wanted."""
+    works: list[Callable[[], object]] = []
+    if docker_client is not None:
+        works.append(lambda: ensure_docker_base(progress, docker_client, rebuild, cancel))
+    if want_box:
+        works.append(lambda: ensure_box(progress, rebuild, cancel))
+    background.run_all(works, name="base-build")

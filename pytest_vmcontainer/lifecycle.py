@@ -1,0 +1,154 @@
+"""Sessions, and the sweep of what crashed sessions left behind.
+
+Every run holds an exclusive lock on its own directory under ``sessions/`` for
+as long as its process lives; every container, libvirt domain and volume it
+creates carries its session id (a label, a name prefix). A session whose lock
+can be taken is dead, so its leftovers can be removed without touching a run
+still in progress. Kept targets (--vmc-keep) and reusable targets
+(--vmc-reuse) are marked and left alone; ``python -m pytest_vmcontainer clean``
+removes those too.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from pytest_vmcontainer import paths
+from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, SESSION_LABEL
+from pytest_vmcontainer.targets.vagrant import libvirt_names, remove_libvirt_leftovers
+
+KEPT_MARKER = "kept"
+REUSE_MARKER = "reuse"
+_RESOURCE_NAME = re.compile(r"^vmc-([0-9a-z]+)-")
+
+
+def new_session_id() -> str:
+    return secrets.token_hex(4)
+
+
+@dataclass
+class Session:
+    """A run's id and state directory, locked while the run lives."""
+
+    id: str
+    dir: Path
+    _lock: IO[str] | None = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, session_id: str | None = None, wait: bool = False,
+             marker: str | None = None, marker_text: str = "") -> Session:
+        """Create (or, for a reuse id, enter) the session directory and lock it.
+
+        A new directory is prepared under a dot name and renamed once locked,
+        so a concurrent sweep never sees it unlocked.
+        """
+        session_id = session_id or new_session_id()
+        directory = paths.sessions_dir() / session_id
+        if not directory.is_dir():
+            staging = paths.sessions_dir() / f".new-{session_id}-{os.getpid()}"
+            staging.mkdir()
+            lock = open(staging / "lock", "w")  # noqa: SIM115 - held for the session's life
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if marker:
+                (staging / marker).write_text(marker_text)
+            staging.rename(directory)
+        else:
+            lock = open(directory / "lock", "a")  # noqa: SIM115 - held for the session's life
+            fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if marker:
+                (directory / marker).write_text(marker_text)
+        meta = {"pid": os.getpid(), "started": time.time(), "argv": sys.argv, "cwd": os.getcwd()}
+        (directory / "meta.json").write_text(json.dumps(meta))
+        return cls(session_id, directory, lock)
+
+    def mark(self, marker: str, text: str = "") -> None:
+        (self.dir / marker).write_text(text)
+
+    def close(self, remove: bool = True) -> None:
+        if remove:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def _is_dead_and_unmarked(session_dir: Path) -> bool:
+    """True when no process holds the session's lock and it was not kept or reused."""
+    if not session_dir.is_dir():
+        return True
+    if (session_dir / KEPT_MARKER).exists() or (session_dir / REUSE_MARKER).exists():
+        return False
+    try:
+        with open(session_dir / "lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def _owned_containers(client: Any) -> list[Any]:
+    return list(client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={OWNER}"}))
+
+
+def sweep(docker_client: Any | None, include_marked: bool = False) -> list[str]:
+    """Remove what dead sessions left: containers, libvirt domains and volumes, state dirs.
+
+    With ``include_marked`` kept and reusable targets go too (the ``clean`` command);
+    sessions still running are never touched.
+    """
+    sessions = paths.sessions_dir()
+
+    def removable(session_id: str) -> bool:
+        directory = sessions / session_id
+        if include_marked and directory.is_dir():
+            for marker in (KEPT_MARKER, REUSE_MARKER):
+                (directory / marker).unlink(missing_ok=True)
+        return _is_dead_and_unmarked(directory)
+
+    removed: list[str] = []
+    if docker_client is not None:
+        for container in _owned_containers(docker_client):
+            session_id = container.labels.get(SESSION_LABEL, "")
+            if removable(session_id):
+                container.remove(force=True, v=True)
+                removed.append(f"container {container.name}")
+    session_ids = {m.group(1) for name in libvirt_names("vmc-")
+                   if (m := _RESOURCE_NAME.match(name))}
+    for session_id in sorted(session_ids):
+        if removable(session_id):
+            names = remove_libvirt_leftovers(f"vmc-{session_id}-")
+            removed += [f"libvirt {name}" for name in names]
+    for directory in sorted(sessions.iterdir()):
+        if directory.name.startswith(".new-"):
+            pid = directory.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                shutil.rmtree(directory, ignore_errors=True)
+            continue
+        if directory.is_dir() and removable(directory.name):
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(f"session dir {directory.name}")
+    return removed
+
+
+def leftovers(session_id: str, docker_client: Any | None) -> list[str]:
+    """Everything that still carries ``session_id`` (empty after a clean teardown)."""
+    found: list[str] = []
+    if docker_client is not None:
+        found += [f"container {c.name}" for c in docker_client.containers.list(
+            all=True, filters={"label": f"{SESSION_LABEL}={session_id}"})]
+    found += [f"libvirt {name}" for name in libvirt_names(f"vmc-{session_id}-")]
+    if (paths.sessions_dir() / session_id).exists():
+        found.append(f"session dir {session_id}")
+    return found

@@ -1,0 +1,49 @@
+"""Where pytest-vmcontainer keeps its caches and per-session state.
+
+Everything lives under one home directory (``VMC_HOME``). Its directories stay
+world-traversable on purpose: QEMU runs as ``libvirt-qemu`` and must read the
+kernel and initrd unpacked from the box under ``vagrant.d``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+HOME_ENV = "VMC_HOME"
+
+
+def home() -> Path:
+    configured = os.environ.get(HOME_ENV)
+    if configured:
+        return Path(configured).resolve()
+    if os.geteuid() == 0:
+        return Path("/var/lib/pytest-vmcontainer")
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "pytest-vmcontainer"
+
+
+def ensure_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o755)
+    return path
+
+
+def builds_dir() -> Path:
+    """Built bases: the Docker base recipe stamp and the packaged Vagrant box."""
+    return ensure_dir(ensure_dir(home()) / "builds")
+
+
+def vagrant_home() -> Path:
+    """VAGRANT_HOME for every vagrant command the harness runs."""
+    return ensure_dir(ensure_dir(home()) / "vagrant.d")
+
+
+def sessions_dir() -> Path:
+    """One directory per live or crashed session (locks, vagrant dotfiles, logs)."""
+    return ensure_dir(ensure_dir(home()) / "sessions")
+
+
+def pool_dir() -> Path:
+    """The libvirt storage pool that holds box base volumes and VM disks."""
+    return ensure_dir(ensure_dir(home()) / "pool")

@@ -1,0 +1,77 @@
+"""The external processes this harness starts (debootstrap, vagrant, ...), tracked by id.
+
+Each runs in its own process session so that a terminal Ctrl-C reaches only
+pytest, which then stops them in order: SIGINT (vagrant unwinds its own
+action), then SIGTERM, then SIGKILL, each to the process group we created and
+nothing else. A process started for a bring-up passes that bring-up's cancel
+event: once the event is set, it no longer starts, so a teardown that sets the
+event and then calls ``stop_all`` leaves no process of that bring-up behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from typing import Any
+
+
+class Cancelled(RuntimeError):
+    """The run is being torn down: no new external process may start."""
+
+
+_lock = threading.Lock()
+_running: set[subprocess.Popen[bytes]] = set()
+
+
+def spawn(command: list[str], cancel: threading.Event | None = None,
+          **popen_kwargs: Any) -> subprocess.Popen[bytes]:
+    with _lock:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"not starting {command[0]}: the run is being torn down")
+        process = subprocess.Popen(command, start_new_session=True,
+                                   stdin=subprocess.DEVNULL, **popen_kwargs)
+        _running.add(process)
+    return process
+
+
+def wait(process: subprocess.Popen[bytes]) -> int:
+    try:
+        return process.wait()
+    finally:
+        with _lock:
+            _running.discard(process)
+
+
+def run(command: list[str], cancel: threading.Event | None = None, **popen_kwargs: Any) -> int:
+    """Run to completion (tracked); returns the exit status."""
+    return wait(spawn(command, cancel, **popen_kwargs))
+
+
+def stop(process: subprocess.Popen[bytes], grace_seconds: float = 60.0) -> None:
+    """SIGINT, then SIGTERM, then SIGKILL to the process group we started."""
+    for sig, timeout in ((signal.SIGINT, grace_seconds), (signal.SIGTERM, 10.0),
+                         (signal.SIGKILL, 10.0)):
+        if process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, sig)  # its own session: the group id is its pid
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def stop_all(grace_seconds: float = 60.0) -> None:
+    """Stop every tracked process still running (set the cancel events first)."""
+    with _lock:
+        running = list(_running)
+    threads = [threading.Thread(target=stop, args=(p, grace_seconds)) for p in running]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()

@@ -1,0 +1,176 @@
+"""The Target interface: one small base class, one module per backend (Docker, Vagrant).
+
+A target is built from the user's Vagrantfile or Dockerfile, comes up with its
+guest ports forwarded to free ports on 127.0.0.1, and is read through a
+testinfra Host. ``destroy`` is idempotent and safe after a partial ``up``, so
+callers register it before calling ``up``.
+"""
+
+from __future__ import annotations
+
+import abc
+import shlex
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_vmcontainer import ports as portlib
+from pytest_vmcontainer import procs
+from pytest_vmcontainer.errors import TargetError
+from pytest_vmcontainer.progress import Progress, quiet
+from pytest_vmcontainer.waiting import LOOPBACK, WaitTimeout, http_ok, tcp_open, wait_for
+
+OWNER_LABEL = "pytest-vmcontainer.owner"
+SESSION_LABEL = "pytest-vmcontainer.session"
+OWNER = "pytest-vmcontainer"
+
+
+def resource_prefix(session_id: str) -> str:
+    """Every container, domain and volume of a session starts with this."""
+    return f"vmc-{session_id}-"
+
+
+@dataclass
+class TargetSpec:
+    """What to bring up and how; the same for both backends."""
+
+    session_id: str
+    workdir: Path  # per-target state: logs, vagrant dotfiles, ssh config
+    vagrantfile: Path
+    dockerfile: Path
+    provision_inputs: tuple[Path, ...] = ()  # files the provisioning reads (keys caches)
+    guest_ports: tuple[int, ...] = (80,)
+    ready_path: str | None = "/"  # HTTP path that must answer 200 on the first port; None: TCP
+    boot_timeout: float = 600.0
+    ready_timeout: float = 120.0
+    pinned_ports: dict[int, int] = field(default_factory=dict)  # guest port -> host port
+
+    def pick_host_ports(self) -> dict[int, int]:
+        return {guest: portlib.ensure_free(self.pinned_ports[guest]) if guest in self.pinned_ports
+                else portlib.free_port() for guest in self.guest_ports}
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    rc: int
+    stdout: str
+    stderr: str
+
+
+class Target(abc.ABC):
+    """A VM or a container brought up from the user's Vagrantfile or Dockerfile."""
+
+    kind: str  # "vm" or "container": the test id and the name users see
+
+    def __init__(self, spec: TargetSpec, progress: Progress | None = None) -> None:
+        self.spec = spec
+        self.progress = progress or quiet()
+        self.host_ports: dict[int, int] = {}
+        self._host: Any = None
+        self._host_lock = threading.Lock()
+        # Set by teardown: a bring-up in another thread must not create anything more.
+        self.cancelled = threading.Event()
+        spec.workdir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def name(self) -> str:
+        return self.kind
+
+    @property
+    def resource_name(self) -> str:
+        return f"{resource_prefix(self.spec.session_id)}{self.kind}"
+
+    @property
+    @abc.abstractmethod
+    def mode(self) -> str:
+        """How the target runs: "kvm" or "tcg" for a VM, "container" for a container."""
+
+    @property
+    def log_path(self) -> Path:
+        return self.spec.workdir / f"{self.kind}.log"
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def up(self) -> None:
+        """Build and provision if needed, start, and wait until ready."""
+
+    def resume(self) -> bool:
+        """Adopt a target kept from an earlier run of the same reuse session, if any."""
+        return False
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop without deleting (a halted VM, a stopped container)."""
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Start a stopped target again, without provisioning, and wait until ready."""
+
+    @abc.abstractmethod
+    def destroy(self) -> None:
+        """Remove everything this target created; idempotent, safe after a partial up."""
+
+    @abc.abstractmethod
+    def _make_host(self) -> Any:
+        """The testinfra Host for this target."""
+
+    # --- access ----------------------------------------------------------------------------
+
+    @property
+    def host(self) -> Any:
+        with self._host_lock:
+            if self._host is None:
+                self._host = self._make_host()
+            return self._host
+
+    def address(self, port: int = 80) -> tuple[str, int]:
+        """The loopback address where the guest's ``port`` is reachable."""
+        try:
+            return (LOOPBACK, self.host_ports[port])
+        except KeyError:
+            raise TargetError(f"guest port {port} of the {self.kind} is not forwarded",
+                              "add it to vmc_ports (ini) or --vmc-ports") from None
+
+    def url(self, path: str = "/", port: int = 80) -> str:
+        host, host_port = self.address(port)
+        return f"http://{host}:{host_port}/{path.lstrip('/')}"
+
+    def run(self, command: str, *args: str) -> CommandResult:
+        """Run a shell command inside the target as the login user (via testinfra)."""
+        line = command if not args else command + " " + " ".join(shlex.quote(a) for a in args)
+        result = self.host.run(line)
+        return CommandResult(result.rc, result.stdout, result.stderr)
+
+    def wait_ready(self) -> None:
+        """Every forwarded port accepts connections; the first one answers HTTP 200 if asked."""
+        try:
+            for guest_port in self.spec.guest_ports:
+                wait_for(tcp_open(self.host_ports[guest_port]), timeout=self.spec.ready_timeout,
+                         what=f"{self.kind} port {guest_port}")
+            if self.spec.ready_path is not None and self.spec.guest_ports:
+                wait_for(http_ok(self.url(self.spec.ready_path, self.spec.guest_ports[0])),
+                         timeout=self.spec.ready_timeout,
+                         what=f"HTTP 200 from the {self.kind} at {self.spec.ready_path}")
+        except WaitTimeout as timeout:
+            raise TargetError(f"the {self.kind} is up but not ready: {timeout}",
+                              "check that the provisioned service starts and listens "
+                              f"(log {self.log_path})", detail=self.log_tail()) from None
+
+    def check_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            raise procs.Cancelled(f"the {self.kind} bring-up was cancelled by teardown")
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def facts(self) -> dict[str, Any]:
+        """What identifies this target in reports (overridden to add backend details)."""
+        return {"kind": self.kind, "mode": self.mode, "ports": dict(self.host_ports)}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.resource_name} mode={self.mode}>"

@@ -1,0 +1,194 @@
+"""The VM target: the user's Vagrantfile, driven through python-vagrant (libvirt provider).
+
+Machine state (VAGRANT_DOTFILE_PATH) lives in the target's work directory, not
+next to the Vagrantfile, so two sessions on one machine never share a VM. The
+box's embedded Vagrantfile reads the loopback forwards, the accelerator and the
+libvirt names from the environment set here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from pytest_vmcontainer import accel as accellib
+from pytest_vmcontainer import hostsetup
+from pytest_vmcontainer.errors import TargetError
+from pytest_vmcontainer.ports import free_port
+from pytest_vmcontainer.progress import Progress
+from pytest_vmcontainer.targets.base import Target, TargetSpec, resource_prefix
+from pytest_vmcontainer.vagrantcli import TrackedVagrant, vagrant_env
+
+VIRSH = ["virsh", "-c", hostsetup.LIBVIRT_URI]
+# Lines of `vagrant up` worth showing as progress (the rest goes to the log).
+_PROGRESS_LINE = re.compile(r"^==> \w+: (Creating|Starting|Waiting|Machine booted|Running provis|"
+                            r"Halting|Destroying|Removing)")
+
+
+def _virsh(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*VIRSH, *args], capture_output=True, text=True, check=False)
+
+
+def remove_libvirt_leftovers(prefix: str) -> list[str]:
+    """Destroy domains and delete volumes whose names start with ``prefix``; returns their names."""
+    removed = []
+    domains = _virsh("list", "--all", "--name").stdout.split()
+    for domain in (d for d in domains if d.startswith(prefix)):
+        _virsh("destroy", domain)
+        _virsh("undefine", domain, "--nvram", "--managed-save", "--snapshots-metadata")
+        removed.append(domain)
+    for line in _virsh("vol-list", hostsetup.POOL_NAME).stdout.splitlines()[2:]:
+        volume = line.split()[0] if line.split() else ""
+        if volume.startswith(prefix):
+            _virsh("vol-delete", "--pool", hostsetup.POOL_NAME, volume)
+            removed.append(volume)
+    return removed
+
+
+def libvirt_names(prefix: str) -> list[str]:
+    """Domains and pool volumes whose names start with ``prefix`` (for leak checks)."""
+    domains = _virsh("list", "--all", "--name").stdout.split()
+    volumes = [line.split()[0] for line in _virsh("vol-list", hostsetup.POOL_NAME)
+               .stdout.splitlines()[2:] if line.split()]
+    return [name for name in domains + volumes if name.startswith(prefix)]
+
+
+class VagrantTarget(Target):
+    kind = "vm"
+
+    def __init__(self, spec: TargetSpec, progress: Progress | None = None,
+                 accel: accellib.Accel | None = None) -> None:
+        super().__init__(spec, progress)
+        self.accel = accel or accellib.Accel("tcg", "not probed")
+        self.host_ports = spec.pick_host_ports()
+        self.ssh_port = spec.pinned_ports.get(22) or free_port()
+        self._vagrant: TrackedVagrant | None = None
+
+    @property
+    def mode(self) -> str:
+        return self.accel.mode
+
+    @property
+    def domain_prefix(self) -> str:
+        return resource_prefix(self.spec.session_id)
+
+    @property
+    def dotfile_path(self) -> Path:
+        return self.spec.workdir / ".vagrant"
+
+    @property
+    def vagrant(self) -> TrackedVagrant:
+        """Vagrant for bring-up commands: refuses to start once teardown cancelled it."""
+        if self._vagrant is None:
+            self._vagrant = TrackedVagrant(self.spec.vagrantfile.parent, self._env(),
+                                           self.log_path, self.cancelled)
+        return self._vagrant
+
+    def _env(self) -> dict[str, str]:
+        forwards = ",".join(f"{g}:{h}" for g, h in self.host_ports.items())
+        return vagrant_env({
+            "VAGRANT_VAGRANTFILE": self.spec.vagrantfile.name,
+            "VAGRANT_DOTFILE_PATH": str(self.dotfile_path),
+            "VMC_SSH_PORT": str(self.ssh_port),
+            "VMC_FORWARDS": forwards,
+            "VMC_DRIVER": self.accel.libvirt_driver,
+            "VMC_DOMAIN_PREFIX": self.domain_prefix,
+            "VMC_STORAGE_POOL": hostsetup.POOL_NAME,
+            "VMC_BOOT_TIMEOUT": str(int(self.spec.boot_timeout)),
+        })
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def _run_streamed(self, title: str, provision: bool) -> None:
+        with self.progress.step(f"vm: {title} ({self.mode.upper()})") as note:
+            try:
+                for line in self.vagrant.up(provision=provision, stream_output=True):
+                    if _PROGRESS_LINE.match(line):
+                        note(line.split(": ", 1)[1].strip())
+            except subprocess.CalledProcessError:
+                raise self._explain_failure() from None
+
+    @property
+    def _ports_file(self) -> Path:
+        return self.spec.workdir / "ports.json"
+
+    def up(self) -> None:
+        # Saved first: a reused VM must come back on the same forwards.
+        self._ports_file.write_text(json.dumps({"ssh": self.ssh_port, "forwards": {
+            str(guest): host for guest, host in self.host_ports.items()}}))
+        self._run_streamed(f"vagrant up {self.spec.vagrantfile}", provision=True)
+        self.wait_ready()
+
+    def resume(self) -> bool:
+        """Bring back this session's VM (a reused target); False if there is none."""
+        try:
+            saved = json.loads(self._ports_file.read_text())
+        except (OSError, ValueError):
+            return False
+        if not self.dotfile_path.exists():
+            return False
+        self.ssh_port = int(saved["ssh"])
+        self.host_ports = {int(g): int(h) for g, h in saved["forwards"].items()}
+        self._vagrant = None  # rebuilt with the saved ports
+        state = self.vagrant.status()[0].state
+        if state == "running":
+            self.wait_ready()
+        elif state in ("shutoff", "poweroff", "stopped"):
+            self.start()
+        else:
+            return False
+        return True
+
+    def stop(self) -> None:
+        with self.progress.step("vm: vagrant halt"):
+            self.vagrant.halt()
+        self._host = None
+
+    def start(self) -> None:
+        self._run_streamed("vagrant up --no-provision", provision=False)
+        self.wait_ready()
+
+    def destroy(self) -> None:
+        """Callers stop our running vagrant command first (``procs.stop_all``)."""
+        if self.dotfile_path.exists():
+            cleanup = TrackedVagrant(self.spec.vagrantfile.parent, self._env(), self.log_path)
+            try:
+                cleanup.destroy()
+            except subprocess.CalledProcessError:
+                pass  # the libvirt sweep below removes what vagrant could not
+        remove_libvirt_leftovers(self.domain_prefix)
+        self._host = None
+
+    def _explain_failure(self) -> TargetError:
+        tail = self.log_tail(40)
+        if "Timed out while waiting for the machine to boot" in tail:
+            return TargetError(
+                f"the VM did not answer SSH within its boot timeout "
+                f"({self.spec.boot_timeout:.0f}s, {self.mode.upper()})",
+                "raise --vmc-boot-timeout, or check the guest in "
+                f"/var/log/libvirt/qemu/{self.domain_prefix}default.log", detail=tail)
+        if "non-zero exit status" in tail or "provisioner" in tail.lower():
+            return TargetError("provisioning failed in the VM (the shell provisioner exited "
+                               "non-zero)",
+                               f"fix the provisioning script; the log is {self.log_path}",
+                               detail=tail)
+        if "address already in use" in tail.lower() or "Could not set up host forwarding" in tail:
+            return TargetError("a port forwarded to the VM is already in use on 127.0.0.1",
+                               "free the port or let the harness pick one", detail=tail)
+        return TargetError("vagrant up failed", f"see {self.log_path}", detail=tail)
+
+    def _make_host(self) -> Any:
+        import testinfra
+
+        ssh_config = self.spec.workdir / "ssh_config"
+        ssh_config.write_text(self.vagrant.ssh_config())
+        return testinfra.get_host("paramiko://default", ssh_config=str(ssh_config),
+                                 sudo=True)  # root on both: containers run as root
+
+    def facts(self) -> dict[str, Any]:
+        facts = super().facts()
+        facts.update(accel_reason=self.accel.reason, domain=f"{self.domain_prefix}default")
+        return facts
