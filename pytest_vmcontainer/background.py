@@ -14,6 +14,10 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
+class StillRunning(Exception):
+    """``Job.wait`` timed out; the job goes on."""
+
+
 class Job(Generic[T]):
     def __init__(self, name: str, work: Callable[[], T]) -> None:
         self.name = name
@@ -37,7 +41,10 @@ class Job(Generic[T]):
         """The result, or the job's exception re-raised here."""
         self._thread.join(timeout)
         if self._thread.is_alive():
-            raise TimeoutError(f"{self.name} still running")
+            raise StillRunning(self.name)
+        return self.result()
+
+    def result(self) -> T:
         if self._error is not None:
             raise self._error
         return self._result  # type: ignore[return-value]

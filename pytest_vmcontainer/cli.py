@@ -54,20 +54,25 @@ def _cmd_build(args: argparse.Namespace, progress: Progress) -> int:
 
 def _cmd_up(args: argparse.Namespace, progress: Progress) -> int:
     """Bring both targets up, check HTTP 200 from each through 127.0.0.1, tear down."""
-    config = HarnessConfig(vagrantfile=_existing(args.vagrantfile), dockerfile=_existing(
-        args.dockerfile), provision_inputs=(Path("fixtures").resolve(),), keep=args.keep,
-        rebuild_bases=args.rebuild)
+    kinds = TARGET_CHOICES[args.target]
+    pinned = {kind: {80: port} for kind, port in (("vm", args.vm_port),
+                                                  ("container", args.container_port)) if port}
+    config = HarnessConfig(
+        vagrantfile=_existing(args.vagrantfile) if "vm" in kinds else Path(args.vagrantfile),
+        dockerfile=_existing(args.dockerfile) if "container" in kinds else Path(args.dockerfile),
+        provision_inputs=(Path("fixtures").resolve(),), keep=args.keep,
+        rebuild_bases=args.rebuild, pinned_ports=pinned, boot_timeout=args.boot_timeout)
     harness = Harness(config, progress)
     failed = True
     try:
-        kinds = TARGET_CHOICES[args.target]
         harness.start(kinds)
         bodies = {}
         for kind in kinds:
             target = harness.get(kind)
             response = http_get(target.url("/"))
             progress.say(f"{kind} ({target.mode.upper()}): {target.url('/')} -> HTTP "
-                         f"{response.status}, {len(response.body)} bytes")
+                         f"{response.status}, {len(response.body)} bytes; up to first HTTP 200 "
+                         f"in {target.up_seconds:.1f}s (build and provisioning included)")
             if response.status != 200:
                 raise VmcError(f"the {kind} answered HTTP {response.status}",
                                "check the provisioning")
@@ -121,6 +126,11 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--dockerfile", default="Dockerfile")
     up.add_argument("--keep", choices=KEEP_CHOICES, default="never")
     up.add_argument("--rebuild", action="store_true", help="rebuild the bases first")
+    up.add_argument("--boot-timeout", type=float, default=600.0,
+                    help="seconds the VM may take to answer SSH (default 600)")
+    up.add_argument("--vm-port", type=int, help="host port for the VM's port 80 (default: free)")
+    up.add_argument("--container-port", type=int,
+                    help="host port for the container's port 80 (default: a free one)")
     commands.add_parser("clean", help="remove every target and leftover this tool created")
     commands.add_parser("accel", help="print whether VMs run under KVM or TCG here")
     return top

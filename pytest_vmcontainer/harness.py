@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,21 +101,32 @@ class Harness:
             if self._docker is None and "container" in wanted:
                 self._docker = connect()
             if not self.swept:
-                self.swept = lifecycle.sweep(self._docker) or ["nothing"]
-                if self.swept != ["nothing"]:
-                    self.progress.say(f"swept leftovers of crashed runs: {', '.join(self.swept)}")
+                self._sweep()
             for kind in wanted:
                 self._jobs[kind] = background.Job(f"bring-up-{kind}", self._bring_up_work(kind))
 
+    def _reuse_sources(self) -> dict[str, str]:
+        return {"vagrantfile": str(self.config.vagrantfile),
+                "dockerfile": str(self.config.dockerfile)}
+
     def _open_session(self) -> None:
         if self.config.reuse:
-            key = self.config.reuse_key()
             self.session = lifecycle.Session.open(
-                f"r{key}", wait=True, marker=lifecycle.REUSE_MARKER, marker_text=json.dumps({
-                    "vagrantfile": str(self.config.vagrantfile),
-                    "dockerfile": str(self.config.dockerfile)}))
+                f"r{self.config.reuse_key()}", wait=True, marker=lifecycle.REUSE_MARKER,
+                marker_text=json.dumps(self._reuse_sources()))
         else:
             self.session = lifecycle.Session.open()
+
+    def _sweep(self) -> None:
+        """Leftovers of crashed runs go; so do reusable targets made from older file contents."""
+        swept = lifecycle.sweep(self._docker)
+        if self.config.reuse:
+            stale = lifecycle.stale_reuse_sessions(self._reuse_sources(), self.session_id)
+            if stale:
+                swept += lifecycle.sweep(self._docker, include_marked=True, only=stale)
+        if swept:
+            self.progress.say(f"swept: {', '.join(swept)}")
+        self.swept = swept or ["nothing"]
 
     def _spec(self, kind: str) -> TargetSpec:
         assert self.session is not None
@@ -122,7 +135,16 @@ class Harness:
             vagrantfile=self.config.vagrantfile, dockerfile=self.config.dockerfile,
             provision_inputs=self.config.provision_inputs, guest_ports=self.config.guest_ports,
             ready_path=self.config.ready_path, boot_timeout=self.config.boot_timeout,
-            pinned_ports=self.config.pinned_ports.get(kind, {}))
+            pinned_ports=self.config.pinned_ports.get(kind, {}), log_dir=self._log_dir())
+
+    @staticmethod
+    def _log_dir(keep: int = 40) -> Path:
+        """Target logs outlive their run (errors point at them); only the newest are kept."""
+        directory = paths.ensure_dir(paths.home() / "logs")
+        logs = sorted(directory.glob("*-vm.log")) + sorted(directory.glob("*-container.log"))
+        for old in sorted(logs, key=lambda p: p.stat().st_mtime)[:-keep]:
+            old.unlink(missing_ok=True)
+        return directory
 
     def _bring_up_work(self, kind: str) -> Any:
         target: Target
@@ -142,18 +164,33 @@ class Harness:
                 if uses_our_box(self.config.vagrantfile):
                     images.ensure_box(self.progress, self.config.rebuild_bases, target.cancelled)
                 self.accel = target.accel = accel.detect(images.box_kernel())
+            started = time.monotonic()
             if self.config.reuse and target.resume():
                 self.progress.say(f"{kind}: reusing {target.resource_name}")
             else:
                 target.up()
+            target.up_seconds = time.monotonic() - started
             return target
 
         return work
 
-    def get(self, kind: str) -> Target:
-        """Wait for ``kind`` to be up; raises its bring-up error (the same one each time)."""
+    def get(self, kind: str, on_wait: Callable[[], None] | None = None) -> Target:
+        """Wait for ``kind`` to be up; raises its bring-up error (the same one each time).
+
+        ``on_wait`` runs about twice a second in the waiting (main) thread, e.g. to
+        show progress lines the background bring-ups produced.
+        """
         self.start([kind])
-        return self._jobs[kind].wait()
+        job = self._jobs[kind]
+        while True:
+            try:
+                return job.wait(timeout=0.5)
+            except background.StillRunning:
+                if on_wait is not None:
+                    on_wait()
+
+    def started(self, kind: str) -> bool:
+        return kind in self._jobs
 
     # --- teardown ------------------------------------------------------------------------
 
@@ -197,7 +234,7 @@ class Harness:
 
     def _describe_kept(self, target: Target) -> str:
         if isinstance(target, VagrantTarget):
-            return (f"vm {target.domain_prefix}default: VAGRANT_HOME={paths.vagrant_home()} "
+            return (f"vm {target.resource_name}: VAGRANT_HOME={paths.vagrant_home()} "
                     f"VAGRANT_DOTFILE_PATH={target.dotfile_path} vagrant ssh "
                     f"(from {self.config.vagrantfile.parent})")
         return f"container {target.resource_name}: docker exec -it {target.resource_name} bash"

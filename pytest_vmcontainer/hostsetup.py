@@ -34,9 +34,19 @@ PACKAGES: dict[str, str] = {
     "openssh-client": "ssh-keygen, for the per-build Vagrant key",
 }
 
-LIBVIRT_URI = "qemu:///system"
+DEFAULT_LIBVIRT_URI = "qemu:///system"
+LIBVIRT_URI_ENV = "VMC_LIBVIRT_URI"
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 POOL_NAME = "pytest-vmcontainer"
 DAEMON_TIMEOUT = 60.0
+
+
+def libvirt_uri() -> str:
+    return os.environ.get(LIBVIRT_URI_ENV) or DEFAULT_LIBVIRT_URI
+
+
+def virsh() -> list[str]:
+    return ["virsh", "-c", libvirt_uri()]
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,12 @@ class Daemon:
     systemd_unit: str
     log_name: str
     daemonizes: bool  # True when the command forks into the background itself
+    endpoint: Callable[[], str]  # where clients look for it
+    default_endpoint: str  # the only endpoint setup may start a daemon for
+
+    def startable(self) -> bool:
+        """Setup starts the local daemon, never one the user pointed elsewhere."""
+        return self.endpoint() == self.default_endpoint
 
 
 def _quiet_ok(command: list[str], timeout: float = 10.0) -> bool:
@@ -75,15 +91,20 @@ def virtlogd_answers() -> bool:
 
 
 def libvirtd_answers() -> bool:
-    return _quiet_ok(["virsh", "-c", LIBVIRT_URI, "version"])
+    return _quiet_ok([*virsh(), "version"])
+
+
+def _docker_host() -> str:
+    return os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
 
 
 DAEMONS = [
-    Daemon("dockerd", docker_answers, ["dockerd"], "docker", "dockerd.log", daemonizes=False),
+    Daemon("dockerd", docker_answers, ["dockerd"], "docker", "dockerd.log", daemonizes=False,
+           endpoint=_docker_host, default_endpoint=DEFAULT_DOCKER_HOST),
     Daemon("virtlogd", virtlogd_answers, ["virtlogd", "-d"], "virtlogd", "virtlogd.log",
-           daemonizes=True),
+           daemonizes=True, endpoint=libvirt_uri, default_endpoint=DEFAULT_LIBVIRT_URI),
     Daemon("libvirtd", libvirtd_answers, ["libvirtd", "-d"], "libvirtd", "libvirtd.log",
-           daemonizes=True),
+           daemonizes=True, endpoint=libvirt_uri, default_endpoint=DEFAULT_LIBVIRT_URI),
 ]
 
 
@@ -128,15 +149,19 @@ def _start_daemon(daemon: Daemon) -> None:
 
 def ensure_storage_pool(pool_dir: Path) -> None:
     """A dedicated libvirt dir pool, so box volumes and VM disks never mix with other pools."""
-    virsh = ["virsh", "-c", LIBVIRT_URI]
-    if not _quiet_ok([*virsh, "pool-info", POOL_NAME]):
-        subprocess.run([*virsh, "pool-define-as", POOL_NAME, "dir", "--target", str(pool_dir)],
+    command = virsh()
+    if not _quiet_ok([*command, "pool-info", POOL_NAME]):
+        subprocess.run([*command, "pool-define-as", POOL_NAME, "dir", "--target", str(pool_dir)],
                        check=True, capture_output=True)
-        subprocess.run([*virsh, "pool-autostart", POOL_NAME], check=True, capture_output=True)
-    info = subprocess.run([*virsh, "pool-info", POOL_NAME], capture_output=True, text=True,
+        subprocess.run([*command, "pool-autostart", POOL_NAME], check=True, capture_output=True)
+    info = subprocess.run([*command, "pool-info", POOL_NAME], capture_output=True, text=True,
                           check=True).stdout
     if "running" not in info:
-        subprocess.run([*virsh, "pool-start", POOL_NAME], check=True, capture_output=True)
+        subprocess.run([*command, "pool-start", POOL_NAME], check=True, capture_output=True)
+
+
+def _endpoint_variable(daemon: Daemon) -> str:
+    return "DOCKER_HOST" if daemon.name == "dockerd" else LIBVIRT_URI_ENV
 
 
 def manual_instructions(missing: list[str], stopped: list[Daemon]) -> str:
@@ -145,6 +170,10 @@ def manual_instructions(missing: list[str], stopped: list[Daemon]) -> str:
         parts.append(f"missing Debian packages {' '.join(missing)}: run "
                      f"'sudo apt-get install -y {' '.join(missing)}'")
     for daemon in stopped:
+        if not daemon.startable():
+            parts.append(f"{daemon.name} does not answer at {daemon.endpoint()}: start it there "
+                         f"or unset {_endpoint_variable(daemon)}")
+            continue
         how = (f"sudo systemctl start {daemon.systemd_unit}" if _systemd_running()
                else f"sudo {' '.join(daemon.start_command)}")
         parts.append(f"{daemon.name} is not running: start it with '{how}'")
@@ -167,6 +196,11 @@ def check(need_docker: bool = True, need_libvirt: bool = True) -> tuple[list[str
 def ensure_host(progress: Progress, need_docker: bool = True, need_libvirt: bool = True) -> None:
     """Install and start what is missing, or raise HostSetupError saying what to do."""
     missing, stopped = check(need_docker, need_libvirt)
+    elsewhere = [d for d in stopped if not d.startable()]
+    if elsewhere:
+        names = " and ".join(f"{d.name} at {d.endpoint()}" for d in elsewhere)
+        raise HostSetupError(f"no answer from {names}", "; ".join(
+            f"start {d.name} there or unset {_endpoint_variable(d)}" for d in elsewhere))
     if (missing or stopped) and (os.geteuid() != 0 or not is_debian()):
         why = "not root" if os.geteuid() != 0 else "not a Debian system"
         raise HostSetupError(f"host setup incomplete ({why})", manual_instructions(missing,

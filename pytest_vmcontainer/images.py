@@ -249,7 +249,7 @@ def box_file() -> Path:
 
 def _remove_stale_box_volumes() -> None:
     """vagrant-libvirt uploads a box once per name and version: a rebuilt box needs a new upload."""
-    virsh = ["virsh", "-c", hostsetup.LIBVIRT_URI]
+    virsh = hostsetup.virsh()
     listing = subprocess.run([*virsh, "vol-list", hostsetup.POOL_NAME], capture_output=True,
                              text=True, check=False).stdout
     prefix = BOX_NAME.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"

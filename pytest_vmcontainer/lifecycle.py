@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from pytest_vmcontainer import paths
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, SESSION_LABEL
+from pytest_vmcontainer.targets.docker import remove_orphaned_images
 from pytest_vmcontainer.targets.vagrant import libvirt_names, remove_libvirt_leftovers
 
 KEPT_MARKER = "kept"
@@ -64,7 +65,11 @@ class Session:
             staging.rename(directory)
         else:
             lock = open(directory / "lock", "a")  # noqa: SIM115 - held for the session's life
-            fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.close()
+                raise
             if marker:
                 (directory / marker).write_text(marker_text)
         meta = {"pid": os.getpid(), "started": time.time(), "argv": sys.argv, "cwd": os.getcwd()}
@@ -102,15 +107,33 @@ def _owned_containers(client: Any) -> list[Any]:
     return list(client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={OWNER}"}))
 
 
-def sweep(docker_client: Any | None, include_marked: bool = False) -> list[str]:
+def stale_reuse_sessions(markers: dict[str, str], current: str) -> set[str]:
+    """Reuse sessions made from the same files as ``current`` but from other contents."""
+    stale = set()
+    for marker in paths.sessions_dir().glob(f"r*/{REUSE_MARKER}"):
+        session_id = marker.parent.name
+        try:
+            same_sources = json.loads(marker.read_text()) == markers
+        except (OSError, ValueError):
+            continue
+        if same_sources and session_id != current:
+            stale.add(session_id)
+    return stale
+
+
+def sweep(docker_client: Any | None, include_marked: bool = False,
+          only: set[str] | None = None) -> list[str]:
     """Remove what dead sessions left: containers, libvirt domains and volumes, state dirs.
 
     With ``include_marked`` kept and reusable targets go too (the ``clean`` command);
-    sessions still running are never touched.
+    ``only`` limits the sweep to those session ids. Sessions still running are
+    never touched.
     """
     sessions = paths.sessions_dir()
 
     def removable(session_id: str) -> bool:
+        if only is not None and session_id not in only:
+            return False
         directory = sessions / session_id
         if include_marked and directory.is_dir():
             for marker in (KEPT_MARKER, REUSE_MARKER):
@@ -124,6 +147,8 @@ def sweep(docker_client: Any | None, include_marked: bool = False) -> list[str]:
             if removable(session_id):
                 container.remove(force=True, v=True)
                 removed.append(f"container {container.name}")
+    if docker_client is not None and only is None:
+        removed += remove_orphaned_images(docker_client)
     session_ids = {m.group(1) for name in libvirt_names("vmc-")
                    if (m := _RESOURCE_NAME.match(name))}
     for session_id in sorted(session_ids):
@@ -131,7 +156,7 @@ def sweep(docker_client: Any | None, include_marked: bool = False) -> list[str]:
             names = remove_libvirt_leftovers(f"vmc-{session_id}-")
             removed += [f"libvirt {name}" for name in names]
     for directory in sorted(sessions.iterdir()):
-        if directory.name.startswith(".new-"):
+        if directory.name.startswith(".new-") and only is None:
             pid = directory.name.rsplit("-", 1)[-1]
             if pid.isdigit() and not Path(f"/proc/{pid}").exists():
                 shutil.rmtree(directory, ignore_errors=True)

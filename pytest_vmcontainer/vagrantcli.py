@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import vagrant
 
-from pytest_vmcontainer import paths, procs
+from pytest_vmcontainer import hostsetup, paths, procs
 
 # Vagrant wraps lines in colour resets even with VAGRANT_NO_COLOR when not on a TTY.
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -35,7 +35,7 @@ def vagrant_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         "VAGRANT_CHECKPOINT_DISABLE": "1",
         "VAGRANT_NO_COLOR": "1",
         "VAGRANT_FORCE_COLOR": "0",
-        "LIBVIRT_DEFAULT_URI": "qemu:///system",
+        "LIBVIRT_DEFAULT_URI": hostsetup.libvirt_uri(),
     })
     env.update(extra or {})
     return env

@@ -66,7 +66,8 @@ def http_get(url: str, timeout: float = 5.0) -> HttpResponse:
     parts = require_loopback(url)
     connection = http.client.HTTPConnection(LOOPBACK, parts.port or 80, timeout=timeout)
     try:
-        connection.request("GET", parts.path or "/", headers={"Connection": "close"})
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request("GET", target, headers={"Connection": "close"})
         response = connection.getresponse()
         return HttpResponse(response.status, response.read(),
                             {k.lower(): v for k, v in response.getheaders()})

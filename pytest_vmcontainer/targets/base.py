@@ -9,6 +9,7 @@ callers register it before calling ``up``.
 from __future__ import annotations
 
 import abc
+import re
 import shlex
 import threading
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from pytest_vmcontainer.waiting import LOOPBACK, WaitTimeout, http_ok, tcp_open,
 OWNER_LABEL = "pytest-vmcontainer.owner"
 SESSION_LABEL = "pytest-vmcontainer.session"
 OWNER = "pytest-vmcontainer"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def resource_prefix(session_id: str) -> str:
@@ -36,7 +38,7 @@ class TargetSpec:
     """What to bring up and how; the same for both backends."""
 
     session_id: str
-    workdir: Path  # per-target state: logs, vagrant dotfiles, ssh config
+    workdir: Path  # per-target state: vagrant dotfiles, ssh config (removed at teardown)
     vagrantfile: Path
     dockerfile: Path
     provision_inputs: tuple[Path, ...] = ()  # files the provisioning reads (keys caches)
@@ -45,6 +47,7 @@ class TargetSpec:
     boot_timeout: float = 600.0
     ready_timeout: float = 120.0
     pinned_ports: dict[int, int] = field(default_factory=dict)  # guest port -> host port
+    log_dir: Path | None = None  # where the build/provisioning log outlives the run
 
     def pick_host_ports(self) -> dict[int, int]:
         return {guest: portlib.ensure_free(self.pinned_ports[guest]) if guest in self.pinned_ports
@@ -67,6 +70,8 @@ class Target(abc.ABC):
         self.spec = spec
         self.progress = progress or quiet()
         self.host_ports: dict[int, int] = {}
+        # Start request (build and provisioning included) to ready, set by the harness.
+        self.up_seconds: float | None = None
         self._host: Any = None
         self._host_lock = threading.Lock()
         # Set by teardown: a bring-up in another thread must not create anything more.
@@ -88,7 +93,9 @@ class Target(abc.ABC):
 
     @property
     def log_path(self) -> Path:
-        return self.spec.workdir / f"{self.kind}.log"
+        """Build and provisioning output; kept after teardown so errors can point at it."""
+        directory = self.spec.log_dir or self.spec.workdir
+        return directory / f"{self.spec.session_id}-{self.kind}.log"
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -164,9 +171,11 @@ class Target(abc.ABC):
 
     def log_tail(self, lines: int = 25) -> str:
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            text = _ANSI.sub("", self.log_path.read_text(errors="replace"))
         except OSError:
             return ""
+        kept = [line for line in text.splitlines() if line.strip()]
+        return "\n".join(kept[-lines:])
 
     def facts(self) -> dict[str, Any]:
         """What identifies this target in reports (overridden to add backend details)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -31,12 +32,31 @@ def connect() -> Any:
 
 
 def image_tag(spec: TargetSpec) -> str:
-    """Name the app image by the content of its inputs; docker's layer cache does the rest."""
+    """Name the app image by its Dockerfile's path and the content of its inputs.
+
+    The path is part of the name because the image is labelled with it: two
+    projects with identical files would otherwise take the tag from each other
+    and leave dangling images behind.
+    """
     dockerfile = spec.dockerfile
     inputs = [dockerfile, *spec.provision_inputs]
     if (dockerfile.parent / ".dockerignore").exists():
         inputs.append(dockerfile.parent / ".dockerignore")
-    return f"{APP_REPOSITORY}:{hashing.content_hash(inputs)[:16]}"
+    return f"{APP_REPOSITORY}:{hashing.content_hash(inputs, extra=[str(dockerfile)])[:16]}"
+
+
+def remove_orphaned_images(client: Any) -> list[str]:
+    """App images built from a Dockerfile that no longer exists (a deleted project)."""
+    removed = []
+    for image in client.images.list(filters={"label": f"{OWNER_LABEL}={OWNER}"}):
+        dockerfile = (image.labels or {}).get(DOCKERFILE_LABEL)
+        if dockerfile and not Path(dockerfile).exists():
+            try:
+                client.images.remove(image.id, force=False)
+                removed.append(f"image {', '.join(image.tags) or image.short_id}")
+            except docker.errors.APIError:
+                pass  # a container (kept or reused) still uses it
+    return removed
 
 
 class DockerTarget(Target):

@@ -22,14 +22,14 @@ from pytest_vmcontainer.progress import Progress
 from pytest_vmcontainer.targets.base import Target, TargetSpec, resource_prefix
 from pytest_vmcontainer.vagrantcli import TrackedVagrant, vagrant_env
 
-VIRSH = ["virsh", "-c", hostsetup.LIBVIRT_URI]
 # Lines of `vagrant up` worth showing as progress (the rest goes to the log).
 _PROGRESS_LINE = re.compile(r"^==> \w+: (Creating|Starting|Waiting|Machine booted|Running provis|"
                             r"Halting|Destroying|Removing)")
 
 
 def _virsh(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*VIRSH, *args], capture_output=True, text=True, check=False)
+    return subprocess.run([*hostsetup.virsh(), *args], capture_output=True, text=True,
+                          check=False)
 
 
 def remove_libvirt_leftovers(prefix: str) -> list[str]:
@@ -70,6 +70,11 @@ class VagrantTarget(Target):
     @property
     def mode(self) -> str:
         return self.accel.mode
+
+    @property
+    def resource_name(self) -> str:
+        """The libvirt domain: vagrant-libvirt names it prefix + machine name."""
+        return f"{self.domain_prefix}default"
 
     @property
     def domain_prefix(self) -> str:
@@ -168,8 +173,9 @@ class VagrantTarget(Target):
             return TargetError(
                 f"the VM did not answer SSH within its boot timeout "
                 f"({self.spec.boot_timeout:.0f}s, {self.mode.upper()})",
-                "raise --vmc-boot-timeout, or check the guest in "
-                f"/var/log/libvirt/qemu/{self.domain_prefix}default.log", detail=tail)
+                "raise the boot timeout (pytest --vmc-boot-timeout, up --boot-timeout), or "
+                "check the guest in "
+                f"/var/log/libvirt/qemu/{self.resource_name}.log", detail=tail)
         if "non-zero exit status" in tail or "provisioner" in tail.lower():
             return TargetError("provisioning failed in the VM (the shell provisioner exited "
                                "non-zero)",
@@ -190,5 +196,5 @@ class VagrantTarget(Target):
 
     def facts(self) -> dict[str, Any]:
         facts = super().facts()
-        facts.update(accel_reason=self.accel.reason, domain=f"{self.domain_prefix}default")
+        facts.update(accel_reason=self.accel.reason, domain=self.resource_name)
         return facts

@@ -1,0 +1,82 @@
+"""Fixtures: ``vm``, ``container``, ``target`` (one per selected target), ``host``, ``parity``.
+
+Targets are session-scoped and lazy: the first fixture that needs one starts
+the bring-up of every target the selected tests need, concurrently, and waits
+only for its own. A target that fails to come up fails its own tests with the
+cause and the tail of its provisioning log; the other target's tests still run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pytest_vmcontainer.errors import VmcError
+from pytest_vmcontainer.parity import Parity
+from pytest_vmcontainer.plugin import RunState, parity_row, state_of, teardown
+from pytest_vmcontainer.targets.base import Target
+
+
+@pytest.fixture(scope="session")
+def vmc_state(request: pytest.FixtureRequest) -> Iterator[RunState]:
+    """The run's state; its finalizer tears the targets down (after failures and Ctrl-C too)."""
+    state = state_of(request.config)
+    yield state
+    teardown(state, failed=bool(request.session.testsfailed))
+
+
+def _get_target(state: RunState, kind: str) -> Target:
+    if kind not in state.kinds:
+        pytest.skip(f"the {kind} target is not selected (--target={state.value('vmc_target')})")
+    harness = state.get_harness()
+    try:
+        # Start every needed target now, so that both come up concurrently.
+        harness.start(sorted(state.needed | {kind}))
+        return harness.get(kind, on_wait=state.terminal.flush)
+    except VmcError as error:
+        detail = f"\n--- last lines of the {kind} log ---\n{error.detail}" if error.detail else ""
+        pytest.fail(f"{kind} target: {error.one_line()}{detail}", pytrace=False)
+    finally:
+        state.terminal.flush()
+
+
+@pytest.fixture(scope="session")
+def vm(vmc_state: RunState) -> Target:
+    """The VM target (Vagrant, libvirt): KVM where it boots, QEMU TCG otherwise."""
+    return _get_target(vmc_state, "vm")
+
+
+@pytest.fixture(scope="session")
+def container(vmc_state: RunState) -> Target:
+    """The container target (Docker)."""
+    return _get_target(vmc_state, "container")
+
+
+@pytest.fixture(scope="session")
+def target(request: pytest.FixtureRequest, vmc_state: RunState) -> Target:
+    """The current target: tests using it run once per selected target (ids vm, container)."""
+    kind = getattr(request, "param", None)
+    if kind is None:
+        raise pytest.UsageError("the target fixture is parametrized by pytest-vmcontainer; "
+                                "request it from a test function")
+    return _get_target(vmc_state, kind)
+
+
+@pytest.fixture
+def host(target: Target) -> Any:
+    """The current target's testinfra Host, so existing testinfra tests run on both targets."""
+    return target.host
+
+
+@pytest.fixture
+def parity(request: pytest.FixtureRequest, target: Target, vmc_state: RunState) -> Parity:
+    """Record values per target; they must match across targets unless marked expect_diff."""
+    marker = request.node.get_closest_marker("expect_diff")
+    reason = None
+    if marker is not None:
+        reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "expected")
+    row = parity_row(request.node)
+    assert row is not None, "parity is parametrized over the targets"
+    return Parity(vmc_state.parity, row[0], target.kind, reason)

@@ -1,0 +1,150 @@
+"""The plugin's settings: each one a command-line option, an environment variable and an ini key.
+
+Precedence is command line > environment > ini > default (as in pytest-django);
+every resolved value remembers where it came from, for the report header.
+This module knows nothing of pytest beyond the small ``Sources`` protocol, so
+the resolution rules are unit-tested without a pytest run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+TARGETS = {"both": ("vm", "container"), "vm": ("vm",), "container": ("container",)}
+KEEP = ("never", "on-failure", "always")
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off", "")
+
+
+class SettingError(ValueError):
+    """A value that is not allowed; the message names the setting, the source and the remedy."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # the ini key and the argparse dest
+    flag: str  # the command-line option
+    env: str
+    default: str
+    help: str
+    choices: tuple[str, ...] = ()
+    kind: str = "str"  # str | bool | path | paths | int | ports | float
+    flag_value: str | None = None  # a bool's flag takes no argument and stores this
+
+    def parse(self, raw: str, source: str, base: Path) -> Any:
+        where = f"{self.flag} (from {source})"
+        value = raw.strip()
+        if self.choices and value not in self.choices:
+            raise SettingError(f"{where}: invalid value {value!r}; allowed: "
+                               f"{', '.join(self.choices)}")
+        if self.kind == "bool":
+            if value.lower() in TRUE:
+                return True
+            if value.lower() in FALSE:
+                return False
+            raise SettingError(f"{where}: {value!r} is not a boolean; use 1/0, true/false")
+        if self.kind == "path":
+            if not value:
+                raise SettingError(f"{where}: empty path; give a file path or unset it")
+            return (base / value).resolve()
+        if self.kind in ("int", "float"):
+            try:
+                number = int(value) if self.kind == "int" else float(value)
+            except ValueError:
+                raise SettingError(f"{where}: {value!r} is not a number") from None
+            if not (math.isfinite(number) and number > 0):
+                raise SettingError(f"{where}: must be a positive number, got {value}")
+            return number
+        if self.kind == "ports":
+            try:
+                ports = tuple(int(p) for p in value.replace(",", " ").split())
+            except ValueError:
+                raise SettingError(f"{where}: {value!r} is not a list of port numbers") from None
+            if not ports or any(not 0 < p < 65536 for p in ports):
+                raise SettingError(f"{where}: {value!r} needs ports between 1 and 65535")
+            return ports
+        if self.kind == "paths":
+            return tuple((base / p).resolve() for p in value.replace(",", " ").split())
+        return value
+
+
+SETTINGS = (
+    Setting("vmc_target", "--target", "VMC_TARGET", "both",
+            "which targets to run the tests on: both, vm or container", tuple(TARGETS)),
+    Setting("vmc_vagrantfile", "--vagrantfile", "VMC_VAGRANTFILE", "Vagrantfile",
+            "the Vagrantfile of the VM target (default: the one at the rootdir)", kind="path"),
+    Setting("vmc_dockerfile", "--dockerfile", "VMC_DOCKERFILE", "Dockerfile",
+            "the Dockerfile of the container target (default: the one at the rootdir)",
+            kind="path"),
+    Setting("vmc_provision_inputs", "--vmc-provision-inputs", "VMC_PROVISION_INPUTS", "fixtures",
+            "files or directories the provisioning reads; they key image tags and reuse",
+            kind="paths"),
+    Setting("vmc_keep", "--vmc-keep", "VMC_KEEP", "never",
+            "keep the targets after the run: never, on-failure or always", KEEP),
+    Setting("vmc_reuse", "--vmc-reuse", "VMC_REUSE", "false",
+            "keep targets between runs, reused while the Vagrantfile, the Dockerfile and the "
+            "provisioning inputs are unchanged", kind="bool", flag_value="true"),
+    Setting("vmc_ports", "--vmc-ports", "VMC_PORTS", "80",
+            "guest ports to forward to free ports on 127.0.0.1", kind="ports"),
+    Setting("vmc_ready_path", "--vmc-ready-path", "VMC_READY_PATH", "/",
+            "HTTP path that must answer 200 on the first port before tests run "
+            "('none': wait for TCP only)"),
+    Setting("vmc_boot_timeout", "--vmc-boot-timeout", "VMC_BOOT_TIMEOUT", "600",
+            "seconds the VM may take to answer SSH", kind="float"),
+    Setting("vmc_rebuild_bases", "--vmc-rebuild-bases", "VMC_REBUILD_BASES", "false",
+            "rebuild the Docker base image and the Vagrant box even if cached", kind="bool",
+            flag_value="true"),
+    Setting("vmc_host_setup", "--vmc-no-host-setup", "VMC_HOST_SETUP", "true",
+            "install and start missing Debian packages and daemons (as root); the flag turns "
+            "this off", kind="bool", flag_value="false"),
+)
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+class Sources(Protocol):
+    """Where raw values come from; the plugin adapts pytest's config to this."""
+
+    def cli(self, name: str) -> str | None: ...
+    def ini(self, name: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Resolved:
+    value: Any
+    source: str  # "command line", "env VMC_X", "ini vmc_x", "default"
+    raw: str
+
+
+def resolve(sources: Sources, environ: Mapping[str, str], invocation_dir: Path,
+            ini_dir: Path) -> dict[str, Resolved]:
+    """Resolve every setting; raises SettingError on the first bad value."""
+    resolved = {}
+    for setting in SETTINGS:
+        candidates: list[tuple[str | None, str, Path]] = [
+            (sources.cli(setting.name), "command line", invocation_dir),
+            (environ.get(setting.env), f"env {setting.env}", invocation_dir),
+            (sources.ini(setting.name), f"ini {setting.name}", ini_dir),
+            (setting.default, "default", ini_dir),
+        ]
+        raw, source, base = next(c for c in candidates if c[0] is not None)
+        assert raw is not None
+        resolved[setting.name] = Resolved(setting.parse(raw, source, base), source, raw)
+    return resolved
+
+
+def check_files(resolved: Mapping[str, Resolved], kinds: tuple[str, ...],
+                readable: Callable[[Path], bool]) -> None:
+    """The Vagrantfile / Dockerfile of each selected target must exist and be readable."""
+    for kind, name in (("vm", "vmc_vagrantfile"), ("container", "vmc_dockerfile")):
+        if kind not in kinds:
+            continue
+        path: Path = resolved[name].value
+        if not readable(path):
+            setting = BY_NAME[name]
+            raise SettingError(f"{setting.flag} (from {resolved[name].source}): {path} does not "
+                               f"exist or is not readable; pass an existing file or use "
+                               f"--target={'container' if kind == 'vm' else 'vm'}")
