@@ -1,0 +1,116 @@
+"""Shared pieces of the real-engine tests: host setup, built bases, leak checks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_vmcontainer import hostsetup, images, lifecycle
+from pytest_vmcontainer.progress import Progress
+from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL
+from pytest_vmcontainer.targets.docker import connect
+from pytest_vmcontainer.targets.vagrant import libvirt_names
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def docker_client(request: pytest.FixtureRequest) -> Iterator[Any]:
+    with _visible(request):
+        hostsetup.ensure_host(Progress())
+    client = connect()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def bases(request: pytest.FixtureRequest, docker_client: Any) -> None:
+    """Both bases built (a cold build takes minutes: its progress is shown)."""
+    with _visible(request):
+        images.ensure_bases(Progress(), docker_client, want_box=True)
+
+
+def _visible(request: pytest.FixtureRequest) -> Any:
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    return capman.global_and_fixture_disabled()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What exists now that a run could leak: compared before and after the run."""
+
+    containers: frozenset[str]
+    dangling_images: frozenset[str]
+    libvirt: frozenset[str]
+    sessions: frozenset[str]
+
+    @classmethod
+    def take(cls, client: Any) -> Snapshot:
+        return cls(
+            containers=frozenset(c.id for c in client.containers.list(all=True)),
+            dangling_images=frozenset(i.id for i in client.images.list(
+                filters={"dangling": True})),
+            libvirt=frozenset(libvirt_names("vmc-")),
+            sessions=frozenset(p.name for p in lifecycle.paths.sessions_dir().iterdir()),
+        )
+
+    def new_since(self, before: Snapshot) -> dict[str, set[str]]:
+        grown = {
+            "containers": set(self.containers - before.containers),
+            "dangling images": set(self.dangling_images - before.dangling_images),
+            "libvirt domains/volumes": set(self.libvirt - before.libvirt),
+            "session dirs": set(self.sessions - before.sessions),
+        }
+        return {what: names for what, names in grown.items() if names}
+
+
+@pytest.fixture
+def leak_check(docker_client: Any) -> Iterator[None]:
+    """Fails the test if the run left a container, image, domain, volume or session dir."""
+    before = Snapshot.take(docker_client)
+    yield
+    leaked = Snapshot.take(docker_client).new_since(before)
+    assert not leaked, f"the run left resources behind: {leaked}"
+
+
+def owned_containers(client: Any) -> list[Any]:
+    return list(client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={OWNER}"}))
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None,
+            timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest_vmcontainer", *args], cwd=ROOT,
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+
+
+def error_line(stderr: str) -> str:
+    """The one error line the command line prints, asserting there is exactly one."""
+    errors = [line for line in stderr.splitlines() if line.startswith("pytest-vmcontainer: error")]
+    assert len(errors) == 1, stderr
+    return errors[0]
+
+
+def write_project(directory: Path, dockerfile: str | None = None,
+                  vagrantfile: str | None = None) -> Path:
+    """A project of its own: copies of the shipped files, optionally replaced."""
+    import shutil
+
+    shutil.copytree(ROOT / "fixtures", directory / "fixtures")
+    shutil.copyfile(ROOT / ".dockerignore", directory / ".dockerignore")
+    (directory / "Dockerfile").write_text(dockerfile or (ROOT / "Dockerfile").read_text())
+    (directory / "Vagrantfile").write_text(vagrantfile or (ROOT / "Vagrantfile").read_text())
+    return directory

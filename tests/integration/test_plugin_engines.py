@@ -1,0 +1,170 @@
+"""The plugin against the real engines, run as a separate pytest process (pytester)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_vmcontainer import lifecycle
+from pytest_vmcontainer.targets.vagrant import libvirt_names
+from pytest_vmcontainer.waiting import wait_for
+from tests.integration.conftest import ROOT, owned_containers, run_cli, write_project
+
+PYPROJECT = str(ROOT / "pyproject.toml")
+
+
+def _session_id(output: str) -> str:
+    match = re.search(r"vmc-([0-9a-z]+)-(default|container)", output)
+    assert match, output
+    return match.group(1)
+
+
+def test_parity_suite_on_both_and_cleanup_after_a_failing_test(
+        pytester: pytest.Pytester, docker_client: Any, bases: None, leak_check: None) -> None:
+    failing = pytester.makepyfile(test_failing="""
+        def test_fails_on_purpose(host):
+            assert host.file("/etc/nginx/nginx.conf").exists
+            assert False, "this test fails on purpose"
+    """)
+    result = pytester.runpytest_subprocess(
+        str(ROOT / "suites" / "test_parity.py"), str(failing), "-c", PYPROJECT, "--rootdir",
+        str(ROOT), "-p", "no:cacheprovider", "--target=both", timeout=1800)
+    result.assert_outcomes(passed=24, failed=2)
+    result.stdout.fnmatch_lines([
+        "*vmcontainer parity matrix*",
+        "check*vm*container*values",
+        "test_nginx_installed_same_version*passed*passed",
+        "test_kernel*passed*passed*kernel release differs as expected*",
+        "test_fails_on_purpose*failed*failed",
+    ])
+    assert "DIFFERS" not in result.stdout.str()
+    assert lifecycle.leftovers(_session_id(result.stdout.str()), docker_client) == []
+
+
+def test_vm_provisioning_failure_fails_vm_tests_only(
+        pytester: pytest.Pytester, tmp_path: Path, bases: None, leak_check: None) -> None:
+    vagrantfile = (ROOT / "Vagrantfile").read_text().replace(
+        'inline: "sh /tmp/provision/provision.sh', 'inline: "echo provisioning goes wrong; exit 3; '
+        'sh /tmp/provision/provision.sh')
+    project = write_project(tmp_path / "project", vagrantfile=vagrantfile)
+    pytester.makepyfile(test_page="""
+        from pytest_vmcontainer.waiting import http_get
+
+        def test_page(target):
+            assert http_get(target.url("/")).status == 200
+    """)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--vagrantfile={project / 'Vagrantfile'}",
+        f"--dockerfile={project / 'Dockerfile'}", f"--vmc-provision-inputs={project / 'fixtures'}",
+        timeout=1200)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([
+        "*vm target: provisioning failed in the VM*",
+        "*last lines of the vm log*",
+        "*provisioning goes wrong*",
+    ])
+
+
+def _popen_pytest(directory: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+                            cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, text=True)
+
+
+def test_sigint_during_vagrant_up_leaves_nothing(
+        pytester: pytest.Pytester, docker_client: Any, bases: None, leak_check: None) -> None:
+    pytester.makepyfile(test_vm="def test_vm(vm):\n    assert vm.mode\n")
+    before = set(libvirt_names("vmc-"))
+    run = _popen_pytest(pytester.path, "--target=vm", f"--vagrantfile={ROOT / 'Vagrantfile'}",
+                        f"--vmc-provision-inputs={ROOT / 'fixtures'}")
+    try:
+        domain = wait_for(lambda: [n for n in libvirt_names("vmc-") if n.endswith("-default")
+                                   and n not in before], timeout=300, what="the VM's domain")[0]
+        run.send_signal(signal.SIGINT)  # the process we started, by its id
+        output, _ = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 2, output  # pytest's "interrupted"
+    session_id = domain.split("-")[1]
+    assert lifecycle.leftovers(session_id, docker_client) == [], output
+
+
+def test_sigterm_during_tests_removes_the_container(
+        pytester: pytest.Pytester, docker_client: Any, bases: None, leak_check: None) -> None:
+    started = pytester.path / "started"
+    pytester.makepyfile(test_slow=f"""
+        import pathlib, time
+
+        def test_slow(container):
+            pathlib.Path({str(started)!r}).write_text(container.resource_name)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # bounded: SIGTERM arrives long before
+                time.sleep(0.1)
+    """)
+    run = _popen_pytest(pytester.path, "--target=container",
+                        f"--dockerfile={ROOT / 'Dockerfile'}",
+                        f"--vmc-provision-inputs={ROOT / 'fixtures'}")
+    try:
+        wait_for(started.exists, timeout=300, what="the test to start")
+        name = started.read_text()
+        assert docker_client.containers.get(name).status == "running"
+        os.kill(run.pid, signal.SIGTERM)
+        output, _ = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 2, output
+    assert name not in [c.name for c in owned_containers(docker_client)], output
+
+
+def test_keep_on_failure_then_clean(pytester: pytest.Pytester, docker_client: Any,
+                                    bases: None) -> None:
+    pytester.makepyfile(test_fail="def test_fail(container):\n    assert False\n")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--target=container", "--vmc-keep=on-failure",
+        f"--dockerfile={ROOT / 'Dockerfile'}", f"--vmc-provision-inputs={ROOT / 'fixtures'}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*kept container vmc-*-container*",
+                                 "*python -m pytest_vmcontainer clean*"])
+    session_id = _session_id(result.stdout.str())
+    kept = lifecycle.leftovers(session_id, docker_client)
+    assert any(item.startswith("container ") for item in kept), kept
+    cleaned = run_cli("clean")
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert lifecycle.leftovers(session_id, docker_client) == []
+
+
+def test_reuse_keeps_the_container_until_its_inputs_change(
+        pytester: pytest.Pytester, tmp_path: Path, docker_client: Any, bases: None) -> None:
+    project = write_project(tmp_path / "project")
+    seen = tmp_path / "seen"
+    pytester.makepyfile(test_id=f"""
+        def test_id(container):
+            with open({str(seen)!r}, "a") as out:
+                out.write(container.container.id + "\\n")
+    """)
+    args = ("-p", "no:cacheprovider", "--target=container", "--vmc-reuse",
+            f"--dockerfile={project / 'Dockerfile'}",
+            f"--vmc-provision-inputs={project / 'fixtures'}")
+    try:
+        for _ in range(2):
+            pytester.runpytest_subprocess(*args).assert_outcomes(passed=1)
+        (project / "fixtures" / "index.html").write_text("changed\n")
+        pytester.runpytest_subprocess(*args).assert_outcomes(passed=1)
+        first, second, third = seen.read_text().split()
+        assert first == second, "the second run did not reuse the container"
+        assert third != first, "a container made from older inputs was reused"
+        live = {c.id for c in owned_containers(docker_client)}
+        assert first not in live, "the stale reusable container was not removed"
+        assert third in live
+    finally:
+        assert run_cli("clean").returncode == 0
+    assert third not in {c.id for c in owned_containers(docker_client)}

@@ -1,0 +1,76 @@
+"""One-line errors and the command line's argument handling (no engine is touched)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_vmcontainer import cli
+from pytest_vmcontainer.errors import BuildError, HostSetupError, TargetError, VmcError
+from pytest_vmcontainer.harness import Harness
+
+
+@pytest.mark.parametrize("kind", [VmcError, HostSetupError, BuildError, TargetError])
+def test_one_line_is_cause_colon_remedy(kind: type[VmcError]) -> None:
+    error = kind("docker is not running", "run 'python -m pytest_vmcontainer setup'",
+                 detail="log line 1\nlog line 2")
+    assert error.one_line() == "docker is not running: run 'python -m pytest_vmcontainer setup'"
+    assert str(error) == error.one_line()
+    assert "\n" not in str(error)
+    assert error.detail == "log line 1\nlog line 2"
+    assert isinstance(error, VmcError)
+
+
+def _module(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest_vmcontainer", *args],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_module_help() -> None:
+    result = _module("--help")
+    assert result.returncode == 0
+    for command in ("setup", "build", "up", "clean", "accel"):
+        assert command in result.stdout
+
+
+def test_bogus_subcommand() -> None:
+    result = _module("bogus")
+    assert result.returncode == 2
+    assert "invalid choice: 'bogus'" in result.stderr
+
+
+@pytest.fixture
+def restore_sigterm() -> Iterator[None]:
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.usefixtures("restore_sigterm")
+def test_up_with_a_missing_vagrantfile(capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # cli._cmd_up validates both paths (in HarnessConfig(...)) before creating the Harness.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VMC_HOME", str(tmp_path / "home"))
+
+    def refuse(self: Harness, kinds: list[str]) -> None:
+        raise RuntimeError("unit tests must not bring targets up")
+
+    monkeypatch.setattr(Harness, "start", refuse)
+    assert cli.main(["up", "--vagrantfile", "/nonexistent/Vagrantfile"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == ("pytest-vmcontainer: error: /nonexistent/Vagrantfile does not exist: "
+                   "pass the path of an existing file\n")
+
+
+def test_up_rejects_a_bogus_target(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["up", "--target", "bogus"])
+    assert raised.value.code == 2
+    assert "invalid choice: 'bogus'" in capsys.readouterr().err

@@ -1,0 +1,104 @@
+"""Sessions: locked state directories, and which ones a sweep may remove (no sweep here)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_vmcontainer import lifecycle
+from pytest_vmcontainer.lifecycle import KEPT_MARKER, REUSE_MARKER, Session, _is_dead_and_unmarked
+
+
+@pytest.fixture(autouse=True)
+def vmc_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setenv("VMC_HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_open_creates_a_locked_session_dir(vmc_home: Path) -> None:
+    session = Session.open()
+    try:
+        assert session.dir == vmc_home / "sessions" / session.id
+        assert session.dir.is_dir()
+        assert (session.dir / "lock").exists()
+        assert json.loads((session.dir / "meta.json").read_text())["pid"] == os.getpid()
+        assert [p.name for p in (vmc_home / "sessions").iterdir()] == [session.id]  # no staging
+        assert not _is_dead_and_unmarked(session.dir)
+    finally:
+        session.close()
+    assert not session.dir.exists()
+
+
+def test_session_ids_are_distinct() -> None:
+    assert len({lifecycle.new_session_id() for _ in range(20)}) == 20
+
+
+# Session.open leaves the lock file it failed to lock for the GC to close (ResourceWarning).
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_second_open_of_a_live_session_fails_without_waiting() -> None:
+    first = Session.open("abc123")
+    try:
+        with pytest.raises(BlockingIOError):
+            Session.open("abc123", wait=False)
+        assert first.dir.is_dir()
+    finally:
+        first.close(remove=True)
+    assert not first.dir.exists()
+
+
+def test_reopen_after_close_without_removal() -> None:
+    first = Session.open("r1", marker=REUSE_MARKER, marker_text="{}")
+    assert (first.dir / REUSE_MARKER).read_text() == "{}"
+    first.close(remove=False)
+    assert first.dir.is_dir()
+    second = Session.open("r1", wait=False)
+    try:
+        assert second.dir == first.dir
+        assert not _is_dead_and_unmarked(second.dir)
+    finally:
+        second.close()
+
+
+def test_dead_and_unmarked() -> None:
+    session = Session.open()
+    assert not _is_dead_and_unmarked(session.dir)  # locked: alive
+    session.close(remove=False)
+    assert _is_dead_and_unmarked(session.dir)  # unlocked, unmarked: a crashed run's
+    session.dir.joinpath(KEPT_MARKER).write_text("vm ...")
+    assert not _is_dead_and_unmarked(session.dir)  # kept by --vmc-keep
+
+
+def test_mark_and_reuse_marker_protect_a_dead_session() -> None:
+    session = Session.open()
+    session.mark(REUSE_MARKER, "key")
+    session.close(remove=False)
+    assert not _is_dead_and_unmarked(session.dir)
+    (session.dir / REUSE_MARKER).unlink()
+    assert _is_dead_and_unmarked(session.dir)
+
+
+def test_missing_session_dir_counts_as_dead(vmc_home: Path) -> None:
+    assert _is_dead_and_unmarked(vmc_home / "sessions" / "gone")
+
+
+def test_close_twice_is_harmless() -> None:
+    session = Session.open()
+    session.close()
+    session.close()
+    assert not session.dir.exists()
+
+
+def test_stale_reuse_sessions_share_the_files_but_not_the_id() -> None:
+    markers = {"vagrantfile": "/p/Vagrantfile", "dockerfile": "/p/Dockerfile"}
+    other = {"vagrantfile": "/q/Vagrantfile", "dockerfile": "/q/Dockerfile"}
+    for session_id, marker in (("rold", markers), ("rnew", markers), ("rq", other)):
+        Session.open(session_id, marker=REUSE_MARKER,
+                     marker_text=json.dumps(marker)).close(remove=False)
+    broken = Session.open("rbroken", marker=REUSE_MARKER, marker_text="{not json")
+    broken.close(remove=False)
+    Session.open("plain").close(remove=False)  # not a reuse session
+    assert lifecycle.stale_reuse_sessions(markers, current="rnew") == {"rold"}
+    assert lifecycle.stale_reuse_sessions(other, current="rnew") == {"rq"}

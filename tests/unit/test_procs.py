@@ -1,0 +1,132 @@
+"""Tracked external processes and background jobs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from pytest_vmcontainer import background, procs
+
+
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test starts; killed and untracked afterwards whatever happened."""
+    processes: list[subprocess.Popen[bytes]] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        procs.wait(process)
+
+
+def test_run_returns_the_exit_status() -> None:
+    assert procs.run(["true"]) == 0
+    assert procs.run(["false"]) == 1
+    assert procs.run(["sh", "-c", "exit 7"]) == 7
+
+
+def test_spawn_tracks_until_waited(started: list[subprocess.Popen[bytes]]) -> None:
+    process = procs.spawn(["sleep", "0.01"], stdout=subprocess.DEVNULL)
+    started.append(process)
+    assert process in procs._running
+    assert os.getpgid(process.pid) == process.pid  # its own process group
+    assert procs.wait(process) == 0
+    assert process not in procs._running
+
+
+def test_spawn_refuses_once_cancelled() -> None:
+    cancel = threading.Event()
+    assert procs.run(["true"], cancel) == 0
+    cancel.set()
+    count = len(procs._running)
+    with pytest.raises(procs.Cancelled, match="not starting sleep"):
+        procs.spawn(["sleep", "30"], cancel)
+    assert len(procs._running) == count
+
+
+def test_stop_sends_sigint_first(started: list[subprocess.Popen[bytes]]) -> None:
+    process = procs.spawn(["sleep", "30"])
+    started.append(process)
+    begin = time.monotonic()
+    procs.stop(process)
+    assert time.monotonic() - begin < 2
+    assert process.returncode == -signal.SIGINT
+
+
+def test_stop_escalates_to_sigterm(started: list[subprocess.Popen[bytes]]) -> None:
+    process = procs.spawn(["sh", "-c", "trap '' INT; exec sleep 30"])
+    started.append(process)
+    time.sleep(0.05)  # let the shell install its trap
+    begin = time.monotonic()
+    procs.stop(process, grace_seconds=0.1)
+    assert time.monotonic() - begin < 2
+    assert process.returncode == -signal.SIGTERM
+
+
+def test_stop_of_an_ended_process_is_a_no_op() -> None:
+    process = procs.spawn(["true"])
+    assert procs.wait(process) == 0
+    procs.stop(process)
+    assert process.returncode == 0
+
+
+def test_stop_all_stops_every_tracked_process(started: list[subprocess.Popen[bytes]]) -> None:
+    started += [procs.spawn(["sleep", "30"]) for _ in range(3)]
+    begin = time.monotonic()
+    procs.stop_all(grace_seconds=5)
+    assert time.monotonic() - begin < 2
+    assert [p.returncode for p in started] == [-signal.SIGINT] * 3
+
+
+def test_job_returns_its_result() -> None:
+    job = background.Job("answer", lambda: 42)
+    assert job.wait(timeout=5) == 42
+    assert job.done
+
+
+def test_job_reraises_its_exception() -> None:
+    def work() -> None:
+        raise KeyError("lost")
+
+    job = background.Job("failing", work)
+    with pytest.raises(KeyError, match="lost"):
+        job.wait()
+    with pytest.raises(KeyError, match="lost"):
+        job.result()  # the same error each time
+
+
+def test_job_still_running() -> None:
+    release = threading.Event()
+    job = background.Job("slow", lambda: release.wait(5) and "finished")
+    with pytest.raises(background.StillRunning, match="slow"):
+        job.wait(timeout=0.01)
+    assert not job.done
+    release.set()
+    assert job.wait(timeout=5) == "finished"
+
+
+def test_run_all_returns_results_in_order() -> None:
+    assert background.run_all([lambda: 1, lambda: "two", lambda: None]) == [1, "two", None]
+    assert background.run_all([lambda: threading.current_thread().name]) == [
+        threading.current_thread().name]  # one work runs inline
+
+
+def test_run_all_waits_for_all_then_reraises_the_first_failure() -> None:
+    finished: list[str] = []
+
+    def slow() -> None:
+        time.sleep(0.05)
+        finished.append("slow")
+
+    def fail(message: str) -> None:
+        raise RuntimeError(message)
+
+    with pytest.raises(RuntimeError, match=r"^first$"):
+        background.run_all([lambda: fail("first"), slow, lambda: fail("second")])
+    assert finished == ["slow"]
