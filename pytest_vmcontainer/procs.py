@@ -37,11 +37,11 @@ def spawn(command: list[str], cancel: threading.Event | None = None,
 
 
 def wait(process: subprocess.Popen[bytes]) -> int:
-    try:
-        return process.wait()
-    finally:
-        with _lock:
-            _running.discard(process)
+    """Wait for exit; an interrupted wait leaves the process tracked, so teardown stops it."""
+    returncode = process.wait()
+    with _lock:
+        _running.discard(process)
+    return returncode
 
 
 def run(command: list[str], cancel: threading.Event | None = None, **popen_kwargs: Any) -> int:

@@ -130,3 +130,25 @@ def test_run_all_waits_for_all_then_reraises_the_first_failure() -> None:
     with pytest.raises(RuntimeError, match=r"^first$"):
         background.run_all([lambda: fail("first"), slow, lambda: fail("second")])
     assert finished == ["slow"]
+
+
+def test_an_interrupted_wait_leaves_the_process_tracked_for_teardown() -> None:
+    """Ctrl-C while waiting must not forget the child: teardown has to stop it by id."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    process = procs.spawn(["sleep", "30"])
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(KeyboardInterrupt):
+            procs.wait(process)
+        assert process.poll() is None
+        procs.stop_all(grace_seconds=2)
+        assert process.poll() is not None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if process.poll() is None:
+            process.kill()
