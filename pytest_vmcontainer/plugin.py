@@ -19,10 +19,12 @@ from typing import Any
 
 import pytest
 
-from pytest_vmcontainer import options
+from pytest_vmcontainer import options, report
+from pytest_vmcontainer.comparison import Comparison
 from pytest_vmcontainer.errors import VmcError
 from pytest_vmcontainer.harness import Harness, HarnessConfig
 from pytest_vmcontainer.parity import ParityStore
+from pytest_vmcontainer.probes import MeasureSettings
 from pytest_vmcontainer.progress import Progress
 
 TARGET_FIXTURES = {"vm": ("vm",), "container": ("container",)}
@@ -37,7 +39,10 @@ class TerminalProgress:
         self._pending: queue.SimpleQueue[str] = queue.SimpleQueue()
 
     def write(self, text: str) -> None:
+        """Queue a line; the main thread prints at once, other threads' lines wait for it."""
         self._pending.put(text)
+        if threading.current_thread() is threading.main_thread():
+            self.flush()
 
     def _drain(self) -> list[str]:
         lines = []
@@ -48,8 +53,12 @@ class TerminalProgress:
                 return lines
 
     def flush(self, capture_active: bool = True) -> None:
-        """Print pending lines; call from the main thread only."""
-        lines = self._drain()
+        """Print pending lines; call from the main thread only.
+
+        Heartbeats queued while the main thread was busy are stale: only the last
+        one of each step is printed.
+        """
+        lines = _latest_heartbeats(self._drain())
         if not lines:
             return
         capman = self._config.pluginmanager.getplugin("capturemanager")
@@ -64,6 +73,13 @@ class TerminalProgress:
                     sys.stderr.write(line + "\n")
 
 
+def _latest_heartbeats(lines: list[str]) -> list[str]:
+    last = {line.rsplit(": still running", 1)[0]: i for i, line in enumerate(lines)
+            if ": still running" in line}
+    return [line for i, line in enumerate(lines)
+            if ": still running" not in line or last[line.rsplit(": still running", 1)[0]] == i]
+
+
 @dataclass
 class RunState:
     """Everything the plugin keeps for one pytest run (in ``config.stash``)."""
@@ -76,6 +92,7 @@ class RunState:
     harness: Harness | None = None
     kept: list[str] = field(default_factory=list)
     previous_sigterm: Any = None
+    comparison: Comparison | None = None
 
     def value(self, name: str) -> Any:
         return self.settings[name].value
@@ -97,6 +114,19 @@ class RunState:
             )
             self.harness = Harness(config, Progress(write=self.terminal.write))
         return self.harness
+
+
+    def get_comparison(self) -> Comparison:
+        if self.comparison is None:
+            settings = MeasureSettings(
+                rounds=self.value("vmc_rounds"), warmup=self.value("vmc_warmup"),
+                boot_rounds=self.value("vmc_boot_rounds"),
+                density_vms=self.value("vmc_density_vms"),
+                density_containers=self.value("vmc_density_containers"),
+                http_requests=self.value("vmc_http_requests"),
+                http_seconds=self.value("vmc_http_seconds"))
+            self.comparison = Comparison(self.get_harness(), settings)
+        return self.comparison
 
 
 STATE = pytest.StashKey[RunState]()
@@ -230,9 +260,9 @@ def parity_row(item: pytest.Item) -> tuple[str, str] | None:
     callspec = getattr(item, "callspec", None)
     if callspec is None or "target" not in callspec.params:
         return None
-    file, _, test = item.nodeid.split("[", 1)[0].partition("::")
+    test = item.nodeid.split("[", 1)[0].split("::", 1)[-1]
     others = [f"{name}={value}" for name, value in callspec.params.items() if name != "target"]
-    row = f"{file.rsplit('/', 1)[-1]}::{test}" + (f"[{', '.join(others)}]" if others else "")
+    row = f"{item.path.name}::{test}" + (f"[{', '.join(others)}]" if others else "")
     return row, str(callspec.params["target"])
 
 
@@ -287,6 +317,24 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.section("vmcontainer parity matrix", sep="-")
         for line in matrix:
             write(line)
+    if state.comparison is not None and state.comparison.figures:
+        _comparison_summary(terminalreporter, state)
+
+
+def _comparison_summary(terminalreporter: Any, state: RunState) -> None:
+    assert state.comparison is not None
+    shown = {name: str(resolved.value) for name, resolved in state.settings.items()
+             if name in ("vmc_target", "vmc_rounds", "vmc_warmup", "vmc_boot_rounds",
+                         "vmc_density_vms",
+                         "vmc_density_containers", "vmc_http_requests", "vmc_http_seconds")}
+    comparison_report = state.comparison.report(shown)
+    terminalreporter.section("vmcontainer: VM vs container, measured on this host", sep="-")
+    for line in report.terminal_lines(comparison_report):
+        terminalreporter.write_line(line)
+    directory = state.value("vmc_report")
+    if directory is not None:
+        written = report.write_reports(comparison_report, directory)
+        terminalreporter.write_line("report: " + ", ".join(str(p) for p in written.values()))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

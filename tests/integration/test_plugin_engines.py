@@ -40,9 +40,9 @@ def test_parity_suite_on_both_and_cleanup_after_a_failing_test(
     result.stdout.fnmatch_lines([
         "*vmcontainer parity matrix*",
         "check*vm*container*values",
-        "test_nginx_installed_same_version*passed*passed",
-        "test_kernel*passed*passed*kernel release differs as expected*",
-        "test_fails_on_purpose*failed*failed",
+        "test_parity.py::test_nginx_installed_same_version*passed*passed",
+        "test_parity.py::test_kernel*passed*passed*kernel release differs as expected*",
+        "test_failing.py::test_fails_on_purpose*failed*failed",
     ])
     assert "DIFFERS" not in result.stdout.str()
     assert lifecycle.leftovers(_session_id(result.stdout.str()), docker_client) == []
