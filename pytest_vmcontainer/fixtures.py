@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from pytest_vmcontainer.comparison import Comparison
 from pytest_vmcontainer.errors import VmcError
 from pytest_vmcontainer.parity import Parity
 from pytest_vmcontainer.plugin import RunState, parity_row, state_of, teardown
@@ -62,6 +63,12 @@ def target(request: pytest.FixtureRequest, vmc_state: RunState) -> Target:
         raise pytest.UsageError("the target fixture is parametrized by pytest-vmcontainer; "
                                 "request it from a test function")
     return _get_target(vmc_state, kind)
+
+
+@pytest.fixture(scope="session")
+def comparison(vmc_state: RunState) -> Comparison:
+    """Measures comparison rows on targets; its figures become the end-of-run report."""
+    return vmc_state.get_comparison()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,14 @@ from pytest_vmcontainer import (
     images,
     lifecycle,
     paths,
+    probes,
     procs,
 )
 from pytest_vmcontainer.errors import VmcError
 from pytest_vmcontainer.progress import Progress
 from pytest_vmcontainer.targets.base import Target, TargetSpec
 from pytest_vmcontainer.targets.docker import DockerTarget, connect
-from pytest_vmcontainer.targets.vagrant import VagrantTarget
+from pytest_vmcontainer.targets.vagrant import VagrantTarget, remove_app_boxes, uses_box
 
 KINDS = ("vm", "container")
 KEEP_CHOICES = ("never", "on-failure", "always")
@@ -57,12 +58,18 @@ class HarnessConfig:
                                                    repr(self.guest_ports)])[:12]
 
 
-def uses_our_box(vagrantfile: Path) -> bool:
-    return images.BOX_NAME in vagrantfile.read_text(errors="replace")
-
-
 def uses_our_base(dockerfile: Path) -> bool:
     return images.DOCKER_BASE_IMAGE.split(":")[0] in dockerfile.read_text(errors="replace")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A provisioned target exported with its standard tool (docker save, vagrant package)."""
+
+    path: Path
+    bytes: int
+    seconds: float
+    format: str
 
 
 class Harness:
@@ -76,9 +83,16 @@ class Harness:
         self.accel: accel.Accel | None = None
         self.swept: list[str] = []
         self._jobs: dict[str, background.Job[Target]] = {}
+        self.extras: list[Target] = []  # more instances, made by probes from the exports
+        self.exports: dict[str, Artifact] = {}
         self._docker: Any = None
         self._lock = threading.Lock()
         self._torn_down = False
+
+    @property
+    def docker_client(self) -> Any:
+        """The docker client, once a container target was started (else None)."""
+        return self._docker
 
     @property
     def session_id(self) -> str:
@@ -161,7 +175,7 @@ class Harness:
                                               self.config.rebuild_bases, target.cancelled)
             else:
                 assert isinstance(target, VagrantTarget)
-                if uses_our_box(self.config.vagrantfile):
+                if uses_box(self.config.vagrantfile, images.BOX_NAME):
                     images.ensure_box(self.progress, self.config.rebuild_bases, target.cancelled)
                 self.accel = target.accel = accel.detect(images.box_kernel())
             started = time.monotonic()
@@ -192,6 +206,85 @@ class Harness:
     def started(self, kind: str) -> bool:
         return kind in self._jobs
 
+    # --- exports and extra instances (comparison probes) -------------------------------------
+
+    @property
+    def app_box_name(self) -> str:
+        return f"vmc-{self.session_id}-app"
+
+    def export(self, kind: str, timer: probes.Timer | None = None) -> Artifact:
+        """Export the provisioned target once per run (docker save, or vagrant package); only
+        the export itself is timed. A VM's package is then added as a box for new instances,
+        and the VM (which vagrant package halts) is started again."""
+        if kind in self.exports:
+            return self.exports[kind]
+        target = self.get(kind)
+        directory = paths.ensure_dir(target.spec.workdir.parent / "export")
+        if isinstance(target, DockerTarget):
+            path, form = directory / "app-image.tar", "docker save (tar)"
+
+            def export() -> None:
+                with self.progress.step(f"container: docker save -> {path.name}"), \
+                        open(path, "wb") as out:
+                    for chunk in target.client.images.get(target.image).save(named=True):
+                        out.write(chunk)
+        else:
+            assert isinstance(target, VagrantTarget)
+            path, form = directory / "app.box", "vagrant package (libvirt box, gzip tar)"
+
+            def export() -> None:
+                target.package(path)
+
+        seconds = (timer or probes.plain_timer(1, 0))(export, rounds=1, warmup=0)[-1]
+        artifact = Artifact(path, path.stat().st_size, seconds, form)
+        if isinstance(target, VagrantTarget):
+            with self.progress.step(f"vm: vagrant box add {self.app_box_name}"):
+                target.vagrant.add_box(self.app_box_name, path)
+            self._write_app_vagrantfile(target)
+            target.start()
+        self.exports[kind] = artifact
+        return artifact
+
+    def _app_vagrantfile(self) -> Path:
+        assert self.session is not None
+        return self.session.dir / "app-vm" / "Vagrantfile"
+
+    def _write_app_vagrantfile(self, vm: VagrantTarget) -> None:
+        memory, cpus = vm.memory_and_cpus()
+        path = self._app_vagrantfile()
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(
+            'Vagrant.configure("2") do |config|\n'
+            f'  config.vm.box = "{self.app_box_name}"\n'
+            '  config.vm.provider "libvirt" do |lv|\n'
+            f"    lv.memory = {memory}\n"
+            f"    lv.cpus = {cpus}\n"
+            "  end\n"
+            "end\n")
+
+    def extra(self, kind: str, label: str) -> Target:
+        """A new instance of ``kind`` from its export, destroyed at teardown at the latest."""
+        base = self.get(kind)
+        self.export(kind)
+        spec = replace(self._spec(kind), name_suffix=label, poll_max=0.1,
+                       workdir=base.spec.workdir.parent / f"{kind}-{label}")
+        target: Target
+        if isinstance(base, DockerTarget):
+            target = DockerTarget(spec, self.progress, client=self._docker)
+            target.image = base.image
+        else:
+            target = VagrantTarget(replace(spec, vagrantfile=self._app_vagrantfile()),
+                                   self.progress, accel=self.accel)
+        with self._lock:
+            self.extras.append(target)
+        return target
+
+    def discard(self, target: Target) -> None:
+        target.destroy()
+        with self._lock:
+            if target in self.extras:
+                self.extras.remove(target)
+
     # --- teardown ------------------------------------------------------------------------
 
     def teardown(self, failed: bool = False) -> list[str]:
@@ -213,11 +306,13 @@ class Harness:
             return kept
         procs.stop_all()
         errors = []
-        for target in self.targets.values():
+        for target in [*self.extras, *self.targets.values()]:
             try:
                 target.destroy()
             except Exception as error:  # keep going: the other target must go too
-                errors.append(f"{target.kind}: {error}")
+                errors.append(f"{target.resource_name}: {error}")
+        if "vm" in self.exports:
+            remove_app_boxes(f"vmc-{self.session_id}-")
         self.session.close(remove=True)
         if errors:
             raise VmcError("teardown could not remove everything ("

@@ -227,20 +227,20 @@ def ensure_docker_base(progress: Progress, client: Any, rebuild: bool = False,
 
 # --- Vagrant box -------------------------------------------------------------------------------
 
-def _box_dir() -> Path:
+def box_dir() -> Path:
     escaped = BOX_NAME.replace("/", "-VAGRANTSLASH-")
     return paths.vagrant_home() / "boxes" / escaped / "0" / "libvirt"
 
 
 def box_current() -> bool:
     try:
-        return (_box_dir() / "recipe-hash").read_text().strip() == box_recipe_hash()
+        return (box_dir() / "recipe-hash").read_text().strip() == box_recipe_hash()
     except OSError:
         return False
 
 
 def box_kernel() -> Path:
-    return _box_dir() / "vmlinuz"
+    return box_dir() / "vmlinuz"
 
 
 def box_file() -> Path:
@@ -318,8 +318,7 @@ def ensure_box(progress: Progress, rebuild: bool = False,
             os.replace(packed, box_file())
             note("vagrant box add")
             _remove_stale_box_volumes()
-            TrackedVagrant(work, vagrant_env(), log, cancel).box_add(BOX_NAME, str(box_file()),
-                                                            force=True)
+            TrackedVagrant(work, vagrant_env(), log, cancel).add_box(BOX_NAME, box_file())
             if not box_current():
                 raise BuildError("vagrant box add did not install the box",
                                  f"see {log}", detail=_log_tail(log))

@@ -26,7 +26,11 @@ from typing import IO, Any
 from pytest_vmcontainer import paths
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, SESSION_LABEL
 from pytest_vmcontainer.targets.docker import remove_orphaned_images
-from pytest_vmcontainer.targets.vagrant import libvirt_names, remove_libvirt_leftovers
+from pytest_vmcontainer.targets.vagrant import (
+    libvirt_names,
+    remove_app_boxes,
+    remove_libvirt_leftovers,
+)
 
 KEPT_MARKER = "kept"
 REUSE_MARKER = "reuse"
@@ -155,6 +159,10 @@ def sweep(docker_client: Any | None, include_marked: bool = False,
         if removable(session_id):
             names = remove_libvirt_leftovers(f"vmc-{session_id}-")
             removed += [f"libvirt {name}" for name in names]
+    for box in (paths.vagrant_home() / "boxes").glob("vmc-*"):
+        match = _RESOURCE_NAME.match(box.name)
+        if match and removable(match.group(1)):
+            removed += remove_app_boxes(f"vmc-{match.group(1)}-")
     for directory in sorted(sessions.iterdir()):
         if directory.name.startswith(".new-") and only is None:
             pid = directory.name.rsplit("-", 1)[-1]
@@ -174,6 +182,8 @@ def leftovers(session_id: str, docker_client: Any | None) -> list[str]:
         found += [f"container {c.name}" for c in docker_client.containers.list(
             all=True, filters={"label": f"{SESSION_LABEL}={session_id}"})]
     found += [f"libvirt {name}" for name in libvirt_names(f"vmc-{session_id}-")]
+    found += [f"box {box.name}" for box in (paths.vagrant_home() / "boxes").glob(
+        f"vmc-{session_id}-*")]
     if (paths.sessions_dir() / session_id).exists():
         found.append(f"session dir {session_id}")
     return found

@@ -32,7 +32,7 @@ class Setting:
     default: str
     help: str
     choices: tuple[str, ...] = ()
-    kind: str = "str"  # str | bool | path | paths | int | ports | float
+    kind: str = "str"  # str | bool | path | optpath | paths | int | count | ports | float
     flag_value: str | None = None  # a bool's flag takes no argument and stores this
 
     def parse(self, raw: str, source: str, base: Path) -> Any:
@@ -47,6 +47,12 @@ class Setting:
             if value.lower() in FALSE:
                 return False
             raise SettingError(f"{where}: {value!r} is not a boolean; use 1/0, true/false")
+        if self.kind == "optpath":
+            return (base / value).resolve() if value else None
+        if self.kind == "count":
+            if not value.isdigit():
+                raise SettingError(f"{where}: {value!r} is not a whole number (0 or more)")
+            return int(value)
         if self.kind == "path":
             if not value:
                 raise SettingError(f"{where}: empty path; give a file path or unset it")
@@ -98,6 +104,23 @@ SETTINGS = (
     Setting("vmc_rebuild_bases", "--vmc-rebuild-bases", "VMC_REBUILD_BASES", "false",
             "rebuild the Docker base image and the Vagrant box even if cached", kind="bool",
             flag_value="true"),
+    Setting("vmc_rounds", "--vmc-rounds", "VMC_ROUNDS", "3",
+            "timed rounds of the CPU and storage measurements", kind="int"),
+    Setting("vmc_warmup", "--vmc-warmup", "VMC_WARMUP", "1",
+            "untimed warm-up rounds before them", kind="count"),
+    Setting("vmc_boot_rounds", "--vmc-boot-rounds", "VMC_BOOT_ROUNDS", "2",
+            "timed cold and warm boots per target (the Density row starts the exported "
+            "artifact first, so boots need no warm-up round)", kind="int"),
+    Setting("vmc_density_vms", "--vmc-density-vms", "VMC_DENSITY_VMS", "2",
+            "VMs started at once by the Density row", kind="int"),
+    Setting("vmc_density_containers", "--vmc-density-containers", "VMC_DENSITY_CONTAINERS", "10",
+            "containers started at once by the Density row", kind="int"),
+    Setting("vmc_http_requests", "--vmc-http-requests", "VMC_HTTP_REQUESTS", "2000",
+            "requests in the Networking row's bounded load", kind="int"),
+    Setting("vmc_http_seconds", "--vmc-http-seconds", "VMC_HTTP_SECONDS", "15",
+            "time cap of that load in seconds", kind="float"),
+    Setting("vmc_report", "--vmc-report", "VMC_REPORT", "",
+            "directory for the comparison report (JSON, Markdown, HTML)", kind="optpath"),
     Setting("vmc_host_setup", "--vmc-no-host-setup", "VMC_HOST_SETUP", "true",
             "install and start missing Debian packages and daemons (as root); the flag turns "
             "this off", kind="bool", flag_value="false"),

@@ -63,6 +63,20 @@ class TrackedVagrant(vagrant.Vagrant):
         if procs.wait(process) != 0:
             raise CalledProcessError(process.returncode, command)
 
+    def add_box(self, name: str, box_file: Path) -> None:
+        """``vagrant box add --force``: replaces a box of the same name."""
+        self.box_add(name, str(box_file), force=True)
+
+    def package_box(self, output: Path, include: list[Path], vagrantfile: Path | None) -> None:
+        """``vagrant package`` with --include and --vagrantfile (python-vagrant has no such
+        arguments in its ``package``)."""
+        args: list[str | None] = ["package", "--output", str(output)]
+        if include:
+            args += ["--include", ",".join(str(p) for p in include)]
+        if vagrantfile is not None:
+            args += ["--vagrantfile", str(vagrantfile)]
+        self._call_vagrant_command(args)
+
     def _call_vagrant_command(self, args: list[str | None]) -> None:
         command = self._make_vagrant_command(args)
         with self.out_cm() as out, self.err_cm() as err:

@@ -48,6 +48,8 @@ class TargetSpec:
     ready_timeout: float = 120.0
     pinned_ports: dict[int, int] = field(default_factory=dict)  # guest port -> host port
     log_dir: Path | None = None  # where the build/provisioning log outlives the run
+    name_suffix: str = ""  # tells apart extra instances of a kind (boot and density probes)
+    poll_max: float = 1.0  # longest pause between readiness polls (short for boot timing)
 
     def pick_host_ports(self) -> dict[int, int]:
         return {guest: portlib.ensure_free(self.pinned_ports[guest]) if guest in self.pinned_ports
@@ -84,7 +86,8 @@ class Target(abc.ABC):
 
     @property
     def resource_name(self) -> str:
-        return f"{resource_prefix(self.spec.session_id)}{self.kind}"
+        suffix = f"-{self.spec.name_suffix}" if self.spec.name_suffix else ""
+        return f"{resource_prefix(self.spec.session_id)}{self.kind}{suffix}"
 
     @property
     @abc.abstractmethod
@@ -95,7 +98,8 @@ class Target(abc.ABC):
     def log_path(self) -> Path:
         """Build and provisioning output; kept after teardown so errors can point at it."""
         directory = self.spec.log_dir or self.spec.workdir
-        return directory / f"{self.spec.session_id}-{self.kind}.log"
+        suffix = f"-{self.spec.name_suffix}" if self.spec.name_suffix else ""
+        return directory / f"{self.spec.session_id}-{self.kind}{suffix}.log"
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -153,13 +157,14 @@ class Target(abc.ABC):
     def wait_ready(self) -> None:
         """Every forwarded port accepts connections; the first one answers HTTP 200 if asked."""
         try:
+            poll = {"timeout": self.spec.ready_timeout, "max_interval": self.spec.poll_max,
+                    "interval": min(0.1, self.spec.poll_max)}
             for guest_port in self.spec.guest_ports:
-                wait_for(tcp_open(self.host_ports[guest_port]), timeout=self.spec.ready_timeout,
-                         what=f"{self.kind} port {guest_port}")
+                wait_for(tcp_open(self.host_ports[guest_port]),
+                         what=f"{self.kind} port {guest_port}", **poll)
             if self.spec.ready_path is not None and self.spec.guest_ports:
                 wait_for(http_ok(self.url(self.spec.ready_path, self.spec.guest_ports[0])),
-                         timeout=self.spec.ready_timeout,
-                         what=f"HTTP 200 from the {self.kind} at {self.spec.ready_path}")
+                         what=f"HTTP 200 from the {self.kind} at {self.spec.ready_path}", **poll)
         except WaitTimeout as timeout:
             raise TargetError(f"the {self.kind} is up but not ready: {timeout}",
                               "check that the provisioned service starts and listens "

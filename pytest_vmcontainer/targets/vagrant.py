@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from pytest_vmcontainer import accel as accellib
-from pytest_vmcontainer import hostsetup
+from pytest_vmcontainer import hostsetup, images, paths
 from pytest_vmcontainer.errors import TargetError
 from pytest_vmcontainer.ports import free_port
 from pytest_vmcontainer.progress import Progress
@@ -48,6 +49,19 @@ def remove_libvirt_leftovers(prefix: str) -> list[str]:
     return removed
 
 
+def remove_app_boxes(prefix: str) -> list[str]:
+    """Boxes a session added from its own exports (named ``vmc-<session>-...``)."""
+    removed = []
+    for box in (paths.vagrant_home() / "boxes").glob(f"{prefix}*"):
+        shutil.rmtree(box, ignore_errors=True)
+        removed.append(f"box {box.name}")
+    return removed
+
+
+def uses_box(vagrantfile: Path, box: str) -> bool:
+    return box in vagrantfile.read_text(errors="replace")
+
+
 def libvirt_names(prefix: str) -> list[str]:
     """Domains and pool volumes whose names start with ``prefix`` (for leak checks)."""
     domains = _virsh("list", "--all", "--name").stdout.split()
@@ -78,7 +92,8 @@ class VagrantTarget(Target):
 
     @property
     def domain_prefix(self) -> str:
-        return resource_prefix(self.spec.session_id)
+        suffix = f"{self.spec.name_suffix}-" if self.spec.name_suffix else ""
+        return resource_prefix(self.spec.session_id) + suffix
 
     @property
     def dotfile_path(self) -> Path:
@@ -103,6 +118,9 @@ class VagrantTarget(Target):
             "VMC_DOMAIN_PREFIX": self.domain_prefix,
             "VMC_STORAGE_POOL": hostsetup.POOL_NAME,
             "VMC_BOOT_TIMEOUT": str(int(self.spec.boot_timeout)),
+            # vagrant package runs virt-sysprep/virt-sparsify when installed; their libguestfs
+            # appliance must not try a KVM that cannot boot a guest (it hangs there).
+            **({"LIBGUESTFS_BACKEND_SETTINGS": "force_tcg"} if self.accel.mode == "tcg" else {}),
         })
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -166,6 +184,24 @@ class VagrantTarget(Target):
                 pass  # the libvirt sweep below removes what vagrant could not
         remove_libvirt_leftovers(self.domain_prefix)
         self._host = None
+
+    def package(self, output: Path) -> None:
+        """``vagrant package`` (it halts the VM first), with the box's kernel and plumbing
+        when the VM comes from the pytest-vmcontainer box."""
+        box = images.box_dir()
+        include = [box / name for name in ("vmlinuz", "initrd.img", "vagrant_key")]
+        embedded = box / "Vagrantfile"
+        ours = embedded.exists() and all(p.exists() for p in include) and uses_box(
+            self.spec.vagrantfile, images.BOX_NAME)
+        with self.progress.step(f"vm: vagrant package -> {output.name}"):
+            self.vagrant.package_box(output, include if ours else [], embedded if ours else None)
+        self._host = None
+
+    def memory_and_cpus(self) -> tuple[int, int]:
+        """(memory MiB, vCPUs) of the running domain, for instances made from its export."""
+        info = _virsh("dominfo", self.resource_name).stdout
+        fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+        return int(fields["Max memory"].split()[0]) // 1024, int(fields["CPU(s)"])
 
     def _explain_failure(self) -> TargetError:
         tail = self.log_tail(40)

@@ -1,0 +1,451 @@
+"""Measurements taken the same way on any target (and on the host where a row needs native).
+
+Each probe takes a ``ProbeContext`` and a ``Target`` and returns the target's
+figures, plus the host's where it measured them. Timed work goes through
+``ctx.timer`` (pytest-benchmark's pedantic mode in the suite, a plain loop
+elsewhere); the figures themselves are medians of what the probe timed.
+Everything reaches the targets through testinfra or 127.0.0.1 only, and every
+load is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import psutil
+
+from pytest_vmcontainer import background, hostsetup, images
+from pytest_vmcontainer.results import Figures
+from pytest_vmcontainer.targets.base import Target
+from pytest_vmcontainer.targets.docker import DockerTarget
+from pytest_vmcontainer.targets.vagrant import VagrantTarget
+from pytest_vmcontainer.waiting import LOOPBACK
+
+if TYPE_CHECKING:
+    from pytest_vmcontainer.harness import Harness
+
+Measured = tuple[Figures, Figures | None]  # (target figures, host figures)
+
+
+class ProbeError(RuntimeError):
+    """A measurement could not be taken (a command failed inside a target)."""
+
+
+class Timer(Protocol):
+    def __call__(self, work: Callable[[], object], setup: Callable[[], object] | None = None,
+                 rounds: int | None = None, warmup: int | None = None) -> list[float]:
+        """Run ``work`` for the warm-up and timed rounds; return the timed rounds' seconds."""
+
+
+def plain_timer(default_rounds: int, default_warmup: int) -> Timer:
+    """A Timer without pytest-benchmark (command line, library use)."""
+
+    def timer(work: Callable[[], object], setup: Callable[[], object] | None = None,
+              rounds: int | None = None, warmup: int | None = None) -> list[float]:
+        durations = []
+        total = (warmup if warmup is not None else default_warmup) + (rounds or default_rounds)
+        for _ in range(total):
+            if setup is not None:
+                setup()
+            started = time.perf_counter()
+            work()
+            durations.append(time.perf_counter() - started)
+        return durations[total - (rounds or default_rounds):]
+
+    return timer
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    rounds: int = 3
+    warmup: int = 1
+    boot_rounds: int = 2
+    cpu_mib: int = 128
+    io_mib: int = 64
+    sync_writes: int = 256
+    idle_seconds: float = 5.0
+    http_requests: int = 2000
+    http_seconds: float = 15.0
+    http_concurrency: int = 4
+    density_vms: int = 2
+    density_containers: int = 10
+    memory_budget_bytes: int | None = None  # default: 80% of the host's memory
+
+
+@dataclass
+class ProbeContext:
+    harness: Harness
+    settings: MeasureSettings
+    timer: Timer
+
+
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def run_checked(target: Target, script: str) -> str:
+    result = target.run(script)
+    if result.rc != 0:
+        raise ProbeError(f"on the {target.kind}, {script!r} exited {result.rc}: "
+                         f"{result.stderr.strip()[-300:]}")
+    return result.stdout
+
+
+def run_host(script: str) -> str:
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True,
+                          env={**os.environ, "LC_ALL": "C"}).stdout
+
+
+# --- Size ----------------------------------------------------------------------------------------
+
+def _vm_disk_bytes(target: VagrantTarget) -> int:
+    blocks = subprocess.run([*hostsetup.virsh(), "domblklist", target.resource_name,
+                             "--details"], capture_output=True, text=True, check=True).stdout
+    paths = [line.split()[-1] for line in blocks.splitlines() if " disk " in f" {line} "]
+    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--backing-chain",
+                                      "--output=json", paths[0]], capture_output=True,
+                                     text=True, check=True).stdout)
+    return sum(int(layer["actual-size"]) for layer in info)
+
+
+def probe_size(ctx: ProbeContext, target: Target) -> Measured:
+    if isinstance(target, VagrantTarget):
+        record = images.BuildRecord.load("box")
+        disk = _vm_disk_bytes(target)
+        return {"footprint_bytes": disk, "disk_bytes": disk,
+                "box_bytes": record.artifact_bytes if record else None}, None
+    assert isinstance(target, DockerTarget)
+    client = target.client
+    image = client.images.get(target.image)
+    size = int(image.attrs["Size"])
+    base_id = image.attrs.get("Parent") or ""
+    base = images.BuildRecord.load("docker-base")
+    listed = client.api.containers(all=True, size=True, filters={"id": target.container.id})
+    rw = int(listed[0].get("SizeRw") or 0)
+    return {"footprint_bytes": size + rw, "image_bytes": size, "rw_bytes": rw,
+            "unique_bytes": size - base.artifact_bytes if base else None,
+            "parent": base_id[:19]}, None
+
+
+# --- Boot time --------------------------------------------------------------------------------
+
+def probe_boot(ctx: ProbeContext, target: Target, phase: str) -> Measured:
+    """Cold: a new instance from the exported artifact; warm: the same instance, stopped first."""
+    harness = ctx.harness
+    harness.export(target.kind)
+    instances: list[Target] = []
+
+    def discard_previous() -> None:
+        while instances:
+            harness.discard(instances.pop())
+
+    if phase == "cold":
+        def new_instance() -> None:
+            instance = harness.extra(target.kind, f"boot{len(instances)}")
+            instances.append(instance)
+            instance.up()
+
+        try:
+            rounds = ctx.timer(new_instance, setup=discard_previous,
+                               rounds=ctx.settings.boot_rounds, warmup=0)
+        finally:
+            discard_previous()
+        return {"cold_s": _median(rounds), "cold_rounds_s": rounds}, None
+    rounds = ctx.timer(target.start, setup=target.stop, rounds=ctx.settings.boot_rounds,
+                       warmup=0)
+    return {"warm_s": _median(rounds), "warm_rounds_s": rounds}, None
+
+
+# --- Performance ------------------------------------------------------------------------------
+
+def cpu_script(mib: int) -> str:
+    """Hash a fixed stream of zeros; prints the nanoseconds the work took, timed inside."""
+    return (f"s=$(date +%s%N); head -c {mib}M /dev/zero | sha256sum >/dev/null; "
+            f"e=$(date +%s%N); echo $((e - s))")
+
+
+def probe_cpu(ctx: ProbeContext, target: Target) -> Measured:
+    """Host and target rounds alternate (the host's in the untimed setup), so a change in
+    the machine's load during the run hits both alike."""
+    script = cpu_script(ctx.settings.cpu_mib)
+    inside: list[float] = []
+    host: list[float] = []
+    ctx.timer(lambda: inside.append(int(run_checked(target, script)) / 1e9),
+              setup=lambda: host.append(int(run_host(script)) / 1e9))
+    rounds = ctx.settings.rounds
+    inside, host = inside[-rounds:], host[-rounds:]
+    figures = {"seconds": _median(inside), "rounds_s": inside, "mib": ctx.settings.cpu_mib,
+               "ratio_to_native": _median(inside) / _median(host)}
+    return figures, {"seconds": _median(host), "rounds_s": host, "mib": ctx.settings.cpu_mib}
+
+
+# --- Isolation, OS support, security --------------------------------------------------------
+
+KERNEL_SCRIPT = ("cat /proc/sys/kernel/random/boot_id; uname -r; cat /proc/1/comm; "
+                 "ps -e --no-headers | wc -l; . /etc/os-release; echo \"$PRETTY_NAME\"")
+
+
+def host_kernel_facts() -> Figures:
+    return {"boot_id": Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
+            "kernel_release": os.uname().release,
+            "pid1": Path("/proc/1/comm").read_text().strip(),
+            "visible_processes": len(psutil.pids())}
+
+
+def probe_kernel(ctx: ProbeContext, target: Target) -> Measured:
+    boot_id, release, pid1, processes, os_name = (
+        run_checked(target, KERNEL_SCRIPT).strip().splitlines()[:5])
+    host = host_kernel_facts()
+    return {
+        "boot_id": boot_id, "kernel_release": release, "pid1": pid1, "os": os_name,
+        "visible_processes": int(processes), "host_kernel_release": host["kernel_release"],
+        "boot_id_matches_host": boot_id == host["boot_id"],
+        "separate_kernel": boot_id != host["boot_id"],
+        "different_kernel": release != host["kernel_release"],
+    }, host
+
+
+SECURITY_SCRIPT = ("grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status; "
+                   "echo \"uid_map: $(cat /proc/self/uid_map)\"; "
+                   "echo \"boot_id: $(cat /proc/sys/kernel/random/boot_id)\"; "
+                   "ss -Htln | awk '{print \"listen: \" $4}'")
+SECCOMP_MODES = {"0": "disabled", "1": "strict", "2": "filter"}
+
+
+def probe_security(ctx: ProbeContext, target: Target) -> Measured:
+    fields: dict[str, str] = {}
+    listening = set()
+    for line in run_checked(target, SECURITY_SCRIPT).splitlines():
+        key, _, value = line.partition(":")
+        if key == "listen":
+            listening.add(int(value.strip().rsplit(":", 1)[-1]))
+        else:
+            fields[key.strip()] = " ".join(value.split())
+    host_boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    shares_kernel = fields.get("boot_id") == host_boot_id
+    identity_map = fields.get("uid_map") == "0 0 4294967295"
+    return {
+        "shares_host_kernel": shares_kernel,
+        "root_is_host_root": shares_kernel and identity_map,
+        "user_namespace": not identity_map,
+        "cap_eff_count": bin(int(fields.get("CapEff", "0"), 16)).count("1"),
+        "seccomp": SECCOMP_MODES.get(fields.get("Seccomp", ""), fields.get("Seccomp", "?")),
+        "no_new_privs": fields.get("NoNewPrivs") == "1",
+        "listening_ports": sorted(listening),
+    }, None
+
+
+# --- Portability ------------------------------------------------------------------------------
+
+def probe_export(ctx: ProbeContext, target: Target) -> Measured:
+    exported = ctx.harness.export(target.kind, timer=ctx.timer)
+    return {"export_bytes": exported.bytes, "export_seconds": exported.seconds,
+            "format": exported.format}, None
+
+
+# --- Resource usage and density ---------------------------------------------------------------
+
+def _qemu_process(target: VagrantTarget) -> psutil.Process:
+    pid = int(Path(f"/run/libvirt/qemu/{target.resource_name}.pid").read_text().strip())
+    return psutil.Process(pid)
+
+
+def memory_and_cpu_seconds(target: Target) -> tuple[int, float]:
+    """From the host side: (memory bytes, CPU seconds used so far) of the target."""
+    if isinstance(target, VagrantTarget):
+        process = _qemu_process(target)
+        cpu = process.cpu_times()
+        return int(process.memory_info().rss), cpu.user + cpu.system
+    assert isinstance(target, DockerTarget)
+    stats = target.container.stats(stream=False, one_shot=True)
+    memory = stats["memory_stats"]
+    detail = memory.get("stats", {})
+    inactive = detail.get("total_inactive_file", detail.get("inactive_file", 0))
+    return (int(memory["usage"]) - int(inactive),
+            int(stats["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9)
+
+
+def probe_idle(ctx: ProbeContext, target: Target) -> Measured:
+    window = ctx.settings.idle_seconds
+    _, cpu_before = memory_and_cpu_seconds(target)
+    started = time.monotonic()
+    threading.Event().wait(window)  # the measurement window itself: nothing to poll for
+    memory, cpu_after = memory_and_cpu_seconds(target)
+    elapsed = time.monotonic() - started
+    return {"idle_memory_bytes": memory,
+            "idle_cpu_percent": 100.0 * (cpu_after - cpu_before) / elapsed,
+            "window_s": round(elapsed, 2),
+            "source": "QEMU process RSS" if target.kind == "vm" else
+            "container cgroup memory (docker stats, without inactive file cache)"}, None
+
+
+def memory_budget(settings: MeasureSettings) -> int:
+    return settings.memory_budget_bytes or int(psutil.virtual_memory().total * 0.8)
+
+
+def probe_density(ctx: ProbeContext, target: Target) -> Measured:
+    harness, settings = ctx.harness, ctx.settings
+    harness.export(target.kind)
+    wanted = settings.density_vms if target.kind == "vm" else settings.density_containers
+    budget = memory_budget(settings)
+    instances = [harness.extra(target.kind, f"dense{i}") for i in range(wanted)]
+    try:
+        durations = ctx.timer(lambda: background.run_all([i.up for i in instances],
+                                                         name="density"), rounds=1, warmup=0)
+        memory = [memory_and_cpu_seconds(instance)[0] for instance in instances]
+    finally:
+        for instance in instances:
+            harness.discard(instance)
+    per_instance = _median([float(m) for m in memory])
+    return {"started": len(instances), "start_all_seconds": durations[-1],
+            "per_instance_bytes": int(per_instance), "budget_bytes": budget,
+            "extrapolated_instances": int(budget // per_instance), "extrapolated": True}, None
+
+
+# --- Networking -------------------------------------------------------------------------------
+
+@dataclass
+class LoadResult:
+    latencies: list[float]
+    errors: int
+    seconds: float
+    client_cpu_seconds: float
+
+
+def http_load(port: int, requests: int, seconds: float, concurrency: int,
+              path: str = "/") -> LoadResult:
+    """Keep-alive GETs against 127.0.0.1:port from ``concurrency`` threads.
+
+    Bounded twice: at most ``requests`` requests and at most ``seconds`` seconds.
+    """
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors = [0]
+    issued = [0]
+    deadline = time.monotonic() + seconds
+
+    def worker() -> None:
+        connection = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+        try:
+            while time.monotonic() < deadline:
+                with lock:
+                    if issued[0] >= requests:
+                        return
+                    issued[0] += 1
+                started = time.perf_counter()
+                try:
+                    connection.request("GET", path)
+                    response = connection.getresponse()
+                    response.read()
+                    ok = response.status == 200
+                except (OSError, http.client.HTTPException):
+                    ok = False
+                    connection.close()
+                    connection = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+                elapsed = time.perf_counter() - started
+                with lock:
+                    if ok:
+                        latencies.append(elapsed)
+                    else:
+                        errors[0] += 1
+        finally:
+            connection.close()
+
+    cpu_before, wall_before = time.process_time(), time.perf_counter()
+    threads = [threading.Thread(target=worker, name=f"load-{i}") for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return LoadResult(latencies, errors[0], time.perf_counter() - wall_before,
+                      time.process_time() - cpu_before)
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def probe_http(ctx: ProbeContext, target: Target) -> Measured:
+    settings = ctx.settings
+    port = target.address(target.spec.guest_ports[0])[1]
+    results: list[LoadResult] = []
+    ctx.timer(lambda: results.append(http_load(port, settings.http_requests,
+                                               settings.http_seconds,
+                                               settings.http_concurrency)), rounds=1, warmup=0)
+    load = results[-1]
+    if not load.latencies:
+        raise ProbeError(f"no successful request to the {target.kind} ({load.errors} errors)")
+    client_cpu = 100.0 * load.client_cpu_seconds / load.seconds
+    return {"requests": len(load.latencies), "errors": load.errors,
+            "seconds": round(load.seconds, 2), "rps": len(load.latencies) / load.seconds,
+            "p50_ms": 1000 * _percentile(load.latencies, 0.50),
+            "p90_ms": 1000 * _percentile(load.latencies, 0.90),
+            "p99_ms": 1000 * _percentile(load.latencies, 0.99),
+            "concurrency": settings.http_concurrency, "client_cpu_percent": client_cpu,
+            "client_saturated": client_cpu >= 90.0}, None
+
+
+# --- Storage ----------------------------------------------------------------------------------
+
+_DD = re.compile(r"(\d+) bytes .* copied, ([\d.]+) s")
+
+
+def storage_script(directory: str, mib: int, sync_writes: int) -> str:
+    """Sequential write (fsync), O_DIRECT sequential read (cached read as fallback), 4 KiB
+    O_DSYNC writes; dd's summary line for each."""
+    file, small = f"{directory}/vmc-io.bin", f"{directory}/vmc-sync.bin"
+    return (f"export LC_ALL=C; mkdir -p {directory} && "
+            f"dd if=/dev/zero of={file} bs=1M count={mib} conv=fsync 2>&1 | tail -n1 && "
+            f"(dd if={file} of=/dev/null bs=1M iflag=direct 2>&1 || "
+            f"(echo cached; dd if={file} of=/dev/null bs=1M 2>&1)) | tail -n2 && "
+            f"dd if=/dev/zero of={small} bs=4k count={sync_writes} oflag=dsync 2>&1 | tail -n1; "
+            f"rm -f {file} {small}")
+
+
+def parse_storage(output: str) -> Figures:
+    matches = _DD.findall(output)
+    if len(matches) != 3:
+        raise ProbeError(f"unexpected dd output: {output[-300:]!r}")
+    (wb, ws), (rb, rs), (sb, ss) = ((int(b), float(s)) for b, s in matches)
+    return {"write_mb_s": wb / ws / 1e6, "read_mb_s": rb / rs / 1e6,
+            "sync_write_iops": (sb / 4096) / ss, "read_direct": "cached" not in output}
+
+
+def _median_figures(samples: list[Figures]) -> Figures:
+    keys = ("write_mb_s", "read_mb_s", "sync_write_iops")
+    figures: Figures = {key: _median([s[key] for s in samples]) for key in keys}
+    figures["read_direct"] = all(s["read_direct"] for s in samples)
+    figures["rounds"] = len(samples)
+    return figures
+
+
+def probe_storage(ctx: ProbeContext, target: Target) -> Measured:
+    settings = ctx.settings
+    script = storage_script("/var/tmp/vmc-io", settings.io_mib, settings.sync_writes)
+    samples: list[Figures] = []
+    ctx.timer(lambda: samples.append(parse_storage(run_checked(target, script))))
+    assert ctx.harness.session is not None
+    host_dir = str(ctx.harness.session.dir / "io-host")
+    host_script = storage_script(host_dir, settings.io_mib, settings.sync_writes)
+    host = [parse_storage(run_host(host_script)) for _ in range(settings.rounds)]
+    return _median_figures(samples[-settings.rounds:]), _median_figures(host)
+
+
+PROBES: dict[str, Callable[..., Measured]] = {
+    "probe_size": probe_size, "probe_boot": probe_boot, "probe_cpu": probe_cpu,
+    "probe_kernel": probe_kernel, "probe_security": probe_security,
+    "probe_export": probe_export, "probe_idle": probe_idle, "probe_density": probe_density,
+    "probe_http": probe_http, "probe_storage": probe_storage,
+}

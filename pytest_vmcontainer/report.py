@@ -1,0 +1,533 @@
+"""Render a ComparisonReport: terminal table, JSON, Markdown and a self-contained HTML page.
+
+Rendering only reads the report. A missing row, target, figure or verdict shows
+as "not measured" or "-"; nothing here raises on incomplete results. The HTML
+page has inline CSS and inline SVG bar charts, no scripts and no external URLs.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_vmcontainer.results import (
+    DOES_NOT_HOLD,
+    HOLDS,
+    NOT_MEASURABLE,
+    SCHEMA,
+    ComparisonReport,
+    RowResult,
+    Verdict,
+)
+
+MISSING = "-"
+NOT_MEASURED = "not measured"
+TARGETS = ("vm", "container", "host")
+CLAIM_WIDTH = 44
+REASON_WIDTH = 70
+TITLE = "VM vs container comparison"
+
+# ---------------------------------------------------------------------------- values
+
+_BYTE_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
+
+
+def _bytes(value: float) -> str:
+    scaled, exponent = float(value), 0
+    while abs(round(scaled, 1)) >= 1000 and exponent < len(_BYTE_UNITS) - 1:
+        scaled, exponent = scaled / 1000, exponent + 1
+    if exponent == 0:
+        return f"{value:.0f} B"
+    return f"{scaled:.1f} {_BYTE_UNITS[exponent]}"
+
+
+def _seconds(value: float) -> str:
+    size = abs(value)
+    if size >= 120:
+        return f"{value / 60:.1f} min"
+    if size >= 10:
+        return f"{value:.1f} s"
+    if 0 < size < 0.01:
+        return f"{value * 1000:.1f} ms"
+    return f"{value:.2f} s"
+
+
+def _milliseconds(value: float) -> str:
+    return f"{value:.2f} ms" if abs(value) < 10 else f"{value:.1f} ms"
+
+
+def _plain(value: float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
+_FORMATTERS: dict[str, Callable[[float], str]] = {
+    "bytes": _bytes,
+    "s": _seconds,
+    "ms": _milliseconds,
+    "ratio": lambda v: f"{v:.2f}x",
+    "count": lambda v: f"{round(v):,}",
+    "req/s": lambda v: f"{round(v):,} req/s",
+    "MB/s": lambda v: f"{v:.1f} MB/s",
+    "IOPS": lambda v: f"{round(v):,} IOPS",
+    "%": lambda v: f"{v:.1f}%",
+}
+
+
+def format_value(value: object, unit: str) -> str:
+    """One figure as text: ``None`` is "-", bools are "yes"/"no", lists are comma-joined.
+
+    Known units: bytes (decimal SI), s, ms, ratio, bool, count, req/s, MB/s, IOPS, %.
+    Anything else is ``str(value)``, floats to 3 significant digits (whole above 1000).
+    """
+    if value is None:
+        return MISSING
+    if isinstance(value, list | tuple):
+        return ", ".join(format_value(item, unit) for item in value) if value else "none"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}: {format_value(v, '')}" for k, v in sorted(value.items(), key=str))
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if not isinstance(value, int | float):
+        return str(value)
+    if not math.isfinite(value):
+        return str(value)
+    formatter = _FORMATTERS.get(unit, _plain)
+    return formatter(value)
+
+
+_KEY_UNITS = {
+    "seconds": "s",
+    "rps": "req/s",
+    "requests": "count",
+    "errors": "count",
+    "started": "count",
+    "visible_processes": "count",
+    "extrapolated_instances": "count",
+    "ratio_to_native": "ratio",
+}
+_SUFFIX_UNITS = (
+    ("_bytes", "bytes"),
+    ("_mb_s", "MB/s"),
+    ("_ms", "ms"),
+    ("_percent", "%"),
+    ("_iops", "IOPS"),
+    ("_seconds", "s"),
+    ("_s", "s"),
+    ("_count", "count"),
+)
+
+
+def figure_unit(key: str, row: RowResult | None = None) -> str:
+    """The unit a figure is formatted with: the row's unit for its headline, else by name."""
+    if row is not None and key == row.headline:
+        return row.unit
+    if key in _KEY_UNITS:
+        return _KEY_UNITS[key]
+    for suffix, unit in _SUFFIX_UNITS:
+        if key.endswith(suffix):
+            return unit
+    return ""
+
+
+# ---------------------------------------------------------------------------- row access
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split()) if text is not None else ""
+
+
+def _truncate(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3].rstrip() + "..."
+
+
+def _figures(row: RowResult | None, who: str) -> Mapping[str, Any] | None:
+    """A target's figures, or None when the target was not measured for this row."""
+    if row is None or not isinstance(row.figures, Mapping):
+        return None
+    figures = row.figures.get(who)
+    return figures if isinstance(figures, Mapping) and figures else None
+
+
+def _vm_mode(row: RowResult | None, report: ComparisonReport) -> str | None:
+    figures = _figures(row, "vm")
+    mode = figures.get("mode") if figures else None
+    mode = mode or report.vm_mode
+    return str(mode).upper() if mode else None
+
+
+def _headline_cell(row: RowResult, who: str, report: ComparisonReport) -> str:
+    figures = _figures(row, who)
+    if figures is None:
+        return NOT_MEASURED
+    text = format_value(figures.get(row.headline), row.unit)
+    if who == "vm" and (mode := _vm_mode(row, report)):
+        text += f" [{mode}]"
+    return text
+
+
+def _status(verdict: Verdict | None) -> str:
+    return verdict.status if verdict is not None else NOT_MEASURED
+
+
+def _reason(verdict: Verdict | None) -> str:
+    return _one_line(verdict.reason) if verdict is not None else ""
+
+
+def _verdict_class(verdict: Verdict | None) -> str:
+    classes = {HOLDS: "holds", DOES_NOT_HOLD: "does-not-hold", NOT_MEASURABLE: "not-measurable"}
+    return "verdict-" + classes.get(_status(verdict), "none")
+
+
+def mode_line(report: ComparisonReport) -> str:
+    """E.g. "VM figures: TCG (KVM did not boot the box kernel within 10s)"."""
+    mode = report.vm_mode.upper() if report.vm_mode else "none (no VM measured)"
+    reason = _one_line(report.vm_mode_reason)
+    return f"VM figures: {mode}" + (f" ({reason})" if reason else "")
+
+
+def _main_rows(report: ComparisonReport) -> list[list[str]]:
+    """aspect, claim VM, claim container, VM, container, verdict, reason; one list per row."""
+    return [
+        [_one_line(row.aspect), _one_line(row.claim_vm), _one_line(row.claim_container),
+         _headline_cell(row, "vm", report), _headline_cell(row, "container", report),
+         _status(row.verdict), _reason(row.verdict)]
+        for row in report.rows
+    ]
+
+
+def _figure_rows(row: RowResult) -> list[list[str]]:
+    """figure, vm, container, host; every figure of the row, sorted by key."""
+    targets = [_figures(row, who) for who in TARGETS]
+    keys = sorted({str(key) for figures in targets if figures for key in figures})
+    return [
+        [key] + [format_value(figures.get(key), figure_unit(key, row)) if figures else MISSING
+                 for figures in targets]
+        for key in keys
+    ]
+
+
+def _facts(facts: Mapping[str, Any] | None) -> list[list[str]]:
+    if not isinstance(facts, Mapping):
+        return []
+    return [[str(key), format_value(value, figure_unit(str(key)))]
+            for key, value in sorted(facts.items(), key=lambda item: str(item[0]))]
+
+
+# ---------------------------------------------------------------------------- terminal
+
+
+def terminal_lines(report: ComparisonReport) -> list[str]:
+    """The comparison as a plain-text table, led by the line saying which VM mode was used."""
+    header = ["row", "claim (VM / container)", "VM", "container", "verdict"]
+    table = [header]
+    for aspect, claim_vm, claim_container, vm, container, status, reason in _main_rows(report):
+        claim = _truncate(f"{claim_vm} / {claim_container}", CLAIM_WIDTH)
+        verdict = f"{status}: {_truncate(reason, REASON_WIDTH)}" if reason else status
+        table.append([aspect, claim, vm, container, verdict])
+    widths = [max(len(cells[i]) for cells in table) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+
+    lines = [mode_line(report), line(header).rstrip(), line(["-" * w for w in widths])]
+    lines += [line(cells).rstrip() for cells in table[1:]]
+    if not report.rows:
+        lines.append("(no rows measured)")
+    return lines
+
+
+# ---------------------------------------------------------------------------- markdown
+
+_MAIN_HEADER = ["aspect", "claim VM", "claim container", "VM", "container", "verdict", "reason"]
+_FIGURE_HEADER = ["figure", "vm", "container", "host"]
+
+
+def _md_cell(text: str) -> str:
+    return _one_line(text).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;") or " "
+
+
+def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def render_markdown(report: ComparisonReport) -> str:
+    """The comparison as Markdown: host, VM mode, main table, then one section per row."""
+    out = [f"# {TITLE}", "", f"Generated {_md_cell(report.generated_at)}.", "",
+           _md_cell(mode_line(report)), "", "## Host", ""]
+    host = _facts(report.host)
+    out += [*_md_table(["fact", "value"], host), ""] if host else ["_No host facts._", ""]
+    settings = _facts(report.settings)
+    if settings:
+        out += ["## Settings", "", *_md_table(["setting", "value"], settings), ""]
+    out += ["## Comparison", ""]
+    if report.rows:
+        out += [*_md_table(_MAIN_HEADER, _main_rows(report)), ""]
+    else:
+        out += ["_No rows measured._", ""]
+    for row in report.rows:
+        out += [f"## {_md_cell(row.aspect)}", "",
+                f"- How it was measured: {_md_cell(row.how)}",
+                f"- Verdict rule: {_md_cell(row.rule)}",
+                f"- Verdict: {_md_cell(_status(row.verdict))}"
+                + (f" ({_md_cell(_reason(row.verdict))})" if _reason(row.verdict) else "")]
+        missing = [who for who in ("vm", "container") if _figures(row, who) is None]
+        if missing:
+            out.append(f"- Not measured: {', '.join(missing)}")
+        out.append("")
+        figures = _figure_rows(row)
+        out += [*_md_table(_FIGURE_HEADER, figures), ""] if figures else ["_No figures._", ""]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------- html
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+td.verdict-holds { background: #d4edda; color: #155724; }
+td.verdict-does-not-hold { background: #f8d7da; color: #721c24; }
+td.verdict-not-measurable { background: #e2e3e5; color: #383d41; }
+td.verdict-none { background: #e2e3e5; color: #6c757d; font-style: italic; }
+.mode { font-weight: bold; }
+svg.chart { display: block; margin: 0.5em 0 1.5em; font-size: 12px; }
+svg.chart .chart-title { font-size: 14px; font-weight: bold; }
+svg.chart .group { font-weight: bold; }
+svg.chart .missing, svg.chart .scale { fill: #777; font-style: italic; }
+.bar-vm { fill: #4e79a7; }
+.bar-container { fill: #f28e2b; }
+.bar-host { fill: #59a14f; }
+""".strip()
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value))
+
+
+def _html_table(header: Sequence[str], rows: Iterable[Sequence[str]],
+                cell_class: Callable[[int, int], str] | None = None) -> str:
+    """A table; ``cell_class(row, column)`` gives a cell's CSS class ("" for none)."""
+    head = "".join(f"<th>{_e(cell)}</th>" for cell in header)
+    body = []
+    for r, row in enumerate(rows):
+        cells = []
+        for c, cell in enumerate(row):
+            css = cell_class(r, c) if cell_class else ""
+            attr = f' class="{_e(css)}"' if css else ""
+            cells.append(f"<td{attr}>{_e(cell)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body)
+            + "\n</tbody>\n</table>")
+
+
+@dataclass(frozen=True)
+class _Bar:
+    label: str
+    value: float | None
+    target: str  # "vm", "container" or "host": the bar's CSS class
+
+
+@dataclass(frozen=True)
+class _Chart:
+    title: str
+    unit: str
+    groups: list[tuple[str, list[_Bar]]]  # (group label, bars); "" for a single group
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _target_label(who: str, row: RowResult | None, report: ComparisonReport) -> str:
+    if who == "vm":
+        return f"VM ({_vm_mode(row, report) or 'mode unknown'})"
+    return who
+
+
+def _charts(report: ComparisonReport) -> list[_Chart]:
+    rows = {row.id: row for row in report.rows}
+
+    def bars(row_id: str, key: str, targets: Sequence[str] = ("vm", "container")) -> list[_Bar]:
+        row = rows.get(row_id)
+        result = []
+        for who in targets:
+            figures = _figures(row, who)
+            value = _number(figures.get(key)) if figures else None
+            result.append(_Bar(_target_label(who, row, report), value, who))
+        return result
+
+    return [
+        _Chart("Boot time, cold and warm (lower is better)", "s",
+               [("cold", bars("boot_time", "cold_s")), ("warm", bars("boot_time", "warm_s"))]),
+        _Chart("Memory at idle (lower is better)", "bytes",
+               [("", bars("resource_usage", "idle_memory_bytes"))]),
+        _Chart("HTTP latency (lower is better)", "ms",
+               [(p, bars("networking", f"{p}_ms")) for p in ("p50", "p90", "p99")]),
+        _Chart("Disk throughput (higher is better)", "MB/s",
+               [("write", bars("storage", "write_mb_s", TARGETS)),
+                ("read", bars("storage", "read_mb_s", TARGETS))]),
+        _Chart("CPU workload time (lower is better)", "s",
+               [("", bars("performance", "seconds", TARGETS))]),
+    ]
+
+
+_WIDTH, _LABEL_RIGHT, _BAR_X, _BAR_MAX, _BAR_HEIGHT, _STEP = 720, 150, 160, 400, 16, 22
+
+
+def _svg_text(x: float, y: float, text: str, css: str, anchor: str = "start") -> str:
+    return (f'<text x="{x:.1f}" y="{y:.1f}" class="{css}" text-anchor="{anchor}">'
+            f"{_e(text)}</text>")
+
+
+def _svg_chart(chart: _Chart) -> str:
+    """A horizontal bar chart on a linear scale from 0 to the chart's largest value."""
+    parts = [_svg_text(8, 18, chart.title, "chart-title")]
+    values = [bar.value for _, bars in chart.groups for bar in bars if bar.value is not None]
+    if not values:
+        parts.append(_svg_text(8, 44, NOT_MEASURED, "missing"))
+        height = 56
+    else:
+        top = max(max(values), 0.0)
+        y = 30.0
+        for group, bars in chart.groups:
+            if group:
+                parts.append(_svg_text(8, y + 12, group, "group"))
+                y += 18
+            for bar in bars:
+                parts.append(_svg_text(_LABEL_RIGHT, y + 12, bar.label, "label", "end"))
+                if bar.value is None:
+                    parts.append(_svg_text(_BAR_X, y + 12, NOT_MEASURED, "missing"))
+                else:
+                    width = _BAR_MAX * max(bar.value, 0.0) / top if top > 0 else 0.0
+                    width = max(width, 1.0) if bar.value > 0 else width
+                    parts.append(f'<rect x="{_BAR_X}" y="{y:.1f}" width="{width:.1f}" '
+                                 f'height="{_BAR_HEIGHT}" class="bar-{_e(bar.target)}" />')
+                    parts.append(_svg_text(_BAR_X + width + 6, y + 12,
+                                           format_value(bar.value, chart.unit), "value"))
+                y += _STEP
+            y += 6
+        scale = f"linear scale; longest bar = {format_value(top, chart.unit)}"
+        parts.append(_svg_text(8, y + 10, scale, "scale"))
+        height = round(y + 20)
+    return (f'<svg class="chart" role="img" aria-label="{_e(chart.title)}" width="{_WIDTH}" '
+            f'height="{height}" viewBox="0 0 {_WIDTH} {height}"><title>{_e(chart.title)}</title>'
+            + "".join(parts) + "</svg>")
+
+
+def render_html(report: ComparisonReport) -> str:
+    """The comparison as one self-contained HTML page (inline CSS and SVG, no scripts)."""
+    body = [f"<h1>{_e(TITLE)}</h1>", f"<p>Generated {_e(report.generated_at)}.</p>",
+            f'<p class="mode">{_e(mode_line(report))}</p>', "<h2>Comparison</h2>"]
+    if report.rows:
+        verdict_column = _MAIN_HEADER.index("verdict")
+
+        def verdict_class(r: int, c: int) -> str:
+            return _verdict_class(report.rows[r].verdict) if c == verdict_column else ""
+
+        body.append(_html_table(_MAIN_HEADER, _main_rows(report), verdict_class))
+    else:
+        body.append("<p>No rows measured.</p>")
+    body.append("<h2>Charts</h2>")
+    body += [_svg_chart(chart) for chart in _charts(report)]
+    body.append("<h2>Host</h2>")
+    host = _facts(report.host)
+    body.append(_html_table(["fact", "value"], host) if host else "<p>No host facts.</p>")
+    settings = _facts(report.settings)
+    if settings:
+        body += ["<h2>Settings</h2>", _html_table(["setting", "value"], settings)]
+    if report.rows:
+        body.append("<h2>Details</h2>")
+    for row in report.rows:
+        verdict = _status(row.verdict) + (f" ({_reason(row.verdict)})" if row.verdict else "")
+        body += [f'<section id="row-{_e(row.id)}">', f"<h3>{_e(row.aspect)}</h3>",
+                 f"<p>How it was measured: {_e(row.how)}</p>",
+                 f"<p>Verdict rule: {_e(row.rule)}</p>",
+                 f"<p>Verdict: {_e(verdict)}</p>"]
+        missing = [who for who in ("vm", "container") if _figures(row, who) is None]
+        if missing:
+            body.append(f"<p>Not measured: {_e(', '.join(missing))}</p>")
+        figures = _figure_rows(row)
+        body.append(_html_table(_FIGURE_HEADER, figures) if figures else "<p>No figures.</p>")
+        body.append("</section>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{_e(TITLE)}</title>\n<style>\n{_CSS}\n</style>\n</head>\n<body>\n"
+            + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same directory, so a report is never half-written."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass  # already gone
+        raise
+
+
+def write_reports(report: ComparisonReport, directory: Path) -> dict[str, Path]:
+    """Write comparison.json, comparison.md and comparison.html into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    # default=str: a stray non-JSON figure (a Path, say) must not lose the whole report.
+    texts = {
+        "json": json.dumps(report.to_json(), indent=2, sort_keys=True, default=str) + "\n",
+        "markdown": render_markdown(report) + "\n",
+        "html": render_html(report),
+    }
+    names = {"json": "comparison.json", "markdown": "comparison.md", "html": "comparison.html"}
+    paths = {kind: directory / names[kind] for kind in texts}
+    for kind, text in texts.items():
+        _write_text(paths[kind], text)
+    return paths
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    """Read a comparison.json back; ValueError when it is not JSON of this schema."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    schema = data.get("schema")
+    if schema != SCHEMA:
+        raise ValueError(f"{path}: schema {schema!r} is not {SCHEMA!r}; "
+                         "written by another version of pytest-vmcontainer?")
+    return data
+
+
+def report_from_json(data: Mapping[str, Any]) -> ComparisonReport:
+    """Rebuild a ComparisonReport from ``to_json()`` output (e.g. to re-render a saved run)."""
+    if data.get("schema") != SCHEMA:
+        raise ValueError(f"schema {data.get('schema')!r} is not {SCHEMA!r}")
+    rows = []
+    for row in data.get("rows") or []:
+        verdict = row.get("verdict")
+        rows.append(RowResult(**{**row, "verdict": Verdict(**verdict) if verdict else None}))
+    return ComparisonReport(
+        generated_at=data.get("generated_at", ""), host=data.get("host") or {},
+        vm_mode=data.get("vm_mode"), vm_mode_reason=data.get("vm_mode_reason", ""),
+        settings=data.get("settings") or {}, rows=rows)

@@ -1,0 +1,239 @@
+"""The VM-vs-container comparison table as data: each row's claim, unit, probe and verdict rule.
+
+The claims are the classic table's, not ours: they are what the measurements
+test. A rule sees the figures of both targets (and of the host, where the claim
+is about native speed) and returns a verdict. Rows whose claim says the VM is
+slower or heavier are ``tcg_biased``: QEMU TCG (software emulation) can only make
+the VM look worse than a hypervisor would, so under TCG such a claim can be
+refuted but not confirmed; a "holds" there becomes "not measurable here".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_vmcontainer.results import (
+    DOES_NOT_HOLD,
+    HOLDS,
+    NOT_MEASURABLE,
+    Figures,
+    RowResult,
+    Verdict,
+)
+
+GB = 1e9
+MB = 1e6
+MARGIN = 1.10  # "faster"/"slower" means by more than 10%, beyond run-to-run noise
+
+Rule = Callable[[Figures, Figures, Figures], Verdict]
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    aspect: str
+    claim_vm: str
+    claim_container: str
+    unit: str
+    headline: str  # the figure shown in the table
+    probe: str  # function name in probes.py
+    how: str
+    rule: str  # the verdict rule, as the report states it
+    decide: Rule
+    tcg_biased: bool = False
+    needs_host: bool = False
+
+    def result(self) -> RowResult:
+        return RowResult(self.id, self.aspect, self.claim_vm, self.claim_container, self.unit,
+                         self.headline, self.how, self.rule)
+
+
+def _both(vm_side: bool, container_side: bool, vm_text: str, container_text: str) -> Verdict:
+    """Holds only if the claim holds on both sides; the reason states both sides' figures."""
+    status = HOLDS if vm_side and container_side else DOES_NOT_HOLD
+    return Verdict(status, f"{vm_text}; {container_text}")
+
+
+def _mb(value: float) -> str:
+    return f"{value / MB:,.0f} MB"
+
+
+def _size(vm: Figures, ct: Figures, host: Figures) -> Verdict:
+    v, c = vm["footprint_bytes"], ct["footprint_bytes"]
+    return _both(v >= GB, c <= 500 * MB,
+                 f"VM {_mb(v)} {'is' if v >= GB else 'is not'} in GBs",
+                 f"container {_mb(c)} {'is' if c <= 500 * MB else 'is not'} within 500 MB")
+
+
+def _boot(vm: Figures, ct: Figures, host: Figures) -> Verdict:
+    v, c = vm["cold_s"], ct["cold_s"]
+    return _both(60 <= v <= 300, c <= 10,
+                 f"VM cold boot {v:.1f} s {'is' if 60 <= v <= 300 else 'is not'} 1-5 min",
+                 f"container cold boot {c:.2f} s {'is' if c <= 10 else 'is not'} within 10 s")
+
+
+def _performance(vm: Figures, ct: Figures, host: Figures) -> Verdict:
+    v, c = vm["ratio_to_native"], ct["ratio_to_native"]
+    return _both(v > c * MARGIN, c <= MARGIN,
+                 f"VM takes {v:.2f}x native, container {c:.2f}x",
+                 f"container {'is' if c <= MARGIN else 'is not'} within 10% of native")
+
+
+def _isolation(vm: Figures, ct: Figures, host: Figures) -> Verdict:
+    return _both(bool(vm["separate_kernel"]), not ct["separate_kernel"],
+                 f"VM boot id {'differs from' if vm['separate_kernel'] else 'equals'} the host's",
+                 f"container boot id {'equals' if not ct['separate_kernel'] else 'differs from'}"
+                 " the host's")
+
+
+def _os_support(vm: Figures, ct: Figures, host: Figures) -> Verdict:
+    return _both(bool(vm["different_kernel"]), not ct["different_kernel"],
+                 f"VM runs kernel {vm['kernel_release']} on a {vm['host_kernel_release']} host",
+                 f"container runs the host's kernel {ct['kernel_release']}"
+                 if not ct["different_kernel"] else
+                 f"container runs kernel {ct['kernel_release']}, not the host's")
+
+
+def _security(vm: Figures, ct: Figures, host: Figures) -> Verdict:
+    exposed = bool(ct["shares_host_kernel"]) and bool(ct["root_is_host_root"])
+    return _both(not vm["shares_host_kernel"], exposed,
+                 "VM root is confined to its own kernel" if not vm["shares_host_kernel"]
+                 else "VM shares the host kernel",
+                 "container root is uid 0 of the host kernel it shares (no user namespace)"
+                 if exposed else "container is not exposed to the host kernel as root")
+
+
+def _portability(vm: Figures, ct: Figures, host: Figures) -> Verdict:
+    v, c = vm["export_bytes"], ct["export_bytes"]
+    bigger, slower = v >= 2 * c, vm["export_seconds"] > ct["export_seconds"]
+    return _both(bigger and slower, True,
+                 f"VM export {_mb(v)} in {vm['export_seconds']:.1f} s vs container "
+                 f"{_mb(c)} in {ct['export_seconds']:.1f} s",
+                 f"VM export is {v / c:.1f}x the container's")
+
+
+def _resources(vm: Figures, ct: Figures, host: Figures) -> Verdict:
+    v, c = vm["idle_memory_bytes"], ct["idle_memory_bytes"]
+    return _both(v >= 5 * c, True, f"VM idle memory {_mb(v)} vs container {_mb(c)}",
+                 f"{v / c:.0f}x (the rule asks for at least 5x)")
+
+
+def _density(vm: Figures, ct: Figures, host: Figures) -> Verdict:
+    v, c = vm["extrapolated_instances"], ct["extrapolated_instances"]
+    return _both(v <= 20, c >= 100, f"about {v:,} VMs fit the memory budget (extrapolated)",
+                 f"about {c:,} containers (extrapolated)")
+
+
+def _networking(vm: Figures, ct: Figures, host: Figures) -> Verdict:
+    faster = ct["rps"] > vm["rps"] * MARGIN and ct["p50_ms"] < vm["p50_ms"]
+    bound = [who for who, f in (("VM", vm), ("container", ct)) if f.get("client_saturated")]
+    note = (f"the load generator saturated its CPU against the {' and '.join(bound)}, so "
+            "that figure is a lower bound" if bound else "the load generator was not saturated")
+    return _both(faster, True,
+                 f"container {ct['rps']:,.0f} req/s, p50 {ct['p50_ms']:.2f} ms; VM "
+                 f"{vm['rps']:,.0f} req/s, p50 {vm['p50_ms']:.2f} ms", note)
+
+
+def _storage(vm: Figures, ct: Figures, host: Figures) -> Verdict:
+    faster = (ct["write_mb_s"] > vm["write_mb_s"] * MARGIN
+              and ct["read_mb_s"] > vm["read_mb_s"] * MARGIN)
+    return _both(faster, True,
+                 f"write: container {ct['write_mb_s']:.0f} vs VM {vm['write_mb_s']:.0f} MB/s; "
+                 f"read: container {ct['read_mb_s']:.0f} vs VM {vm['read_mb_s']:.0f} MB/s",
+                 f"host {host.get('write_mb_s', 0):.0f}/{host.get('read_mb_s', 0):.0f} MB/s")
+
+
+ROWS: tuple[Row, ...] = (
+    Row("size", "Size", "GBs (1-10+ GB)", "MBs (10-500 MB)", "bytes", "footprint_bytes",
+        "probe_size",
+        "VM: disk bytes allocated to its volume and the box volume under it (qemu-img); "
+        "container: image size plus its writable layer (docker inspect)",
+        "holds if the VM's footprint is at least 1 GB and the container's at most 500 MB",
+        _size),
+    Row("boot_time", "Boot Time", "Minutes (1-5 min)", "Seconds (1-10 sec)", "s", "cold_s",
+        "probe_boot",
+        "start request to first HTTP 200 through 127.0.0.1; cold: a new instance from the "
+        "exported artifact (vagrant up / docker run), warm: from halted or stopped; median",
+        "holds if the VM's cold boot takes 1-5 min and the container's at most 10 s",
+        _boot, tcg_biased=True),
+    Row("performance", "Performance", "Slower (hypervisor overhead)", "Near-native speed",
+        "ratio", "ratio_to_native", "probe_cpu",
+        "sha256 of a fixed stream of zeros inside each target and on the host, timed inside; "
+        "median seconds as a ratio to the host's",
+        "holds if the container is within 10% of native and the VM more than 10% slower "
+        "than the container", _performance, tcg_biased=True, needs_host=True),
+    Row("isolation", "Isolation", "Complete (separate kernel)", "Process-level (shared kernel)",
+        "bool", "separate_kernel", "probe_kernel",
+        "kernel boot id inside against the host's; PID 1 and the processes visible inside",
+        "holds if the VM's boot id differs from the host's and the container's equals it",
+        _isolation, needs_host=True),
+    Row("os_support", "OS Support", "Any OS on any host", "Must match host kernel", "bool",
+        "different_kernel", "probe_kernel",
+        "kernel release inside against the host's (uname -r)",
+        "holds if the VM runs a kernel other than the host's and the container the host's",
+        _os_support, needs_host=True),
+    Row("security", "Security", "Stronger isolation", "Good but shares kernel", "bool",
+        "shares_host_kernel", "probe_security",
+        "inside each: kernel identity, capabilities of root (CapEff), seccomp mode, user "
+        "namespace (uid_map), listening ports",
+        "holds if the container's root is root of the host kernel it shares, and the VM's "
+        "root is confined to its own kernel", _security),
+    Row("portability", "Portability", "Less portable (large files)", "Highly portable",
+        "bytes", "export_bytes", "probe_export",
+        "export the provisioned target with its standard tool: vagrant package (box) vs "
+        "docker save (tar); bytes and seconds",
+        "holds if the VM's export is at least twice the container's and slower to make",
+        _portability),
+    Row("resource_usage", "Resource Usage", "Heavy", "Lightweight", "bytes",
+        "idle_memory_bytes", "probe_idle",
+        "from the host side at idle: QEMU process RSS vs the container's cgroup memory; "
+        "CPU over a fixed window",
+        "holds if the VM's idle memory is at least 5x the container's",
+        _resources, tcg_biased=True),
+    Row("density", "Density", "10-20 VMs per host", "100+ containers per host", "count",
+        "extrapolated_instances", "probe_density",
+        "start K instances of each at once from the exported artifact; memory per instance; "
+        "instances that fit the memory budget (extrapolated)",
+        "holds if at most 20 VMs and at least 100 containers fit the budget",
+        _density, tcg_biased=True),
+    Row("networking", "Networking", "Slower (virtual NIC)", "Faster (same network stack)",
+        "req/s", "rps", "probe_http",
+        "bounded HTTP load (keep-alive, fixed concurrency, request and time caps) against "
+        "127.0.0.1; latency percentiles, req/s, the load generator's own CPU",
+        "holds if the container serves more than 10% more req/s than the VM at a lower "
+        "median latency", _networking, tcg_biased=True),
+    Row("storage", "Storage", "Slower (virtual disk)", "Faster (layered filesystem)", "MB/s",
+        "write_mb_s", "probe_storage",
+        "inside each target and on the host: dd sequential write with fsync, O_DIRECT "
+        "sequential read, 4 KiB O_DSYNC writes",
+        "holds if the container's sequential write and read both beat the VM's by more than "
+        "10%", _storage, tcg_biased=True, needs_host=True),
+)
+BY_ID = {row.id: row for row in ROWS}
+
+TCG_NOTE = ("the VM ran under QEMU TCG (software emulation): it can only look slower or "
+            "heavier than under a hypervisor, so this claim can be refuted here but not "
+            "confirmed; run on a host where KVM boots a guest")
+
+
+def decide(row: Row, figures: dict[str, Figures], vm_mode: str | None) -> Verdict:
+    """The row's verdict from whatever was measured; never raises on missing figures."""
+    missing = [who for who in ("vm", "container") if row.headline not in figures.get(who, {})]
+    if row.needs_host and "host" not in figures:
+        missing.append("host")
+    if missing:
+        return Verdict(NOT_MEASURABLE, f"no {' or '.join(missing)} figures "
+                                       "(not selected, or the measurement failed)")
+    try:
+        verdict = row.decide(figures["vm"], figures["container"], figures.get("host", {}))
+    except (KeyError, TypeError, ZeroDivisionError) as error:
+        return Verdict(NOT_MEASURABLE, f"incomplete figures: {error!r}")
+    if row.tcg_biased and vm_mode == "tcg" and verdict.status == HOLDS:
+        return Verdict(NOT_MEASURABLE, f"{verdict.reason}; but {TCG_NOTE}")
+    return verdict
+
+
+def headline(row: Row, figures: Figures) -> Any:
+    return figures.get(row.headline)

@@ -1,0 +1,93 @@
+"""The classic VM-vs-container table, row by row, measured on both targets on this host.
+
+Each test measures one row on the current target through the row's probe (see
+``pytest_vmcontainer.table`` for the claims, units, probes and verdict rules).
+The verdicts need both targets, so they are given at the end of the run, in the
+terminal table and, with ``--vmc-report=DIR``, in JSON, Markdown and HTML.
+A claim that does not hold is a finding, not a test failure: a test fails only
+when its measurement could not be taken.
+
+The order below is deliberate: idle and in-place measurements first, then the
+export (which halts and restarts the VM), then density and boots, which start
+new instances from that export (density first, so that the boots find the
+exported artifact already in place and need no warm-up round).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+
+def _positive(figures: dict, *keys: str) -> None:
+    for key in keys:
+        value = figures[key]
+        assert isinstance(value, int | float) and math.isfinite(value) and value > 0, (key, value)
+
+
+def test_size(target, comparison, record_property):
+    figures = comparison.measure("size", target, record_property=record_property)
+    _positive(figures, "footprint_bytes")
+
+
+def test_resource_usage(target, comparison, record_property):
+    figures = comparison.measure("resource_usage", target, record_property=record_property)
+    _positive(figures, "idle_memory_bytes")
+    assert figures["idle_cpu_percent"] >= 0
+
+
+def test_isolation(target, comparison, record_property):
+    figures = comparison.measure("isolation", target, record_property=record_property)
+    assert figures["boot_id"] and figures["kernel_release"] and figures["pid1"]
+    assert figures["visible_processes"] > 0
+
+
+def test_os_support(target, comparison, record_property):
+    figures = comparison.measure("os_support", target, record_property=record_property)
+    assert figures["kernel_release"] and figures["host_kernel_release"]
+
+
+def test_security(target, comparison, record_property):
+    figures = comparison.measure("security", target, record_property=record_property)
+    assert figures["seccomp"] in ("disabled", "strict", "filter")
+    assert 80 in figures["listening_ports"]
+
+
+def test_performance(target, comparison, benchmark, record_property):
+    figures = comparison.measure("performance", target, benchmark=benchmark,
+                                 record_property=record_property)
+    _positive(figures, "seconds", "ratio_to_native")
+
+
+def test_networking(target, comparison, benchmark, record_property):
+    figures = comparison.measure("networking", target, benchmark=benchmark,
+                                 record_property=record_property)
+    _positive(figures, "rps", "p50_ms")
+    assert figures["errors"] == 0
+
+
+def test_storage(target, comparison, benchmark, record_property):
+    figures = comparison.measure("storage", target, benchmark=benchmark,
+                                 record_property=record_property)
+    _positive(figures, "write_mb_s", "read_mb_s", "sync_write_iops")
+
+
+def test_portability(target, comparison, benchmark, record_property):
+    figures = comparison.measure("portability", target, benchmark=benchmark,
+                                 record_property=record_property)
+    _positive(figures, "export_bytes", "export_seconds")
+
+
+def test_density(target, comparison, benchmark, record_property):
+    figures = comparison.measure("density", target, benchmark=benchmark,
+                                 record_property=record_property)
+    _positive(figures, "per_instance_bytes", "extrapolated_instances")
+    assert figures["started"] >= 1
+
+
+@pytest.mark.parametrize("phase", ["cold", "warm"])
+def test_boot_time(target, phase, comparison, benchmark, record_property):
+    figures = comparison.measure("boot_time", target, benchmark=benchmark,
+                                 record_property=record_property, phase=phase)
+    _positive(figures, f"{phase}_s")

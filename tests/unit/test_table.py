@@ -1,0 +1,127 @@
+"""Verdict rules of the comparison table, fed with recorded and edge-case figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_vmcontainer import table
+from pytest_vmcontainer.results import DOES_NOT_HOLD, HOLDS, NOT_MEASURABLE
+
+RECORDED = Path(__file__).parent / "data" / "comparison-tcg.json"
+
+
+def recorded_figures() -> dict[str, dict[str, Any]]:
+    """Figures of a real run (TCG), as the JSON report saved them."""
+    report = json.loads(RECORDED.read_text())
+    return {row["id"]: row["figures"] for row in report["rows"]}
+
+
+def test_every_row_of_the_classic_table_is_there() -> None:
+    assert [row.aspect for row in table.ROWS] == [
+        "Size", "Boot Time", "Performance", "Isolation", "OS Support", "Security",
+        "Portability", "Resource Usage", "Density", "Networking", "Storage"]
+    for row in table.ROWS:
+        assert row.claim_vm and row.claim_container and row.unit and row.how and row.rule
+
+
+@pytest.mark.parametrize("row", table.ROWS, ids=lambda row: row.id)
+def test_recorded_run_gives_a_verdict_for_every_row(row: table.Row) -> None:
+    figures = recorded_figures()[row.id]
+    verdict = table.decide(row, figures, vm_mode="tcg")
+    assert verdict.status in (HOLDS, DOES_NOT_HOLD, NOT_MEASURABLE)
+    assert verdict.reason
+    assert "no vm" not in verdict.reason and "incomplete" not in verdict.reason
+
+
+def test_missing_target_is_not_measurable() -> None:
+    verdict = table.decide(table.BY_ID["size"], {"container": {"footprint_bytes": 1}}, "tcg")
+    assert verdict.status == NOT_MEASURABLE and "no vm figures" in verdict.reason
+
+
+def test_missing_host_figures_are_not_measurable_where_the_row_needs_them() -> None:
+    figures = {"vm": {"ratio_to_native": 5.0}, "container": {"ratio_to_native": 1.0}}
+    verdict = table.decide(table.BY_ID["performance"], figures, "kvm")
+    assert verdict.status == NOT_MEASURABLE and "host" in verdict.reason
+
+
+def _size(vm_bytes: float, container_bytes: float) -> str:
+    figures = {"vm": {"footprint_bytes": vm_bytes}, "container": {"footprint_bytes":
+                                                                  container_bytes}}
+    return table.decide(table.BY_ID["size"], figures, "tcg").status
+
+
+def test_size_rule_boundaries() -> None:
+    assert _size(1.0e9, 500e6) == HOLDS
+    assert _size(0.99e9, 100e6) == DOES_NOT_HOLD  # the VM is not in GBs
+    assert _size(5e9, 501e6) == DOES_NOT_HOLD  # the container is over 500 MB
+
+
+def _boot(vm_s: float, container_s: float, mode: str) -> table.Verdict:
+    figures = {"vm": {"cold_s": vm_s}, "container": {"cold_s": container_s}}
+    return table.decide(table.BY_ID["boot_time"], figures, mode)
+
+
+def test_boot_rule_under_kvm() -> None:
+    assert _boot(90, 2, "kvm").status == HOLDS
+    assert _boot(20, 2, "kvm").status == DOES_NOT_HOLD  # a VM booting in seconds
+    assert _boot(90, 12, "kvm").status == DOES_NOT_HOLD
+
+
+def test_tcg_can_refute_a_slow_vm_claim_but_not_confirm_it() -> None:
+    confirmed = _boot(90, 2, "tcg")
+    assert confirmed.status == NOT_MEASURABLE and "TCG" in confirmed.reason
+    assert _boot(40, 2, "tcg").status == DOES_NOT_HOLD  # fast even when emulated
+
+
+def test_tcg_does_not_touch_rows_it_cannot_bias() -> None:
+    figures = {"vm": {"separate_kernel": True}, "container": {"separate_kernel": False},
+               "host": {"boot_id": "x"}}
+    assert table.decide(table.BY_ID["isolation"], figures, "tcg").status == HOLDS
+
+
+def test_performance_rule() -> None:
+    row = table.BY_ID["performance"]
+    host = {"seconds": 1.0}
+    near = {"vm": {"ratio_to_native": 1.5}, "container": {"ratio_to_native": 1.05},
+            "host": host}
+    assert table.decide(row, near, "kvm").status == HOLDS
+    slow_container = {**near, "container": {"ratio_to_native": 1.3}}
+    assert table.decide(row, slow_container, "kvm").status == DOES_NOT_HOLD
+    equal = {**near, "vm": {"ratio_to_native": 1.08}}
+    assert table.decide(row, equal, "kvm").status == DOES_NOT_HOLD
+
+
+def test_security_rule_needs_a_shared_kernel_and_host_root() -> None:
+    row = table.BY_ID["security"]
+    vm = {"shares_host_kernel": False, "root_is_host_root": False}
+    exposed = {"shares_host_kernel": True, "root_is_host_root": True}
+    remapped = {"shares_host_kernel": True, "root_is_host_root": False}  # user namespace
+    assert table.decide(row, {"vm": vm, "container": exposed}, "tcg").status == HOLDS
+    assert table.decide(row, {"vm": vm, "container": remapped}, "tcg").status == DOES_NOT_HOLD
+
+
+def test_density_and_portability_rules() -> None:
+    density = table.BY_ID["density"]
+    assert table.decide(density, {"vm": {"extrapolated_instances": 15},
+                                  "container": {"extrapolated_instances": 4000}},
+                        "kvm").status == HOLDS
+    assert table.decide(density, {"vm": {"extrapolated_instances": 60},
+                                  "container": {"extrapolated_instances": 4000}},
+                        "kvm").status == DOES_NOT_HOLD
+    portability = table.BY_ID["portability"]
+    vm = {"export_bytes": 600e6, "export_seconds": 60.0}
+    container = {"export_bytes": 150e6, "export_seconds": 2.0}
+    assert table.decide(portability, {"vm": vm, "container": container}, "tcg").status == HOLDS
+    small_vm = {"export_bytes": 200e6, "export_seconds": 60.0}
+    assert table.decide(portability, {"vm": small_vm, "container": container},
+                        "tcg").status == DOES_NOT_HOLD
+
+
+def test_a_broken_figure_is_not_measurable_rather_than_a_crash() -> None:
+    figures = {"vm": {"rps": 10.0}, "container": {"rps": 100.0}}  # no p50_ms
+    verdict = table.decide(table.BY_ID["networking"], figures, "kvm")
+    assert verdict.status == NOT_MEASURABLE and "incomplete" in verdict.reason
