@@ -107,9 +107,24 @@ class VagrantTarget(Target):
                                            self.log_path, self.cancelled)
         return self._vagrant
 
+    def _vagrant_home(self) -> Path:
+        """A VAGRANT_HOME of this target's own, sharing only the boxes.
+
+        Vagrant processes that share a VAGRANT_HOME touch each other's entries in
+        its machine index and fail at random with "the machine is locked" when they
+        run at once (density, concurrent sessions); a home per target avoids that.
+        """
+        home = self.spec.workdir / "vagrant.d"
+        boxes = home / "boxes"
+        if not boxes.is_symlink():
+            home.mkdir(parents=True, exist_ok=True)
+            boxes.symlink_to(paths.ensure_dir(paths.vagrant_home() / "boxes"))
+        return home
+
     def _env(self) -> dict[str, str]:
         forwards = ",".join(f"{g}:{h}" for g, h in self.host_ports.items())
         return vagrant_env({
+            "VAGRANT_HOME": str(self._vagrant_home()),
             "VAGRANT_VAGRANTFILE": self.spec.vagrantfile.name,
             "VAGRANT_DOTFILE_PATH": str(self.dotfile_path),
             "VMC_SSH_PORT": str(self.ssh_port),
