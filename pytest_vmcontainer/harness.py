@@ -84,6 +84,7 @@ class Harness:
         self.swept: list[str] = []
         self._jobs: dict[str, background.Job[Target]] = {}
         self.extras: list[Target] = []  # more instances, made by probes from the exports
+        self._made: list[Target] = []  # every extra instance ever made, discarded or not
         self.exports: dict[str, Artifact] = {}
         self._docker: Any = None
         self._lock = threading.Lock()
@@ -277,7 +278,12 @@ class Harness:
                                    self.progress, accel=self.accel)
         with self._lock:
             self.extras.append(target)
+            self._made.append(target)
         return target
+
+    def primed(self, kind: str) -> bool:
+        """Whether an instance was already made from this run's export of ``kind``."""
+        return any(t.kind == kind and t.was_ready for t in self._made)
 
     def discard(self, target: Target) -> None:
         target.destroy()

@@ -109,8 +109,7 @@ SETTINGS = (
     Setting("vmc_warmup", "--vmc-warmup", "VMC_WARMUP", "1",
             "untimed warm-up rounds before them", kind="count"),
     Setting("vmc_boot_rounds", "--vmc-boot-rounds", "VMC_BOOT_ROUNDS", "2",
-            "timed cold and warm boots per target (the Density row starts the exported "
-            "artifact first, so boots need no warm-up round)", kind="int"),
+            "timed cold and warm boots per target (after one untimed cold start)", kind="int"),
     Setting("vmc_density_vms", "--vmc-density-vms", "VMC_DENSITY_VMS", "2",
             "VMs started at once by the Density row", kind="int"),
     Setting("vmc_density_containers", "--vmc-density-containers", "VMC_DENSITY_CONTAINERS", "10",

@@ -9,8 +9,8 @@ when its measurement could not be taken.
 
 The order below is deliberate: idle and in-place measurements first, then the
 export (which halts and restarts the VM), then density and boots, which start
-new instances from that export (density first, so that the boots find the
-exported artifact already in place and need no warm-up round).
+new instances from that export (the first instance made from an export is not
+timed, so the boots need no warm-up round after density).
 """
 
 from __future__ import annotations

@@ -74,6 +74,7 @@ class Target(abc.ABC):
         self.host_ports: dict[int, int] = {}
         # Start request (build and provisioning included) to ready, set by the harness.
         self.up_seconds: float | None = None
+        self.was_ready = False  # became ready at least once (see wait_ready)
         self._host: Any = None
         self._host_lock = threading.Lock()
         # Set by teardown: a bring-up in another thread must not create anything more.
@@ -165,6 +166,7 @@ class Target(abc.ABC):
             if self.spec.ready_path is not None and self.spec.guest_ports:
                 wait_for(http_ok(self.url(self.spec.ready_path, self.spec.guest_ports[0])),
                          what=f"HTTP 200 from the {self.kind} at {self.spec.ready_path}", **poll)
+            self.was_ready = True
         except WaitTimeout as timeout:
             raise TargetError(f"the {self.kind} is up but not ready: {timeout}",
                               "check that the provisioned service starts and listens "
