@@ -95,6 +95,13 @@ def test_performance_rule() -> None:
     assert table.decide(row, equal, "kvm").status == DOES_NOT_HOLD
 
 
+def test_performance_is_not_measurable_when_the_host_itself_is_noisy() -> None:
+    figures = {"vm": {"ratio_to_native": 1.5}, "container": {"ratio_to_native": 1.05},
+               "host": {"seconds": 1.0, "spread": 0.4}}
+    verdict = table.decide(table.BY_ID["performance"], figures, "kvm")
+    assert verdict.status == NOT_MEASURABLE and "40%" in verdict.reason
+
+
 def test_security_rule_needs_a_shared_kernel_and_host_root() -> None:
     row = table.BY_ID["security"]
     vm = {"shares_host_kernel": False, "root_is_host_root": False}
