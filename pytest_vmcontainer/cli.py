@@ -1,4 +1,4 @@
-"""Command line: ``python -m pytest_vmcontainer setup|build|up|clean|accel``.
+"""Command line: ``python -m pytest_vmcontainer setup|build|up|clean|accel|report``.
 
 Failures print one line naming the cause and the remedy and exit non-zero.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from pytest_vmcontainer import accel, hostsetup, images, lifecycle
+from pytest_vmcontainer import accel, hostsetup, images, lifecycle, report, table
 from pytest_vmcontainer.errors import VmcError
 from pytest_vmcontainer.harness import KEEP_CHOICES, Harness, HarnessConfig
 from pytest_vmcontainer.progress import Progress
@@ -96,6 +96,23 @@ def _cmd_clean(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace, progress: Progress) -> int:
+    """Show a saved comparison again, with the verdict rules of this version."""
+    try:
+        saved = report.report_from_json(report.load_report(Path(args.json)))
+    except (OSError, ValueError) as error:
+        raise VmcError(f"cannot read {args.json} ({error})",
+                       "pass a comparison.json written by --vmc-report") from None
+    for row in saved.rows:
+        row.verdict = table.decide(table.BY_ID[row.id], row.figures, saved.vm_mode)
+    for line in report.terminal_lines(saved):
+        print(line)
+    if args.out:
+        written = report.write_reports(saved, Path(args.out))
+        print("report: " + ", ".join(str(path) for path in written.values()))
+    return 0
+
+
 def _cmd_accel(args: argparse.Namespace, progress: Progress) -> int:
     if not images.box_kernel().exists():
         raise VmcError("the box is not built yet", "run 'python -m pytest_vmcontainer build'")
@@ -133,12 +150,15 @@ def parser() -> argparse.ArgumentParser:
                     help="host port for the container's port 80 (default: a free one)")
     commands.add_parser("clean", help="remove every target and leftover this tool created")
     commands.add_parser("accel", help="print whether VMs run under KVM or TCG here")
+    show = commands.add_parser("report", help="show a saved comparison.json again")
+    show.add_argument("json", help="a comparison.json written by --vmc-report")
+    show.add_argument("--out", help="also write JSON, Markdown and HTML into this directory")
     return top
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Progress], int]] = {
     "setup": _cmd_setup, "build": _cmd_build, "up": _cmd_up, "clean": _cmd_clean,
-    "accel": _cmd_accel,
+    "accel": _cmd_accel, "report": _cmd_report,
 }
 
 

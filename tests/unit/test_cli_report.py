@@ -1,0 +1,31 @@
+"""`python -m pytest_vmcontainer report` re-renders a saved comparison."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_vmcontainer import cli
+
+RECORDED = Path(__file__).parent / "data" / "comparison-tcg.json"
+
+
+def test_report_shows_a_saved_run_with_current_verdicts(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["report", str(RECORDED), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("VM figures: TCG")
+    for aspect in ("Size", "Boot Time", "Storage"):
+        assert aspect in out
+    rewritten = json.loads((tmp_path / "comparison.json").read_text())
+    assert [row["id"] for row in rewritten["rows"]] == [
+        row["id"] for row in json.loads(RECORDED.read_text())["rows"]]
+    assert (tmp_path / "comparison.html").exists() and (tmp_path / "comparison.md").exists()
+
+
+def test_report_of_a_missing_file_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["report", "/nonexistent/comparison.json"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot read /nonexistent/comparison.json" in err[0]
