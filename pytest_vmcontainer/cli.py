@@ -57,10 +57,13 @@ def _cmd_up(args: argparse.Namespace, progress: Progress) -> int:
     kinds = TARGET_CHOICES[args.target]
     pinned = {kind: {80: port} for kind, port in (("vm", args.vm_port),
                                                   ("container", args.container_port)) if port}
+    vagrantfile = _existing(args.vagrantfile) if "vm" in kinds else Path(args.vagrantfile)
+    dockerfile = _existing(args.dockerfile) if "container" in kinds else Path(args.dockerfile)
+    # As in the plugin's default: the provisioning inputs sit next to the project's files.
+    inputs = tuple(sorted(p for p in {vagrantfile.parent / "fixtures",
+                                      dockerfile.parent / "fixtures"} if p.exists()))
     config = HarnessConfig(
-        vagrantfile=_existing(args.vagrantfile) if "vm" in kinds else Path(args.vagrantfile),
-        dockerfile=_existing(args.dockerfile) if "container" in kinds else Path(args.dockerfile),
-        provision_inputs=(Path("fixtures").resolve(),), keep=args.keep,
+        vagrantfile=vagrantfile, dockerfile=dockerfile, provision_inputs=inputs, keep=args.keep,
         rebuild_bases=args.rebuild, pinned_ports=pinned, boot_timeout=args.boot_timeout)
     harness = Harness(config, progress)
     failed = True

@@ -30,7 +30,7 @@ from pytest_vmcontainer.errors import VmcError
 from pytest_vmcontainer.progress import Progress
 from pytest_vmcontainer.targets.base import Target, TargetSpec
 from pytest_vmcontainer.targets.docker import DockerTarget, connect
-from pytest_vmcontainer.targets.vagrant import VagrantTarget, remove_app_boxes, uses_box
+from pytest_vmcontainer.targets.vagrant import VagrantTarget, remove_app_boxes
 
 KINDS = ("vm", "container")
 KEEP_CHOICES = ("never", "on-failure", "always")
@@ -56,10 +56,6 @@ class HarnessConfig:
         return hashing.content_hash(inputs, extra=[images.box_recipe_hash(),
                                                    images.docker_recipe_hash(),
                                                    repr(self.guest_ports)])[:12]
-
-
-def uses_our_base(dockerfile: Path) -> bool:
-    return images.DOCKER_BASE_IMAGE.split(":")[0] in dockerfile.read_text(errors="replace")
 
 
 @dataclass(frozen=True)
@@ -171,12 +167,12 @@ class Harness:
 
         def work() -> Target:
             if kind == "container":
-                if uses_our_base(self.config.dockerfile):
+                if images.references(self.config.dockerfile, images.DOCKER_BASE_REPOSITORY):
                     images.ensure_docker_base(self.progress, self._docker,
                                               self.config.rebuild_bases, target.cancelled)
             else:
                 assert isinstance(target, VagrantTarget)
-                if uses_box(self.config.vagrantfile, images.BOX_NAME):
+                if images.references(self.config.vagrantfile, images.BOX_NAME):
                     images.ensure_box(self.progress, self.config.rebuild_bases, target.cancelled)
                 self.accel = target.accel = accel.detect(images.box_kernel())
             started = time.monotonic()

@@ -30,12 +30,18 @@ DATA = Path(__file__).parent / "data"
 BASE_RECIPE = DATA / "base"
 BOX_RECIPE = DATA / "box"
 
-DOCKER_BASE_IMAGE = "pytest-vmcontainer/debian:bookworm"
+DOCKER_BASE_REPOSITORY = "pytest-vmcontainer/debian"
+DOCKER_BASE_IMAGE = f"{DOCKER_BASE_REPOSITORY}:bookworm"
 BOX_NAME = "pytest-vmcontainer/debian-12"
 RECIPE_LABEL = "pytest-vmcontainer.recipe"
 DISK_SIZE_GB = 4
 MIRROR_ENV = "VMC_DEBIAN_MIRROR"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+
+
+def references(path: Path, name: str) -> bool:
+    """Whether a Vagrantfile or Dockerfile names one of our bases (so it must be built)."""
+    return name in path.read_text(errors="replace")
 
 
 def recipe() -> dict[str, str]:
@@ -213,9 +219,9 @@ def ensure_docker_base(progress: Progress, client: Any, rebuild: bool = False,
             _run_logged(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tarball), "."],
                         log, "packing the root filesystem", "see the log", cancel)
             previous = _image_id(client, DOCKER_BASE_IMAGE)
-            repository, tag = DOCKER_BASE_IMAGE.rsplit(":", 1)
+            tag = DOCKER_BASE_IMAGE.rsplit(":", 1)[1]
             client.api.import_image_from_file(
-                str(tarball), repository=repository, tag=tag,
+                str(tarball), repository=DOCKER_BASE_REPOSITORY, tag=tag,
                 changes=[f"LABEL {RECIPE_LABEL}={docker_recipe_hash()}", 'CMD ["/bin/bash"]'])
             if previous is not None and previous != _image_id(client, DOCKER_BASE_IMAGE):
                 _remove_image_if_unused(client, previous)

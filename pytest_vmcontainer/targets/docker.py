@@ -100,6 +100,8 @@ class DockerTarget(Target):
                 log.write(text)
                 if text.startswith("Step "):
                     note(text.strip())
+                elif text.strip():
+                    self.progress.detail(text)
                 if "error" in chunk:
                     log.write(chunk["error"] + "\n")
                     log.flush()

@@ -58,10 +58,6 @@ def remove_app_boxes(prefix: str) -> list[str]:
     return removed
 
 
-def uses_box(vagrantfile: Path, box: str) -> bool:
-    return box in vagrantfile.read_text(errors="replace")
-
-
 def libvirt_names(prefix: str) -> list[str]:
     """Domains and pool volumes whose names start with ``prefix`` (for leak checks)."""
     domains = _virsh("list", "--all", "--name").stdout.split()
@@ -146,6 +142,8 @@ class VagrantTarget(Target):
                 for line in self.vagrant.up(provision=provision, stream_output=True):
                     if _PROGRESS_LINE.match(line):
                         note(line.split(": ", 1)[1].strip())
+                    else:
+                        self.progress.detail(line)
             except subprocess.CalledProcessError:
                 raise self._explain_failure() from None
 
@@ -206,7 +204,7 @@ class VagrantTarget(Target):
         box = images.box_dir()
         include = [box / name for name in ("vmlinuz", "initrd.img", "vagrant_key")]
         embedded = box / "Vagrantfile"
-        ours = embedded.exists() and all(p.exists() for p in include) and uses_box(
+        ours = embedded.exists() and all(p.exists() for p in include) and images.references(
             self.spec.vagrantfile, images.BOX_NAME)
         with self.progress.step(f"vm: vagrant package -> {output.name}"):
             self.vagrant.package_box(output, include if ours else [], embedded if ours else None)
