@@ -77,7 +77,7 @@ class Harness:
         self.session: lifecycle.Session | None = None
         self.targets: dict[str, Target] = {}
         self.accel: accel.Accel | None = None
-        self.swept: list[str] = []
+        self.swept: list[str] | None = None  # what the start-of-run sweep removed
         self._jobs: dict[str, background.Job[Target]] = {}
         self.extras: list[Target] = []  # more instances, made by probes from the exports
         self._made: list[Target] = []  # every extra instance ever made, discarded or not
@@ -111,7 +111,7 @@ class Harness:
                                       need_libvirt="vm" in wanted)
             if self._docker is None and "container" in wanted:
                 self._docker = connect()
-            if not self.swept:
+            if self.swept is None:
                 self._sweep()
             for kind in wanted:
                 self._jobs[kind] = background.Job(f"bring-up-{kind}", self._bring_up_work(kind))
@@ -137,7 +137,7 @@ class Harness:
                 swept += lifecycle.sweep(self._docker, include_marked=True, only=stale)
         if swept:
             self.progress.say(f"swept: {', '.join(swept)}")
-        self.swept = swept or ["nothing"]
+        self.swept = swept
 
     def _spec(self, kind: str) -> TargetSpec:
         assert self.session is not None

@@ -91,11 +91,13 @@ class Session:
             self._lock = None
 
 
-def _is_dead_and_unmarked(session_dir: Path) -> bool:
-    """True when no process holds the session's lock and it was not kept or reused."""
+def _is_dead_and_unmarked(session_dir: Path, ignore_markers: bool = False) -> bool:
+    """True when no process holds the session's lock and (unless ``ignore_markers``) it
+    was not kept or reused."""
     if not session_dir.is_dir():
         return True
-    if (session_dir / KEPT_MARKER).exists() or (session_dir / REUSE_MARKER).exists():
+    marked = (session_dir / KEPT_MARKER).exists() or (session_dir / REUSE_MARKER).exists()
+    if marked and not ignore_markers:
         return False
     try:
         with open(session_dir / "lock", "a") as lock:
@@ -134,15 +136,13 @@ def sweep(docker_client: Any | None, include_marked: bool = False,
     never touched.
     """
     sessions = paths.sessions_dir()
+    decided: dict[str, bool] = {}  # one decision per session, whatever carries its id
 
     def removable(session_id: str) -> bool:
-        if only is not None and session_id not in only:
-            return False
-        directory = sessions / session_id
-        if include_marked and directory.is_dir():
-            for marker in (KEPT_MARKER, REUSE_MARKER):
-                (directory / marker).unlink(missing_ok=True)
-        return _is_dead_and_unmarked(directory)
+        if session_id not in decided:
+            decided[session_id] = (only is None or session_id in only) and \
+                _is_dead_and_unmarked(sessions / session_id, ignore_markers=include_marked)
+        return decided[session_id]
 
     removed: list[str] = []
     if docker_client is not None:
