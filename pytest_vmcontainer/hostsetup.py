@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ class Daemon:
     daemonizes: bool  # True when the command forks into the background itself
     endpoint: Callable[[], str]  # where clients look for it
     default_endpoint: str  # the only endpoint setup may start a daemon for
+    # A pid file the daemon refuses to start over while its pid names any live process.
+    pid_file: Path | None = None
 
     def startable(self) -> bool:
         """Setup starts the local daemon, never one the user pointed elsewhere."""
@@ -86,8 +89,26 @@ def docker_answers() -> bool:
         return False
 
 
+VIRTLOGD_SOCKET = Path("/run/libvirt/virtlogd-sock")
+
+
+def unix_socket_answers(path: Path, timeout: float = 2.0) -> bool:
+    """Whether a daemon accepts connections on `path`.
+
+    The file alone proves nothing: a daemon that was killed leaves its socket
+    behind, and libvirt then fails domain starts with "Connection refused".
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(timeout)
+        try:
+            client.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 def virtlogd_answers() -> bool:
-    return Path("/run/libvirt/virtlogd-sock").exists()
+    return unix_socket_answers(VIRTLOGD_SOCKET)
 
 
 def libvirtd_answers() -> bool:
@@ -100,7 +121,8 @@ def _docker_host() -> str:
 
 DAEMONS = [
     Daemon("dockerd", docker_answers, ["dockerd"], "docker", "dockerd.log", daemonizes=False,
-           endpoint=_docker_host, default_endpoint=DEFAULT_DOCKER_HOST),
+           endpoint=_docker_host, default_endpoint=DEFAULT_DOCKER_HOST,
+           pid_file=Path("/var/run/docker.pid")),
     Daemon("virtlogd", virtlogd_answers, ["virtlogd", "-d"], "virtlogd", "virtlogd.log",
            daemonizes=True, endpoint=libvirt_uri, default_endpoint=DEFAULT_LIBVIRT_URI),
     Daemon("libvirtd", libvirtd_answers, ["libvirtd", "-d"], "libvirtd", "libvirtd.log",
@@ -134,11 +156,33 @@ def _systemd_running() -> bool:
     return Path("/run/systemd/system").is_dir()
 
 
+def remove_stale_pid_file(pid_file: Path, executable: str) -> bool:
+    """Remove `pid_file` when the process it names is gone or is not `executable`.
+
+    A daemon killed without its own cleanup leaves the file behind; once its pid
+    is reused by any other process, dockerd refuses to start. Nothing is killed.
+    """
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        running = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        running = ""
+    if running == Path(executable).name[:15]:  # comm holds at most 15 characters
+        return False
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
 def _start_daemon(daemon: Daemon) -> None:
     if _systemd_running():
         subprocess.run(["systemctl", "start", daemon.systemd_unit], check=False,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return
+    if daemon.pid_file is not None:
+        remove_stale_pid_file(daemon.pid_file, daemon.start_command[0])
     log_dir = paths.ensure_dir(paths.home() / "logs")
     with open(log_dir / daemon.log_name, "ab") as log:
         process = subprocess.Popen(daemon.start_command, stdin=subprocess.DEVNULL, stdout=log,

@@ -1,0 +1,60 @@
+"""Daemon liveness probes: a socket file left by a killed daemon must not count as running."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_vmcontainer.hostsetup import remove_stale_pid_file, unix_socket_answers
+
+
+@pytest.fixture
+def socket_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    # AF_UNIX paths are limited to ~108 bytes, shorter than some tmp_path values.
+    directory = Path(tmp_path_factory.mktemp("s", numbered=True))
+    yield directory / "d.sock"
+
+
+def test_listening_socket_answers(socket_path: Path) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(socket_path))
+        server.listen(1)
+        assert unix_socket_answers(socket_path)
+
+
+def test_stale_socket_file_of_a_killed_daemon_does_not_answer(socket_path: Path) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(socket_path))
+        server.listen(1)
+    assert socket_path.exists()  # the file stays behind, as after SIGKILL
+    assert not unix_socket_answers(socket_path)
+
+
+def test_missing_socket_does_not_answer(socket_path: Path) -> None:
+    assert not unix_socket_answers(socket_path)
+
+
+def test_pid_file_naming_another_process_is_removed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "docker.pid"
+    pid_file.write_text(f"{os.getpid()}\n")  # a live process that is not dockerd
+    assert remove_stale_pid_file(pid_file, "dockerd")
+    assert not pid_file.exists()
+
+
+def test_pid_file_of_the_running_daemon_is_kept(tmp_path: Path) -> None:
+    pid_file = tmp_path / "self.pid"
+    pid_file.write_text(str(os.getpid()))
+    own_name = Path(f"/proc/{os.getpid()}/comm").read_text().strip()
+    assert not remove_stale_pid_file(pid_file, f"/usr/bin/{own_name}")
+    assert pid_file.exists()
+
+
+def test_unreadable_pid_file_is_left_alone(tmp_path: Path) -> None:
+    pid_file = tmp_path / "docker.pid"
+    pid_file.write_text("not a pid")
+    assert not remove_stale_pid_file(pid_file, "dockerd")
+    assert pid_file.exists()
