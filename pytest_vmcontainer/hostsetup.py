@@ -33,6 +33,8 @@ PACKAGES: dict[str, str] = {
     "debootstrap": "offline Debian bases for both targets",
     "e2fsprogs": "mkfs.ext4, to fill the box disk from the root filesystem",
     "openssh-client": "ssh-keygen, for the per-build Vagrant key",
+    # Only a Recommends of vagrant-libvirt, yet its `vagrant package` fails without them.
+    "libguestfs-tools": "virt-sysprep and virt-sparsify, run by 'vagrant package'",
 }
 
 DEFAULT_LIBVIRT_URI = "qemu:///system"
@@ -60,8 +62,9 @@ class Daemon:
     daemonizes: bool  # True when the command forks into the background itself
     endpoint: Callable[[], str]  # where clients look for it
     default_endpoint: str  # the only endpoint setup may start a daemon for
-    # A pid file the daemon refuses to start over while its pid names any live process.
-    pid_file: Path | None = None
+    # (pid file, executable) pairs the daemon trusts while the pid names any live process:
+    # dockerd refuses to start, or waits on a "running" containerd that is something else.
+    pid_files: tuple[tuple[Path, str], ...] = ()
 
     def startable(self) -> bool:
         """Setup starts the local daemon, never one the user pointed elsewhere."""
@@ -122,7 +125,8 @@ def _docker_host() -> str:
 DAEMONS = [
     Daemon("dockerd", docker_answers, ["dockerd"], "docker", "dockerd.log", daemonizes=False,
            endpoint=_docker_host, default_endpoint=DEFAULT_DOCKER_HOST,
-           pid_file=Path("/var/run/docker.pid")),
+           pid_files=((Path("/var/run/docker.pid"), "dockerd"),
+                      (Path("/var/run/docker/containerd/containerd.pid"), "containerd"))),
     Daemon("virtlogd", virtlogd_answers, ["virtlogd", "-d"], "virtlogd", "virtlogd.log",
            daemonizes=True, endpoint=libvirt_uri, default_endpoint=DEFAULT_LIBVIRT_URI),
     Daemon("libvirtd", libvirtd_answers, ["libvirtd", "-d"], "libvirtd", "libvirtd.log",
@@ -181,8 +185,8 @@ def _start_daemon(daemon: Daemon) -> None:
         subprocess.run(["systemctl", "start", daemon.systemd_unit], check=False,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return
-    if daemon.pid_file is not None:
-        remove_stale_pid_file(daemon.pid_file, daemon.start_command[0])
+    for pid_file, executable in daemon.pid_files:
+        remove_stale_pid_file(pid_file, executable)
     log_dir = paths.ensure_dir(paths.home() / "logs")
     with open(log_dir / daemon.log_name, "ab") as log:
         process = subprocess.Popen(daemon.start_command, stdin=subprocess.DEVNULL, stdout=log,

@@ -30,3 +30,10 @@ def test_ci_runs_the_second_quick_start_command_verbatim() -> None:
 def test_ci_treats_no_tests_collected_as_failure() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert '"$rc" -eq 5' in ci and "exit 1" in ci
+
+
+def test_quick_start_names_every_package_setup_installs() -> None:
+    from pytest_vmcontainer.hostsetup import PACKAGES
+
+    section = (ROOT / "README.md").read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert [name for name in PACKAGES if f"`{name}`" not in section] == []
