@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_vmcontainer import background, hashing, hostsetup, paths, procs
+from pytest_vmcontainer import background, hashing, hostsetup, logtail, paths, procs
 from pytest_vmcontainer.errors import BuildError
 from pytest_vmcontainer.progress import Progress
 from pytest_vmcontainer.vagrantcli import TrackedVagrant, vagrant_env
@@ -124,13 +124,6 @@ def _workdir(kind: str) -> Iterator[Path]:
         remove_tree(work)
 
 
-def _log_tail(log: Path, lines: int = 12) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
 def _run_logged(command: list[str], log: Path, what: str, remedy: str,
                 cancel: threading.Event | None = None) -> None:
     with open(log, "ab") as out:
@@ -139,7 +132,7 @@ def _run_logged(command: list[str], log: Path, what: str, remedy: str,
         returncode = procs.run(command, cancel, stdout=out, stderr=subprocess.STDOUT)
     if returncode != 0:
         raise BuildError(f"{what} failed (exit {returncode}, log {log})", remedy,
-                         detail=_log_tail(log))
+                         detail=logtail.tail(log, 12))
 
 
 def _debootstrap(rootfs: Path, include: str, log: Path, cancel: threading.Event | None) -> None:
@@ -327,7 +320,7 @@ def ensure_box(progress: Progress, rebuild: bool = False,
             TrackedVagrant(work, vagrant_env(), log, cancel).add_box(BOX_NAME, box_file())
             if not box_current():
                 raise BuildError("vagrant box add did not install the box",
-                                 f"see {log}", detail=_log_tail(log))
+                                 f"see {log}", detail=logtail.tail(log, 12))
             BuildRecord("box", box_recipe_hash(), str(box_file()),
                         round(time.monotonic() - started, 1), box_file().stat().st_size,
                         time.time()).save()

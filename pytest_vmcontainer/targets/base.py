@@ -9,15 +9,14 @@ callers register it before calling ``up``.
 from __future__ import annotations
 
 import abc
-import re
 import shlex
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_vmcontainer import logtail, procs
 from pytest_vmcontainer import ports as portlib
-from pytest_vmcontainer import procs
 from pytest_vmcontainer.errors import TargetError
 from pytest_vmcontainer.progress import Progress, quiet
 from pytest_vmcontainer.waiting import LOOPBACK, WaitTimeout, http_ok, tcp_open, wait_for
@@ -25,7 +24,6 @@ from pytest_vmcontainer.waiting import LOOPBACK, WaitTimeout, http_ok, tcp_open,
 OWNER_LABEL = "pytest-vmcontainer.owner"
 SESSION_LABEL = "pytest-vmcontainer.session"
 OWNER = "pytest-vmcontainer"
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def resource_prefix(session_id: str) -> str:
@@ -177,12 +175,7 @@ class Target(abc.ABC):
             raise procs.Cancelled(f"the {self.kind} bring-up was cancelled by teardown")
 
     def log_tail(self, lines: int = 25) -> str:
-        try:
-            text = _ANSI.sub("", self.log_path.read_text(errors="replace"))
-        except OSError:
-            return ""
-        kept = [line for line in text.splitlines() if line.strip()]
-        return "\n".join(kept[-lines:])
+        return logtail.tail(self.log_path, lines)
 
     def facts(self) -> dict[str, Any]:
         """What identifies this target in reports (overridden to add backend details)."""
