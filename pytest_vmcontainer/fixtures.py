@@ -16,7 +16,7 @@ import pytest
 from pytest_vmcontainer.comparison import Comparison
 from pytest_vmcontainer.errors import VmcError
 from pytest_vmcontainer.parity import Parity
-from pytest_vmcontainer.plugin import RunState, parity_row, state_of, teardown
+from pytest_vmcontainer.plugin import RunState, fail_for, parity_row, state_of, teardown
 from pytest_vmcontainer.targets.base import Target
 
 
@@ -37,8 +37,7 @@ def _get_target(state: RunState, kind: str) -> Target:
         harness.start(sorted(state.needed | {kind}))
         return harness.get(kind, on_wait=state.terminal.flush)
     except VmcError as error:
-        detail = f"\n--- last lines of the {kind} log ---\n{error.detail}" if error.detail else ""
-        pytest.fail(f"{kind} target: {error.one_line()}{detail}", pytrace=False)
+        fail_for(kind, error)
     finally:
         state.terminal.flush()
 

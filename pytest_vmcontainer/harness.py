@@ -7,6 +7,7 @@ waits, so Ctrl-C and SIGTERM reach it and trigger ``teardown``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -82,6 +83,7 @@ class Harness:
         self.extras: list[Target] = []  # more instances, made by probes from the exports
         self._made: list[Target] = []  # every extra instance ever made, discarded or not
         self.exports: dict[str, Artifact] = {}
+        self.export_errors: dict[str, VmcError] = {}
         self._docker: Any = None
         self._lock = threading.Lock()
         self._torn_down = False
@@ -215,6 +217,8 @@ class Harness:
         and the VM (which vagrant package halts) is started again."""
         if kind in self.exports:
             return self.exports[kind]
+        if kind in self.export_errors:
+            raise self.export_errors[kind]  # one attempt per run: every export user fails alike
         target = self.get(kind)
         directory = paths.ensure_dir(target.spec.workdir.parent / "export")
         if isinstance(target, DockerTarget):
@@ -232,7 +236,14 @@ class Harness:
             def export() -> None:
                 target.package(path)
 
-        seconds = (timer or probes.plain_timer(1, 0))(export, rounds=1, warmup=0)[-1]
+        try:
+            seconds = (timer or probes.plain_timer(1, 0))(export, rounds=1, warmup=0)[-1]
+        except VmcError as error:
+            self.export_errors[kind] = error
+            if isinstance(target, VagrantTarget):
+                with contextlib.suppress(VmcError):  # the export's error is the one to show
+                    target.start()  # vagrant package halts the VM before it can fail
+            raise
         artifact = Artifact(path, path.stat().st_size, seconds, form)
         if isinstance(target, VagrantTarget):
             with self.progress.step(f"vm: vagrant box add {self.app_box_name}"):

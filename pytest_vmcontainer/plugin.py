@@ -15,7 +15,7 @@ import threading
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -249,6 +249,27 @@ class ParityOutcomes:
             elif report.skipped:
                 self._state.parity.outcome(row[0], row[1], "skipped")
         return report
+
+
+def fail_for(kind: str | None, error: VmcError) -> NoReturn:
+    """Fail the current test with the error's one line and its log tail, no traceback."""
+    prefix = f"{kind} target: " if kind else ""
+    where = f"the {kind} log" if kind else "the log"
+    detail = f"\n--- last lines of {where} ---\n{error.detail}" if error.detail else ""
+    # Raised bare: the failure is the message, without "During handling of ..." chains.
+    raise pytest.fail.Exception(f"{prefix}{error.one_line()}{detail}", pytrace=False) from None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
+    """A harness error raised inside a test (an export, an extra instance) reads like one
+    raised while bringing a target up: cause, remedy and log tail, not plugin internals."""
+    try:
+        return (yield)
+    except VmcError as error:
+        callspec = getattr(pyfuncitem, "callspec", None)
+        kind = callspec.params.get("target") if callspec is not None else None
+        fail_for(str(kind) if kind else None, error)
 
 
 def parity_row(item: pytest.Item) -> tuple[str, str] | None:

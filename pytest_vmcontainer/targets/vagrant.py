@@ -206,15 +206,29 @@ class VagrantTarget(Target):
         embedded = box / "Vagrantfile"
         ours = embedded.exists() and all(p.exists() for p in include) and images.references(
             self.spec.vagrantfile, images.BOX_NAME)
-        with self.progress.step(f"vm: vagrant package -> {output.name}"):
-            self.vagrant.package_box(output, include if ours else [], embedded if ours else None)
         self._host = None
+        with self.progress.step(f"vm: vagrant package -> {output.name}"):
+            try:
+                self.vagrant.package_box(output, include if ours else [],
+                                         embedded if ours else None)
+            except subprocess.CalledProcessError:
+                raise self._explain_package_failure() from None
 
     def memory_and_cpus(self) -> tuple[int, int]:
         """(memory MiB, vCPUs) of the running domain, for instances made from its export."""
         info = _virsh("dominfo", self.resource_name).stdout
         fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
         return int(fields["Max memory"].split()[0]) // 1024, int(fields["CPU(s)"])
+
+    def _explain_package_failure(self) -> TargetError:
+        tail = self.log_tail(40)
+        tool = next((name for name in ("virt-sysprep", "virt-sparsify")
+                     if f"No such file or directory - {name}" in tail), None)
+        if tool is not None:
+            return TargetError(f"vagrant package needs {tool}, which is not installed",
+                               "run 'python -m pytest_vmcontainer setup' (it installs "
+                               "libguestfs-tools)", detail=tail)
+        return TargetError("vagrant package failed", f"see {self.log_path}", detail=tail)
 
     def _explain_failure(self) -> TargetError:
         tail = self.log_tail(40)

@@ -344,3 +344,29 @@ def pytest_collection_modifyitems(items):
         "ROW ('test_rows.py::test_p[[]path=/etc/a-b[]]', 'container')",
         "ROW None",
     ])
+
+
+# --- harness errors inside tests -----------------------------------------------------------
+
+def test_harness_error_in_a_test_shows_cause_remedy_and_log_tail(project: pytest.Pytester) -> None:
+    project.makepyfile(test_export="""
+from pytest_vmcontainer.errors import TargetError
+
+def test_export():
+    raise TargetError("vagrant package failed", "see /x.log", detail="LOG-TAIL-LINE")
+""")
+    result = project.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*vagrant package failed: see /x.log*",
+                                 "*--- last lines of the log ---*", "*LOG-TAIL-LINE*"])
+    assert "raise TargetError" not in result.stdout.str()  # no traceback into the raiser
+    assert "During handling" not in result.stdout.str()
+
+
+def test_failure_names_the_target_it_happened_on() -> None:
+    from pytest_vmcontainer.errors import TargetError
+    from pytest_vmcontainer.plugin import fail_for
+
+    with pytest.raises(pytest.fail.Exception) as failure:
+        fail_for("vm", TargetError("cause", "remedy", detail="tail"))
+    assert str(failure.value) == "vm target: cause: remedy\n--- last lines of the vm log ---\ntail"
