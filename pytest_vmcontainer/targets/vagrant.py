@@ -129,7 +129,7 @@ class VagrantTarget(Target):
             "VMC_DOMAIN_PREFIX": self.domain_prefix,
             "VMC_STORAGE_POOL": hostsetup.POOL_NAME,
             "VMC_BOOT_TIMEOUT": str(int(self.spec.boot_timeout)),
-            # vagrant package runs virt-sysprep/virt-sparsify when installed; their libguestfs
+            # vagrant package always runs virt-sysprep and virt-sparsify; their libguestfs
             # appliance must not try a KVM that cannot boot a guest (it hangs there).
             **({"LIBGUESTFS_BACKEND_SETTINGS": "force_tcg"} if self.accel.mode == "tcg" else {}),
         })
