@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_vmcontainer import lifecycle
+from pytest_vmcontainer.targets.docker import DOCKERFILE_LABEL
 from pytest_vmcontainer.targets.vagrant import libvirt_names
 from pytest_vmcontainer.waiting import wait_for
 from tests.integration.conftest import ROOT, owned_containers, run_cli, write_project
@@ -95,6 +96,38 @@ def test_sigint_during_vagrant_up_leaves_nothing(
     assert run.returncode == 2, output  # pytest's "interrupted"
     session_id = domain.split("-")[1]
     assert lifecycle.leftovers(session_id, docker_client) == [], output
+
+
+def test_sigint_during_image_build_leaves_nothing(
+        pytester: pytest.Pytester, tmp_path: Path, docker_client: Any, bases: None,
+        leak_check: None) -> None:
+    marker = f"vmc-sigint-build-{os.getpid()}-{id(tmp_path):x}"  # finds this build's RUN step
+    original = "RUN sh /tmp/provision/provision.sh"
+    dockerfile = (ROOT / "Dockerfile").read_text().replace(
+        original, f"RUN echo {marker} && sleep 60\n{original}")
+    project = write_project(tmp_path / "project", dockerfile=dockerfile)
+    pytester.makepyfile(test_c="def test_c(container):\n    assert container.mode\n")
+
+    def build_step_running() -> bool:
+        return any(marker in " ".join(c.attrs["Config"].get("Cmd") or [])
+                   for c in docker_client.containers.list(all=True))
+
+    run = _popen_pytest(pytester.path, "--target=container",
+                        f"--dockerfile={project / 'Dockerfile'}",
+                        f"--vmc-provision-inputs={project / 'fixtures'}")
+    try:
+        wait_for(build_step_running, timeout=120, what="the build's RUN step")
+        run.send_signal(signal.SIGINT)  # the process we started, by its id
+        output, _ = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 2, output  # pytest's "interrupted"
+    assert "KeyboardInterrupt" in output and "docker build" in output, output
+    # dockerd removes the cancelled step's container itself (forcerm); give it a bounded moment.
+    wait_for(lambda: not build_step_running(), timeout=30, what="the build step's removal")
+    assert not docker_client.images.list(filters={"label": f"{DOCKERFILE_LABEL}="
+                                                  f"{project / 'Dockerfile'}"}), output
 
 
 def test_sigterm_during_tests_removes_the_container(
