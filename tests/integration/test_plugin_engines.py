@@ -7,8 +7,9 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -19,6 +20,7 @@ from pytest_vmcontainer.waiting import wait_for
 from tests.integration.conftest import ROOT, owned_containers, run_cli, write_project
 
 PYPROJECT = str(ROOT / "pyproject.toml")
+T = TypeVar("T")
 
 
 def _session_id(output: str) -> str:
@@ -79,22 +81,32 @@ def _popen_pytest(directory: Path, *args: str) -> subprocess.Popen[str]:
                             stdin=subprocess.DEVNULL, text=True)
 
 
-def test_sigint_during_vagrant_up_leaves_nothing(
-        pytester: pytest.Pytester, docker_client: Any, bases: None, leak_check: None) -> None:
-    pytester.makepyfile(test_vm="def test_vm(vm):\n    assert vm.mode\n")
-    before = set(libvirt_names("vmc-"))
-    run = _popen_pytest(pytester.path, "--target=vm", f"--vagrantfile={ROOT / 'Vagrantfile'}",
-                        f"--vmc-provision-inputs={ROOT / 'fixtures'}")
+def _interrupt_when(directory: Path, args: list[str], ready: Callable[[], T], what: str,
+                    ready_timeout: float, sig: int = signal.SIGINT) -> tuple[T, int, str]:
+    """Run pytest, send ``sig`` to it (by its id) once ``ready()`` is truthy, and return
+    (what ready() gave, exit code, output)."""
+    run = _popen_pytest(directory, *args)
     try:
-        domain = wait_for(lambda: [n for n in libvirt_names("vmc-") if n.endswith("-default")
-                                   and n not in before], timeout=300, what="the VM's domain")[0]
-        run.send_signal(signal.SIGINT)  # the process we started, by its id
+        seen = wait_for(ready, timeout=ready_timeout, what=what)
+        run.send_signal(sig)
         output, _ = run.communicate(timeout=300)
     finally:
         if run.poll() is None:
             run.kill()
-    assert run.returncode == 2, output  # pytest's "interrupted"
-    session_id = domain.split("-")[1]
+    return seen, run.returncode, output
+
+
+def test_sigint_during_vagrant_up_leaves_nothing(
+        pytester: pytest.Pytester, docker_client: Any, bases: None, leak_check: None) -> None:
+    pytester.makepyfile(test_vm="def test_vm(vm):\n    assert vm.mode\n")
+    before = set(libvirt_names("vmc-"))
+    domains, returncode, output = _interrupt_when(
+        pytester.path, ["--target=vm", f"--vagrantfile={ROOT / 'Vagrantfile'}",
+                        f"--vmc-provision-inputs={ROOT / 'fixtures'}"],
+        lambda: [n for n in libvirt_names("vmc-") if n.endswith("-default") and n not in before],
+        "the VM's domain", ready_timeout=300)
+    assert returncode == 2, output  # pytest's "interrupted"
+    session_id = domains[0].split("-")[1]
     assert lifecycle.leftovers(session_id, docker_client) == [], output
 
 
@@ -112,17 +124,11 @@ def test_sigint_during_image_build_leaves_nothing(
         return any(marker in " ".join(c.attrs["Config"].get("Cmd") or [])
                    for c in docker_client.containers.list(all=True))
 
-    run = _popen_pytest(pytester.path, "--target=container",
-                        f"--dockerfile={project / 'Dockerfile'}",
-                        f"--vmc-provision-inputs={project / 'fixtures'}")
-    try:
-        wait_for(build_step_running, timeout=120, what="the build's RUN step")
-        run.send_signal(signal.SIGINT)  # the process we started, by its id
-        output, _ = run.communicate(timeout=120)
-    finally:
-        if run.poll() is None:
-            run.kill()
-    assert run.returncode == 2, output  # pytest's "interrupted"
+    _, returncode, output = _interrupt_when(
+        pytester.path, ["--target=container", f"--dockerfile={project / 'Dockerfile'}",
+                        f"--vmc-provision-inputs={project / 'fixtures'}"],
+        build_step_running, "the build's RUN step", ready_timeout=120)
+    assert returncode == 2, output  # pytest's "interrupted"
     assert "KeyboardInterrupt" in output and "docker build" in output, output
     # dockerd removes the cancelled step's container itself (forcerm); give it a bounded moment.
     wait_for(lambda: not build_step_running(), timeout=30, what="the build step's removal")
@@ -142,19 +148,16 @@ def test_sigterm_during_tests_removes_the_container(
             while time.monotonic() < deadline:  # bounded: SIGTERM arrives long before
                 time.sleep(0.1)
     """)
-    run = _popen_pytest(pytester.path, "--target=container",
-                        f"--dockerfile={ROOT / 'Dockerfile'}",
-                        f"--vmc-provision-inputs={ROOT / 'fixtures'}")
-    try:
-        wait_for(started.exists, timeout=300, what="the test to start")
-        name = started.read_text()
-        assert docker_client.containers.get(name).status == "running"
-        os.kill(run.pid, signal.SIGTERM)
-        output, _ = run.communicate(timeout=120)
-    finally:
-        if run.poll() is None:
-            run.kill()
-    assert run.returncode == 2, output
+
+    def running_container() -> str | None:
+        name = started.read_text() if started.exists() else ""
+        return name if name and docker_client.containers.get(name).status == "running" else None
+
+    name, returncode, output = _interrupt_when(
+        pytester.path, ["--target=container", f"--dockerfile={ROOT / 'Dockerfile'}",
+                        f"--vmc-provision-inputs={ROOT / 'fixtures'}"],
+        running_container, "the test to start", ready_timeout=300, sig=signal.SIGTERM)
+    assert returncode == 2, output
     assert name not in [c.name for c in owned_containers(docker_client)], output
 
 
