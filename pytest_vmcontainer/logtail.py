@@ -15,11 +15,16 @@ _REWRITE = re.compile(r"\r|\x1b\[[0-9;]*K")  # carriage return or "clear line"
 _RUBY_FRAME = re.compile(r"^\s+from \S+:\d+:in ")
 
 
+def strip_escapes(text: str) -> str:
+    """``text`` without terminal control sequences (colours, clear line, cursor moves)."""
+    return _CSI.sub("", text)
+
+
 def readable_lines(text: str) -> list[str]:
     """Non-blank lines as a terminal would have left them, without Ruby backtrace frames."""
     kept = []
     for raw in text.split("\n"):
-        shown = [part for part in (_CSI.sub("", p) for p in _REWRITE.split(raw)) if part.strip()]
+        shown = [part for part in map(strip_escapes, _REWRITE.split(raw)) if part.strip()]
         if shown and not _RUBY_FRAME.match(shown[-1]):
             kept.append(shown[-1].rstrip())
     return kept

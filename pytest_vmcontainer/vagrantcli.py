@@ -12,7 +12,6 @@ process-starting methods; pyproject pins python-vagrant to the 1.x series.
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -21,10 +20,7 @@ from typing import IO, Any
 
 import vagrant
 
-from pytest_vmcontainer import hostsetup, paths, procs
-
-# Vagrant wraps lines in colour resets even with VAGRANT_NO_COLOR when not on a TTY.
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+from pytest_vmcontainer import hostsetup, logtail, paths, procs
 
 
 def vagrant_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -99,5 +95,6 @@ class TrackedVagrant(vagrant.Vagrant):
                 for raw in iter(process.stdout.readline, b""):
                     log.write(raw)
                     log.flush()
-                    yield _ANSI.sub("", raw.decode("utf-8", "replace"))
+                    # Vagrant wraps lines in colour resets even with VAGRANT_NO_COLOR off a TTY.
+                    yield logtail.strip_escapes(raw.decode("utf-8", "replace"))
             self._check(process, command)
