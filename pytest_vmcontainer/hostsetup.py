@@ -52,6 +52,26 @@ def virsh() -> list[str]:
     return ["virsh", "-c", libvirt_uri()]
 
 
+def run_virsh(*args: str) -> subprocess.CompletedProcess[str]:
+    """virsh on the harness's libvirt; callers judge the result (cleanup is best effort)."""
+    return subprocess.run([*virsh(), *args], capture_output=True, text=True, check=False)
+
+
+def domain_names() -> list[str]:
+    """Names of every libvirt domain, running or not."""
+    return run_virsh("list", "--all", "--name").stdout.split()
+
+
+def pool_volumes() -> list[str]:
+    """Names of the volumes in the harness's storage pool."""
+    rows = run_virsh("vol-list", POOL_NAME).stdout.splitlines()[2:]  # after the two header rows
+    return [row.split()[0] for row in rows if row.split()]
+
+
+def delete_volume(name: str) -> None:
+    run_virsh("vol-delete", "--pool", POOL_NAME, name)
+
+
 @dataclass(frozen=True)
 class Daemon:
     name: str

@@ -248,15 +248,10 @@ def box_file() -> Path:
 
 def _remove_stale_box_volumes() -> None:
     """vagrant-libvirt uploads a box once per name and version: a rebuilt box needs a new upload."""
-    virsh = hostsetup.virsh()
-    listing = subprocess.run([*virsh, "vol-list", hostsetup.POOL_NAME], capture_output=True,
-                             text=True, check=False).stdout
     prefix = BOX_NAME.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
-    for line in listing.splitlines():
-        name = line.split()[0] if line.split() else ""
-        if name.startswith(prefix):
-            subprocess.run([*virsh, "vol-delete", "--pool", hostsetup.POOL_NAME, name],
-                           capture_output=True, check=False)
+    for volume in hostsetup.pool_volumes():
+        if volume.startswith(prefix):
+            hostsetup.delete_volume(volume)
 
 
 def _make_disk(rootfs: Path, work: Path, log: Path, cancel: threading.Event | None) -> Path:

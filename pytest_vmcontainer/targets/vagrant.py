@@ -28,23 +28,16 @@ _PROGRESS_LINE = re.compile(r"^==> \w+: (Creating|Starting|Waiting|Machine boote
                             r"Halting|Destroying|Removing)")
 
 
-def _virsh(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*hostsetup.virsh(), *args], capture_output=True, text=True,
-                          check=False)
-
-
 def remove_libvirt_leftovers(prefix: str) -> list[str]:
     """Destroy domains and delete volumes whose names start with ``prefix``; returns their names."""
     removed = []
-    domains = _virsh("list", "--all", "--name").stdout.split()
-    for domain in (d for d in domains if d.startswith(prefix)):
-        _virsh("destroy", domain)
-        _virsh("undefine", domain, "--nvram", "--managed-save", "--snapshots-metadata")
+    for domain in (d for d in hostsetup.domain_names() if d.startswith(prefix)):
+        hostsetup.run_virsh("destroy", domain)
+        hostsetup.run_virsh("undefine", domain, "--nvram", "--managed-save", "--snapshots-metadata")
         removed.append(domain)
-    for line in _virsh("vol-list", hostsetup.POOL_NAME).stdout.splitlines()[2:]:
-        volume = line.split()[0] if line.split() else ""
+    for volume in hostsetup.pool_volumes():
         if volume.startswith(prefix):
-            _virsh("vol-delete", "--pool", hostsetup.POOL_NAME, volume)
+            hostsetup.delete_volume(volume)
             removed.append(volume)
     return removed
 
@@ -60,10 +53,8 @@ def remove_app_boxes(prefix: str) -> list[str]:
 
 def libvirt_names(prefix: str) -> list[str]:
     """Domains and pool volumes whose names start with ``prefix`` (for leak checks)."""
-    domains = _virsh("list", "--all", "--name").stdout.split()
-    volumes = [line.split()[0] for line in _virsh("vol-list", hostsetup.POOL_NAME)
-               .stdout.splitlines()[2:] if line.split()]
-    return [name for name in domains + volumes if name.startswith(prefix)]
+    return [name for name in hostsetup.domain_names() + hostsetup.pool_volumes()
+            if name.startswith(prefix)]
 
 
 class VagrantTarget(Target):
@@ -216,7 +207,7 @@ class VagrantTarget(Target):
 
     def memory_and_cpus(self) -> tuple[int, int]:
         """(memory MiB, vCPUs) of the running domain, for instances made from its export."""
-        info = _virsh("dominfo", self.resource_name).stdout
+        info = hostsetup.run_virsh("dominfo", self.resource_name).stdout
         fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
         return int(fields["Max memory"].split()[0]) // 1024, int(fields["CPU(s)"])
 
