@@ -6,55 +6,57 @@ Failures print one line naming the cause and the remedy and exit non-zero.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 
-from pytest_vmcontainer import accel, hostsetup, images, lifecycle, report, table
-from pytest_vmcontainer.errors import VmcError
-from pytest_vmcontainer.harness import KEEP_CHOICES, Harness, HarnessConfig
-from pytest_vmcontainer.progress import Progress
-from pytest_vmcontainer.targets.docker import connect
-from pytest_vmcontainer.waiting import http_get
-
-TARGET_CHOICES = {"both": ["vm", "container"], "vm": ["vm"], "container": ["container"]}
+from pytest_vmcontainer import lifecycle, targets
+from pytest_vmcontainer.errors import ReportError, TargetError, UsageError, VmcError
+from pytest_vmcontainer.harness import Harness, HarnessConfig
+from pytest_vmcontainer.host import accel, bases, setup
+from pytest_vmcontainer.options import KEEP, TARGETS
+from pytest_vmcontainer.runtime import signals
+from pytest_vmcontainer.runtime.progress import Progress
+from pytest_vmcontainer.runtime.waiting import http_get
 
 
 def _cmd_setup(args: argparse.Namespace, progress: Progress) -> int:
     started = time.monotonic()
     if args.check:
-        missing, stopped = hostsetup.check()
+        missing, stopped = setup.check()
         if missing or stopped:
-            print(hostsetup.manual_instructions(missing, stopped), file=sys.stderr)
+            print(setup.manual_instructions(missing, stopped), file=sys.stderr)
             return 1
     else:
-        hostsetup.ensure_host(progress)
+        setup.ensure_host(progress)
     progress.say(f"host ready ({time.monotonic() - started:.1f}s)")
     return 0
 
 
 def _cmd_build(args: argparse.Namespace, progress: Progress) -> int:
-    kinds = TARGET_CHOICES[args.target]
-    hostsetup.ensure_host(progress, need_docker="container" in kinds, need_libvirt="vm" in kinds)
-    client = connect() if "container" in kinds else None
-    images.ensure_bases(progress, client, want_box="vm" in kinds, rebuild=args.rebuild)
+    kinds = TARGETS[args.target]
+    setup.ensure_host(progress, need_docker="container" in kinds, need_libvirt="vm" in kinds)
+    client = None
+    if "container" in kinds:
+        from pytest_vmcontainer.targets.docker import connect
+
+        client = connect()
+    bases.ensure_bases(progress, client, want_box="vm" in kinds, rebuild=args.rebuild)
     for kind in ("docker-base", "box"):
-        record = images.BuildRecord.load(kind)
+        record = bases.BuildRecord.load(kind)
         if record is not None:
             progress.say(f"{kind}: {record.artifact} ({record.artifact_bytes / 1e6:.0f} MB, "
                          f"built in {record.build_seconds:.0f}s, recipe {record.recipe_hash})")
     if "vm" in kinds:
-        found = accel.detect(images.box_kernel())
+        found = accel.detect(bases.box_kernel())
         progress.say(f"VM accelerator: {found.mode.upper()} ({found.reason})")
     return 0
 
 
 def _cmd_up(args: argparse.Namespace, progress: Progress) -> int:
     """Bring both targets up, check HTTP 200 from each through 127.0.0.1, tear down."""
-    kinds = TARGET_CHOICES[args.target]
+    kinds = list(TARGETS[args.target])
     pinned = {kind: {80: port} for kind, port in (("vm", args.vm_port),
                                                   ("container", args.container_port)) if port}
     vagrantfile = _existing(args.vagrantfile) if "vm" in kinds else Path(args.vagrantfile)
@@ -77,11 +79,12 @@ def _cmd_up(args: argparse.Namespace, progress: Progress) -> int:
                          f"{response.status}, {len(response.body)} bytes; up to first HTTP 200 "
                          f"in {target.up_seconds:.1f}s (build and provisioning included)")
             if response.status != 200:
-                raise VmcError(f"the {kind} answered HTTP {response.status}",
-                               "check the provisioning")
+                raise TargetError(f"the {kind} answered HTTP {response.status}",
+                                  "check the provisioning")
             bodies[kind] = response.body
         if len(set(bodies.values())) > 1:
-            raise VmcError("the VM and the container serve different pages", "check provisioning")
+            raise TargetError("the VM and the container serve different pages",
+                              "check the provisioning")
         failed = False
     finally:
         for line in harness.teardown(failed=failed):
@@ -90,24 +93,22 @@ def _cmd_up(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def _cmd_clean(args: argparse.Namespace, progress: Progress) -> int:
-    try:
-        client = connect()
-    except VmcError:
-        client = None
-    removed = lifecycle.sweep(client, include_marked=True)
+    removed = lifecycle.sweep(targets.default_leftovers(), include_marked=True)
     progress.say("removed: " + (", ".join(removed) if removed else "nothing"))
     return 0
 
 
 def _cmd_report(args: argparse.Namespace, progress: Progress) -> int:
     """Show a saved comparison again, with the verdict rules of this version."""
+    from pytest_vmcontainer.comparison import report, rows
+
     try:
         saved = report.report_from_json(report.load_report(Path(args.json)))
     except (OSError, ValueError) as error:
-        raise VmcError(f"cannot read {args.json} ({error})",
-                       "pass a comparison.json written by --vmc-report") from None
+        raise ReportError(f"cannot read {args.json} ({error})",
+                          "pass a comparison.json written by --vmc-report") from None
     for row in saved.rows:
-        row.verdict = table.decide(table.BY_ID[row.id], row.figures, saved.vm_mode)
+        row.verdict = rows.decide(rows.BY_ID[row.id], row.figures, saved.vm_mode)
     for line in report.terminal_lines(saved):
         print(line)
     if args.out:
@@ -117,9 +118,9 @@ def _cmd_report(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def _cmd_accel(args: argparse.Namespace, progress: Progress) -> int:
-    if not images.box_kernel().exists():
-        raise VmcError("the box is not built yet", "run 'python -m pytest_vmcontainer build'")
-    found = accel.detect(images.box_kernel())
+    if not bases.box_kernel().exists():
+        raise UsageError("the box is not built yet", "run 'python -m pytest_vmcontainer build'")
+    found = accel.detect(bases.box_kernel())
     print(f"{found.mode} ({found.reason})")
     return 0
 
@@ -127,7 +128,7 @@ def _cmd_accel(args: argparse.Namespace, progress: Progress) -> int:
 def _existing(path: str) -> Path:
     resolved = Path(path).resolve()
     if not resolved.is_file():
-        raise VmcError(f"{path} does not exist", "pass the path of an existing file")
+        raise UsageError(f"{path} does not exist", "pass the path of an existing file")
     return resolved
 
 
@@ -139,12 +140,12 @@ def parser() -> argparse.ArgumentParser:
     setup.add_argument("--check", action="store_true", help="only report what is missing")
     build = commands.add_parser("build", help="build the Docker base image and the Vagrant box")
     build.add_argument("--rebuild", action="store_true", help="ignore the cache")
-    build.add_argument("--target", choices=TARGET_CHOICES, default="both")
+    build.add_argument("--target", choices=TARGETS, default="both")
     up = commands.add_parser("up", help="bring both targets up, check HTTP 200, tear down")
-    up.add_argument("--target", choices=TARGET_CHOICES, default="both")
+    up.add_argument("--target", choices=TARGETS, default="both")
     up.add_argument("--vagrantfile", default="Vagrantfile")
     up.add_argument("--dockerfile", default="Dockerfile")
-    up.add_argument("--keep", choices=KEEP_CHOICES, default="never")
+    up.add_argument("--keep", choices=KEEP, default="never")
     up.add_argument("--rebuild", action="store_true", help="rebuild the bases first")
     up.add_argument("--boot-timeout", type=float, default=600.0,
                     help="seconds the VM may take to answer SSH (default 600)")
@@ -165,14 +166,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Progress], int]] = {
 }
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     progress = Progress(verbose=args.verbose)
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM unwinds like Ctrl-C: teardown runs
+    signals.sigterm_as_interrupt()  # SIGTERM unwinds like Ctrl-C: teardown runs
     try:
         return COMMANDS[args.command](args, progress)
     except VmcError as error:

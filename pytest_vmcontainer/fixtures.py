@@ -9,15 +9,17 @@ cause and the tail of its provisioning log; the other target's tests still run.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_vmcontainer.comparison import Comparison
 from pytest_vmcontainer.errors import VmcError
 from pytest_vmcontainer.parity import Parity
-from pytest_vmcontainer.plugin import RunState, fail_for, parity_row, state_of, teardown
-from pytest_vmcontainer.targets.base import Target
+from pytest_vmcontainer.run import RunState, fail_for, parity_row, state_of, teardown
+
+if TYPE_CHECKING:
+    from pytest_vmcontainer.comparison.measure import Comparison
+    from pytest_vmcontainer.targets.base import Target
 
 
 @pytest.fixture(scope="session")

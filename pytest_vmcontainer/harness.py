@@ -1,13 +1,16 @@
-"""One run's targets: host setup, bases, concurrent bring-up, and a teardown that always runs.
+"""One run's targets: a session, bring-up, extra instances, teardown.
 
 Used by the pytest plugin (fixtures) and by the command line (``up``). Both
 targets come up in background threads so they overlap; the main thread only
 waits, so Ctrl-C and SIGTERM reach it and trigger ``teardown``.
+
+The harness asks its targets for everything that differs by backend; it knows
+neither Docker nor Vagrant, nor the comparison's rows and probes. The comparison
+reaches it through ``export``, ``extra``, ``primed`` and ``discard``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
@@ -16,25 +19,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pytest_vmcontainer import (
-    accel,
-    background,
-    hashing,
-    hostsetup,
-    images,
-    lifecycle,
-    paths,
-    probes,
-    procs,
-)
-from pytest_vmcontainer.errors import VmcError
-from pytest_vmcontainer.progress import Progress
-from pytest_vmcontainer.targets.base import Target, TargetSpec
-from pytest_vmcontainer.targets.docker import DockerTarget, connect
-from pytest_vmcontainer.targets.vagrant import VagrantTarget, remove_app_boxes
-
-KINDS = ("vm", "container")
-KEEP_CHOICES = ("never", "on-failure", "always")
+from pytest_vmcontainer import lifecycle, targets
+from pytest_vmcontainer.errors import TargetError, VmcError
+from pytest_vmcontainer.host import bases, paths, setup
+from pytest_vmcontainer.runtime import background, hashing, procs
+from pytest_vmcontainer.runtime.progress import Progress
+from pytest_vmcontainer.runtime.timing import Timer
+from pytest_vmcontainer.targets.base import Export, Leftovers, Target, TargetSpec
 
 
 @dataclass
@@ -54,44 +45,42 @@ class HarnessConfig:
     def reuse_key(self) -> str:
         """Reused targets are keyed by everything that provisions them: never stale."""
         inputs = [self.vagrantfile, self.dockerfile, *self.provision_inputs]
-        return hashing.content_hash(inputs, extra=[images.box_recipe_hash(),
-                                                   images.docker_recipe_hash(),
+        return hashing.content_hash(inputs, extra=[bases.box_recipe_hash(),
+                                                   bases.docker_recipe_hash(),
                                                    repr(self.guest_ports)])[:12]
 
 
-@dataclass(frozen=True)
-class Artifact:
-    """A provisioned target exported with its standard tool (docker save, vagrant package)."""
+MakeTarget = Callable[[str, TargetSpec, Progress], Target]
+TeardownHook = Callable[[Target, bool], None]
 
-    path: Path
-    bytes: int
-    seconds: float
-    format: str
+
+@dataclass
+class HarnessHooks:
+    """Where the plugin's hookspecs plug in; the command line uses the defaults."""
+
+    make_target: MakeTarget = targets.make
+    ready: Callable[[Target], bool] | None = None  # app-specific readiness, polled
+    teardown: TeardownHook | None = None  # each target, before it is removed or kept
 
 
 class Harness:
     """Owns a session and its targets."""
 
-    def __init__(self, config: HarnessConfig, progress: Progress) -> None:
+    def __init__(self, config: HarnessConfig, progress: Progress,
+                 hooks: HarnessHooks | None = None) -> None:
         self.config = config
         self.progress = progress
+        self.hooks = hooks or HarnessHooks()
         self.session: lifecycle.Session | None = None
         self.targets: dict[str, Target] = {}
-        self.accel: accel.Accel | None = None
         self.swept: list[str] | None = None  # what the start-of-run sweep removed
         self._jobs: dict[str, background.Job[Target]] = {}
-        self.extras: list[Target] = []  # more instances, made by probes from the exports
+        self.extras: list[Target] = []  # more instances, made from the exports
         self._made: list[Target] = []  # every extra instance ever made, discarded or not
-        self.exports: dict[str, Artifact] = {}
+        self.exports: dict[str, Export] = {}
         self.export_errors: dict[str, VmcError] = {}
-        self._docker: Any = None
         self._lock = threading.Lock()
         self._torn_down = False
-
-    @property
-    def docker_client(self) -> Any:
-        """The docker client, once a container target was started (else None)."""
-        return self._docker
 
     @property
     def session_id(self) -> str:
@@ -108,15 +97,23 @@ class Harness:
                 return
             if self.session is None:
                 self._open_session()
+            made = [self._make(kind) for kind in wanted]
             if self.config.setup_host:
-                hostsetup.ensure_host(self.progress, need_docker="container" in wanted,
-                                      need_libvirt="vm" in wanted)
-            if self._docker is None and "container" in wanted:
-                self._docker = connect()
+                needs = {need for target in made for need in target.host_needs}
+                if needs:
+                    setup.ensure_host(self.progress, need_docker="docker" in needs,
+                                      need_libvirt="libvirt" in needs)
             if self.swept is None:
-                self._sweep()
-            for kind in wanted:
-                self._jobs[kind] = background.Job(f"bring-up-{kind}", self._bring_up_work(kind))
+                self._sweep(made)
+            for target in made:
+                self._jobs[target.kind] = background.Job(f"bring-up-{target.kind}",
+                                                         self._bring_up_work(target))
+
+    def _make(self, kind: str, spec: TargetSpec | None = None) -> Target:
+        target = self.hooks.make_target(kind, spec or self._spec(kind), self.progress)
+        if self.hooks.ready is not None:
+            target.extra_ready = self.hooks.ready
+        return target
 
     def _reuse_sources(self) -> dict[str, str]:
         return {"vagrantfile": str(self.config.vagrantfile),
@@ -130,13 +127,15 @@ class Harness:
         else:
             self.session = lifecycle.Session.open()
 
-    def _sweep(self) -> None:
+    def _sweep(self, made: list[Target]) -> None:
         """Leftovers of crashed runs go; so do reusable targets made from older file contents."""
-        swept = lifecycle.sweep(self._docker)
+        found = (type(target).leftovers() for target in made)
+        sources: list[Leftovers] = [source for source in found if source is not None]
+        swept = lifecycle.sweep(sources)
         if self.config.reuse:
             stale = lifecycle.stale_reuse_sessions(self._reuse_sources(), self.session_id)
             if stale:
-                swept += lifecycle.sweep(self._docker, include_marked=True, only=stale)
+                swept += lifecycle.sweep(sources, include_marked=True, only=stale)
         if swept:
             self.progress.say(f"swept: {', '.join(swept)}")
         self.swept = swept
@@ -148,7 +147,8 @@ class Harness:
             vagrantfile=self.config.vagrantfile, dockerfile=self.config.dockerfile,
             provision_inputs=self.config.provision_inputs, guest_ports=self.config.guest_ports,
             ready_path=self.config.ready_path, boot_timeout=self.config.boot_timeout,
-            pinned_ports=self.config.pinned_ports.get(kind, {}), log_dir=self._log_dir())
+            pinned_ports=self.config.pinned_ports.get(kind, {}), log_dir=self._log_dir(),
+            rebuild_bases=self.config.rebuild_bases)
 
     @staticmethod
     def _log_dir(keep: int = 40) -> Path:
@@ -159,27 +159,14 @@ class Harness:
             old.unlink(missing_ok=True)
         return directory
 
-    def _bring_up_work(self, kind: str) -> Any:
-        target: Target
-        if kind == "container":
-            target = DockerTarget(self._spec(kind), self.progress, client=self._docker)
-        else:
-            target = VagrantTarget(self._spec(kind), self.progress)
-        self.targets[kind] = target  # registered before anything can fail: teardown sees it
+    def _bring_up_work(self, target: Target) -> Callable[[], Target]:
+        self.targets[target.kind] = target  # registered before anything can fail: teardown sees it
 
         def work() -> Target:
-            if kind == "container":
-                if images.references(self.config.dockerfile, images.DOCKER_BASE_REPOSITORY):
-                    images.ensure_docker_base(self.progress, self._docker,
-                                              self.config.rebuild_bases, target.cancelled)
-            else:
-                assert isinstance(target, VagrantTarget)
-                if images.references(self.config.vagrantfile, images.BOX_NAME):
-                    images.ensure_box(self.progress, self.config.rebuild_bases, target.cancelled)
-                self.accel = target.accel = accel.detect(images.box_kernel())
+            target.prepare()
             started = time.monotonic()
             if self.config.reuse and target.resume():
-                self.progress.say(f"{kind}: reusing {target.resource_name}")
+                self.progress.say(f"{target.kind}: reusing {target.resource_name}")
             else:
                 target.up()
             target.up_seconds = time.monotonic() - started
@@ -205,70 +192,24 @@ class Harness:
     def started(self, kind: str) -> bool:
         return kind in self._jobs
 
-    # --- exports and extra instances (comparison probes) -------------------------------------
+    # --- exports and extra instances (what the comparison asks for) --------------------------
 
-    @property
-    def app_box_name(self) -> str:
-        return f"vmc-{self.session_id}-app"
-
-    def export(self, kind: str, timer: probes.Timer | None = None) -> Artifact:
+    def export(self, kind: str, timer: Timer | None = None) -> Export:
         """Export the provisioned target once per run (docker save, or vagrant package); only
-        the export itself is timed. A VM's package is then added as a box for new instances,
-        and the VM (which vagrant package halts) is started again."""
+        the export itself is timed. One attempt per run: every user of a failed export fails
+        with the same error."""
         if kind in self.exports:
             return self.exports[kind]
         if kind in self.export_errors:
-            raise self.export_errors[kind]  # one attempt per run: every export user fails alike
+            raise self.export_errors[kind]
         target = self.get(kind)
         directory = paths.ensure_dir(target.spec.workdir.parent / "export")
-        if isinstance(target, DockerTarget):
-            path, form = directory / "app-image.tar", "docker save (tar)"
-
-            def export() -> None:
-                with self.progress.step(f"container: docker save -> {path.name}"), \
-                        open(path, "wb") as out:
-                    for chunk in target.client.images.get(target.image).save(named=True):
-                        out.write(chunk)
-        else:
-            assert isinstance(target, VagrantTarget)
-            path, form = directory / "app.box", "vagrant package (libvirt box, gzip tar)"
-
-            def export() -> None:
-                target.package(path)
-
         try:
-            seconds = (timer or probes.plain_timer(1, 0))(export, rounds=1, warmup=0)[-1]
+            self.exports[kind] = target.export(directory, timer)
         except VmcError as error:
             self.export_errors[kind] = error
-            if isinstance(target, VagrantTarget):
-                with contextlib.suppress(VmcError):  # the export's error is the one to show
-                    target.start()  # vagrant package halts the VM before it can fail
             raise
-        artifact = Artifact(path, path.stat().st_size, seconds, form)
-        if isinstance(target, VagrantTarget):
-            with self.progress.step(f"vm: vagrant box add {self.app_box_name}"):
-                target.vagrant.add_box(self.app_box_name, path)
-            self._write_app_vagrantfile(target)
-            target.start()
-        self.exports[kind] = artifact
-        return artifact
-
-    def _app_vagrantfile(self) -> Path:
-        assert self.session is not None
-        return self.session.dir / "app-vm" / "Vagrantfile"
-
-    def _write_app_vagrantfile(self, vm: VagrantTarget) -> None:
-        memory, cpus = vm.memory_and_cpus()
-        path = self._app_vagrantfile()
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(
-            'Vagrant.configure("2") do |config|\n'
-            f'  config.vm.box = "{self.app_box_name}"\n'
-            '  config.vm.provider "libvirt" do |lv|\n'
-            f"    lv.memory = {memory}\n"
-            f"    lv.cpus = {cpus}\n"
-            "  end\n"
-            "end\n")
+        return self.exports[kind]
 
     def extra(self, kind: str, label: str) -> Target:
         """A new instance of ``kind`` from its export, destroyed at teardown at the latest."""
@@ -276,13 +217,9 @@ class Harness:
         self.export(kind)
         spec = replace(self._spec(kind), name_suffix=label, poll_max=0.1,
                        workdir=base.spec.workdir.parent / f"{kind}-{label}")
-        target: Target
-        if isinstance(base, DockerTarget):
-            target = DockerTarget(spec, self.progress, client=self._docker)
-            target.image = base.image
-        else:
-            target = VagrantTarget(replace(spec, vagrantfile=self._app_vagrantfile()),
-                                   self.progress, accel=self.accel)
+        target = base.instance_from_export(spec)
+        if self.hooks.ready is not None:
+            target.extra_ready = self.hooks.ready
         with self._lock:
             self.extras.append(target)
             self._made.append(target)
@@ -298,6 +235,11 @@ class Harness:
             if target in self.extras:
                 self.extras.remove(target)
 
+    def scratch_dir(self, name: str) -> Path:
+        """A directory of this session's, removed at teardown (host-side measurements)."""
+        assert self.session is not None
+        return paths.ensure_dir(self.session.dir / name)
+
     # --- teardown ------------------------------------------------------------------------
 
     def teardown(self, failed: bool = False) -> list[str]:
@@ -312,26 +254,37 @@ class Harness:
             target.cancelled.set()
         if keep:
             self._wait_for_bring_ups()
-            kept = [self._describe_kept(t) for t in self.targets.values()]
+            self._run_teardown_hooks(self.targets.values(), kept=True)
+            kept = [target.describe_kept() for target in self.targets.values()]
             if not self.config.reuse:
                 self.session.mark(lifecycle.KEPT_MARKER, "\n".join(kept))
             self.session.close(remove=False)
             return kept
         procs.stop_all()
         errors = []
-        for target in [*self.extras, *self.targets.values()]:
+        everything = [*self.extras, *self.targets.values()]
+        self._run_teardown_hooks(self.targets.values(), kept=False)
+        for target in everything:
             try:
                 target.destroy()
             except Exception as error:  # keep going: the other target must go too
                 errors.append(f"{target.resource_name}: {error}")
-        if "vm" in self.exports:
-            remove_app_boxes(f"vmc-{self.session_id}-")
         self.session.close(remove=True)
         if errors:
-            raise VmcError("teardown could not remove everything ("
-                           + "; ".join(errors) + ")",
-                           "run 'python -m pytest_vmcontainer clean'")
+            raise TargetError("teardown could not remove everything ("
+                              + "; ".join(errors) + ")",
+                              "run 'python -m pytest_vmcontainer clean'")
         return []
+
+    def _run_teardown_hooks(self, ready: Any, kept: bool) -> None:
+        if self.hooks.teardown is None:
+            return
+        for target in ready:
+            if target.was_ready:
+                try:
+                    self.hooks.teardown(target, kept)
+                except Exception as error:  # a hook must not stop the teardown
+                    self.progress.say(f"teardown hook failed on the {target.kind}: {error}")
 
     def _wait_for_bring_ups(self) -> None:
         for job in self._jobs.values():
@@ -339,10 +292,3 @@ class Harness:
                 job.wait()
             except BaseException:
                 pass
-
-    def _describe_kept(self, target: Target) -> str:
-        if isinstance(target, VagrantTarget):
-            return (f"vm {target.resource_name}: VAGRANT_HOME={paths.vagrant_home()} "
-                    f"VAGRANT_DOTFILE_PATH={target.dotfile_path} vagrant ssh "
-                    f"(from {self.config.vagrantfile.parent})")
-        return f"container {target.resource_name}: docker exec -it {target.resource_name} bash"

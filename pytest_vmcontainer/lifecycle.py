@@ -14,27 +14,22 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import secrets
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
-from pytest_vmcontainer import paths
-from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, SESSION_LABEL
-from pytest_vmcontainer.targets.docker import remove_orphaned_images
-from pytest_vmcontainer.targets.vagrant import (
-    libvirt_names,
-    remove_app_boxes,
-    remove_libvirt_leftovers,
-)
+from pytest_vmcontainer.host import paths
+
+if TYPE_CHECKING:
+    from pytest_vmcontainer.targets.base import Leftovers
 
 KEPT_MARKER = "kept"
 REUSE_MARKER = "reuse"
-_RESOURCE_NAME = re.compile(r"^vmc-([0-9a-z]+)-")
 
 
 def new_session_id() -> str:
@@ -109,10 +104,6 @@ def _is_dead_and_unmarked(session_dir: Path, ignore_markers: bool = False) -> bo
         return True
 
 
-def _owned_containers(client: Any) -> list[Any]:
-    return list(client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={OWNER}"}))
-
-
 def stale_reuse_sessions(markers: dict[str, str], current: str) -> set[str]:
     """Reuse sessions made from the same files as ``current`` but from other contents."""
     stale = set()
@@ -127,11 +118,13 @@ def stale_reuse_sessions(markers: dict[str, str], current: str) -> set[str]:
     return stale
 
 
-def sweep(docker_client: Any | None, include_marked: bool = False,
+def sweep(sources: Sequence[Leftovers], include_marked: bool = False,
           only: set[str] | None = None) -> list[str]:
     """Remove what dead sessions left: containers, libvirt domains and volumes, state dirs.
 
-    With ``include_marked`` kept and reusable targets go too (the ``clean`` command);
+    ``sources`` are the backends' ``Leftovers``: they find and remove things by
+    session id; this function decides which sessions are dead. With
+    ``include_marked`` kept and reusable targets go too (the ``clean`` command);
     ``only`` limits the sweep to those session ids. Sessions still running are
     never touched.
     """
@@ -145,24 +138,12 @@ def sweep(docker_client: Any | None, include_marked: bool = False,
         return decided[session_id]
 
     removed: list[str] = []
-    if docker_client is not None:
-        for container in _owned_containers(docker_client):
-            session_id = container.labels.get(SESSION_LABEL, "")
-            if removable(session_id):
-                container.remove(force=True, v=True)
-                removed.append(f"container {container.name}")
-    if docker_client is not None and only is None:
-        removed += remove_orphaned_images(docker_client)
-    session_ids = {m.group(1) for name in libvirt_names("vmc-")
-                   if (m := _RESOURCE_NAME.match(name))}
-    for session_id in sorted(session_ids):
-        if removable(session_id):
-            names = remove_libvirt_leftovers(f"vmc-{session_id}-")
-            removed += [f"libvirt {name}" for name in names]
-    for box in (paths.vagrant_home() / "boxes").glob("vmc-*"):
-        match = _RESOURCE_NAME.match(box.name)
-        if match and removable(match.group(1)):
-            removed += remove_app_boxes(f"vmc-{match.group(1)}-")
+    for source in sources:
+        for session_id in sorted(source.by_session()):
+            if session_id and removable(session_id):
+                removed += source.remove(session_id)
+        if only is None:
+            removed += source.remove_orphans()
     for directory in sorted(sessions.iterdir()):
         if directory.name.startswith(".new-") and only is None:
             pid = directory.name.rsplit("-", 1)[-1]
@@ -175,15 +156,9 @@ def sweep(docker_client: Any | None, include_marked: bool = False,
     return removed
 
 
-def leftovers(session_id: str, docker_client: Any | None) -> list[str]:
+def leftovers(session_id: str, sources: Sequence[Leftovers]) -> list[str]:
     """Everything that still carries ``session_id`` (empty after a clean teardown)."""
-    found: list[str] = []
-    if docker_client is not None:
-        found += [f"container {c.name}" for c in docker_client.containers.list(
-            all=True, filters={"label": f"{SESSION_LABEL}={session_id}"})]
-    found += [f"libvirt {name}" for name in libvirt_names(f"vmc-{session_id}-")]
-    found += [f"box {box.name}" for box in (paths.vagrant_home() / "boxes").glob(
-        f"vmc-{session_id}-*")]
+    found = [name for source in sources for name in source.by_session().get(session_id, [])]
     if (paths.sessions_dir() / session_id).exists():
         found.append(f"session dir {session_id}")
     return found

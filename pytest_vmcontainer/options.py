@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from pytest_vmcontainer.errors import SettingError
+
+# --target values and the kinds each selects; --vmc-keep values (also used by the command line).
 TARGETS = {"both": ("vm", "container"), "vm": ("vm",), "container": ("container",)}
 KEEP = ("never", "on-failure", "always")
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off", "")
-
-
-class SettingError(ValueError):
-    """A value that is not allowed; the message names the setting, the source and the remedy."""
 
 
 @dataclass(frozen=True)
@@ -39,39 +38,44 @@ class Setting:
         where = f"{self.flag} (from {source})"
         value = raw.strip()
         if self.choices and value not in self.choices:
-            raise SettingError(f"{where}: invalid value {value!r}; allowed: "
-                               f"{', '.join(self.choices)}")
+            raise SettingError(f"{where}: invalid value {value!r}",
+                               f"allowed: {', '.join(self.choices)}")
         if self.kind == "bool":
             if value.lower() in TRUE:
                 return True
             if value.lower() in FALSE:
                 return False
-            raise SettingError(f"{where}: {value!r} is not a boolean; use 1/0, true/false")
+            raise SettingError(f"{where}: {value!r} is not a boolean", "use 1/0, true/false")
         if self.kind == "optpath":
             return (base / value).resolve() if value else None
         if self.kind == "count":
             if not value.isdigit():
-                raise SettingError(f"{where}: {value!r} is not a whole number (0 or more)")
+                raise SettingError(f"{where}: {value!r} is not a whole number (0 or more)",
+                                   "give 0, 1, 2, ...")
             return int(value)
         if self.kind == "path":
             if not value:
-                raise SettingError(f"{where}: empty path; give a file path or unset it")
+                raise SettingError(f"{where}: empty path", "give a file path or unset it")
             return (base / value).resolve()
         if self.kind in ("int", "float"):
             try:
                 number = int(value) if self.kind == "int" else float(value)
             except ValueError:
-                raise SettingError(f"{where}: {value!r} is not a number") from None
+                raise SettingError(f"{where}: {value!r} is not a number",
+                                   f"give a positive {self.kind}") from None
             if not (math.isfinite(number) and number > 0):
-                raise SettingError(f"{where}: must be a positive number, got {value}")
+                raise SettingError(f"{where}: must be a positive number, got {value}",
+                                   f"give a positive {self.kind}")
             return number
         if self.kind == "ports":
             try:
                 ports = tuple(int(p) for p in value.replace(",", " ").split())
             except ValueError:
-                raise SettingError(f"{where}: {value!r} is not a list of port numbers") from None
+                raise SettingError(f"{where}: {value!r} is not a list of port numbers",
+                                   "give port numbers separated by commas or spaces") from None
             if not ports or any(not 0 < p < 65536 for p in ports):
-                raise SettingError(f"{where}: {value!r} needs ports between 1 and 65535")
+                raise SettingError(f"{where}: {value!r} needs ports between 1 and 65535",
+                                   "give port numbers separated by commas or spaces")
             return ports
         if self.kind == "paths":
             return tuple((base / p).resolve() for p in value.replace(",", " ").split())
@@ -168,5 +172,5 @@ def check_files(resolved: Mapping[str, Resolved], kinds: tuple[str, ...],
         if not readable(path):
             setting = BY_NAME[name]
             raise SettingError(f"{setting.flag} (from {resolved[name].source}): {path} does not "
-                               f"exist or is not readable; pass an existing file or use "
+                               "exist or is not readable", "pass an existing file or use "
                                f"--target={'container' if kind == 'vm' else 'vm'}")

@@ -1,0 +1,43 @@
+"""Targets: the ``Target`` interface (``base``) and one module per backend.
+
+``make`` picks the backend of a kind from ``BACKENDS``; the plugin lets a
+``pytest_vmcontainer_make_target`` hook answer first (say, Podman for
+``container`` or a VirtualBox provider for ``vm``). Backend modules are imported
+only when a target of their kind is made, so loading the plugin imports neither
+the docker SDK nor python-vagrant.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_vmcontainer.runtime.progress import Progress
+    from pytest_vmcontainer.targets.base import Leftovers, Target, TargetSpec
+
+KINDS = ("vm", "container")
+
+# kind -> "module:class" of the default backend.
+BACKENDS: dict[str, str] = {
+    "vm": "pytest_vmcontainer.targets.vagrant:VagrantTarget",
+    "container": "pytest_vmcontainer.targets.docker:DockerTarget",
+}
+
+
+def backend(kind: str) -> type[Target]:
+    """The default backend class of ``kind`` (imports its module)."""
+    module, _, name = BACKENDS[kind].partition(":")
+    cls: type[Target] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+def make(kind: str, spec: TargetSpec, progress: Progress) -> Target:
+    """A target of ``kind`` from its default backend."""
+    return backend(kind)(spec, progress)
+
+
+def default_leftovers() -> list[Leftovers]:
+    """The leftovers of every default backend (for ``clean`` and leak checks)."""
+    found = (backend(kind).leftovers() for kind in KINDS)
+    return [leftovers for leftovers in found if leftovers is not None]

@@ -4,6 +4,11 @@ A target is built from the user's Vagrantfile or Dockerfile, comes up with its
 guest ports forwarded to free ports on 127.0.0.1, and is read through a
 testinfra Host. ``destroy`` is idempotent and safe after a partial ``up``, so
 callers register it before calling ``up``.
+
+Everything that differs between backends is a method here (export, a new
+instance from the export, footprint, usage, how to log in, what a dead session
+left behind), so the harness, the sweep and the comparison never ask which
+backend they hold.
 """
 
 from __future__ import annotations
@@ -11,15 +16,17 @@ from __future__ import annotations
 import abc
 import shlex
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_vmcontainer import logtail, procs
-from pytest_vmcontainer import ports as portlib
-from pytest_vmcontainer.errors import TargetError
-from pytest_vmcontainer.progress import Progress, quiet
-from pytest_vmcontainer.waiting import LOOPBACK, WaitTimeout, http_ok, tcp_open, wait_for
+from pytest_vmcontainer.errors import Cancelled, TargetError, UsageError, WaitTimeout
+from pytest_vmcontainer.host import ports as portlib
+from pytest_vmcontainer.runtime import logtail
+from pytest_vmcontainer.runtime.progress import Progress, quiet
+from pytest_vmcontainer.runtime.timing import Timer
+from pytest_vmcontainer.runtime.waiting import LOOPBACK, http_ok, tcp_open, wait_for
 
 OWNER_LABEL = "pytest-vmcontainer.owner"
 SESSION_LABEL = "pytest-vmcontainer.session"
@@ -48,6 +55,7 @@ class TargetSpec:
     log_dir: Path | None = None  # where the build/provisioning log outlives the run
     name_suffix: str = ""  # tells apart extra instances of a kind (boot and density probes)
     poll_max: float = 1.0  # longest pause between readiness polls (short for boot timing)
+    rebuild_bases: bool = False
 
     def pick_host_ports(self) -> dict[int, int]:
         return {guest: portlib.ensure_free(self.pinned_ports[guest]) if guest in self.pinned_ports
@@ -61,10 +69,41 @@ class CommandResult:
     stderr: str
 
 
+@dataclass(frozen=True)
+class Export:
+    """A provisioned target exported with its standard tool (docker save, vagrant package)."""
+
+    path: Path
+    bytes: int
+    seconds: float
+    format: str
+
+
+class Leftovers(abc.ABC):
+    """What one backend's targets leave on the host, found and removed by session id.
+
+    ``lifecycle.sweep`` goes through these: it decides which sessions are dead,
+    the backends know where their containers, domains and volumes are.
+    """
+
+    @abc.abstractmethod
+    def by_session(self) -> dict[str, list[str]]:
+        """Session id -> what still carries it (e.g. "container vmc-1a2b-container")."""
+
+    @abc.abstractmethod
+    def remove(self, session_id: str) -> list[str]:
+        """Remove everything of ``session_id``; returns what was removed."""
+
+    def remove_orphans(self) -> list[str]:
+        """Remove what belongs to no session any more (say, images of deleted projects)."""
+        return []
+
+
 class Target(abc.ABC):
     """A VM or a container brought up from the user's Vagrantfile or Dockerfile."""
 
     kind: str  # "vm" or "container": the test id and the name users see
+    host_needs: tuple[str, ...] = ()  # what host setup must provide: "docker", "libvirt"
 
     def __init__(self, spec: TargetSpec, progress: Progress | None = None) -> None:
         self.spec = spec
@@ -77,6 +116,8 @@ class Target(abc.ABC):
         self._host_lock = threading.Lock()
         # Set by teardown: a bring-up in another thread must not create anything more.
         self.cancelled = threading.Event()
+        # An app-specific readiness check (the pytest_vmcontainer_ready hook), polled last.
+        self.extra_ready: Callable[[Target], bool] | None = None
         spec.workdir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -94,6 +135,11 @@ class Target(abc.ABC):
         """How the target runs: "kvm" or "tcg" for a VM, "container" for a container."""
 
     @property
+    def mode_reason(self) -> str:
+        """Why this mode (for a VM: what the KVM probe found)."""
+        return ""
+
+    @property
     def log_path(self) -> Path:
         """Build and provisioning output; kept after teardown so errors can point at it."""
         directory = self.spec.log_dir or self.spec.workdir
@@ -101,6 +147,9 @@ class Target(abc.ABC):
         return directory / f"{self.spec.session_id}-{self.kind}{suffix}.log"
 
     # --- lifecycle -----------------------------------------------------------------------
+
+    def prepare(self) -> None:  # noqa: B027 - optional step, nothing to do by default
+        """Before ``up``: build the locally built base the user's file names, probe the host."""
 
     @abc.abstractmethod
     def up(self) -> None:
@@ -125,6 +174,41 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def _make_host(self) -> Any:
         """The testinfra Host for this target."""
+
+    @classmethod
+    def leftovers(cls) -> Leftovers | None:
+        """What this backend's dead sessions may have left (None: it leaves nothing)."""
+        return None
+
+    # --- what differs by backend, asked of the target ----------------------------------------
+
+    def export(self, directory: Path, timer: Timer | None = None) -> Export:
+        """Export the provisioned target with its standard tool, into ``directory``."""
+        raise UsageError(f"the {self.kind} backend {type(self).__name__} cannot export",
+                         "use a backend that supports export for the comparison rows")
+
+    def instance_from_export(self, spec: TargetSpec) -> Target:
+        """A new, not yet started instance made from this target's ``export``."""
+        raise UsageError(f"the {self.kind} backend {type(self).__name__} cannot make instances",
+                         "use a backend that supports it for the comparison rows")
+
+    def footprint(self) -> dict[str, Any]:
+        """Bytes on the host: ``footprint_bytes`` and how they break down."""
+        raise UsageError(f"the {self.kind} backend {type(self).__name__} has no footprint",
+                         "use a backend that reports one for the Size row")
+
+    def usage(self) -> tuple[int, float]:
+        """From the host side: (memory bytes, CPU seconds used so far)."""
+        raise UsageError(f"the {self.kind} backend {type(self).__name__} reports no usage",
+                         "use a backend that reports it for the resource rows")
+
+    def login_command(self) -> str:
+        """A shell command that opens a shell in this target (shown for kept targets)."""
+        return f"python -m pytest_vmcontainer login {self.kind} --session {self.spec.session_id}"
+
+    def describe_kept(self) -> str:
+        """One line for the end of a run that keeps this target."""
+        return f"{self.kind} {self.resource_name}: {self.login_command()}"
 
     # --- access ----------------------------------------------------------------------------
 
@@ -164,6 +248,9 @@ class Target(abc.ABC):
             if self.spec.ready_path is not None and self.spec.guest_ports:
                 wait_for(http_ok(self.url(self.spec.ready_path, self.spec.guest_ports[0])),
                          what=f"HTTP 200 from the {self.kind} at {self.spec.ready_path}", **poll)
+            if self.extra_ready is not None:
+                check = self.extra_ready
+                wait_for(lambda: check(self), what=f"the {self.kind}'s readiness hook", **poll)
             self.was_ready = True
         except WaitTimeout as timeout:
             raise TargetError(f"the {self.kind} is up but not ready: {timeout}",
@@ -172,7 +259,7 @@ class Target(abc.ABC):
 
     def check_cancelled(self) -> None:
         if self.cancelled.is_set():
-            raise procs.Cancelled(f"the {self.kind} bring-up was cancelled by teardown")
+            raise Cancelled(f"the {self.kind} bring-up was cancelled by teardown")
 
     def log_tail(self, lines: int = 25) -> str:
         return logtail.tail(self.log_path, lines)

@@ -1,4 +1,8 @@
-"""The container target: the user's Dockerfile, built and run through the docker SDK."""
+"""The container target: the user's Dockerfile, built and run through the docker SDK.
+
+Imported only when a container target is made (see ``targets.make``): the docker
+SDK is not loaded with the plugin.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,20 @@ from typing import Any
 import docker
 import docker.errors
 
-from pytest_vmcontainer import hashing
-from pytest_vmcontainer.errors import BuildError, TargetError
-from pytest_vmcontainer.progress import Progress
-from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, SESSION_LABEL, Target, TargetSpec
+from pytest_vmcontainer.errors import BuildError, PortInUse, TargetError
+from pytest_vmcontainer.host import bases
+from pytest_vmcontainer.runtime import hashing
+from pytest_vmcontainer.runtime.progress import Progress
+from pytest_vmcontainer.runtime.timing import Timer, time_once
+from pytest_vmcontainer.targets.base import (
+    OWNER,
+    OWNER_LABEL,
+    SESSION_LABEL,
+    Export,
+    Leftovers,
+    Target,
+    TargetSpec,
+)
 
 APP_REPOSITORY = "pytest-vmcontainer/app"
 DOCKERFILE_LABEL = "pytest-vmcontainer.dockerfile"
@@ -59,8 +73,49 @@ def remove_orphaned_images(client: Any) -> list[str]:
     return removed
 
 
+class DockerLeftovers(Leftovers):
+    """Containers labelled with a session id; app images of deleted projects."""
+
+    def __init__(self) -> None:
+        self._client: Any = None
+
+    def _engine(self) -> Any:
+        if self._client is None:
+            try:
+                self._client = connect()
+            except TargetError:
+                return None  # no engine here: nothing of ours can run in it
+        return self._client
+
+    def _containers(self, session_id: str | None = None) -> list[Any]:
+        client = self._engine()
+        if client is None:
+            return []
+        label = f"{SESSION_LABEL}={session_id}" if session_id else f"{OWNER_LABEL}={OWNER}"
+        return list(client.containers.list(all=True, filters={"label": label}))
+
+    def by_session(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for container in self._containers():
+            session_id = container.labels.get(SESSION_LABEL, "")
+            found.setdefault(session_id, []).append(f"container {container.name}")
+        return found
+
+    def remove(self, session_id: str) -> list[str]:
+        removed = []
+        for container in self._containers(session_id):
+            container.remove(force=True, v=True)
+            removed.append(f"container {container.name}")
+        return removed
+
+    def remove_orphans(self) -> list[str]:
+        client = self._engine()
+        return remove_orphaned_images(client) if client is not None else []
+
+
 class DockerTarget(Target):
     kind = "container"
+    host_needs = ("docker",)
 
     def __init__(self, spec: TargetSpec, progress: Progress | None = None,
                  client: Any = None) -> None:
@@ -80,6 +135,16 @@ class DockerTarget(Target):
     @property
     def mode(self) -> str:
         return "container"
+
+    @classmethod
+    def leftovers(cls) -> Leftovers:
+        return DockerLeftovers()
+
+    def prepare(self) -> None:
+        """The Debian base image, when the Dockerfile builds FROM it."""
+        if bases.references(self.spec.dockerfile, bases.DOCKER_BASE_REPOSITORY):
+            bases.ensure_docker_base(self.progress, self.client, self.spec.rebuild_bases,
+                                     self.cancelled)
 
     # --- build -----------------------------------------------------------------------------
 
@@ -143,8 +208,7 @@ class DockerTarget(Target):
             except docker.errors.APIError as exc:
                 explanation = str(getattr(exc, "explanation", exc))
                 if "already allocated" in explanation or "address already in use" in explanation:
-                    raise TargetError(f"a port for the container is already in use ({explanation})",
-                                      "free the port or let the harness pick one") from None
+                    raise PortInUse(detail=explanation) from None
                 raise
             self._wait_running_and_ready()
 
@@ -195,6 +259,51 @@ class DockerTarget(Target):
         if self.container is None:
             raise TargetError("the container is not running", "bring it up first")
         return testinfra.get_host(f"docker://{self.container.id}")
+
+    # --- export, instances, measurements ---------------------------------------------------
+
+    def export(self, directory: Path, timer: Timer | None = None) -> Export:
+        """``docker save`` of the app image into a tar; only the save is timed."""
+        path = directory / "app-image.tar"
+
+        def save() -> None:
+            with self.progress.step(f"container: docker save -> {path.name}"), \
+                    open(path, "wb") as out:
+                for chunk in self.client.images.get(self.image).save(named=True):
+                    out.write(chunk)
+
+        seconds = time_once(save, timer)
+        return Export(path, path.stat().st_size, seconds, "docker save (tar)")
+
+    def instance_from_export(self, spec: TargetSpec) -> DockerTarget:
+        instance = DockerTarget(spec, self.progress, client=self.client)
+        instance.image = self.image
+        return instance
+
+    def footprint(self) -> dict[str, Any]:
+        """Image size plus the container's writable layer."""
+        image = self.client.images.get(self.image)
+        size = int(image.attrs["Size"])
+        base_id = image.attrs.get("Parent") or ""
+        base = bases.BuildRecord.load("docker-base")
+        listed = self.client.api.containers(all=True, size=True,
+                                            filters={"id": self.container.id})
+        rw = int(listed[0].get("SizeRw") or 0)
+        return {"footprint_bytes": size + rw, "image_bytes": size, "rw_bytes": rw,
+                "unique_bytes": size - base.artifact_bytes if base else None,
+                "parent": base_id[:19]}
+
+    def usage(self) -> tuple[int, float]:
+        """The container's cgroup memory (without inactive file cache) and CPU time."""
+        stats = self.container.stats(stream=False, one_shot=True)
+        memory = stats["memory_stats"]
+        detail = memory.get("stats", {})
+        inactive = detail.get("total_inactive_file", detail.get("inactive_file", 0))
+        return (int(memory["usage"]) - int(inactive),
+                int(stats["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9)
+
+    def describe_kept(self) -> str:
+        return f"container {self.resource_name}: docker exec -it {self.resource_name} bash"
 
     def facts(self) -> dict[str, Any]:
         facts = super().facts()

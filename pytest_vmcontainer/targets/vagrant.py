@@ -4,6 +4,10 @@ Machine state (VAGRANT_DOTFILE_PATH) lives in the target's work directory, not
 next to the Vagrantfile, so two sessions on one machine never share a VM. The
 box's embedded Vagrantfile reads the loopback forwards, the accelerator and the
 libvirt names from the environment set here.
+
+Imported only when a VM target is made (see ``targets.make``): python-vagrant,
+which prints a warning at import when Vagrant is not installed yet, is not loaded
+with the plugin.
 """
 
 from __future__ import annotations
@@ -12,40 +16,47 @@ import json
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pytest_vmcontainer import accel as accellib
-from pytest_vmcontainer import hostsetup, images, paths
-from pytest_vmcontainer.errors import TargetError
-from pytest_vmcontainer.ports import free_port
-from pytest_vmcontainer.progress import Progress
-from pytest_vmcontainer.targets.base import Target, TargetSpec, resource_prefix
-from pytest_vmcontainer.vagrantcli import TrackedVagrant, vagrant_env
+from pytest_vmcontainer.errors import PortInUse, TargetError, VmcError
+from pytest_vmcontainer.host import accel as accellib
+from pytest_vmcontainer.host import bases, libvirt, paths
+from pytest_vmcontainer.host.ports import free_port
+from pytest_vmcontainer.runtime.progress import Progress
+from pytest_vmcontainer.runtime.timing import Timer, time_once
+from pytest_vmcontainer.targets.base import Export, Leftovers, Target, TargetSpec, resource_prefix
+from pytest_vmcontainer.targets.vagrantcli import TrackedVagrant, vagrant_env
 
 # Lines of `vagrant up` worth showing as progress (the rest goes to the log).
 _PROGRESS_LINE = re.compile(r"^==> \w+: (Creating|Starting|Waiting|Machine booted|Running provis|"
                             r"Halting|Destroying|Removing)")
+_RESOURCE_NAME = re.compile(r"^vmc-([0-9a-z]+)-")
 
 
 def remove_libvirt_leftovers(prefix: str) -> list[str]:
     """Destroy domains and delete volumes whose names start with ``prefix``; returns their names."""
     removed = []
-    for domain in (d for d in hostsetup.domain_names() if d.startswith(prefix)):
-        hostsetup.run_virsh("destroy", domain)
-        hostsetup.run_virsh("undefine", domain, "--nvram", "--managed-save", "--snapshots-metadata")
+    for domain in (d for d in libvirt.domain_names() if d.startswith(prefix)):
+        libvirt.run_virsh("destroy", domain)
+        libvirt.run_virsh("undefine", domain, "--nvram", "--managed-save", "--snapshots-metadata")
         removed.append(domain)
-    for volume in hostsetup.pool_volumes():
+    for volume in libvirt.pool_volumes():
         if volume.startswith(prefix):
-            hostsetup.delete_volume(volume)
+            libvirt.delete_volume(volume)
             removed.append(volume)
     return removed
+
+
+def _app_boxes(prefix: str) -> list[Path]:
+    return sorted((paths.vagrant_home() / "boxes").glob(f"{prefix}*"))
 
 
 def remove_app_boxes(prefix: str) -> list[str]:
     """Boxes a session added from its own exports (named ``vmc-<session>-...``)."""
     removed = []
-    for box in (paths.vagrant_home() / "boxes").glob(f"{prefix}*"):
+    for box in _app_boxes(prefix):
         shutil.rmtree(box, ignore_errors=True)
         removed.append(f"box {box.name}")
     return removed
@@ -53,12 +64,34 @@ def remove_app_boxes(prefix: str) -> list[str]:
 
 def libvirt_names(prefix: str) -> list[str]:
     """Domains and pool volumes whose names start with ``prefix`` (for leak checks)."""
-    return [name for name in hostsetup.domain_names() + hostsetup.pool_volumes()
+    return [name for name in libvirt.domain_names() + libvirt.pool_volumes()
             if name.startswith(prefix)]
+
+
+class LibvirtLeftovers(Leftovers):
+    """Domains and volumes named ``vmc-<session>-...``, and boxes added from exports."""
+
+    def by_session(self) -> dict[str, list[str]]:
+        if shutil.which("virsh") is None:
+            return {}  # libvirt is not installed: no VM of ours can exist
+        found: dict[str, list[str]] = {}
+        names = [f"libvirt {n}" for n in libvirt_names("vmc-")]
+        names += [f"box {box.name}" for box in _app_boxes("vmc-")]
+        for name in names:
+            match = _RESOURCE_NAME.match(name.split(" ", 1)[1])
+            if match:
+                found.setdefault(match.group(1), []).append(name)
+        return found
+
+    def remove(self, session_id: str) -> list[str]:
+        prefix = resource_prefix(session_id)
+        removed = [f"libvirt {name}" for name in remove_libvirt_leftovers(prefix)]
+        return removed + remove_app_boxes(prefix)
 
 
 class VagrantTarget(Target):
     kind = "vm"
+    host_needs = ("libvirt",)
 
     def __init__(self, spec: TargetSpec, progress: Progress | None = None,
                  accel: accellib.Accel | None = None) -> None:
@@ -67,10 +100,25 @@ class VagrantTarget(Target):
         self.host_ports = spec.pick_host_ports()
         self.ssh_port = spec.pinned_ports.get(22) or free_port()
         self._vagrant: TrackedVagrant | None = None
+        self.exported = False  # an app box was added from this VM (removed at destroy)
 
     @property
     def mode(self) -> str:
         return self.accel.mode
+
+    @property
+    def mode_reason(self) -> str:
+        return self.accel.reason
+
+    @classmethod
+    def leftovers(cls) -> Leftovers:
+        return LibvirtLeftovers()
+
+    def prepare(self) -> None:
+        """The box, when the Vagrantfile names ours; then KVM or TCG, probed on its kernel."""
+        if bases.references(self.spec.vagrantfile, bases.BOX_NAME):
+            bases.ensure_box(self.progress, self.spec.rebuild_bases, self.cancelled)
+        self.accel = accellib.detect(bases.box_kernel())
 
     @property
     def resource_name(self) -> str:
@@ -118,7 +166,7 @@ class VagrantTarget(Target):
             "VMC_FORWARDS": forwards,
             "VMC_DRIVER": self.accel.libvirt_driver,
             "VMC_DOMAIN_PREFIX": self.domain_prefix,
-            "VMC_STORAGE_POOL": hostsetup.POOL_NAME,
+            "VMC_STORAGE_POOL": libvirt.POOL_NAME,
             "VMC_BOOT_TIMEOUT": str(int(self.spec.boot_timeout)),
             # vagrant package always runs virt-sysprep and virt-sparsify; their libguestfs
             # appliance must not try a KVM that cannot boot a guest (it hangs there).
@@ -187,16 +235,64 @@ class VagrantTarget(Target):
             except subprocess.CalledProcessError:
                 pass  # the libvirt sweep below removes what vagrant could not
         remove_libvirt_leftovers(self.domain_prefix)
+        if self.exported:
+            remove_app_boxes(self.app_box_name)
         self._host = None
+
+    # --- export, instances, measurements ---------------------------------------------------
+
+    @property
+    def app_box_name(self) -> str:
+        return f"{resource_prefix(self.spec.session_id)}app"
+
+    @property
+    def _app_vagrantfile(self) -> Path:
+        return self.spec.workdir.parent / "app-vm" / "Vagrantfile"
+
+    def export(self, directory: Path, timer: Timer | None = None) -> Export:
+        """``vagrant package`` (timed alone); the box is then added for new instances, and the
+        VM, which vagrant package halts, is started again."""
+        path = directory / "app.box"
+        try:
+            seconds = time_once(lambda: self.package(path), timer)
+        except VmcError:
+            try:
+                self.start()  # vagrant package halts the VM before it can fail
+            except VmcError:
+                pass  # the export's error is the one to show
+            raise
+        with self.progress.step(f"vm: vagrant box add {self.app_box_name}"):
+            self.exported = True  # from here on, destroy removes the box
+            self.vagrant.add_box(self.app_box_name, path)
+        self._write_app_vagrantfile()
+        self.start()
+        return Export(path, path.stat().st_size, seconds,
+                      "vagrant package (libvirt box, gzip tar)")
+
+    def _write_app_vagrantfile(self) -> None:
+        memory, cpus = self.memory_and_cpus()
+        self._app_vagrantfile.parent.mkdir(exist_ok=True)
+        self._app_vagrantfile.write_text(
+            'Vagrant.configure("2") do |config|\n'
+            f'  config.vm.box = "{self.app_box_name}"\n'
+            '  config.vm.provider "libvirt" do |lv|\n'
+            f"    lv.memory = {memory}\n"
+            f"    lv.cpus = {cpus}\n"
+            "  end\n"
+            "end\n")
+
+    def instance_from_export(self, spec: TargetSpec) -> VagrantTarget:
+        return VagrantTarget(replace(spec, vagrantfile=self._app_vagrantfile), self.progress,
+                             accel=self.accel)
 
     def package(self, output: Path) -> None:
         """``vagrant package`` (it halts the VM first), with the box's kernel and plumbing
         when the VM comes from the pytest-vmcontainer box."""
-        box = images.box_dir()
+        box = bases.box_dir()
         include = [box / name for name in ("vmlinuz", "initrd.img", "vagrant_key")]
         embedded = box / "Vagrantfile"
-        ours = embedded.exists() and all(p.exists() for p in include) and images.references(
-            self.spec.vagrantfile, images.BOX_NAME)
+        ours = embedded.exists() and all(p.exists() for p in include) and bases.references(
+            self.spec.vagrantfile, bases.BOX_NAME)
         self._host = None
         with self.progress.step(f"vm: vagrant package -> {output.name}"):
             try:
@@ -207,9 +303,38 @@ class VagrantTarget(Target):
 
     def memory_and_cpus(self) -> tuple[int, int]:
         """(memory MiB, vCPUs) of the running domain, for instances made from its export."""
-        info = hostsetup.run_virsh("dominfo", self.resource_name).stdout
+        info = libvirt.run_virsh("dominfo", self.resource_name).stdout
         fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
         return int(fields["Max memory"].split()[0]) // 1024, int(fields["CPU(s)"])
+
+    def footprint(self) -> dict[str, Any]:
+        """Disk bytes allocated to the VM's volume and the box volume under it (qemu-img)."""
+        record = bases.BuildRecord.load("box")
+        disk = self._disk_bytes()
+        return {"footprint_bytes": disk, "disk_bytes": disk,
+                "box_bytes": record.artifact_bytes if record else None}
+
+    def _disk_bytes(self) -> int:
+        blocks = libvirt.run_virsh("domblklist", self.resource_name, "--details").stdout
+        disks = [line.split()[-1] for line in blocks.splitlines() if " disk " in f" {line} "]
+        info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--backing-chain",
+                                          "--output=json", disks[0]], capture_output=True,
+                                         text=True, check=True).stdout)
+        return sum(int(layer["actual-size"]) for layer in info)
+
+    def usage(self) -> tuple[int, float]:
+        """The QEMU process's RSS and CPU time."""
+        import psutil
+
+        pid = int(Path(f"/run/libvirt/qemu/{self.resource_name}.pid").read_text().strip())
+        process = psutil.Process(pid)
+        cpu = process.cpu_times()
+        return int(process.memory_info().rss), cpu.user + cpu.system
+
+    def describe_kept(self) -> str:
+        return (f"vm {self.resource_name}: VAGRANT_HOME={paths.vagrant_home()} "
+                f"VAGRANT_DOTFILE_PATH={self.dotfile_path} vagrant ssh "
+                f"(from {self.spec.vagrantfile.parent})")
 
     def _explain_package_failure(self) -> TargetError:
         tail = self.log_tail(40)
@@ -236,8 +361,7 @@ class VagrantTarget(Target):
                                f"fix the provisioning script; the log is {self.log_path}",
                                detail=tail)
         if "address already in use" in tail.lower() or "Could not set up host forwarding" in tail:
-            return TargetError("a port forwarded to the VM is already in use on 127.0.0.1",
-                               "free the port or let the harness pick one", detail=tail)
+            return PortInUse(detail=tail)
         return TargetError("vagrant up failed", f"see {self.log_path}", detail=tail)
 
     def _make_host(self) -> Any:

@@ -21,12 +21,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_vmcontainer import background, hashing, hostsetup, logtail, paths, procs
 from pytest_vmcontainer.errors import BuildError
-from pytest_vmcontainer.progress import Progress
-from pytest_vmcontainer.vagrantcli import TrackedVagrant, vagrant_env
+from pytest_vmcontainer.host import libvirt, paths
+from pytest_vmcontainer.runtime import background, hashing, logtail, procs
+from pytest_vmcontainer.runtime.progress import Progress
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parent.parent / "data"
 BASE_RECIPE = DATA / "base"
 BOX_RECIPE = DATA / "box"
 
@@ -125,11 +125,11 @@ def _workdir(kind: str) -> Iterator[Path]:
 
 
 def _run_logged(command: list[str], log: Path, what: str, remedy: str,
-                cancel: threading.Event | None = None) -> None:
+                cancel: threading.Event | None = None, env: dict[str, str] | None = None) -> None:
     with open(log, "ab") as out:
         out.write(f"\n$ {' '.join(command)}\n".encode())
         out.flush()
-        returncode = procs.run(command, cancel, stdout=out, stderr=subprocess.STDOUT)
+        returncode = procs.run(command, cancel, stdout=out, stderr=subprocess.STDOUT, env=env)
     if returncode != 0:
         raise BuildError(f"{what} failed (exit {returncode}, log {log})", remedy,
                          detail=logtail.tail(log, 12))
@@ -249,9 +249,9 @@ def box_file() -> Path:
 def _remove_stale_box_volumes() -> None:
     """vagrant-libvirt uploads a box once per name and version: a rebuilt box needs a new upload."""
     prefix = BOX_NAME.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
-    for volume in hostsetup.pool_volumes():
+    for volume in libvirt.pool_volumes():
         if volume.startswith(prefix):
-            hostsetup.delete_volume(volume)
+            libvirt.delete_volume(volume)
 
 
 def _make_disk(rootfs: Path, work: Path, log: Path, cancel: threading.Event | None) -> Path:
@@ -312,7 +312,8 @@ def ensure_box(progress: Progress, rebuild: bool = False,
             os.replace(packed, box_file())
             note("vagrant box add")
             _remove_stale_box_volumes()
-            TrackedVagrant(work, vagrant_env(), log, cancel).add_box(BOX_NAME, box_file())
+            _run_logged(["vagrant", "box", "add", "--force", "--name", BOX_NAME, str(box_file())],
+                        log, "vagrant box add", "see the log", cancel, env=libvirt.vagrant_env())
             if not box_current():
                 raise BuildError("vagrant box add did not install the box",
                                  f"see {log}", detail=logtail.tail(log, 12))

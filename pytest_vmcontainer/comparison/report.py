@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_vmcontainer.results import (
+from pytest_vmcontainer.comparison.results import (
     DOES_NOT_HOLD,
     HOLDS,
     NOT_MEASURABLE,

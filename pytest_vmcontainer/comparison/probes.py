@@ -11,7 +11,6 @@ load is bounded in count and time.
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import re
 import statistics
@@ -21,49 +20,35 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-import psutil
-
-from pytest_vmcontainer import background, hostsetup, images
-from pytest_vmcontainer.results import Figures
-from pytest_vmcontainer.targets.base import Target
-from pytest_vmcontainer.targets.docker import DockerTarget
-from pytest_vmcontainer.targets.vagrant import VagrantTarget
-from pytest_vmcontainer.waiting import LOOPBACK
-
-if TYPE_CHECKING:
-    from pytest_vmcontainer.harness import Harness
+from pytest_vmcontainer.comparison.results import Figures
+from pytest_vmcontainer.errors import ProbeError
+from pytest_vmcontainer.runtime import background
+from pytest_vmcontainer.runtime.timing import Timer
+from pytest_vmcontainer.runtime.waiting import LOOPBACK
+from pytest_vmcontainer.targets.base import Export, Target
 
 Measured = tuple[Figures, Figures | None]  # (target figures, host figures)
 
 
-class ProbeError(RuntimeError):
-    """A measurement could not be taken (a command failed inside a target)."""
+class Instances(Protocol):
+    """What the comparison needs of the harness: exports and more instances of a kind."""
 
+    def export(self, kind: str, timer: Timer | None = None) -> Export:
+        """The provisioned target of ``kind``, exported once per run."""
 
-class Timer(Protocol):
-    def __call__(self, work: Callable[[], object], setup: Callable[[], object] | None = None,
-                 rounds: int | None = None, warmup: int | None = None) -> list[float]:
-        """Run ``work`` for the warm-up and timed rounds; return the timed rounds' seconds."""
+    def extra(self, kind: str, label: str) -> Target:
+        """A new, not yet started instance of ``kind`` made from its export."""
 
+    def primed(self, kind: str) -> bool:
+        """Whether an instance was already started from this run's export of ``kind``."""
 
-def plain_timer(default_rounds: int, default_warmup: int) -> Timer:
-    """A Timer without pytest-benchmark (command line, library use)."""
+    def discard(self, target: Target) -> None:
+        """Destroy an instance made by ``extra``."""
 
-    def timer(work: Callable[[], object], setup: Callable[[], object] | None = None,
-              rounds: int | None = None, warmup: int | None = None) -> list[float]:
-        durations = []
-        total = (warmup if warmup is not None else default_warmup) + (rounds or default_rounds)
-        for _ in range(total):
-            if setup is not None:
-                setup()
-            started = time.perf_counter()
-            work()
-            durations.append(time.perf_counter() - started)
-        return durations[total - (rounds or default_rounds):]
-
-    return timer
+    def scratch_dir(self, name: str) -> Path:
+        """A directory removed with the run (for the host's own measurements)."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +70,7 @@ class MeasureSettings:
 
 @dataclass
 class ProbeContext:
-    harness: Harness
+    instances: Instances
     settings: MeasureSettings
     timer: Timer
 
@@ -98,7 +83,9 @@ def run_checked(target: Target, script: str) -> str:
     result = target.run(script)
     if result.rc != 0:
         raise ProbeError(f"on the {target.kind}, {script!r} exited {result.rc}: "
-                         f"{result.stderr.strip()[-300:]}")
+                         f"{' '.join(result.stderr.split())[-300:]}",
+                         "install what the command needs in the target's provisioning "
+                         "(the probes use coreutils, procps and iproute2)")
     return result.stdout
 
 
@@ -109,33 +96,8 @@ def run_host(script: str) -> str:
 
 # --- Size ----------------------------------------------------------------------------------------
 
-def _vm_disk_bytes(target: VagrantTarget) -> int:
-    blocks = subprocess.run([*hostsetup.virsh(), "domblklist", target.resource_name,
-                             "--details"], capture_output=True, text=True, check=True).stdout
-    paths = [line.split()[-1] for line in blocks.splitlines() if " disk " in f" {line} "]
-    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--backing-chain",
-                                      "--output=json", paths[0]], capture_output=True,
-                                     text=True, check=True).stdout)
-    return sum(int(layer["actual-size"]) for layer in info)
-
-
 def probe_size(ctx: ProbeContext, target: Target) -> Measured:
-    if isinstance(target, VagrantTarget):
-        record = images.BuildRecord.load("box")
-        disk = _vm_disk_bytes(target)
-        return {"footprint_bytes": disk, "disk_bytes": disk,
-                "box_bytes": record.artifact_bytes if record else None}, None
-    assert isinstance(target, DockerTarget)
-    client = target.client
-    image = client.images.get(target.image)
-    size = int(image.attrs["Size"])
-    base_id = image.attrs.get("Parent") or ""
-    base = images.BuildRecord.load("docker-base")
-    listed = client.api.containers(all=True, size=True, filters={"id": target.container.id})
-    rw = int(listed[0].get("SizeRw") or 0)
-    return {"footprint_bytes": size + rw, "image_bytes": size, "rw_bytes": rw,
-            "unique_bytes": size - base.artifact_bytes if base else None,
-            "parent": base_id[:19]}, None
+    return target.footprint(), None
 
 
 # --- Boot time --------------------------------------------------------------------------------
@@ -146,24 +108,24 @@ def probe_boot(ctx: ProbeContext, target: Target, phase: str) -> Measured:
     The very first instance made from an export is not timed: for a VM it uploads the
     box image into the libvirt pool, which is not part of a boot.
     """
-    harness = ctx.harness
-    harness.export(target.kind)
+    source = ctx.instances
+    source.export(target.kind)
     instances: list[Target] = []
 
     def discard_previous() -> None:
         while instances:
-            harness.discard(instances.pop())
+            source.discard(instances.pop())
 
     if phase == "cold":
         def new_instance() -> None:
-            instance = harness.extra(target.kind, f"boot{len(instances)}")
+            instance = source.extra(target.kind, f"boot{len(instances)}")
             instances.append(instance)
             instance.up()
 
         try:
             rounds = ctx.timer(new_instance, setup=discard_previous,
                                rounds=ctx.settings.boot_rounds,
-                               warmup=0 if harness.primed(target.kind) else 1)
+                               warmup=0 if source.primed(target.kind) else 1)
         finally:
             discard_previous()
         return {"cold_s": _median(rounds), "cold_rounds_s": rounds}, None
@@ -206,6 +168,8 @@ KERNEL_SCRIPT = ("cat /proc/sys/kernel/random/boot_id; uname -r; cat /proc/1/com
 
 
 def host_kernel_facts() -> Figures:
+    import psutil
+
     return {"boot_id": Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
             "kernel_release": os.uname().release,
             "pid1": Path("/proc/1/comm").read_text().strip(),
@@ -266,39 +230,19 @@ def probe_security(ctx: ProbeContext, target: Target) -> Measured:
 # --- Portability ------------------------------------------------------------------------------
 
 def probe_export(ctx: ProbeContext, target: Target) -> Measured:
-    exported = ctx.harness.export(target.kind, timer=ctx.timer)
+    exported = ctx.instances.export(target.kind, timer=ctx.timer)
     return {"export_bytes": exported.bytes, "export_seconds": exported.seconds,
             "format": exported.format}, None
 
 
 # --- Resource usage and density ---------------------------------------------------------------
 
-def _qemu_process(target: VagrantTarget) -> psutil.Process:
-    pid = int(Path(f"/run/libvirt/qemu/{target.resource_name}.pid").read_text().strip())
-    return psutil.Process(pid)
-
-
-def memory_and_cpu_seconds(target: Target) -> tuple[int, float]:
-    """From the host side: (memory bytes, CPU seconds used so far) of the target."""
-    if isinstance(target, VagrantTarget):
-        process = _qemu_process(target)
-        cpu = process.cpu_times()
-        return int(process.memory_info().rss), cpu.user + cpu.system
-    assert isinstance(target, DockerTarget)
-    stats = target.container.stats(stream=False, one_shot=True)
-    memory = stats["memory_stats"]
-    detail = memory.get("stats", {})
-    inactive = detail.get("total_inactive_file", detail.get("inactive_file", 0))
-    return (int(memory["usage"]) - int(inactive),
-            int(stats["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9)
-
-
 def probe_idle(ctx: ProbeContext, target: Target) -> Measured:
     window = ctx.settings.idle_seconds
-    _, cpu_before = memory_and_cpu_seconds(target)
+    _, cpu_before = target.usage()
     started = time.monotonic()
     threading.Event().wait(window)  # the measurement window itself: nothing to poll for
-    memory, cpu_after = memory_and_cpu_seconds(target)
+    memory, cpu_after = target.usage()
     elapsed = time.monotonic() - started
     return {"idle_memory_bytes": memory,
             "idle_cpu_percent": 100.0 * (cpu_after - cpu_before) / elapsed,
@@ -308,6 +252,8 @@ def probe_idle(ctx: ProbeContext, target: Target) -> Measured:
 
 
 def memory_budget(settings: MeasureSettings) -> int:
+    import psutil
+
     return settings.memory_budget_bytes or int(psutil.virtual_memory().total * 0.8)
 
 
@@ -315,12 +261,12 @@ def probe_density(ctx: ProbeContext, target: Target) -> Measured:
     """K instances running at once, started together; when the export was never started
     before, the first instance starts alone (concurrent first starts from a new box would
     each try to upload its image into the libvirt pool: vagrant-libvirt races there)."""
-    harness, settings = ctx.harness, ctx.settings
-    harness.export(target.kind)
+    source, settings = ctx.instances, ctx.settings
+    source.export(target.kind)
     wanted = settings.density_vms if target.kind == "vm" else settings.density_containers
     budget = memory_budget(settings)
-    instances = [harness.extra(target.kind, f"dense{i}") for i in range(wanted)]
-    first_alone = not harness.primed(target.kind)
+    instances = [source.extra(target.kind, f"dense{i}") for i in range(wanted)]
+    first_alone = not source.primed(target.kind)
 
     def start_all() -> None:
         together = instances
@@ -332,10 +278,10 @@ def probe_density(ctx: ProbeContext, target: Target) -> Measured:
 
     try:
         durations = ctx.timer(start_all, rounds=1, warmup=0)
-        memory = [memory_and_cpu_seconds(instance)[0] for instance in instances]
+        memory = [instance.usage()[0] for instance in instances]
     finally:
         for instance in instances:
-            harness.discard(instance)
+            source.discard(instance)
     per_instance = _median([float(m) for m in memory])
     return {"started": len(instances), "start_all_seconds": durations[-1],
             "first_started_alone": first_alone,
@@ -416,7 +362,8 @@ def probe_http(ctx: ProbeContext, target: Target) -> Measured:
                                                settings.http_concurrency)), rounds=1, warmup=0)
     load = results[-1]
     if not load.latencies:
-        raise ProbeError(f"no successful request to the {target.kind} ({load.errors} errors)")
+        raise ProbeError(f"no successful request to the {target.kind} ({load.errors} errors)",
+                         "check that the app still serves on its first forwarded port")
     client_cpu = 100.0 * load.client_cpu_seconds / load.seconds
     return {"requests": len(load.latencies), "errors": load.errors,
             "seconds": round(load.seconds, 2), "rps": len(load.latencies) / load.seconds,
@@ -447,7 +394,8 @@ def storage_script(directory: str, mib: int, sync_writes: int) -> str:
 def parse_storage(output: str) -> Figures:
     matches = _DD.findall(output)
     if len(matches) != 3:
-        raise ProbeError(f"unexpected dd output: {output[-300:]!r}")
+        raise ProbeError(f"unexpected dd output: {output[-300:]!r}",
+                         "the target needs coreutils' dd and a writable /var/tmp")
     (wb, ws), (rb, rs), (sb, ss) = ((int(b), float(s)) for b, s in matches)
     return {"write_mb_s": wb / ws / 1e6, "read_mb_s": rb / rs / 1e6,
             "sync_write_iops": (sb / 4096) / ss, "read_direct": "cached" not in output}
@@ -466,8 +414,7 @@ def probe_storage(ctx: ProbeContext, target: Target) -> Measured:
     script = storage_script("/var/tmp/vmc-io", settings.io_mib, settings.sync_writes)
     samples: list[Figures] = []
     ctx.timer(lambda: samples.append(parse_storage(run_checked(target, script))))
-    assert ctx.harness.session is not None
-    host_dir = str(ctx.harness.session.dir / "io-host")
+    host_dir = str(ctx.instances.scratch_dir("io-host"))
     host_script = storage_script(host_dir, settings.io_mib, settings.sync_writes)
     host = [parse_storage(run_host(host_script)) for _ in range(settings.rounds)]
     return _median_figures(samples[-settings.rounds:]), _median_figures(host)

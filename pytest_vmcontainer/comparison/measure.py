@@ -14,18 +14,16 @@ import platform
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import psutil
-
-from pytest_vmcontainer import probes, table
-from pytest_vmcontainer.harness import Harness
-from pytest_vmcontainer.results import ComparisonReport, Figures
+from pytest_vmcontainer.comparison import probes, rows
+from pytest_vmcontainer.comparison.results import ComparisonReport, Figures
+from pytest_vmcontainer.runtime.timing import Timer, plain_timer
 from pytest_vmcontainer.targets.base import Target
 
 
-def benchmark_timer(benchmark: Any, default_rounds: int, default_warmup: int) -> probes.Timer:
+def benchmark_timer(benchmark: Any, default_rounds: int, default_warmup: int) -> Timer:
     """A Timer that runs through ``benchmark.pedantic`` (one call per test, as it requires)."""
 
     def timer(work: Callable[[], object], setup: Callable[[], object] | None = None,
@@ -63,21 +61,32 @@ def _record(figures: Figures, row_id: str, record_property: Callable[[str, Any],
 class Comparison:
     """Figures per row and target for one run."""
 
-    def __init__(self, harness: Harness, settings: probes.MeasureSettings) -> None:
-        self.harness = harness
+    def __init__(self, instances: probes.Instances, settings: probes.MeasureSettings,
+                 extra_rows: Sequence[rows.Row] = ()) -> None:
+        self.instances = instances
         self.settings = settings
+        self.rows = rows.ROWS + tuple(extra_rows)
+        self.by_id = {row.id: row for row in self.rows}
         self.figures: dict[str, dict[str, Figures]] = {}
+        self.vm_mode: str | None = None
+        self.vm_mode_reason = ""
+        self.container_measured = False
 
     def measure(self, row_id: str, target: Target, *, benchmark: Any = None,
                 record_property: Callable[[str, Any], None] | None = None,
                 **probe_arguments: Any) -> Figures:
-        row = table.BY_ID[row_id]
+        row = self.by_id[row_id]
         timer = (benchmark_timer(benchmark, self.settings.rounds, self.settings.warmup)
                  if benchmark is not None else
-                 probes.plain_timer(self.settings.rounds, self.settings.warmup))
-        context = probes.ProbeContext(self.harness, self.settings, timer)
-        figures, host = probes.PROBES[row.probe](context, target, **probe_arguments)
+                 plain_timer(self.settings.rounds, self.settings.warmup))
+        context = probes.ProbeContext(self.instances, self.settings, timer)
+        probe = row.probe if callable(row.probe) else probes.PROBES[row.probe]
+        figures, host = probe(context, target, **probe_arguments)
         figures["mode"] = target.mode
+        if target.kind == "vm":
+            self.vm_mode, self.vm_mode_reason = target.mode, target.mode_reason
+        else:
+            self.container_measured = True
         seen = self.figures.setdefault(row_id, {})
         seen.setdefault(target.kind, {}).update(figures)
         if host is not None:
@@ -86,21 +95,18 @@ class Comparison:
         return figures
 
     def report(self, settings_shown: dict[str, Any]) -> ComparisonReport:
-        accel = self.harness.accel
-        vm_measured = any("vm" in by_target for by_target in self.figures.values())
-        rows = []
-        for row in table.ROWS:
+        results = []
+        for row in self.rows:
             result = row.result()
             result.figures = self.figures.get(row.id, {})
-            result.verdict = table.decide(row, result.figures,
-                                          accel.mode if accel and vm_measured else None)
-            rows.append(result)
+            result.verdict = rows.decide(row, result.figures, self.vm_mode)
+            results.append(result)
         return ComparisonReport(
             generated_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            host=host_facts(self.harness, vm_measured),
-            vm_mode=accel.mode if accel and vm_measured else None,
-            vm_mode_reason=accel.reason if accel and vm_measured else "",
-            settings=settings_shown, rows=rows)
+            host=host_facts(with_vm_tools=self.vm_mode is not None,
+                            with_docker=self.container_measured),
+            vm_mode=self.vm_mode, vm_mode_reason=self.vm_mode_reason,
+            settings=settings_shown, rows=results)
 
 
 def _version(command: list[str]) -> str:
@@ -111,7 +117,9 @@ def _version(command: list[str]) -> str:
     return lines[0] if lines else "unknown"
 
 
-def host_facts(harness: Harness, with_vm_tools: bool) -> Figures:
+def host_facts(with_vm_tools: bool, with_docker: bool) -> Figures:
+    import psutil
+
     cpu_model = "unknown"
     try:
         with open("/proc/cpuinfo") as cpuinfo:
@@ -124,11 +132,23 @@ def host_facts(harness: Harness, with_vm_tools: bool) -> Figures:
         "cpu_count": os.cpu_count(), "memory_bytes": psutil.virtual_memory().total,
         "python": platform.python_version(),
     }
-    docker_client = harness.docker_client
-    if docker_client is not None:
-        facts["docker_engine"] = docker_client.version().get("Version", "unknown")
+    if with_docker:
+        facts["docker_engine"] = _docker_engine_version()
     if with_vm_tools:
         facts["qemu"] = _version(["qemu-system-x86_64", "--version"])
         facts["libvirt"] = _version(["libvirtd", "--version"])
         facts["vagrant"] = _version(["vagrant", "--version"])
     return facts
+
+
+def _docker_engine_version() -> str:
+    import docker
+
+    try:
+        client = docker.from_env(timeout=10)
+        try:
+            return str(client.version().get("Version", "unknown"))
+        finally:
+            client.close()
+    except Exception:
+        return "unknown"

@@ -14,17 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from pytest_vmcontainer.errors import WaitTimeout
+
 T = TypeVar("T")
 
+__all__ = ["LOOPBACK", "HttpResponse", "WaitTimeout", "http_get", "http_ok", "require_loopback",
+           "tcp_open", "wait_for"]
+
 LOOPBACK = "127.0.0.1"
-
-
-class WaitTimeout(TimeoutError):
-    def __init__(self, what: str, timeout: float, last_error: BaseException | None) -> None:
-        self.what = what
-        self.last_error = last_error
-        reason = f" (last error: {last_error})" if last_error else ""
-        super().__init__(f"{what} not ready after {timeout:.0f}s{reason}")
 
 
 def wait_for(condition: Callable[[], T | None], *, timeout: float, what: str,

@@ -1,4 +1,4 @@
-"""python-vagrant, run the way the harness needs it.
+"""python-vagrant, run the way the harness needs it (imported only with the VM backend).
 
 Every vagrant command gets the harness environment (its own VAGRANT_HOME, the
 libvirt provider, no update checks) and runs as a tracked process (``procs``),
@@ -11,7 +11,6 @@ process-starting methods; pyproject pins python-vagrant to the 1.x series.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -20,21 +19,10 @@ from typing import IO, Any
 
 import vagrant
 
-from pytest_vmcontainer import hostsetup, logtail, paths, procs
+from pytest_vmcontainer.host.libvirt import vagrant_env
+from pytest_vmcontainer.runtime import logtail, procs
 
-
-def vagrant_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "VAGRANT_HOME": str(paths.vagrant_home()),
-        "VAGRANT_DEFAULT_PROVIDER": "libvirt",
-        "VAGRANT_CHECKPOINT_DISABLE": "1",
-        "VAGRANT_NO_COLOR": "1",
-        "VAGRANT_FORCE_COLOR": "0",
-        "LIBVIRT_DEFAULT_URI": hostsetup.libvirt_uri(),
-    })
-    env.update(extra or {})
-    return env
+__all__ = ["TrackedVagrant", "vagrant_env"]
 
 
 class TrackedVagrant(vagrant.Vagrant):

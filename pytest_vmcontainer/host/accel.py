@@ -17,7 +17,8 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pytest_vmcontainer import hashing, paths
+from pytest_vmcontainer.host import paths
+from pytest_vmcontainer.runtime import hashing
 
 ACCEL_ENV = "VMC_ACCEL"
 PROBE_SECONDS = 10.0

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_vmcontainer.results import (
+from pytest_vmcontainer.comparison.results import (
     DOES_NOT_HOLD,
     HOLDS,
     NOT_MEASURABLE,
@@ -38,7 +38,7 @@ class Row:
     claim_container: str
     unit: str
     headline: str  # the figure shown in the table
-    probe: str  # function name in probes.py
+    probe: str | Callable[..., Any]  # a name in probes.PROBES, or the probe itself
     how: str
     rule: str  # the verdict rule, as the report states it
     decide: Rule

@@ -16,10 +16,7 @@ import subprocess
 import threading
 from typing import Any
 
-
-class Cancelled(RuntimeError):
-    """The run is being torn down: no new external process may start."""
-
+from pytest_vmcontainer.errors import Cancelled
 
 _lock = threading.Lock()
 _running: set[subprocess.Popen[bytes]] = set()

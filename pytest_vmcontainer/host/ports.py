@@ -5,8 +5,8 @@ from __future__ import annotations
 import errno
 import socket
 
-from pytest_vmcontainer.errors import TargetError
-from pytest_vmcontainer.waiting import LOOPBACK
+from pytest_vmcontainer.errors import PortInUse
+from pytest_vmcontainer.runtime.waiting import LOOPBACK
 
 
 def free_port() -> int:
@@ -24,9 +24,6 @@ def ensure_free(port: int) -> int:
             sock.bind((LOOPBACK, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise TargetError(
-                    f"port {port} on {LOOPBACK} is already in use",
-                    "choose another port, or leave the port unset so a free one is picked",
-                ) from None
+                raise PortInUse(port) from None
             raise
     return port

@@ -1,4 +1,4 @@
-"""Idempotent host setup: Debian packages, the daemons, and the libvirt storage pool.
+"""Idempotent host setup: Debian packages, the daemons (dockerd, virtlogd, libvirtd), the pool.
 
 Run as root on Debian it installs what is missing and starts what is not
 running, then waits until each daemon answers. Anywhere else it reports exactly
@@ -16,10 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_vmcontainer import paths
-from pytest_vmcontainer.errors import HostSetupError
-from pytest_vmcontainer.progress import Progress
-from pytest_vmcontainer.waiting import WaitTimeout, wait_for
+from pytest_vmcontainer.errors import HostSetupError, WaitTimeout
+from pytest_vmcontainer.host import paths
+from pytest_vmcontainer.host.libvirt import (
+    DEFAULT_LIBVIRT_URI,
+    LIBVIRT_URI_ENV,
+    ensure_storage_pool,
+    libvirt_uri,
+    quiet_ok,
+    virsh,
+)
+from pytest_vmcontainer.runtime.progress import Progress
+from pytest_vmcontainer.runtime.waiting import wait_for
 
 # Debian packages, each with the reason the harness needs it.
 PACKAGES: dict[str, str] = {
@@ -37,39 +45,8 @@ PACKAGES: dict[str, str] = {
     "libguestfs-tools": "virt-sysprep and virt-sparsify, run by 'vagrant package'",
 }
 
-DEFAULT_LIBVIRT_URI = "qemu:///system"
-LIBVIRT_URI_ENV = "VMC_LIBVIRT_URI"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
-POOL_NAME = "pytest-vmcontainer"
 DAEMON_TIMEOUT = 60.0
-
-
-def libvirt_uri() -> str:
-    return os.environ.get(LIBVIRT_URI_ENV) or DEFAULT_LIBVIRT_URI
-
-
-def virsh() -> list[str]:
-    return ["virsh", "-c", libvirt_uri()]
-
-
-def run_virsh(*args: str) -> subprocess.CompletedProcess[str]:
-    """virsh on the harness's libvirt; callers judge the result (cleanup is best effort)."""
-    return subprocess.run([*virsh(), *args], capture_output=True, text=True, check=False)
-
-
-def domain_names() -> list[str]:
-    """Names of every libvirt domain, running or not."""
-    return run_virsh("list", "--all", "--name").stdout.split()
-
-
-def pool_volumes() -> list[str]:
-    """Names of the volumes in the harness's storage pool."""
-    rows = run_virsh("vol-list", POOL_NAME).stdout.splitlines()[2:]  # after the two header rows
-    return [row.split()[0] for row in rows if row.split()]
-
-
-def delete_volume(name: str) -> None:
-    run_virsh("vol-delete", "--pool", POOL_NAME, name)
 
 
 @dataclass(frozen=True)
@@ -89,14 +66,6 @@ class Daemon:
     def startable(self) -> bool:
         """Setup starts the local daemon, never one the user pointed elsewhere."""
         return self.endpoint() == self.default_endpoint
-
-
-def _quiet_ok(command: list[str], timeout: float = 10.0) -> bool:
-    try:
-        return subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              timeout=timeout, check=False).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 def docker_answers() -> bool:
@@ -135,7 +104,7 @@ def virtlogd_answers() -> bool:
 
 
 def libvirtd_answers() -> bool:
-    return _quiet_ok([*virsh(), "version"])
+    return quiet_ok([*virsh(), "version"])
 
 
 def _docker_host() -> str:
@@ -213,19 +182,6 @@ def _start_daemon(daemon: Daemon) -> None:
                                    stderr=log, start_new_session=True)
     if daemon.daemonizes:
         process.wait(timeout=30)
-
-
-def ensure_storage_pool(pool_dir: Path) -> None:
-    """A dedicated libvirt dir pool, so box volumes and VM disks never mix with other pools."""
-    command = virsh()
-    if not _quiet_ok([*command, "pool-info", POOL_NAME]):
-        subprocess.run([*command, "pool-define-as", POOL_NAME, "dir", "--target", str(pool_dir)],
-                       check=True, capture_output=True)
-        subprocess.run([*command, "pool-autostart", POOL_NAME], check=True, capture_output=True)
-    info = subprocess.run([*command, "pool-info", POOL_NAME], capture_output=True, text=True,
-                          check=True).stdout
-    if "running" not in info:
-        subprocess.run([*command, "pool-start", POOL_NAME], check=True, capture_output=True)
 
 
 def _endpoint_variable(daemon: Daemon) -> str:

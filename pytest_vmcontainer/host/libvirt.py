@@ -1,0 +1,83 @@
+"""libvirt as the harness uses it: the URI, virsh, the storage pool, and vagrant's environment.
+
+Every libvirt call goes to one URI (``VMC_LIBVIRT_URI``, default
+``qemu:///system``) and every disk to one dir pool of our own, so nothing the
+harness creates mixes with other pools. ``vagrant_env`` is the environment every
+vagrant command gets: the libvirt provider on that URI, no update checks, no colour.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+from pytest_vmcontainer.host import paths
+
+DEFAULT_LIBVIRT_URI = "qemu:///system"
+LIBVIRT_URI_ENV = "VMC_LIBVIRT_URI"
+POOL_NAME = "pytest-vmcontainer"
+
+
+def libvirt_uri() -> str:
+    return os.environ.get(LIBVIRT_URI_ENV) or DEFAULT_LIBVIRT_URI
+
+
+def virsh() -> list[str]:
+    return ["virsh", "-c", libvirt_uri()]
+
+
+def run_virsh(*args: str) -> subprocess.CompletedProcess[str]:
+    """virsh on the harness's libvirt; callers judge the result (cleanup is best effort)."""
+    return subprocess.run([*virsh(), *args], capture_output=True, text=True, check=False)
+
+
+def domain_names() -> list[str]:
+    """Names of every libvirt domain, running or not."""
+    return run_virsh("list", "--all", "--name").stdout.split()
+
+
+def pool_volumes() -> list[str]:
+    """Names of the volumes in the harness's storage pool."""
+    rows = run_virsh("vol-list", POOL_NAME).stdout.splitlines()[2:]  # after the two header rows
+    return [row.split()[0] for row in rows if row.split()]
+
+
+def delete_volume(name: str) -> None:
+    run_virsh("vol-delete", "--pool", POOL_NAME, name)
+
+
+def quiet_ok(command: list[str], timeout: float = 10.0) -> bool:
+    try:
+        return subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=timeout, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def ensure_storage_pool(pool_dir: Path) -> None:
+    """A dedicated libvirt dir pool, so box volumes and VM disks never mix with other pools."""
+    command = virsh()
+    if not quiet_ok([*command, "pool-info", POOL_NAME]):
+        subprocess.run([*command, "pool-define-as", POOL_NAME, "dir", "--target", str(pool_dir)],
+                       check=True, capture_output=True)
+        subprocess.run([*command, "pool-autostart", POOL_NAME], check=True, capture_output=True)
+    info = subprocess.run([*command, "pool-info", POOL_NAME], capture_output=True, text=True,
+                          check=True).stdout
+    if "running" not in info:
+        subprocess.run([*command, "pool-start", POOL_NAME], check=True, capture_output=True)
+
+
+def vagrant_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "VAGRANT_HOME": str(paths.vagrant_home()),
+        "VAGRANT_DEFAULT_PROVIDER": "libvirt",
+        "VAGRANT_CHECKPOINT_DISABLE": "1",
+        "VAGRANT_NO_COLOR": "1",
+        "VAGRANT_FORCE_COLOR": "0",
+        "LIBVIRT_DEFAULT_URI": libvirt_uri(),
+    })
+    env.update(extra or {})
+    return env

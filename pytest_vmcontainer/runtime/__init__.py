@@ -1,0 +1,4 @@
+"""The machinery under everything: tracked processes, background jobs, waits, progress, timing.
+
+Nothing here knows about targets, pytest or the comparison.
+"""
