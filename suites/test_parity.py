@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vmcontainer.waiting import http_get
+from pytest_vmcontainer import http_get
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CONFIG_FILES = {

@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from pytest_vmcontainer import hostsetup, images, lifecycle
-from pytest_vmcontainer.progress import Progress
+from pytest_vmcontainer import lifecycle, targets
+from pytest_vmcontainer.host import bases as images
+from pytest_vmcontainer.host import setup as hostsetup
+from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL
 from pytest_vmcontainer.targets.docker import connect
 from pytest_vmcontainer.targets.vagrant import libvirt_names
@@ -84,6 +86,11 @@ def leak_check(docker_client: Any) -> Iterator[None]:
     yield
     leaked = Snapshot.take(docker_client).new_since(before)
     assert not leaked, f"the run left resources behind: {leaked}"
+
+
+def leftovers(session_id: str) -> list[str]:
+    """What still carries ``session_id`` on this host (empty after a clean teardown)."""
+    return lifecycle.leftovers(session_id, targets.default_leftovers())
 
 
 def owned_containers(client: Any) -> list[Any]:

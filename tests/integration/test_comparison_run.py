@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from pytest_vmcontainer import table
-from pytest_vmcontainer.report import load_report
+from pytest_vmcontainer.comparison import rows as table
+from pytest_vmcontainer.comparison.report import load_report
 from tests.integration.conftest import ROOT
 
 SMALLEST = ("--vmc-rounds=1", "--vmc-warmup=0", "--vmc-boot-rounds=1", "--vmc-density-vms=1",

@@ -13,11 +13,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from pytest_vmcontainer import lifecycle
+from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets.docker import DOCKERFILE_LABEL
 from pytest_vmcontainer.targets.vagrant import libvirt_names
-from pytest_vmcontainer.waiting import wait_for
-from tests.integration.conftest import ROOT, owned_containers, run_cli, write_project
+from tests.integration.conftest import ROOT, leftovers, owned_containers, run_cli, write_project
 
 PYPROJECT = str(ROOT / "pyproject.toml")
 T = TypeVar("T")
@@ -48,7 +47,7 @@ def test_parity_suite_on_both_and_cleanup_after_a_failing_test(
         "test_failing.py::test_fails_on_purpose*failed*failed",
     ])
     assert "DIFFERS" not in result.stdout.str()
-    assert lifecycle.leftovers(_session_id(result.stdout.str()), docker_client) == []
+    assert leftovers(_session_id(result.stdout.str())) == []
 
 
 def test_vm_provisioning_failure_fails_vm_tests_only(
@@ -58,7 +57,7 @@ def test_vm_provisioning_failure_fails_vm_tests_only(
         'sh /tmp/provision/provision.sh')
     project = write_project(tmp_path / "project", vagrantfile=vagrantfile)
     pytester.makepyfile(test_page="""
-        from pytest_vmcontainer.waiting import http_get
+        from pytest_vmcontainer.runtime.waiting import http_get
 
         def test_page(target):
             assert http_get(target.url("/")).status == 200
@@ -107,7 +106,7 @@ def test_sigint_during_vagrant_up_leaves_nothing(
         "the VM's domain", ready_timeout=300)
     assert returncode == 2, output  # pytest's "interrupted"
     session_id = domains[0].split("-")[1]
-    assert lifecycle.leftovers(session_id, docker_client) == [], output
+    assert leftovers(session_id) == [], output
 
 
 def test_sigint_during_image_build_leaves_nothing(
@@ -171,11 +170,11 @@ def test_keep_on_failure_then_clean(pytester: pytest.Pytester, docker_client: An
     result.stdout.fnmatch_lines(["*kept container vmc-*-container*",
                                  "*python -m pytest_vmcontainer clean*"])
     session_id = _session_id(result.stdout.str())
-    kept = lifecycle.leftovers(session_id, docker_client)
+    kept = leftovers(session_id)
     assert any(item.startswith("container ") for item in kept), kept
     cleaned = run_cli("clean")
     assert cleaned.returncode == 0, cleaned.stderr
-    assert lifecycle.leftovers(session_id, docker_client) == []
+    assert leftovers(session_id) == []
 
 
 def test_reuse_keeps_the_container_until_its_inputs_change(

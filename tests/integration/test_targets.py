@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_vmcontainer import lifecycle
 from pytest_vmcontainer.harness import Harness, HarnessConfig
-from pytest_vmcontainer.progress import Progress
-from pytest_vmcontainer.waiting import http_get
-from tests.integration.conftest import ROOT
+from pytest_vmcontainer.runtime.progress import Progress
+from pytest_vmcontainer.runtime.waiting import http_get
+from tests.integration.conftest import ROOT, leftovers
 
 FILES = ("/etc/nginx/nginx.conf", "/etc/nginx/sites-available/default",
          "/var/www/html/index.html")
@@ -41,4 +40,4 @@ def test_both_targets_identical_then_nothing_left(docker_client: Any, bases: Non
     assert on_vm["sha256"] == on_container["sha256"]
     assert on_vm["body"] == on_container["body"]
     assert b"pytest-vmcontainer" in on_vm["body"]
-    assert lifecycle.leftovers(harness.session_id, docker_client) == []
+    assert leftovers(harness.session_id) == []

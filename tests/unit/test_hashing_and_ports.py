@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pytest_vmcontainer.errors import TargetError
-from pytest_vmcontainer.hashing import content_hash, sha256_file
-from pytest_vmcontainer.ports import ensure_free, free_port
+from pytest_vmcontainer.host.ports import ensure_free, free_port
+from pytest_vmcontainer.runtime.hashing import content_hash, sha256_file
 
 
 @pytest.fixture

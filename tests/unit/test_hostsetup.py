@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vmcontainer.hostsetup import remove_stale_pid_file, unix_socket_answers
+from pytest_vmcontainer.host.setup import remove_stale_pid_file, unix_socket_answers
 
 
 @pytest.fixture

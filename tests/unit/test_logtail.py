@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_vmcontainer.logtail import readable_lines, tail
+from pytest_vmcontainer.runtime.logtail import readable_lines, tail
 
 VAGRANT_PACKAGE_FAILURE = (
     "\x1b[1m==> default: Downloading vmc-default.img\x1b[0m\n"

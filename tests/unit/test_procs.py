@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_vmcontainer import background, procs
+from pytest_vmcontainer.runtime import background, procs
 
 
 @pytest.fixture

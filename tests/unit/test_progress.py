@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pytest_vmcontainer.progress import Progress, quiet
+from pytest_vmcontainer.runtime.progress import Progress, quiet
 
 
 def _progress(**kwargs: float | bool) -> tuple[Progress, list[str]]:

@@ -33,7 +33,7 @@ def test_ci_treats_no_tests_collected_as_failure() -> None:
 
 
 def test_quick_start_names_every_package_setup_installs() -> None:
-    from pytest_vmcontainer.hostsetup import PACKAGES
+    from pytest_vmcontainer.host.setup import PACKAGES
 
     section = (ROOT / "README.md").read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
     assert [name for name in PACKAGES if f"`{name}`" not in section] == []

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_vmcontainer.report import (
+from pytest_vmcontainer.comparison.report import (
     figure_unit,
     format_value,
     load_report,
@@ -20,7 +20,7 @@ from pytest_vmcontainer.report import (
     terminal_lines,
     write_reports,
 )
-from pytest_vmcontainer.results import (
+from pytest_vmcontainer.comparison.results import (
     DOES_NOT_HOLD,
     HOLDS,
     NOT_MEASURABLE,

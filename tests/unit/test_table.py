@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from pytest_vmcontainer import table
-from pytest_vmcontainer.results import DOES_NOT_HOLD, HOLDS, NOT_MEASURABLE
+from pytest_vmcontainer.comparison import rows as table
+from pytest_vmcontainer.comparison.results import DOES_NOT_HOLD, HOLDS, NOT_MEASURABLE
 
 RECORDED = Path(__file__).parent / "data" / "comparison-tcg.json"
 

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pytest_vmcontainer.waiting import (
+from pytest_vmcontainer.runtime.waiting import (
     WaitTimeout,
     http_get,
     http_ok,

@@ -1,0 +1,138 @@
+"""The design, checked: imports run one way, heavy libraries load late, backends in targets/."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "pytest_vmcontainer"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imports(module: str) -> set[str]:
+    """Modules of the package that ``module`` imports, at the top or inside functions; imports
+    for type checking only are left out (they never run)."""
+    found: set[str] = set()
+    tree = ast.parse(MODULES[module].read_text())
+    skipped = {id(child) for node in ast.walk(tree) if isinstance(node, ast.If)
+               and _is_type_checking(node) for child in ast.walk(node)}
+    package = module if MODULES[module].name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]
+                                + ([base] if base else []))
+            # "from package import module" imports the module; otherwise the module itself.
+            names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base
+                     for alias in node.names]
+        else:
+            continue
+        found.update(name for name in names if name in MODULES and name != module)
+    return found
+
+
+GRAPH = {module: _imports(module) for module in MODULES}
+
+
+def _cycles() -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for imported in GRAPH[module]:
+            if imported not in index:
+                visit(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in on_stack:
+                low[module] = min(low[module], index[imported])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in sorted(GRAPH):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_the_import_graph_is_seen() -> None:
+    assert "pytest_vmcontainer.run" in GRAPH["pytest_vmcontainer.plugin"]
+    assert "pytest_vmcontainer.targets.base" in GRAPH["pytest_vmcontainer.targets.docker"]
+
+
+def test_no_module_imports_one_that_imports_it_back() -> None:
+    assert _cycles() == []
+
+
+def test_a_cycle_would_be_found() -> None:
+    GRAPH["pytest_vmcontainer.errors"].add("pytest_vmcontainer.plugin")
+    try:
+        assert any("pytest_vmcontainer.errors" in cycle for cycle in _cycles())
+    finally:
+        GRAPH["pytest_vmcontainer.errors"].discard("pytest_vmcontainer.plugin")
+
+
+def test_layers_only_import_downwards() -> None:
+    """runtime < host < targets < harness/comparison < the plugin and the command line."""
+    order = ["errors", "runtime", "host", "targets", "lifecycle", "harness", "comparison",
+             "parity", "options", "hookspecs", "run", "fixtures", "plugin", "cli"]
+
+    def layer(module: str) -> int:
+        name = module.split(".")[1] if "." in module else ""
+        return order.index(name) if name in order else -1
+
+    upward = [(module, imported) for module, imports in GRAPH.items() for imported in imports
+              if layer(imported) > layer(module) >= 0]
+    assert upward == []
+
+
+def test_loading_the_plugin_imports_no_engine_library() -> None:
+    code = ("import sys, pytest_vmcontainer.plugin\n"
+            "print(sorted(m for m in ('docker', 'vagrant', 'psutil', 'paramiko', 'testinfra')"
+            " if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"
+    assert result.stderr == ""
+
+
+def test_backends_are_named_only_in_targets() -> None:
+    """Outside targets/, nothing asks which backend a target is."""
+    named = [str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+             if "targets" not in path.parts
+             and any(name in path.read_text() for name in ("DockerTarget", "VagrantTarget"))]
+    assert named == []
