@@ -1,4 +1,4 @@
-"""Command line: ``python -m pytest_vmcontainer setup|build|up|clean|accel|report``.
+"""Command line: ``python -m pytest_vmcontainer setup|build|up|clean|list|login|exec|init|...``.
 
 Failures print one line naming the cause and the remedy and exit non-zero.
 """
@@ -6,6 +6,8 @@ Failures print one line naming the cause and the remedy and exit non-zero.
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -19,6 +21,7 @@ from pytest_vmcontainer.options import KEEP, TARGETS
 from pytest_vmcontainer.runtime import signals
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.waiting import http_get
+from pytest_vmcontainer.targets.base import Target
 
 
 def _cmd_setup(args: argparse.Namespace, progress: Progress) -> int:
@@ -66,7 +69,8 @@ def _cmd_up(args: argparse.Namespace, progress: Progress) -> int:
                                       dockerfile.parent / "fixtures"} if p.exists()))
     config = HarnessConfig(
         vagrantfile=vagrantfile, dockerfile=dockerfile, provision_inputs=inputs, keep=args.keep,
-        rebuild_bases=args.rebuild, pinned_ports=pinned, boot_timeout=args.boot_timeout)
+        rebuild_bases=args.rebuild, pinned_ports=pinned, boot_timeout=args.boot_timeout,
+        ready_timeout=args.ready_timeout)
     harness = Harness(config, progress)
     failed = True
     try:
@@ -94,7 +98,86 @@ def _cmd_up(args: argparse.Namespace, progress: Progress) -> int:
 
 def _cmd_clean(args: argparse.Namespace, progress: Progress) -> int:
     removed = lifecycle.sweep(targets.default_leftovers(), include_marked=True)
+    removed += targets.clean_caches()
     progress.say("removed: " + (", ".join(removed) if removed else "nothing"))
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace, progress: Progress) -> int:
+    """Kept and reused targets (and those of runs in progress): where they are, how to get in."""
+    saved = lifecycle.saved_targets()
+    if not saved:
+        print("no kept or reused targets (keep them with --vmc-keep=always|on-failure or "
+              "--vmc-reuse)")
+        return 0
+    rows = [("session", "kind", "status", "state", "forwards (guest -> 127.0.0.1)", "age",
+             "inputs")]
+    for item in saved:
+        try:
+            target = targets.attach(item.workdir)
+            state = target.alive() or "running"
+            forwards = ", ".join(f"{g}->{h}" for g, h in sorted(target.host_ports.items()))
+        except (VmcError, OSError, ValueError, KeyError) as error:
+            state, forwards = f"unknown ({error})", "-"
+        rows.append((item.session_id, item.kind, item.status, state, forwards or "-",
+                     _age(time.time() - item.saved_at), item.inputs or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+              .rstrip())
+    print("get in with: python -m pytest_vmcontainer login KIND --session SESSION")
+    return 0
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _saved_target(kind: str, session: str | None) -> Target:
+    saved = [item for item in lifecycle.saved_targets() if item.kind == kind]
+    chosen = [item for item in saved if session is None or item.session_id == session]
+    sessions = ", ".join(item.session_id for item in saved) or "none"
+    if not chosen:
+        what = f"session {session} has no {kind} target" if session else f"no {kind} target"
+        raise UsageError(f"{what} to log into (sessions with one: {sessions})",
+                         "run 'python -m pytest_vmcontainer list', or keep targets with "
+                         "--vmc-keep=always|on-failure or --vmc-reuse")
+    if len(chosen) > 1:
+        raise UsageError(f"{len(chosen)} sessions have a {kind} target ({sessions})",
+                         "pick one with --session")
+    return targets.attach(chosen[0].workdir)
+
+
+def _cmd_login(args: argparse.Namespace, progress: Progress) -> int:
+    target = _saved_target(args.kind, args.session)
+    argv, env, cwd = target.shell(args.remote_command or None)
+    return subprocess.call(argv, env=env, cwd=cwd)
+
+
+def _cmd_init(args: argparse.Namespace, progress: Progress) -> int:
+    """A starter project: Vagrantfile, Dockerfile, one provisioning script, tests, ini lines."""
+    directory = Path(args.directory).resolve()
+    template = bases.DATA / "init"
+    files = [path.relative_to(template) for path in sorted(template.rglob("*"))
+             if path.is_file() and "__pycache__" not in path.parts]
+    first = ("Vagrantfile", "Dockerfile")  # named first: the files a project is known by
+    existing = sorted((str(directory / name) for name in files if (directory / name).exists()),
+                      key=lambda path: Path(path).name not in first)
+    if existing:
+        raise UsageError(f"{existing[0]} already exists",
+                         "init writes a new project and overwrites nothing: choose an empty "
+                         "directory, or remove the files it would write")
+    for name in files:
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template / name, directory / name)
+        shutil.copymode(template / name, directory / name)
+    print(f"wrote {', '.join(str(name) for name in files)} into {directory}")
+    print(f"next: cd {directory} && pytest            (both targets; --target=vm|container for "
+          "one)")
     return 0
 
 
@@ -149,10 +232,26 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--rebuild", action="store_true", help="rebuild the bases first")
     up.add_argument("--boot-timeout", type=float, default=600.0,
                     help="seconds the VM may take to answer SSH (default 600)")
+    up.add_argument("--ready-timeout", type=float, default=120.0,
+                    help="seconds a started target may take until its ports serve (default 120)")
     up.add_argument("--vm-port", type=int, help="host port for the VM's port 80 (default: free)")
     up.add_argument("--container-port", type=int,
                     help="host port for the container's port 80 (default: a free one)")
     commands.add_parser("clean", help="remove every target and leftover this tool created")
+    commands.add_parser("list", help="show kept and reused targets, and how to get in")
+    for name, text in (("login", "open a shell in a kept or reused target"),
+                       ("exec", "run one command in a kept or reused target")):
+        way_in = commands.add_parser(name, help=text)
+        way_in.add_argument("kind", choices=["vm", "container"])
+        way_in.add_argument("--session", help="the session id (see 'list'); needed only when "
+                            "several sessions have this kind of target")
+        if name == "exec":
+            way_in.add_argument("remote_command", nargs=argparse.REMAINDER, metavar="-- COMMAND",
+                                help="the command to run")
+        else:
+            way_in.set_defaults(remote_command=None)
+    init = commands.add_parser("init", help="write a starter project (refuses to overwrite)")
+    init.add_argument("directory", nargs="?", default=".")
     commands.add_parser("accel", help="print whether VMs run under KVM or TCG here")
     show = commands.add_parser("report", help="show a saved comparison.json again")
     show.add_argument("json", help="a comparison.json written by --vmc-report")
@@ -160,9 +259,18 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _cmd_exec(args: argparse.Namespace, progress: Progress) -> int:
+    command = args.remote_command
+    args.remote_command = command[1:] if command[:1] == ["--"] else command
+    if not args.remote_command:
+        raise UsageError("exec needs a command", "give it after --, e.g. exec vm -- uname -a")
+    return _cmd_login(args, progress)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Progress], int]] = {
     "setup": _cmd_setup, "build": _cmd_build, "up": _cmd_up, "clean": _cmd_clean,
-    "accel": _cmd_accel, "report": _cmd_report,
+    "accel": _cmd_accel, "report": _cmd_report, "list": _cmd_list, "login": _cmd_login,
+    "exec": _cmd_exec, "init": _cmd_init,
 }
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vmcontainer import lifecycle, targets
-from pytest_vmcontainer.errors import TargetError, VmcError
+from pytest_vmcontainer.errors import Cancelled, TargetError, VmcError
 from pytest_vmcontainer.host import bases, paths, setup
 from pytest_vmcontainer.runtime import background, hashing, procs
 from pytest_vmcontainer.runtime.progress import Progress
@@ -33,12 +33,15 @@ class HarnessConfig:
     vagrantfile: Path
     dockerfile: Path
     provision_inputs: tuple[Path, ...] = ()
-    guest_ports: tuple[int, ...] = (80,)
-    ready_path: str | None = "/"
+    guest_ports: tuple[int, ...] = ()  # forwarded on top of the ports the files declare
+    ready_path: str | None = None  # HTTP path that must answer 200 (None: TCP only)
+    ready_port: int | None = None  # the guest port it applies to (None: 80 or the only one)
     boot_timeout: float = 600.0
+    ready_timeout: float = 120.0
     rebuild_bases: bool = False
     keep: str = "never"
     reuse: bool = False
+    vm_cache: bool = True
     setup_host: bool = True
     pinned_ports: dict[str, dict[int, int]] = field(default_factory=dict)  # kind -> ports
 
@@ -48,6 +51,35 @@ class HarnessConfig:
         return hashing.content_hash(inputs, extra=[bases.box_recipe_hash(),
                                                    bases.docker_recipe_hash(),
                                                    repr(self.guest_ports)])[:12]
+
+
+class PortUnion:
+    """The guest ports every target of one bring-up forwards: the union of what each one's
+    files declare (EXPOSE, forwarded_port). One provisioning source, one app, the same
+    ports; a target waits for the others' declarations before it starts."""
+
+    def __init__(self, kinds: list[str], extra: tuple[int, ...]) -> None:
+        self._waiting = set(kinds)
+        self._ports = set(extra)
+        self.declared: dict[str, tuple[int, ...]] = {}
+        self._changed = threading.Condition()
+
+    def declare(self, kind: str, ports: tuple[int, ...] | None) -> None:
+        """``ports`` None: the target failed before it could say; the others go on."""
+        with self._changed:
+            if ports is not None:
+                self.declared[kind] = ports
+                self._ports.update(ports)
+            self._waiting.discard(kind)
+            self._changed.notify_all()
+
+    def wait(self, cancelled: threading.Event) -> tuple[int, ...]:
+        with self._changed:
+            while self._waiting:
+                if cancelled.is_set():
+                    raise Cancelled("the bring-up was cancelled by teardown")
+                self._changed.wait(timeout=0.5)
+            return tuple(sorted(self._ports))
 
 
 MakeTarget = Callable[[str, TargetSpec, Progress], Target]
@@ -73,6 +105,7 @@ class Harness:
         self.hooks = hooks or HarnessHooks()
         self.session: lifecycle.Session | None = None
         self.targets: dict[str, Target] = {}
+        self._unions: list[PortUnion] = []
         self.swept: list[str] | None = None  # what the start-of-run sweep removed
         self._jobs: dict[str, background.Job[Target]] = {}
         self.extras: list[Target] = []  # more instances, made from the exports
@@ -105,9 +138,11 @@ class Harness:
                                       need_libvirt="libvirt" in needs)
             if self.swept is None:
                 self._sweep(made)
+            union = PortUnion([target.kind for target in made], self.config.guest_ports)
+            self._unions.append(union)
             for target in made:
                 self._jobs[target.kind] = background.Job(f"bring-up-{target.kind}",
-                                                         self._bring_up_work(target))
+                                                         self._bring_up_work(target, union))
 
     def _make(self, kind: str, spec: TargetSpec | None = None) -> Target:
         target = self.hooks.make_target(kind, spec or self._spec(kind), self.progress)
@@ -126,6 +161,8 @@ class Harness:
                 marker_text=json.dumps(self._reuse_sources()))
         else:
             self.session = lifecycle.Session.open()
+        self.session.mark(lifecycle.INPUTS_FILE, json.dumps(
+            {"hash": self.config.reuse_key(), **self._reuse_sources()}))
 
     def _sweep(self, made: list[Target]) -> None:
         """Leftovers of crashed runs go; so do reusable targets made from older file contents."""
@@ -146,9 +183,10 @@ class Harness:
             session_id=self.session.id, workdir=self.session.dir / kind,
             vagrantfile=self.config.vagrantfile, dockerfile=self.config.dockerfile,
             provision_inputs=self.config.provision_inputs, guest_ports=self.config.guest_ports,
-            ready_path=self.config.ready_path, boot_timeout=self.config.boot_timeout,
+            ready_path=self.config.ready_path, ready_port=self.config.ready_port,
+            boot_timeout=self.config.boot_timeout, ready_timeout=self.config.ready_timeout,
             pinned_ports=self.config.pinned_ports.get(kind, {}), log_dir=self._log_dir(),
-            rebuild_bases=self.config.rebuild_bases)
+            rebuild_bases=self.config.rebuild_bases, vm_cache=self.config.vm_cache)
 
     @staticmethod
     def _log_dir(keep: int = 40) -> Path:
@@ -159,16 +197,24 @@ class Harness:
             old.unlink(missing_ok=True)
         return directory
 
-    def _bring_up_work(self, target: Target) -> Callable[[], Target]:
+    def _bring_up_work(self, target: Target, union: PortUnion) -> Callable[[], Target]:
         self.targets[target.kind] = target  # registered before anything can fail: teardown sees it
 
         def work() -> Target:
-            target.prepare()
             started = time.monotonic()
+            declared: tuple[int, ...] | None = None
+            try:
+                target.prepare()
+                declared = target.declared_ports()
+            finally:
+                union.declare(target.kind, declared)
+            target.spec.guest_ports = union.wait(target.cancelled)
             if self.config.reuse and target.resume():
+                target.origin = "reused"
                 self.progress.say(f"{target.kind}: reusing {target.resource_name}")
             else:
                 target.up()
+            target.save_state()
             target.up_seconds = time.monotonic() - started
             return target
 
@@ -188,6 +234,11 @@ class Harness:
             except background.StillRunning:
                 if on_wait is not None:
                     on_wait()
+
+    @property
+    def declared_ports(self) -> dict[str, tuple[int, ...]]:
+        """Kind -> the guest ports its files declare (known once it is prepared)."""
+        return {kind: ports for union in self._unions for kind, ports in union.declared.items()}
 
     def started(self, kind: str) -> bool:
         return kind in self._jobs
@@ -211,12 +262,15 @@ class Harness:
             raise
         return self.exports[kind]
 
-    def extra(self, kind: str, label: str) -> Target:
-        """A new instance of ``kind`` from its export, destroyed at teardown at the latest."""
+    def extra(self, kind: str, label: str, **overrides: Any) -> Target:
+        """A new instance of ``kind`` from its export, destroyed at teardown at the latest.
+
+        ``overrides`` replace fields of its ``TargetSpec`` (say, ``ready_path="/"``)."""
         base = self.get(kind)
         self.export(kind)
         spec = replace(self._spec(kind), name_suffix=label, poll_max=0.1,
-                       workdir=base.spec.workdir.parent / f"{kind}-{label}")
+                       guest_ports=base.spec.guest_ports,
+                       workdir=base.spec.workdir.parent / f"{kind}-{label}", **overrides)
         target = base.instance_from_export(spec)
         if self.hooks.ready is not None:
             target.extra_ready = self.hooks.ready

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 KEPT_MARKER = "kept"
 REUSE_MARKER = "reuse"
+INPUTS_FILE = "inputs.json"  # the content hash of what provisions the session's targets
 
 
 def new_session_id() -> str:
@@ -102,6 +103,59 @@ def _is_dead_and_unmarked(session_dir: Path, ignore_markers: bool = False) -> bo
         return False
     except OSError:
         return True
+
+
+def _is_live(session_dir: Path) -> bool:
+    """A run holds the session's lock (a live process)."""
+    try:
+        with open(session_dir / "lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class SavedTarget:
+    """A target a session saved (``Target.save_state``): kept, reused, or of a live run."""
+
+    session_id: str
+    kind: str
+    workdir: Path
+    status: str  # "kept", "reused" or "live run"
+    inputs: str  # the inputs hash, "" when unknown
+    saved_at: float
+
+
+def saved_targets() -> list[SavedTarget]:
+    """Every target of a kept, reusable or live session, oldest first (dead ones are left to
+    the sweep)."""
+    found = []
+    for session_dir in sorted(paths.sessions_dir().iterdir()):
+        if session_dir.name.startswith(".") or not session_dir.is_dir():
+            continue
+        if (session_dir / KEPT_MARKER).exists():
+            status = "kept"
+        elif (session_dir / REUSE_MARKER).exists():
+            status = "reused"
+        elif _is_live(session_dir):
+            status = "live run"
+        else:
+            continue
+        try:
+            inputs = str(json.loads((session_dir / INPUTS_FILE).read_text()).get("hash", ""))
+        except (OSError, ValueError):
+            inputs = ""
+        for state_file in session_dir.glob("*/target.json"):
+            try:
+                state = json.loads(state_file.read_text())
+            except (OSError, ValueError):
+                continue
+            found.append(SavedTarget(session_dir.name, str(state.get("kind")), state_file.parent,
+                                     status, inputs, float(state.get("saved_at", 0))))
+    return sorted(found, key=lambda saved: saved.saved_at)
 
 
 def stale_reuse_sessions(markers: dict[str, str], current: str) -> set[str]:

@@ -73,13 +73,28 @@ class Setting:
             except ValueError:
                 raise SettingError(f"{where}: {value!r} is not a list of port numbers",
                                    "give port numbers separated by commas or spaces") from None
-            if not ports or any(not 0 < p < 65536 for p in ports):
+            if any(not 0 < p < 65536 for p in ports):
                 raise SettingError(f"{where}: {value!r} needs ports between 1 and 65535",
                                    "give port numbers separated by commas or spaces")
             return ports
+        if self.kind == "readypath":
+            return parse_ready_path(value, where)
         if self.kind == "paths":
             return tuple((base / p).resolve() for p in value.replace(",", " ").split())
         return value
+
+
+def parse_ready_path(value: str, where: str) -> tuple[int | None, str] | None:
+    """"" or "none" -> None; "/health" -> (None, "/health"); "8080:/health" -> (8080, ...)."""
+    if value.lower() in ("", "none"):
+        return None
+    port, sep, path = value.partition(":")
+    if not sep:
+        port, path = "", value
+    if not path.startswith("/") or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+        raise SettingError(f"{where}: {value!r} is not a path or PORT:PATH",
+                           "give e.g. /health or 8080:/health, or none")
+    return (int(port) if port else None, path)
 
 
 SETTINGS = (
@@ -98,13 +113,22 @@ SETTINGS = (
     Setting("vmc_reuse", "--vmc-reuse", "VMC_REUSE", "false",
             "keep targets between runs, reused while the Vagrantfile, the Dockerfile and the "
             "provisioning inputs are unchanged", kind="bool", flag_value="true"),
-    Setting("vmc_ports", "--vmc-ports", "VMC_PORTS", "80",
-            "guest ports to forward to free ports on 127.0.0.1", kind="ports"),
-    Setting("vmc_ready_path", "--vmc-ready-path", "VMC_READY_PATH", "/",
-            "HTTP path that must answer 200 on the first port before tests run "
-            "('none': wait for TCP only)"),
+    Setting("vmc_ports", "--vmc-ports", "VMC_PORTS", "",
+            "guest ports to forward to free ports on 127.0.0.1, on top of those the "
+            "Dockerfile (EXPOSE) and the Vagrantfile (forwarded_port) declare", kind="ports"),
+    Setting("vmc_ready_path", "--vmc-ready-path", "VMC_READY_PATH", "",
+            "also wait for HTTP 200 at this path before tests run: PATH or PORT:PATH (e.g. "
+            "8080:/health; without a port: 80, or the only forwarded port); empty or 'none': "
+            "the forwarded ports only", kind="readypath"),
     Setting("vmc_boot_timeout", "--vmc-boot-timeout", "VMC_BOOT_TIMEOUT", "600",
             "seconds the VM may take to answer SSH", kind="float"),
+    Setting("vmc_ready_timeout", "--vmc-ready-timeout", "VMC_READY_TIMEOUT", "120",
+            "seconds a started target may take until its ports serve (and the ready path "
+            "answers)", kind="float"),
+    Setting("vmc_vm_cache", "--vmc-no-vm-cache", "VMC_VM_CACHE", "true",
+            "start VMs from the provisioned-VM cache when their inputs are unchanged (and fill "
+            "it after a provisioning run); the flag provisions from scratch and caches nothing",
+            kind="bool", flag_value="false"),
     Setting("vmc_rebuild_bases", "--vmc-rebuild-bases", "VMC_REBUILD_BASES", "false",
             "rebuild the Docker base image and the Vagrant box even if cached", kind="bool",
             flag_value="true"),

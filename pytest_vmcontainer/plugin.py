@@ -23,6 +23,7 @@ from pytest_vmcontainer.run import (
     TARGET_FIXTURES,
     RunState,
     TerminalProgress,
+    check_targets_alive,
     fail_for,
     harness_hooks,
     parity_row,
@@ -155,8 +156,10 @@ class ParityOutcomes:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
-    """A harness error raised inside a test (an export, an extra instance, a probe) reads like
-    one raised while bringing a target up: cause, remedy and log tail, not plugin internals."""
+    """A target that died since the last test fails this one with one line saying so. A harness
+    error raised inside a test (an export, an extra instance, a probe) reads like one raised
+    while bringing a target up: cause, remedy and log tail, not plugin internals."""
+    check_targets_alive(pyfuncitem.funcargs)
     try:
         return (yield)
     except VmcError as error:
@@ -186,7 +189,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         if target.mode_reason:
             mode = f"{mode}: {target.mode_reason}"
         took = f", up in {target.up_seconds:.1f}s" if target.up_seconds is not None else ""
-        write(f"{kind}: {target.resource_name} ({mode}{took})")
+        origin = f", {target.origin}" if target.origin else ""
+        write(f"{kind}: {target.resource_name} ({mode}{took}{origin})")
     for line in state.kept:
         write(f"kept {line}")
     if state.kept:

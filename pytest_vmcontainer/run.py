@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from pytest_vmcontainer import options
-from pytest_vmcontainer.errors import VmcError
+from pytest_vmcontainer.errors import TargetError, VmcError
 from pytest_vmcontainer.harness import Harness, HarnessConfig, HarnessHooks
 from pytest_vmcontainer.parity import ParityStore
 from pytest_vmcontainer.runtime.progress import Progress
@@ -121,17 +121,20 @@ class RunState:
 
     def get_harness(self) -> Harness:
         if self.harness is None:
-            ready_path = self.value("vmc_ready_path")
+            ready = self.value("vmc_ready_path")
             config = HarnessConfig(
                 vagrantfile=self.value("vmc_vagrantfile"),
                 dockerfile=self.value("vmc_dockerfile"),
                 provision_inputs=self.value("vmc_provision_inputs"),
                 guest_ports=self.value("vmc_ports"),
-                ready_path=None if ready_path.lower() == "none" else ready_path,
+                ready_port=ready[0] if ready else None,
+                ready_path=ready[1] if ready else None,
                 boot_timeout=self.value("vmc_boot_timeout"),
+                ready_timeout=self.value("vmc_ready_timeout"),
                 rebuild_bases=self.value("vmc_rebuild_bases"),
                 keep=self.value("vmc_keep"),
                 reuse=self.value("vmc_reuse"),
+                vm_cache=self.value("vmc_vm_cache"),
                 setup_host=self.value("vmc_host_setup"),
             )
             self.harness = Harness(config, Progress(write=self.terminal.write), self.hooks)
@@ -167,6 +170,20 @@ def fail_for(kind: str | None, error: VmcError) -> NoReturn:
     detail = f"\n--- last lines of {where} ---\n{error.detail}" if error.detail else ""
     # Raised bare: the failure is the message, without "During handling of ..." chains.
     raise pytest.fail.Exception(f"{prefix}{error.one_line()}{detail}", pytrace=False) from None
+
+
+def check_targets_alive(funcargs: dict[str, Any]) -> None:
+    """Fail the current test if a target it uses stopped running since it came up."""
+    from pytest_vmcontainer.targets.base import Target
+
+    for name in ("target", *TARGET_FIXTURES):
+        target = funcargs.get(name)
+        if isinstance(target, Target) and target.was_ready:
+            reason = target.alive()
+            if reason is not None:
+                fail_for(target.kind, TargetError(
+                    reason, "the run does not restart targets: later tests on it fail too; "
+                    "check what stopped it, then run again"))
 
 
 def parity_row(item: pytest.Item) -> tuple[str, str] | None:

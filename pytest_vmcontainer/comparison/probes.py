@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from pytest_vmcontainer.comparison.results import Figures
 from pytest_vmcontainer.errors import ProbeError
@@ -38,8 +38,9 @@ class Instances(Protocol):
     def export(self, kind: str, timer: Timer | None = None) -> Export:
         """The provisioned target of ``kind``, exported once per run."""
 
-    def extra(self, kind: str, label: str) -> Target:
-        """A new, not yet started instance of ``kind`` made from its export."""
+    def extra(self, kind: str, label: str, **overrides: Any) -> Target:
+        """A new, not yet started instance of ``kind`` made from its export; ``overrides``
+        replace fields of its ``TargetSpec``."""
 
     def primed(self, kind: str) -> bool:
         """Whether an instance was already started from this run's export of ``kind``."""
@@ -118,7 +119,8 @@ def probe_boot(ctx: ProbeContext, target: Target, phase: str) -> Measured:
 
     if phase == "cold":
         def new_instance() -> None:
-            instance = source.extra(target.kind, f"boot{len(instances)}")
+            # Boot time is start request to first HTTP 200, whatever the run waits for.
+            instance = source.extra(target.kind, f"boot{len(instances)}", ready_path="/")
             instances.append(instance)
             instance.up()
 
@@ -129,8 +131,13 @@ def probe_boot(ctx: ProbeContext, target: Target, phase: str) -> Measured:
         finally:
             discard_previous()
         return {"cold_s": _median(rounds), "cold_rounds_s": rounds}, None
-    rounds = ctx.timer(target.start, setup=target.stop, rounds=ctx.settings.boot_rounds,
-                       warmup=0)
+    waited_for = target.spec.ready_path
+    target.spec.ready_path = "/"  # to first HTTP 200, as the cold boots
+    try:
+        rounds = ctx.timer(target.start, setup=target.stop, rounds=ctx.settings.boot_rounds,
+                           warmup=0)
+    finally:
+        target.spec.ready_path = waited_for
     return {"warm_s": _median(rounds), "warm_rounds_s": rounds}, None
 
 

@@ -63,10 +63,22 @@ def probe_kvm(kernel: Path) -> Accel:
     return Accel("tcg", f"KVM did not boot the box kernel within {PROBE_SECONDS:.0f}s")
 
 
-def detect(kernel: Path) -> Accel:
+def probe_kernel(*preferred: Path) -> Path | None:
+    """A Linux kernel to probe KVM with: the first of ``preferred`` that exists (the box's own),
+    else the host's newest in /boot (any stock kernel tells whether KVM boots a guest)."""
+    for candidate in preferred:
+        if candidate.is_file():
+            return candidate
+    host = [k for k in sorted(Path("/boot").glob("vmlinuz-*")) if os.access(k, os.R_OK)]
+    return host[-1] if host else None
+
+
+def detect(kernel: Path | None) -> Accel:
     forced = os.environ.get(ACCEL_ENV, "auto").lower()
     if forced in ("kvm", "tcg"):
         return Accel(forced, f"forced by {ACCEL_ENV}={forced}")
+    if kernel is None:
+        return Accel("tcg", "no guest kernel to probe KVM with (none in the box or in /boot)")
     key = "|".join([_boot_id(), platform.release(), shutil.which("qemu-system-x86_64") or "",
                     hashing.sha256_file(kernel) if kernel.exists() else "no-kernel"])
     cache = paths.ensure_dir(paths.home()) / "accel.json"

@@ -39,9 +39,55 @@ MIRROR_ENV = "VMC_DEBIAN_MIRROR"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 
-def references(path: Path, name: str) -> bool:
-    """Whether a Vagrantfile or Dockerfile names one of our bases (so it must be built)."""
-    return name in path.read_text(errors="replace")
+# Names teams write in their files, and the base built here that stands in for them: these
+# machines reach no image registry and no Vagrant Cloud.
+DOCKER_EQUIVALENTS = frozenset({
+    "debian", "debian:bookworm", "debian:12", "debian:bookworm-slim", "debian:12-slim",
+    "debian:stable", "debian:stable-slim", "debian:latest", "library/debian:bookworm",
+    "docker.io/debian:bookworm", "docker.io/library/debian:bookworm"})
+BOX_EQUIVALENTS = frozenset({
+    "debian/bookworm64", "debian/12", "debian/testing64", "generic/debian12",
+    "generic-x64/debian12", "bento/debian-12", "bento/debian-12.0", "roboxes/debian12",
+    "cloud-image/debian-12"})
+BUILD_HINT = "built by 'python -m pytest_vmcontainer build'"
+
+
+def dockerfile_bases(dockerfile: Path) -> list[str]:
+    """The images a Dockerfile builds FROM (build stages referred to by name left out)."""
+    stages: set[str] = set()
+    found = []
+    for line in dockerfile.read_text(errors="replace").splitlines():
+        words = [w for w in line.split() if not w.startswith("--")]
+        if len(words) < 2 or words[0].upper() != "FROM":
+            continue
+        if words[1].lower() not in stages:
+            found.append(words[1])
+        if len(words) >= 4 and words[2].upper() == "AS":
+            stages.add(words[3].lower())
+    return found
+
+
+def references(dockerfile: Path, image: str) -> bool:
+    """Whether a Dockerfile builds FROM ``image`` (a repository, any tag)."""
+    return any(base == image or base.startswith(f"{image}:")
+               for base in dockerfile_bases(dockerfile))
+
+
+def unavailable_base(name: str, kind: str) -> tuple[str, str]:
+    """(cause, remedy) for a base image (kind "image") or box ("box") that cannot be fetched."""
+    if kind == "box":
+        cause = (f"the box {name} is not installed and Vagrant Cloud is unreachable from this "
+                 "machine")
+        ours, known = BOX_NAME, name in BOX_EQUIVALENTS
+        usage = f'config.vm.box = "{BOX_NAME}"'
+    else:
+        cause = f"the base image {name} cannot be pulled (no image registry reachable)"
+        ours, known = DOCKER_BASE_IMAGE, name in DOCKER_EQUIVALENTS
+        usage = f"FROM {DOCKER_BASE_IMAGE}"
+    if known:
+        return cause, f"use {ours} ({BUILD_HINT}): {usage}"
+    return cause, (f"add it to this machine yourself, or start from {ours} ({BUILD_HINT}), "
+                   "the Debian 12 base built here")
 
 
 def recipe() -> dict[str, str]:

@@ -10,6 +10,9 @@ the docker SDK nor python-vagrant.
 from __future__ import annotations
 
 import importlib
+import json
+import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -37,7 +40,28 @@ def make(kind: str, spec: TargetSpec, progress: Progress) -> Target:
     return backend(kind)(spec, progress)
 
 
+def attach(workdir: Path) -> Target:
+    """The target whose state a run saved in ``workdir`` (see ``Target.save_state``)."""
+    from pytest_vmcontainer.targets.base import Target, TargetSpec
+
+    state = json.loads((workdir / Target.STATE_FILE).read_text())
+    module, _, name = state["backend"].partition(":")
+    cls: type[Target] = getattr(importlib.import_module(module), name)
+    spec = TargetSpec(session_id=state["session"], workdir=workdir,
+                      vagrantfile=Path(state["vagrantfile"]), dockerfile=Path(state["dockerfile"]))
+    return cls.attach(spec, state)
+
+
 def default_leftovers() -> list[Leftovers]:
     """The leftovers of every default backend (for ``clean`` and leak checks)."""
     found = (backend(kind).leftovers() for kind in KINDS)
     return [leftovers for leftovers in found if leftovers is not None]
+
+
+def clean_caches() -> list[str]:
+    """Remove the backends' own caches (the provisioned-VM cache) that nothing uses."""
+    if shutil.which("virsh") is None:
+        return []
+    from pytest_vmcontainer.targets import vmcache
+
+    return vmcache.remove_all()

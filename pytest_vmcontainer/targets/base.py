@@ -14,8 +14,10 @@ backend they hold.
 from __future__ import annotations
 
 import abc
+import json
 import shlex
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import Any
 
 from pytest_vmcontainer.errors import Cancelled, TargetError, UsageError, WaitTimeout
 from pytest_vmcontainer.host import ports as portlib
-from pytest_vmcontainer.runtime import logtail
+from pytest_vmcontainer.runtime import logtail, procnet
 from pytest_vmcontainer.runtime.progress import Progress, quiet
 from pytest_vmcontainer.runtime.timing import Timer
 from pytest_vmcontainer.runtime.waiting import LOOPBACK, http_ok, tcp_open, wait_for
@@ -47,8 +49,9 @@ class TargetSpec:
     vagrantfile: Path
     dockerfile: Path
     provision_inputs: tuple[Path, ...] = ()  # files the provisioning reads (keys caches)
-    guest_ports: tuple[int, ...] = (80,)
-    ready_path: str | None = "/"  # HTTP path that must answer 200 on the first port; None: TCP
+    guest_ports: tuple[int, ...] = (80,)  # forwarded to free loopback ports (see harness)
+    ready_path: str | None = None  # HTTP path that must answer 200; None: TCP only
+    ready_port: int | None = None  # the guest port ready_path applies to (None: the first)
     boot_timeout: float = 600.0
     ready_timeout: float = 120.0
     pinned_ports: dict[int, int] = field(default_factory=dict)  # guest port -> host port
@@ -56,6 +59,8 @@ class TargetSpec:
     name_suffix: str = ""  # tells apart extra instances of a kind (boot and density probes)
     poll_max: float = 1.0  # longest pause between readiness polls (short for boot timing)
     rebuild_bases: bool = False
+    disk_cache: str | None = None  # a VM disk's cache mode (e.g. "none"), for storage figures
+    vm_cache: bool = True  # start a VM from the provisioned-VM cache when it has its inputs
 
     def pick_host_ports(self) -> dict[int, int]:
         return {guest: portlib.ensure_free(self.pinned_ports[guest]) if guest in self.pinned_ports
@@ -111,6 +116,7 @@ class Target(abc.ABC):
         self.host_ports: dict[int, int] = {}
         # Start request (build and provisioning included) to ready, set by the harness.
         self.up_seconds: float | None = None
+        self.origin = ""  # how it came up, in a few words ("from the VM cache", "reused")
         self.was_ready = False  # became ready at least once (see wait_ready)
         self._host: Any = None
         self._host_lock = threading.Lock()
@@ -155,9 +161,17 @@ class Target(abc.ABC):
     def up(self) -> None:
         """Build and provision if needed, start, and wait until ready."""
 
+    def declared_ports(self) -> tuple[int, ...]:
+        """Guest ports the user's file declares (after ``prepare``): EXPOSE, forwarded_port."""
+        return ()
+
     def resume(self) -> bool:
         """Adopt a target kept from an earlier run of the same reuse session, if any."""
         return False
+
+    def alive(self) -> str | None:
+        """None while the target runs; else what happened to it, in a few words."""
+        return None
 
     @abc.abstractmethod
     def stop(self) -> None:
@@ -202,6 +216,34 @@ class Target(abc.ABC):
         raise UsageError(f"the {self.kind} backend {type(self).__name__} reports no usage",
                          "use a backend that reports it for the resource rows")
 
+    # --- saved state: reuse, login, exec, list (and xdist workers) ---------------------------
+
+    STATE_FILE = "target.json"
+
+    def state(self) -> dict[str, Any]:
+        """What another process needs to reach this target again (``attach``), as JSON data."""
+        return {"kind": self.kind, "backend": f"{type(self).__module__}:{type(self).__name__}",
+                "session": self.spec.session_id, "resource": self.resource_name,
+                "vagrantfile": str(self.spec.vagrantfile), "dockerfile": str(self.spec.dockerfile),
+                "forwards": {str(guest): host for guest, host in self.host_ports.items()},
+                "mode": self.mode, "mode_reason": self.mode_reason, "saved_at": time.time()}
+
+    def save_state(self) -> None:
+        (self.spec.workdir / self.STATE_FILE).write_text(json.dumps(self.state(), indent=1))
+
+    @classmethod
+    def attach(cls, spec: TargetSpec, state: dict[str, Any]) -> Target:
+        """This backend's target for what ``state`` describes, already up (no bring-up)."""
+        raise UsageError(f"the {cls.__name__} backend cannot attach to a saved target",
+                         "use a backend that supports it")
+
+    def shell(self, command: list[str] | None = None) -> tuple[list[str], dict[str, str] | None,
+                                                            Path | None]:
+        """(argv, environment, working directory) of a command that opens a shell in the
+        target, or runs ``command`` there (``python -m pytest_vmcontainer login|exec``)."""
+        raise UsageError(f"the {type(self).__name__} backend has no shell",
+                         "use a backend that supports it")
+
     def login_command(self) -> str:
         """A shell command that opens a shell in this target (shown for kept targets)."""
         return f"python -m pytest_vmcontainer login {self.kind} --session {self.spec.session_id}"
@@ -219,15 +261,26 @@ class Target(abc.ABC):
                 self._host = self._make_host()
             return self._host
 
-    def address(self, port: int = 80) -> tuple[str, int]:
-        """The loopback address where the guest's ``port`` is reachable."""
+    def address(self, port: int | None = None) -> tuple[str, int]:
+        """The loopback address where the guest's ``port`` is reachable (see ``default_port``)."""
+        port = self.default_port() if port is None else port
         try:
             return (LOOPBACK, self.host_ports[port])
         except KeyError:
-            raise TargetError(f"guest port {port} of the {self.kind} is not forwarded",
-                              "add it to vmc_ports (ini) or --vmc-ports") from None
+            raise TargetError(
+                f"guest port {port} of the {self.kind} is not forwarded (forwarded: "
+                f"{', '.join(map(str, sorted(self.host_ports))) or 'none'})",
+                "declare it (EXPOSE in the Dockerfile, forwarded_port in the Vagrantfile) or "
+                "add it with --vmc-ports") from None
 
-    def url(self, path: str = "/", port: int = 80) -> str:
+    def default_port(self) -> int:
+        """The guest port ``address()`` and ``url()`` use when none is given: 80 if forwarded,
+        else the only forwarded port."""
+        if 80 in self.host_ports or len(self.host_ports) != 1:
+            return 80
+        return next(iter(self.host_ports))
+
+    def url(self, path: str = "/", port: int | None = None) -> str:
         host, host_port = self.address(port)
         return f"http://{host}:{host_port}/{path.lstrip('/')}"
 
@@ -237,25 +290,55 @@ class Target(abc.ABC):
         result = self.host.run(line)
         return CommandResult(result.rc, result.stdout, result.stderr)
 
+    def listening_ports(self) -> dict[int, set[str]]:
+        """TCP ports in LISTEN inside the target, with their addresses (from /proc/net/tcp*)."""
+        return procnet.listening(self.run(procnet.COMMAND).stdout)
+
+    def _serves(self, guest_port: int) -> Callable[[], bool]:
+        """Condition: the app listens on ``guest_port`` inside (on an address a forward reaches)
+        and the forward from 127.0.0.1 accepts. Neither alone is enough: Docker's proxy and
+        QEMU's user-mode forwards accept on the host side whether or not the guest listens."""
+        forward = tcp_open(self.host_ports[guest_port])
+
+        def condition() -> bool:
+            inside = self.listening_ports().get(guest_port, set())
+            return procnet.reachable(inside) and forward()
+
+        return condition
+
     def wait_ready(self) -> None:
-        """Every forwarded port accepts connections; the first one answers HTTP 200 if asked."""
+        """Wait strategies, in order: every forwarded port serves; the HTTP path answers 200 if
+        one was asked for; the ``pytest_vmcontainer_ready`` hook says ready."""
+        poll = {"timeout": self.spec.ready_timeout, "max_interval": self.spec.poll_max,
+                "interval": min(0.1, self.spec.poll_max)}
         try:
-            poll = {"timeout": self.spec.ready_timeout, "max_interval": self.spec.poll_max,
-                    "interval": min(0.1, self.spec.poll_max)}
             for guest_port in self.spec.guest_ports:
-                wait_for(tcp_open(self.host_ports[guest_port]),
-                         what=f"{self.kind} port {guest_port}", **poll)
-            if self.spec.ready_path is not None and self.spec.guest_ports:
-                wait_for(http_ok(self.url(self.spec.ready_path, self.spec.guest_ports[0])),
-                         what=f"HTTP 200 from the {self.kind} at {self.spec.ready_path}", **poll)
+                wait_for(self._serves(guest_port), what=f"port {guest_port}", **poll)
+            if self.spec.ready_path is not None:
+                port = self.spec.ready_port or self.default_port()
+                wait_for(http_ok(self.url(self.spec.ready_path, port)),
+                         what=f"HTTP 200 at {self.spec.ready_path} on port {port}", **poll)
             if self.extra_ready is not None:
                 check = self.extra_ready
-                wait_for(lambda: check(self), what=f"the {self.kind}'s readiness hook", **poll)
+                wait_for(lambda: check(self), what="the pytest_vmcontainer_ready hook", **poll)
             self.was_ready = True
         except WaitTimeout as timeout:
-            raise TargetError(f"the {self.kind} is up but not ready: {timeout}",
-                              "check that the provisioned service starts and listens "
-                              f"(log {self.log_path})", detail=self.log_tail()) from None
+            raise self._not_ready(timeout) from None
+
+    def _not_ready(self, timeout: WaitTimeout) -> TargetError:
+        try:
+            seen = procnet.describe(self.listening_ports())
+        except Exception as error:  # the target may be what failed
+            seen = f"an unknown set of ports ({error})"
+        return TargetError(
+            f"the {self.kind} is up but {timeout.cause}; inside it listens on {seen}",
+            "declare the app's ports (EXPOSE in the Dockerfile, forwarded_port in the "
+            "Vagrantfile, or --vmc-ports) and check that the service starts and listens "
+            f"on 0.0.0.0 (log {self.log_path})", detail=self.service_log())
+
+    def service_log(self) -> str:
+        """What to show under a readiness failure: the target's own output where it has one."""
+        return self.log_tail()
 
     def check_cancelled(self) -> None:
         if self.cancelled.is_set():

@@ -73,6 +73,21 @@ def remove_orphaned_images(client: Any) -> list[str]:
     return removed
 
 
+def _local_dockerd_started() -> str | None:
+    """When the local dockerd started (its pid file's time, ISO UTC), if it is local."""
+    import datetime
+    import os
+
+    if os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock") != \
+            "unix:///var/run/docker.sock":
+        return None
+    try:
+        started = Path("/var/run/docker.pid").stat().st_mtime
+    except OSError:
+        return None
+    return datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat()
+
+
 class DockerLeftovers(Leftovers):
     """Containers labelled with a session id; app images of deleted projects."""
 
@@ -141,10 +156,18 @@ class DockerTarget(Target):
         return DockerLeftovers()
 
     def prepare(self) -> None:
-        """The Debian base image, when the Dockerfile builds FROM it."""
+        """The Debian base image when the Dockerfile builds FROM it, then the app image."""
         if bases.references(self.spec.dockerfile, bases.DOCKER_BASE_REPOSITORY):
             bases.ensure_docker_base(self.progress, self.client, self.spec.rebuild_bases,
                                      self.cancelled)
+        if self.image is None:
+            self.build()
+
+    def declared_ports(self) -> tuple[int, ...]:
+        """The built image's exposed TCP ports (EXPOSE, including those of its bases)."""
+        exposed = self.client.images.get(self.image).attrs["Config"].get("ExposedPorts") or {}
+        return tuple(sorted(int(key.split("/")[0]) for key in exposed
+                            if key.endswith("/tcp") or "/" not in key))
 
     # --- build -----------------------------------------------------------------------------
 
@@ -170,6 +193,9 @@ class DockerTarget(Target):
                 if "error" in chunk:
                     log.write(chunk["error"] + "\n")
                     log.flush()
+                    unavailable = self._unavailable_base(chunk["error"])
+                    if unavailable is not None:
+                        raise BuildError(*unavailable, detail=self.log_tail())
                     raise BuildError(
                         f"provisioning failed in the container: {chunk['error'].strip()}",
                         f"fix the step in {dockerfile} or the script it runs (log {self.log_path})",
@@ -178,6 +204,18 @@ class DockerTarget(Target):
         self._drop_superseded_images(tag)
         self.image = tag
         return tag
+
+    def _unavailable_base(self, error: str) -> tuple[str, str] | None:
+        """(cause, remedy) when the build failed because a FROM image cannot be pulled."""
+        pull_failed = any(marker in error for marker in (
+            "pull access denied", "manifest unknown", "failed to resolve", "dial tcp",
+            "no such host", "Temporary failure in name resolution", "connection refused",
+            "i/o timeout", "TLS handshake timeout"))
+        if not pull_failed:
+            return None
+        missing = [b for b in bases.dockerfile_bases(self.spec.dockerfile) if b in error]
+        names = missing or bases.dockerfile_bases(self.spec.dockerfile)[:1] or ["its FROM image"]
+        return bases.unavailable_base(names[0], "image")
 
     def _drop_superseded_images(self, current: str) -> None:
         """Older app images of the same Dockerfile are stale: remove those no container uses."""
@@ -210,6 +248,7 @@ class DockerTarget(Target):
                 if "already allocated" in explanation or "address already in use" in explanation:
                     raise PortInUse(detail=explanation) from None
                 raise
+            self.save_state()
             self._wait_running_and_ready()
 
     def resume(self) -> bool:
@@ -234,6 +273,32 @@ class DockerTarget(Target):
             raise TargetError(f"the container exited right after start ({self.container.status})",
                               f"check the CMD of {self.spec.dockerfile}", detail=logs)
         self.wait_ready()
+
+    def service_log(self) -> str:
+        if self.container is None:
+            return self.log_tail()
+        output = self.container.logs(tail=25).decode("utf-8", "replace").strip()
+        return output or "(the container printed nothing)"
+
+    def alive(self) -> str | None:
+        if self.container is None:
+            return "the container was never started"
+        try:
+            self.container.reload()
+        except docker.errors.NotFound:
+            return f"the container {self.resource_name} no longer exists"
+        except docker.errors.DockerException as error:
+            return f"the Docker engine does not answer ({type(error).__name__})"
+        if self.container.status == "running":
+            return None
+        state = self.container.attrs.get("State", {})
+        finished = str(state.get("FinishedAt", ""))[:19]
+        why = ""
+        restarted = _local_dockerd_started()
+        if restarted is not None and finished and restarted[:19] >= finished:
+            why = f", because its engine restarted (dockerd started {restarted[:19]} UTC)"
+        return (f"the container {self.resource_name} is {self.container.status} (exit code "
+                f"{state.get('ExitCode')} at {finished or '?'} UTC{why})")
 
     def stop(self) -> None:
         if self.container is not None:
@@ -302,8 +367,28 @@ class DockerTarget(Target):
         return (int(memory["usage"]) - int(inactive),
                 int(stats["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9)
 
-    def describe_kept(self) -> str:
-        return f"container {self.resource_name}: docker exec -it {self.resource_name} bash"
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "image": self.image,
+                "container_id": self.container.id if self.container is not None else None}
+
+    @classmethod
+    def attach(cls, spec: TargetSpec, state: dict[str, Any]) -> DockerTarget:
+        target = cls(spec)
+        target.image = state.get("image")
+        target.host_ports = {int(g): int(h) for g, h in state["forwards"].items()}
+        try:
+            target.container = target.client.containers.get(state["resource"])
+            target.was_ready = True
+        except docker.errors.NotFound:
+            target.container = None
+        return target
+
+    def shell(self, command: list[str] | None = None) -> tuple[list[str], dict[str, str] | None,
+                                                            Path | None]:
+        if command:
+            return ["docker", "exec", self.resource_name, *command], None, None
+        return (["docker", "exec", "-it", self.resource_name, "sh", "-c",
+                 "command -v bash >/dev/null && exec bash || exec sh"], None, None)
 
     def facts(self) -> dict[str, Any]:
         facts = super().facts()

@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
+import shlex
 import shutil
 import subprocess
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pytest_vmcontainer.errors import PortInUse, TargetError, VmcError
 from pytest_vmcontainer.host import accel as accellib
 from pytest_vmcontainer.host import bases, libvirt, paths
 from pytest_vmcontainer.host.ports import free_port
+from pytest_vmcontainer.runtime import procs
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.timing import Timer, time_once
+from pytest_vmcontainer.targets import vmcache
 from pytest_vmcontainer.targets.base import Export, Leftovers, Target, TargetSpec, resource_prefix
 from pytest_vmcontainer.targets.vagrantcli import TrackedVagrant, vagrant_env
 
@@ -33,6 +37,8 @@ from pytest_vmcontainer.targets.vagrantcli import TrackedVagrant, vagrant_env
 _PROGRESS_LINE = re.compile(r"^==> \w+: (Creating|Starting|Waiting|Machine booted|Running provis|"
                             r"Halting|Destroying|Removing)")
 _RESOURCE_NAME = re.compile(r"^vmc-([0-9a-z]+)-")
+PLUMBING = bases.DATA / "vagrant" / "Vagrantfile"
+CONFIG_MARKER = "VMC-CONFIG-JSON "  # how the plumbing's vmc-config command marks its line
 
 
 def remove_libvirt_leftovers(prefix: str) -> list[str]:
@@ -89,6 +95,51 @@ class LibvirtLeftovers(Leftovers):
         return removed + remove_app_boxes(prefix)
 
 
+@dataclass(frozen=True)
+class MachineConfig:
+    """The machine as Vagrant merged the box's, the plumbing's and the project's Vagrantfiles
+    (read with ``vagrant vmc-config``, a command the plumbing defines: no Ruby is parsed here)."""
+
+    name: str
+    box: str | None
+    box_installed: bool
+    box_directory: str | None
+    project_providers: tuple[str, ...]  # those the project's own Vagrantfile configures
+    forwarded_ports: tuple[dict[str, Any], ...]
+    provisioners: tuple[dict[str, Any], ...]
+    mgmt_attach: bool
+    qemu_use_agent: bool
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MachineConfig:
+        return cls(str(data["name"]), data.get("box"), bool(data.get("box_installed")),
+                   data.get("box_directory"), tuple(data.get("project_providers") or ()),
+                   tuple(data.get("forwarded_ports") or ()),
+                   tuple(data.get("provisioners") or ()), bool(data.get("mgmt_attach")),
+                   bool(data.get("qemu_use_agent")))
+
+    def provisioner_files(self, project: Path) -> list[Path]:
+        """Local files and directories the provisioners read (file sources, shell scripts)."""
+        found = [project / str(p[key]) for p in self.provisioners for key in ("source", "path")
+                 if p.get(key) and "://" not in str(p[key])]
+        return [path for path in found if path.exists()]
+
+    @property
+    def user_forwards(self) -> list[dict[str, Any]]:
+        """The project's forwarded ports (Vagrant's own SSH entry left out), TCP only."""
+        return [fp for fp in self.forwarded_ports if fp.get("id") != "ssh"
+                and not fp.get("disabled") and fp.get("protocol", "tcp") == "tcp"]
+
+    @property
+    def declared_ports(self) -> tuple[int, ...]:
+        return tuple(sorted({int(fp["guest"]) for fp in self.user_forwards}))
+
+
+def _new_mac() -> str:
+    """A MAC in QEMU's locally administered 52:54:00 range, one per VM."""
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
+
+
 class VagrantTarget(Target):
     kind = "vm"
     host_needs = ("libvirt",)
@@ -97,10 +148,15 @@ class VagrantTarget(Target):
                  accel: accellib.Accel | None = None) -> None:
         super().__init__(spec, progress)
         self.accel = accel or accellib.Accel("tcg", "not probed")
-        self.host_ports = spec.pick_host_ports()
         self.ssh_port = spec.pinned_ports.get(22) or free_port()
+        self.mac = _new_mac()
+        self.machine: MachineConfig | None = None
         self._vagrant: TrackedVagrant | None = None
         self.exported = False  # an app box was added from this VM (removed at destroy)
+        self.cache_key: str | None = None  # None: the VM cache is off for this target
+        self.cache_entry: vmcache.Entry | None = None  # the provisioned disk, once cached
+        self.started_from: vmcache.Entry | None = None  # set when this VM starts from it
+        self._cache_lock: IO[str] | None = None
 
     @property
     def mode(self) -> str:
@@ -115,15 +171,73 @@ class VagrantTarget(Target):
         return LibvirtLeftovers()
 
     def prepare(self) -> None:
-        """The box, when the Vagrantfile names ours; then KVM or TCG, probed on its kernel."""
-        if bases.references(self.spec.vagrantfile, bases.BOX_NAME):
+        """Read the merged machine config, check it, build our box if it names it, then
+        probe KVM or TCG on the box's kernel (or the host's)."""
+        self.machine = self.read_config()
+        self._check_config(self.machine)
+        if self.machine.box == bases.BOX_NAME:
             bases.ensure_box(self.progress, self.spec.rebuild_bases, self.cancelled)
-        self.accel = accellib.detect(bases.box_kernel())
+        box_dir = Path(self.machine.box_directory or bases.box_dir())
+        self.accel = accellib.detect(accellib.probe_kernel(box_dir / "vmlinuz",
+                                                           bases.box_kernel()))
+        if self.spec.vm_cache:
+            if self.machine.box_directory is None:  # the box was just built: look it up
+                self.machine = self.read_config()
+            self.cache_key = vmcache.key(
+                self.spec.vagrantfile, self.machine.provisioner_files(self.spec.vagrantfile.parent),
+                self.spec.provision_inputs, self.machine.box,
+                Path(self.machine.box_directory) if self.machine.box_directory else None,
+                PLUMBING)
+            self.cache_entry = vmcache.lookup(self.cache_key)
+
+    def declared_ports(self) -> tuple[int, ...]:
+        return self.machine.declared_ports if self.machine else ()
+
+    def read_config(self) -> MachineConfig:
+        """``vagrant vmc-config`` in the project: the machine as Vagrant merged it."""
+        with self.progress.step(f"vm: reading {self.spec.vagrantfile} (vagrant vmc-config)"):
+            reader = TrackedVagrant(self.spec.vagrantfile.parent, self._env(read=True),
+                                    self.log_path, self.cancelled)
+            try:
+                output = reader.run_command(["vmc-config"])
+            except subprocess.CalledProcessError:
+                tail = self.log_tail(15)
+                raise TargetError(f"Vagrant cannot load {self.spec.vagrantfile}",
+                                  "fix the Vagrantfile (vagrant validate shows the error); "
+                                  f"the log is {self.log_path}", detail=tail) from None
+        line = next((x for x in output.splitlines() if x.startswith(CONFIG_MARKER)), None)
+        if line is None:
+            raise TargetError("vagrant vmc-config printed no machine config",
+                              f"see {self.log_path}", detail=output[-2000:])
+        machines = json.loads(line[len(CONFIG_MARKER):])
+        if len(machines) != 1:
+            names = ", ".join(m["name"] for m in machines) or "none"
+            raise TargetError(f"{self.spec.vagrantfile} defines {len(machines)} machines "
+                              f"({names})", "give pytest-vmcontainer a Vagrantfile with one "
+                              "machine (a multi-machine file is not supported yet)")
+        return MachineConfig.from_json(machines[0])
+
+    def _check_config(self, machine: MachineConfig) -> None:
+        where = self.spec.vagrantfile
+        others = [p for p in machine.project_providers if p != "libvirt"]
+        if others and "libvirt" not in machine.project_providers:
+            raise TargetError(
+                f"{where} configures only the {', '.join(others)} provider, not libvirt",
+                'pytest-vmcontainer runs VMs with libvirt: add a config.vm.provider "libvirt" '
+                "block (memory, cpus) to it")
+        if machine.mgmt_attach:
+            raise TargetError(f"{where} sets the libvirt option mgmt_attach = true",
+                              "remove it: the harness reaches VMs only through 127.0.0.1, "
+                              "with no libvirt management network")
+        if not machine.qemu_use_agent:
+            raise TargetError(f"{where} sets the libvirt option qemu_use_agent = false",
+                              "remove it: vagrant-libvirt finds the VM through the guest agent "
+                              "when there is no libvirt network")
 
     @property
     def resource_name(self) -> str:
         """The libvirt domain: vagrant-libvirt names it prefix + machine name."""
-        return f"{self.domain_prefix}default"
+        return f"{self.domain_prefix}{self.machine.name if self.machine else 'default'}"
 
     @property
     def domain_prefix(self) -> str:
@@ -143,31 +257,47 @@ class VagrantTarget(Target):
         return self._vagrant
 
     def _vagrant_home(self) -> Path:
-        """A VAGRANT_HOME of this target's own, sharing only the boxes.
+        """A VAGRANT_HOME of this target's own, sharing only the boxes, with the plumbing.
 
         Vagrant processes that share a VAGRANT_HOME touch each other's entries in
         its machine index and fail at random with "the machine is locked" when they
         run at once (density, concurrent sessions); a home per target avoids that.
+        Its Vagrantfile is the plumbing (``data/vagrant/Vagrantfile``), which Vagrant
+        layers between the box's and the project's.
         """
         home = self.spec.workdir / "vagrant.d"
         boxes = home / "boxes"
         if not boxes.is_symlink():
             home.mkdir(parents=True, exist_ok=True)
             boxes.symlink_to(paths.ensure_dir(paths.vagrant_home() / "boxes"))
+        shutil.copyfile(PLUMBING, home / "Vagrantfile")
         return home
 
-    def _env(self) -> dict[str, str]:
-        forwards = ",".join(f"{g}:{h}" for g, h in self.host_ports.items())
+    def plumbing(self, read: bool = False) -> dict[str, Any]:
+        """What the plumbing Vagrantfile layers around the project's (see its comments)."""
+        machine = self.machine
+        return {
+            "ssh_port": self.ssh_port, "mac": self.mac, "driver": self.accel.libvirt_driver,
+            "domain_prefix": self.domain_prefix, "pool": libvirt.POOL_NAME,
+            "boot_timeout": int(self.spec.boot_timeout),
+            "forwards": {str(guest): host for guest, host in self.host_ports.items()},
+            # The project's own forwards are replaced by the harness's (free ports, no
+            # SSH tunnels); a read sees them as declared.
+            "disable_forwards": [] if read or machine is None else machine.user_forwards,
+            "disk_cache": self.spec.disk_cache,
+            # A VM started from the cache: the cached box, and the key Vagrant inserted at
+            # the first boot of a box that uses Vagrant's key replacement.
+            "box": self.started_from.box_name if self.started_from else None,
+            "ssh_key": str(self.started_from.machine_key)
+            if self.started_from and self.started_from.machine_key else None,
+        }
+
+    def _env(self, read: bool = False) -> dict[str, str]:
         return vagrant_env({
             "VAGRANT_HOME": str(self._vagrant_home()),
             "VAGRANT_VAGRANTFILE": self.spec.vagrantfile.name,
             "VAGRANT_DOTFILE_PATH": str(self.dotfile_path),
-            "VMC_SSH_PORT": str(self.ssh_port),
-            "VMC_FORWARDS": forwards,
-            "VMC_DRIVER": self.accel.libvirt_driver,
-            "VMC_DOMAIN_PREFIX": self.domain_prefix,
-            "VMC_STORAGE_POOL": libvirt.POOL_NAME,
-            "VMC_BOOT_TIMEOUT": str(int(self.spec.boot_timeout)),
+            "VMC_PLUMBING": json.dumps(self.plumbing(read)),
             # vagrant package always runs virt-sysprep and virt-sparsify; their libguestfs
             # appliance must not try a KVM that cannot boot a guest (it hangs there).
             **({"LIBGUESTFS_BACKEND_SETTINGS": "force_tcg"} if self.accel.mode == "tcg" else {}),
@@ -186,28 +316,90 @@ class VagrantTarget(Target):
             except subprocess.CalledProcessError:
                 raise self._explain_failure() from None
 
-    @property
-    def _ports_file(self) -> Path:
-        return self.spec.workdir / "ports.json"
-
     def up(self) -> None:
-        # Saved first: a reused VM must come back on the same forwards.
-        self._ports_file.write_text(json.dumps({"ssh": self.ssh_port, "forwards": {
-            str(guest): host for guest, host in self.host_ports.items()}}))
+        """From the VM cache when it has this VM's key (no provisioning); else ``vagrant up``
+        with the provisioners, then the provisioned disk goes into the cache."""
+        self.host_ports = self.spec.pick_host_ports()
+        if self.cache_entry is not None:
+            self.started_from = self.cache_entry
+            vmcache.prepare_start(self.cache_entry)
+            self._cache_lock = vmcache.hold(self.cache_entry)
+            (self.spec.workdir / "vm-cache-key").write_text(self.cache_entry.key)
+        self._vagrant = None  # made again with the forwards just picked
+        self.save_state()  # first: a reused VM must come back on the same forwards and MAC
+        if self.started_from is not None:
+            self.origin = "from the VM cache"
+            self._run_streamed(f"vagrant up --no-provision (VM cache {self.started_from.key[:12]})",
+                               provision=False)
+            self.wait_ready()
+            return
+        self.origin = "provisioned"
         self._run_streamed(f"vagrant up {self.spec.vagrantfile}", provision=True)
         self.wait_ready()
+        if self.cache_key is not None:
+            self._fill_cache(self.cache_key)
+
+    def _fill_cache(self, cache_key: str) -> None:
+        """Halt, copy the disk into a cache entry, boot again: commit once that boot is ready."""
+        source = Path(self.machine.box_directory) if self.machine and \
+            self.machine.box_directory else None
+        with vmcache.Writer(cache_key, source, self.log_path) as writer:
+            self.stop()
+            with self.progress.step("vm: copying the provisioned disk into the VM cache"):
+                writer.add_disk(self._disk_path(), self.cancelled)
+                writer.add_box_files(machine_key=self._inserted_key())
+            self.start()  # the boot that proves the cached state boots
+            self.cache_entry = writer.commit({
+                "box": self.machine.box if self.machine else None,
+                "vagrantfile": str(self.spec.vagrantfile), "session": self.spec.session_id})
+        self.origin = f"provisioned, then cached as {cache_key[:12]}"
+
+    def _disk_path(self) -> Path:
+        blocks = libvirt.run_virsh("domblklist", self.resource_name, "--details").stdout
+        disks = [line.split()[-1] for line in blocks.splitlines() if " disk " in f" {line} "]
+        if not disks:
+            raise TargetError(f"libvirt lists no disk for {self.resource_name}",
+                              f"see {self.log_path}")
+        return Path(disks[0])
+
+    def _inserted_key(self) -> Path | None:
+        """The key pair Vagrant made at the first boot of a box with the insecure key."""
+        name = self.machine.name if self.machine else "default"
+        key = self.dotfile_path / "machines" / name / "libvirt" / "private_key"
+        return key if key.exists() else None
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "ssh_port": self.ssh_port, "mac": self.mac,
+                "machine": asdict(self.machine) if self.machine else None}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.ssh_port, self.mac = int(state["ssh_port"]), str(state["mac"])
+        self.host_ports = {int(g): int(h) for g, h in state["forwards"].items()}
+        machine = state.get("machine")
+        self.machine = MachineConfig.from_json(machine) if machine else None
+        self._vagrant = None  # made again with the saved ports
+
+    @classmethod
+    def attach(cls, spec: TargetSpec, state: dict[str, Any]) -> VagrantTarget:
+        target = cls(spec, accel=accellib.Accel(state["mode"], state.get("mode_reason", "")))
+        target._restore(state)
+        target.was_ready = True
+        return target
+
+    def shell(self, command: list[str] | None = None) -> tuple[list[str], dict[str, str] | None,
+                                                            Path | None]:
+        argv = ["vagrant", "ssh"] + (["-c", shlex.join(command)] if command else [])
+        return argv, self._env(), self.spec.vagrantfile.parent
 
     def resume(self) -> bool:
         """Bring back this session's VM (a reused target); False if there is none."""
         try:
-            saved = json.loads(self._ports_file.read_text())
+            saved = json.loads((self.spec.workdir / self.STATE_FILE).read_text())
         except (OSError, ValueError):
             return False
         if not self.dotfile_path.exists():
             return False
-        self.ssh_port = int(saved["ssh"])
-        self.host_ports = {int(g): int(h) for g, h in saved["forwards"].items()}
-        self._vagrant = None  # rebuilt with the saved ports
+        self._restore(saved)
         state = self.vagrant.status()[0].state
         if state == "running":
             self.wait_ready()
@@ -237,7 +429,17 @@ class VagrantTarget(Target):
         remove_libvirt_leftovers(self.domain_prefix)
         if self.exported:
             remove_app_boxes(self.app_box_name)
+        if self._cache_lock is not None:
+            self._cache_lock.close()
+            self._cache_lock = None
         self._host = None
+
+    def alive(self) -> str | None:
+        state = libvirt.run_virsh("domstate", self.resource_name).stdout.strip()
+        if state == "running":
+            return None
+        return (f"the VM {self.resource_name} is {state or 'gone'}" +
+                ("" if state else " (its libvirt domain no longer exists)"))
 
     # --- export, instances, measurements ---------------------------------------------------
 
@@ -250,9 +452,26 @@ class VagrantTarget(Target):
         return self.spec.workdir.parent / "app-vm" / "Vagrantfile"
 
     def export(self, directory: Path, timer: Timer | None = None) -> Export:
-        """``vagrant package`` (timed alone); the box is then added for new instances, and the
-        VM, which vagrant package halts, is started again."""
+        """The provisioned VM as a libvirt box. With the VM cache, that box is the cache entry
+        (the provisioned disk, flattened by qemu-img, in a tar as vagrant package writes it),
+        and new instances start from the entry. Without it, ``vagrant package`` (timed alone;
+        it runs virt-sysprep and virt-sparsify): the box is then added for new instances,
+        and the VM, which vagrant package halts, is started again."""
         path = directory / "app.box"
+        if self.cache_entry is not None:
+            entry = self.cache_entry
+            command = ["tar", "-C", str(entry.directory), "--exclude", vmcache.ENTRY_FILE,
+                       "-cf", str(path), "."]
+
+            def pack() -> None:
+                with self.progress.step(f"vm: packing the cached disk -> {path.name}"):
+                    if procs.run(command, self.cancelled) != 0:
+                        raise TargetError("tar could not pack the VM cache entry",
+                                          f"check the free space under {directory}")
+
+            seconds = time_once(pack, timer)
+            return Export(path, path.stat().st_size, seconds,
+                          "libvirt box of the provisioned disk (qemu-img convert, tar)")
         try:
             seconds = time_once(lambda: self.package(path), timer)
         except VmcError:
@@ -282,6 +501,10 @@ class VagrantTarget(Target):
             "end\n")
 
     def instance_from_export(self, spec: TargetSpec) -> VagrantTarget:
+        if self.cache_entry is not None:  # the same path as a VM started from the cache
+            instance = VagrantTarget(spec, self.progress, accel=self.accel)
+            instance.machine, instance.cache_entry = self.machine, self.cache_entry
+            return instance
         return VagrantTarget(replace(spec, vagrantfile=self._app_vagrantfile), self.progress,
                              accel=self.accel)
 
@@ -291,8 +514,8 @@ class VagrantTarget(Target):
         box = bases.box_dir()
         include = [box / name for name in ("vmlinuz", "initrd.img", "vagrant_key")]
         embedded = box / "Vagrantfile"
-        ours = embedded.exists() and all(p.exists() for p in include) and bases.references(
-            self.spec.vagrantfile, bases.BOX_NAME)
+        ours = embedded.exists() and all(p.exists() for p in include) and (
+            self.machine is not None and self.machine.box == bases.BOX_NAME)
         self._host = None
         with self.progress.step(f"vm: vagrant package -> {output.name}"):
             try:
@@ -315,11 +538,9 @@ class VagrantTarget(Target):
                 "box_bytes": record.artifact_bytes if record else None}
 
     def _disk_bytes(self) -> int:
-        blocks = libvirt.run_virsh("domblklist", self.resource_name, "--details").stdout
-        disks = [line.split()[-1] for line in blocks.splitlines() if " disk " in f" {line} "]
         info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--backing-chain",
-                                          "--output=json", disks[0]], capture_output=True,
-                                         text=True, check=True).stdout)
+                                          "--output=json", str(self._disk_path())],
+                                         capture_output=True, text=True, check=True).stdout)
         return sum(int(layer["actual-size"]) for layer in info)
 
     def usage(self) -> tuple[int, float]:
@@ -330,11 +551,6 @@ class VagrantTarget(Target):
         process = psutil.Process(pid)
         cpu = process.cpu_times()
         return int(process.memory_info().rss), cpu.user + cpu.system
-
-    def describe_kept(self) -> str:
-        return (f"vm {self.resource_name}: VAGRANT_HOME={paths.vagrant_home()} "
-                f"VAGRANT_DOTFILE_PATH={self.dotfile_path} vagrant ssh "
-                f"(from {self.spec.vagrantfile.parent})")
 
     def _explain_package_failure(self) -> TargetError:
         tail = self.log_tail(40)
@@ -348,6 +564,10 @@ class VagrantTarget(Target):
 
     def _explain_failure(self) -> TargetError:
         tail = self.log_tail(40)
+        box = self.machine.box if self.machine else None
+        if box and "could not be found or" in tail and "remote catalog" in tail:
+            cause, remedy = bases.unavailable_base(box, "box")
+            return TargetError(cause, remedy, detail=tail)
         if "Timed out while waiting for the machine to boot" in tail:
             return TargetError(
                 f"the VM did not answer SSH within its boot timeout "

@@ -61,6 +61,10 @@ class TrackedVagrant(vagrant.Vagrant):
             args += ["--vagrantfile", str(vagrantfile)]
         self._call_vagrant_command(args)
 
+    def run_command(self, args: list[str]) -> str:
+        """Any vagrant command, e.g. a plugin's own; returns its standard output."""
+        return self._run_vagrant_command(list(args))
+
     def _call_vagrant_command(self, args: list[str | None]) -> None:
         command = self._make_vagrant_command(args)
         with self.out_cm() as out, self.err_cm() as err:

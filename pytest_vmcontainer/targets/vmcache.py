@@ -1,0 +1,267 @@
+"""The provisioned-VM cache: what Docker's build cache is to images, for VMs.
+
+After a cold bring-up (``vagrant up`` with its provisioners) the VM is halted,
+its disk is flattened into a cache entry (``qemu-img convert``), and the VM is
+booted again from that same disk state: the entry is committed only once that
+boot reached ready, so every service enabled at boot is proven to start at
+boot. Later runs with the same key start a fresh VM on a new copy-on-write
+overlay of the entry, provisioners skipped: a clean machine, like a new
+container from a cached image.
+
+The key is a content hash of everything that provisions the VM: the
+Vagrantfile, the files its provisioners read, the explicit provisioning inputs,
+the box (name and image), and the harness's plumbing. Any change gives a new
+key, never a stale hit. An entry is a box directory (``pytest-vmcontainer-cache/<key>``) that
+Vagrant finds in the shared boxes directory; its image is hard-linked into the
+libvirt pool under the volume name vagrant-libvirt looks for, so a cached start
+uploads nothing. Entries are written under a temporary name and renamed into
+place (an interrupted write leaves nothing a later run trusts), used under a
+shared lock, and evicted newest-N-kept under an exclusive one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from pytest_vmcontainer.errors import TargetError
+from pytest_vmcontainer.host import libvirt, paths
+from pytest_vmcontainer.runtime import hashing, procs
+
+BOX_PREFIX = "pytest-vmcontainer-cache"  # not "vmc-...": those are session names
+KEEP_ENTRIES = 3
+ENTRY_FILE = "vmc-cache.json"  # what an entry is, written last before the commit
+MACHINE_KEY = "machine_private_key"  # the key Vagrant inserted at the first boot, if any
+
+
+def _escaped(box_name: str) -> str:
+    return box_name.replace("/", "-VAGRANTSLASH-")
+
+
+def cache_dir() -> Path:
+    """Locks and half-written entries; committed entries live among Vagrant's boxes."""
+    return paths.ensure_dir(paths.home() / "vm-cache")
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+
+    @property
+    def box_name(self) -> str:
+        return f"{BOX_PREFIX}/{self.key}"
+
+    @property
+    def box_root(self) -> Path:
+        return paths.vagrant_home() / "boxes" / _escaped(self.box_name)
+
+    @property
+    def directory(self) -> Path:
+        """The box directory Vagrant reads (version 0, provider libvirt)."""
+        return self.box_root / "0" / "libvirt"
+
+    @property
+    def lock_path(self) -> Path:
+        return cache_dir() / f"{self.key}.lock"
+
+    @property
+    def machine_key(self) -> Path | None:
+        path = self.directory / MACHINE_KEY
+        return path if path.exists() else None
+
+    def committed(self) -> bool:
+        return (self.directory / ENTRY_FILE).exists() and (self.directory / "box.img").exists()
+
+    def volume_name(self) -> str:
+        """The pool volume vagrant-libvirt looks for: box name, version 0 and the image's
+        mtime (see its HandleBoxImage.get_volume_name)."""
+        mtime = int((self.directory / "box.img").stat().st_mtime)
+        return f"{_escaped(self.box_name)}_vagrant_box_image_0_{mtime}_box.img"
+
+    def info(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads((self.directory / ENTRY_FILE).read_text())
+            return data
+        except (OSError, ValueError):
+            return {}
+
+
+def key(vagrantfile: Path, provisioner_files: Iterable[Path], inputs: Iterable[Path],
+        box: str | None, box_directory: Path | None, plumbing: Path) -> str:
+    """The content hash of everything that provisions the VM (24 hex digits)."""
+    image = box_directory / "box.img" if box_directory else None
+    identity = "no-box-image"
+    if image is not None and image.exists():
+        stat = image.stat()
+        identity = f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
+    files = [vagrantfile, *sorted(set(provisioner_files)), *inputs, plumbing]
+    return hashing.content_hash(files, extra=[f"box={box}", f"image={identity}"])[:24]
+
+
+def lookup(cache_key: str) -> Entry | None:
+    entry = Entry(cache_key)
+    return entry if entry.committed() else None
+
+
+@contextlib.contextmanager
+def using(entry: Entry) -> Iterator[None]:
+    """Hold a shared lock on the entry while a VM starts from it (eviction takes it
+    exclusively, so an entry in use is never removed)."""
+    with open(entry.lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        yield
+
+
+def hold(entry: Entry) -> IO[str]:
+    """A shared lock on ``entry`` held until the returned file is closed (for a VM's life)."""
+    lock = open(entry.lock_path, "a")  # noqa: SIM115 - closed by the VM's destroy
+    fcntl.flock(lock, fcntl.LOCK_SH)
+    (entry.directory / ENTRY_FILE).touch()  # last use: eviction keeps the newest
+    return lock
+
+
+def _pool_path() -> Path:
+    """Where the harness's libvirt pool keeps its volumes."""
+    xml = libvirt.run_virsh("pool-dumpxml", libvirt.POOL_NAME).stdout
+    start, end = xml.find("<path>"), xml.find("</path>")
+    if start < 0 or end < 0:
+        raise TargetError(f"the libvirt pool {libvirt.POOL_NAME} has no path",
+                          "run 'python -m pytest_vmcontainer setup'")
+    return Path(xml[start + len("<path>"):end].strip())
+
+
+def _in_pool(entry: Entry) -> None:
+    """The entry's image as the pool volume vagrant-libvirt expects (a hard link: no copy)."""
+    volume = _pool_path() / entry.volume_name()
+    if not volume.exists():
+        os.link(entry.directory / "box.img", volume)
+        libvirt.run_virsh("pool-refresh", libvirt.POOL_NAME)
+
+
+class Writer:
+    """Writes one entry under a temporary name; ``commit`` renames it into place."""
+
+    def __init__(self, cache_key: str, source_box: Path | None, log: Path) -> None:
+        self.entry = Entry(cache_key)
+        self.partial = cache_dir() / f".partial-{cache_key}-{os.getpid()}"
+        self.source_box = source_box
+        self.log = log
+
+    def __enter__(self) -> Writer:
+        _remove_abandoned_partials()
+        shutil.rmtree(self.partial, ignore_errors=True)
+        self.partial.mkdir()
+        self.partial.chmod(0o755)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        shutil.rmtree(self.partial, ignore_errors=True)  # gone after a commit or a failure
+
+    def add_disk(self, disk: Path, cancel: Any = None) -> float:
+        """Flatten the VM's disk (its overlay and the box under it) into the entry."""
+        started = time.monotonic()
+        with open(self.log, "ab") as out:
+            command = ["qemu-img", "convert", "-U", "-O", "qcow2", str(disk),
+                       str(self.partial / "box.img")]
+            out.write(f"\n$ {' '.join(command)}\n".encode())
+            out.flush()
+            if procs.run(command, cancel, stdout=out, stderr=subprocess.STDOUT) != 0:
+                raise TargetError("qemu-img could not copy the provisioned disk into the "
+                                  "VM cache", f"see {self.log}")
+        return time.monotonic() - started
+
+    def add_box_files(self, machine_key: Path | None) -> None:
+        """The source box's other files (metadata, embedded Vagrantfile, kernel, key)."""
+        if self.source_box is not None and self.source_box.is_dir():
+            for item in self.source_box.iterdir():
+                if item.is_file() and item.name not in ("box.img", ENTRY_FILE, MACHINE_KEY):
+                    shutil.copy2(item, self.partial / item.name)
+        if not (self.partial / "metadata.json").exists():
+            size = json.loads(subprocess.run(
+                ["qemu-img", "info", "--output=json", str(self.partial / "box.img")],
+                capture_output=True, text=True, check=True).stdout)["virtual-size"]
+            (self.partial / "metadata.json").write_text(json.dumps(
+                {"provider": "libvirt", "format": "qcow2", "virtual_size": -(-size // 2**30)}))
+        if machine_key is not None:
+            shutil.copyfile(machine_key, self.partial / MACHINE_KEY)
+            (self.partial / MACHINE_KEY).chmod(0o600)
+
+    def commit(self, description: dict[str, Any]) -> Entry:
+        """Rename the entry into place; from now on runs with this key start from it."""
+        (self.partial / ENTRY_FILE).write_text(json.dumps(
+            {"key": self.entry.key, "created": time.time(), **description}, indent=1))
+        self.entry.box_root.mkdir(parents=True, exist_ok=True)
+        (self.entry.box_root / "0").mkdir(exist_ok=True)
+        if self.entry.directory.exists():  # a concurrent run committed the same key first
+            return self.entry
+        os.rename(self.partial, self.entry.directory)
+        _in_pool(self.entry)
+        evict(KEEP_ENTRIES)
+        return self.entry
+
+
+def prepare_start(entry: Entry) -> None:
+    """Before a VM starts from ``entry``: its image is in the pool."""
+    _in_pool(entry)
+
+
+def _remove_abandoned_partials() -> None:
+    for partial in cache_dir().glob(".partial-*-*"):
+        pid = partial.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def entries() -> list[Entry]:
+    """Committed entries, least recently used first."""
+    boxes = paths.vagrant_home() / "boxes"
+    found = [Entry(root.name.split("-VAGRANTSLASH-", 1)[1])
+             for root in boxes.glob(f"{_escaped(BOX_PREFIX)}-VAGRANTSLASH-*")]
+    return sorted((e for e in found if e.committed()),
+                  key=lambda e: (e.directory / ENTRY_FILE).stat().st_mtime)
+
+
+def _remove(entry: Entry, in_use: set[str]) -> bool:
+    if entry.key in in_use:
+        return False
+    with open(entry.lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a VM is starting or running from it
+        if entry.committed():
+            libvirt.delete_volume(entry.volume_name())
+        shutil.rmtree(entry.box_root, ignore_errors=True)
+    entry.lock_path.unlink(missing_ok=True)
+    return True
+
+
+def kept_keys() -> set[str]:
+    """Entries that kept or reused VMs (sessions that outlive their run) are backed by."""
+    return {path.read_text().strip() for path in paths.sessions_dir().glob("*/vm/vm-cache-key")}
+
+
+def evict(keep: int) -> list[str]:
+    """Remove all but the newest ``keep`` entries not in use; returns the removed keys."""
+    candidates = entries()
+    in_use = kept_keys()
+    removed = []
+    for entry in candidates[:max(0, len(candidates) - keep)]:
+        if _remove(entry, in_use):
+            removed.append(entry.key)
+    return removed
+
+
+def remove_all() -> list[str]:
+    """``clean``: every entry no VM uses any more, and abandoned partial writes."""
+    _remove_abandoned_partials()
+    return [f"vm cache {key}" for key in evict(0)]
