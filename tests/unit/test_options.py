@@ -59,7 +59,9 @@ def test_every_default_parses(dirs: tuple[Path, Path]) -> None:
     resolved = _resolve(dirs)
     assert set(resolved) == set(BY_NAME)
     assert all(r.source == "default" for r in resolved.values())
-    assert resolved["vmc_ports"].value == (80,)
+    # Ports come from the Dockerfile and the Vagrantfile; --vmc-ports only adds to them.
+    assert resolved["vmc_ports"].value == ()
+    assert resolved["vmc_ready_path"].value is None
     assert resolved["vmc_reuse"].value is False
     assert resolved["vmc_host_setup"].value is True
     assert resolved["vmc_boot_timeout"].value == 600.0
@@ -128,7 +130,8 @@ def test_bad_bool(dirs: tuple[Path, Path]) -> None:
 
 
 @pytest.mark.parametrize(("raw", "value"), [
-    ("80", (80,)), ("80,8080", (80, 8080)), (" 22  443 ", (22, 443)), ("1, 65535", (1, 65535))])
+    ("80", (80,)), ("80,8080", (80, 8080)), (" 22  443 ", (22, 443)), ("1, 65535", (1, 65535)),
+    ("", ())])
 def test_ports_parsing(raw: str, value: tuple[int, ...]) -> None:
     assert BY_NAME["vmc_ports"].parse(raw, "command line", Path("/")) == value
 
@@ -136,7 +139,6 @@ def test_ports_parsing(raw: str, value: tuple[int, ...]) -> None:
 @pytest.mark.parametrize(("raw", "message"), [
     ("80,http", "is not a list of port numbers"),
     ("8.5", "is not a list of port numbers"),
-    ("", "needs ports between 1 and 65535"),
     ("0", "needs ports between 1 and 65535"),
     ("80 65536", "needs ports between 1 and 65535"),
     ("-1", "needs ports between 1 and 65535"),
@@ -206,3 +208,17 @@ def test_check_files_passes_each_selected_path_to_readable(dirs: tuple[Path, Pat
     seen: list[Path] = []
     check_files(_files(dirs), ("vm", "container"), lambda path: seen.append(path) is None)
     assert seen == [(ini / "Vagrantfile").resolve(), (ini / "Dockerfile").resolve()]
+
+
+@pytest.mark.parametrize(("raw", "value"), [
+    ("", None), ("none", None), ("NONE", None), ("/", (None, "/")),
+    ("/health?x=1", (None, "/health?x=1")), ("8080:/health", (8080, "/health"))])
+def test_ready_path_parsing(raw: str, value: tuple[int | None, str] | None) -> None:
+    assert BY_NAME["vmc_ready_path"].parse(raw, "command line", Path("/")) == value
+
+
+@pytest.mark.parametrize("raw", ["health", "http:/x", "0:/x", "70000:/x", "8080:health"])
+def test_bad_ready_path(raw: str) -> None:
+    with pytest.raises(SettingError, match=r"--vmc-ready-path \(from env VMC_READY_PATH\): .* "
+                                           r"is not a path or PORT:PATH; give e\.g\. /health"):
+        BY_NAME["vmc_ready_path"].parse(raw, "env VMC_READY_PATH", Path("/"))
