@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pytest_vmcontainer import lifecycle, targets
-from pytest_vmcontainer.errors import ReportError, TargetError, UsageError, VmcError
+from pytest_vmcontainer.errors import TargetError, UsageError, VmcError
 from pytest_vmcontainer.harness import Harness, HarnessConfig
 from pytest_vmcontainer.host import accel, bases, setup
 from pytest_vmcontainer.options import KEEP, TARGETS
@@ -99,20 +99,14 @@ def _cmd_clean(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, progress: Progress) -> int:
-    """Show a saved comparison again, with the verdict rules of this version."""
-    from pytest_vmcontainer.comparison import report, rows
+    """Show a saved report again: parity matrix, and the comparison by this version's rules."""
+    from pytest_vmcontainer import runreport
 
-    try:
-        saved = report.report_from_json(report.load_report(Path(args.json)))
-    except (OSError, ValueError) as error:
-        raise ReportError(f"cannot read {args.json} ({error})",
-                          "pass a comparison.json written by --vmc-report") from None
-    for row in saved.rows:
-        row.verdict = rows.decide(rows.BY_ID[row.id], row.figures, saved.vm_mode)
-    for line in report.terminal_lines(saved):
+    saved = runreport.load(Path(args.json))
+    for line in runreport.terminal_lines(saved):
         print(line)
     if args.out:
-        written = report.write_reports(saved, Path(args.out))
+        written = runreport.write(saved, Path(args.out))
         print("report: " + ", ".join(str(path) for path in written.values()))
     return 0
 

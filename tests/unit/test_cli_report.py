@@ -16,7 +16,8 @@ def test_report_shows_a_saved_run_with_current_verdicts(tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["report", str(RECORDED), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("VM figures: TCG")
+    assert out.splitlines()[:2] == ["targets: vm, container; inputs hash: not recorded",
+                                    "VM figures: TCG (KVM did not boot the box kernel within 10s)"]
     for aspect in ("Size", "Boot Time", "Storage"):
         assert aspect in out
     rewritten = json.loads((tmp_path / "comparison.json").read_text())
