@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pytest_vmcontainer import lifecycle, targets
-from pytest_vmcontainer.errors import TargetError, UsageError, VmcError
+from pytest_vmcontainer.errors import ReportError, TargetError, UsageError, VmcError
 from pytest_vmcontainer.harness import Harness, HarnessConfig
 from pytest_vmcontainer.host import accel, bases, setup
 from pytest_vmcontainer.options import KEEP, TARGETS
@@ -99,15 +99,34 @@ def _cmd_clean(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, progress: Progress) -> int:
-    """Show a saved report again: parity matrix, and the comparison by this version's rules."""
+    """Show a saved report again (this version's verdict rules), or merge two runs' reports."""
     from pytest_vmcontainer import runreport
 
-    saved = runreport.load(Path(args.json))
+    files = list(args.files)
+    if files[0] == "merge":
+        if len(files) != 3:
+            raise UsageError(f"report merge takes two reports, got {len(files) - 1}",
+                             "run 'python -m pytest_vmcontainer report merge "
+                             "A/comparison.json B/comparison.json --out DIR'")
+        saved = runreport.merge(runreport.load(Path(files[1])), runreport.load(Path(files[2])),
+                                files[1:])
+    elif len(files) == 1:
+        saved = runreport.load(Path(files[0]))
+    else:
+        raise UsageError(f"report takes one report, got {len(files)}",
+                         "to put two runs together, run 'python -m pytest_vmcontainer report "
+                         "merge A/comparison.json B/comparison.json'")
     for line in runreport.terminal_lines(saved):
         print(line)
     if args.out:
         written = runreport.write(saved, Path(args.out))
         print("report: " + ", ".join(str(path) for path in written.values()))
+    differences = saved.parity.unexpected_differences()
+    if args.fail_on_diff and differences:
+        raise ReportError(f"the parity matrix has {len(differences)} unexpected "
+                          f"difference{'s' if len(differences) > 1 else ''} "
+                          f"({'; '.join(differences)})",
+                          "fix the targets, or mark the tests expect_diff with a reason")
     return 0
 
 
@@ -148,9 +167,18 @@ def parser() -> argparse.ArgumentParser:
                     help="host port for the container's port 80 (default: a free one)")
     commands.add_parser("clean", help="remove every target and leftover this tool created")
     commands.add_parser("accel", help="print whether VMs run under KVM or TCG here")
-    show = commands.add_parser("report", help="show a saved comparison.json again")
-    show.add_argument("json", help="a comparison.json written by --vmc-report")
-    show.add_argument("--out", help="also write JSON, Markdown and HTML into this directory")
+    show = commands.add_parser(
+        "report", help="show a saved comparison.json again, or merge two: report merge A B",
+        usage="python -m pytest_vmcontainer report [-h] [--out DIR] [--fail-on-diff] "
+              "(FILE | merge A B)")
+    show.add_argument("files", nargs="+", metavar="FILE",
+                      help="a comparison.json written by --vmc-report; or 'merge' and two of "
+                           "them, from runs of different targets made from the same inputs")
+    show.add_argument("--out", metavar="DIR",
+                      help="also write JSON, Markdown and HTML into this directory")
+    show.add_argument("--fail-on-diff", action="store_true",
+                      help="exit 1 when the parity matrix has unexpected differences (a merged "
+                           "run's targets were never compared inside a test)")
     return top
 
 
