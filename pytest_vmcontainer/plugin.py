@@ -80,12 +80,13 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "expect_diff(reason): the VM and the container legitimately differ in what "
         "this test records; both values are shown in the parity matrix instead of compared")
     ini_dir = config.inipath.parent if config.inipath else config.rootpath
+    workerinput = getattr(config, "workerinput", None)  # set by pytest-xdist in its workers
     try:
         settings = options.resolve(_PytestSources(config), os.environ,
                                    config.invocation_params.dir, ini_dir)
         kinds = options.TARGETS[settings["vmc_target"].value]
         options.check_files(settings, kinds, lambda p: p.is_file() and os.access(p, os.R_OK))
-        if settings["vmc_report"].value is not None:
+        if workerinput is None and settings["vmc_report"].value is not None:
             runreport.ensure_directory(settings["vmc_report"].value,
                                        f"--vmc-report (from {settings['vmc_report'].source})")
     except SettingError as error:
@@ -93,6 +94,8 @@ def pytest_configure(config: pytest.Config) -> None:
     extra_rows = [row for rows in config.hook.pytest_vmcontainer_comparison_rows() for row in rows]
     state = RunState(settings, kinds, TerminalProgress(config), hooks=harness_hooks(config),
                      extra_rows=extra_rows)
+    if workerinput is not None:
+        state.worker = str(workerinput.get("workerid", "gw?"))
     config.stash[STATE] = state
     from pytest_vmcontainer import fixtures
 
@@ -115,8 +118,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return ["vmcontainer: " + ", ".join(parts)]
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Tests using ``target`` (or ``host``/``parity``) run once per selected target."""
+    """Tests using ``target`` (or ``host``/``parity``) run once per selected target.
+
+    First, so the target's id leads the test id (``test_x[vm-a]``): ``scheduling`` relies on it.
+    """
     if any(name in metafunc.fixturenames for name in PARAMETRIZED_FIXTURES):
         kinds = list(state_of(metafunc.config).kinds)
         metafunc.parametrize("target", kinds, indirect=True, ids=kinds, scope="session")
@@ -137,6 +144,20 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     run.note_collection(state, (item.nodeid for item in session.items))
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """On the xdist controller (which collects nothing itself): the workers' collection order."""
+    run.note_collection(state_of(node.config), ids)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``--dist load``, both targets of a parity row go to the same worker."""
+    from pytest_vmcontainer import scheduling
+
+    return scheduling.make_scheduler(config, log)
+
+
 class ParityReports:
     """Registered per run: target tests' reports carry their mode, and build the matrix."""
 
@@ -151,7 +172,7 @@ class ParityReports:
         return (yield)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Every phase of every test."""
+        """Every phase of every test, here and, under xdist, on the controller from workers."""
         run.take_report(self._state, report)
 
 

@@ -121,6 +121,7 @@ class RunState:
     parity: ParityStore = field(default_factory=ParityStore)  # live: what parity.check compares
     matrix: ParityStore = field(default_factory=ParityStore)  # assembled from test reports
     order: dict[str, int] = field(default_factory=dict)  # nodeid -> position in the collection
+    worker: str | None = None  # the xdist worker id ("gw0") in a worker, else None
     report_paths: dict[str, Path] = field(default_factory=dict)  # what --vmc-report wrote
     final: runreport.RunReport | None = None  # made once, at the end of the run
     needed: set[str] = field(default_factory=set)  # kinds the selected tests use
@@ -274,9 +275,9 @@ def _make_run_report(state: RunState) -> runreport.RunReport:
 
 
 def write_report(state: RunState) -> None:
-    """--vmc-report=DIR: the run's report, with or without comparison rows."""
+    """--vmc-report=DIR: the run's report, with or without comparison rows (not in a worker)."""
     directory = state.value("vmc_report")
-    if directory is None:
+    if directory is None or state.worker is not None:
         return
     try:
         state.report_paths = runreport.write(run_report(state), directory)
@@ -286,7 +287,9 @@ def write_report(state: RunState) -> None:
 
 
 def terminal_summary(state: RunState, reporter: Any) -> None:
-    """Targets, parity matrix and comparison."""
+    """Targets, parity matrix and comparison, printed once: never by an xdist worker."""
+    if state.worker is not None:
+        return
     write = reporter.write_line
     harness = state.harness
     if harness is not None and harness.targets:
