@@ -17,6 +17,7 @@ from pytest_vmcontainer.errors import VmcError
 from pytest_vmcontainer.parity import Parity
 from pytest_vmcontainer.run import (
     RunState,
+    comparison_refusal,
     expect_diff_reason,
     fail_for,
     parity_row,
@@ -75,7 +76,13 @@ def target(request: pytest.FixtureRequest, vmc_state: RunState) -> Target:
 
 @pytest.fixture(scope="session")
 def comparison(vmc_state: RunState) -> Comparison:
-    """Measures comparison rows on targets; its figures become the end-of-run report."""
+    """Measures comparison rows on targets; its figures become the end-of-run report.
+
+    Refused in an xdist worker: timed rows need the host to themselves.
+    """
+    refusal = comparison_refusal(vmc_state)
+    if refusal is not None:
+        fail_for(None, refusal)
     return vmc_state.get_comparison()
 
 

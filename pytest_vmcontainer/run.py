@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from pytest_vmcontainer import options, runreport
-from pytest_vmcontainer.errors import ReportError, VmcError
+from pytest_vmcontainer.errors import ReportError, UsageError, VmcError
 from pytest_vmcontainer.harness import Harness, HarnessConfig, HarnessHooks
 from pytest_vmcontainer.parity import (
     PROP_EXPECT_DIFF,
@@ -284,6 +284,16 @@ def write_report(state: RunState) -> None:
     except OSError as error:
         raise ReportError(f"cannot write the report into {directory} ({error})",
                           "give --vmc-report a writable directory") from None
+
+
+def comparison_refusal(state: RunState) -> UsageError | None:
+    """Timed rows need the host to themselves, and their table is made where they ran."""
+    if state.worker is None:
+        return None
+    return UsageError(f"comparison rows cannot be measured in an xdist worker ({state.worker}): "
+                      "other workers would load the host during the timings",
+                      "run the comparison without workers, e.g. pytest -n 0 (or -p no:xdist) "
+                      "suites/test_comparison.py")
 
 
 def terminal_summary(state: RunState, reporter: Any) -> None:

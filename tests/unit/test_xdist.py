@@ -297,7 +297,7 @@ def pytest_generate_tests(metafunc):
         "test_ids.py::test_x[vm-e-p]", "test_ids.py::test_x[container-e-p]"]
 
 
-# --- skips and usage errors ------------------------------------------------------------------
+# --- skips, refusals, usage errors -----------------------------------------------------------
 
 def test_skips_under_xdist(project: pytest.Pytester) -> None:
     project.makepyfile(test_suite=SUITE)
@@ -309,6 +309,25 @@ def test_skips_under_xdist(project: pytest.Pytester) -> None:
         result.stdout.fnmatch_lines(["SKIPPED*not for containers"])
     assert matrix(parallel) == matrix(serial)
     assert matrix(parallel)[0].split() == ["check", "container", "values"]
+
+
+def test_the_comparison_is_refused_in_a_worker(project: pytest.Pytester) -> None:
+    project.makepyfile(test_rows="""
+        def test_size(target, comparison):
+            raise AssertionError("must not run")
+
+        def test_parity(target, parity):
+            parity.check("x", 1)
+    """)
+    result = run(project, "-n", "2")
+    result.assert_outcomes(passed=2, errors=2)
+    refusals = [line for line in result.outlines if line.startswith("comparison rows cannot")]
+    assert len(refusals) == 2
+    assert refusals[0].startswith("comparison rows cannot be measured in an xdist worker (gw")
+    assert refusals[0].endswith("run the comparison without workers, e.g. pytest -n 0 "
+                                "(or -p no:xdist) suites/test_comparison.py")
+    assert "must not run" not in result.stdout.str()
+    assert "Traceback" not in result.stdout.str()
 
 
 @pytest.mark.parametrize(("args", "message"), [
