@@ -6,6 +6,7 @@ Failures print one line naming the cause and the remedy and exit non-zero.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -202,3 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pytest-vmcontainer: interrupted; everything created was removed", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (``report ... | head``): stop quietly, as a tool killed by
+        # SIGPIPE would; stdout goes to /dev/null so the flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
