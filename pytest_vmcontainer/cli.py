@@ -6,6 +6,7 @@ Failures print one line naming the cause and the remedy and exit non-zero.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -182,21 +183,34 @@ def _cmd_init(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, progress: Progress) -> int:
-    """Show a saved comparison again, with the verdict rules of this version."""
-    from pytest_vmcontainer.comparison import report, rows
+    """Show a saved report again (this version's verdict rules), or merge two runs' reports."""
+    from pytest_vmcontainer import runreport
 
-    try:
-        saved = report.report_from_json(report.load_report(Path(args.json)))
-    except (OSError, ValueError) as error:
-        raise ReportError(f"cannot read {args.json} ({error})",
-                          "pass a comparison.json written by --vmc-report") from None
-    for row in saved.rows:
-        row.verdict = rows.decide(rows.BY_ID[row.id], row.figures, saved.vm_mode)
-    for line in report.terminal_lines(saved):
+    files = list(args.files)
+    if files[0] == "merge":
+        if len(files) != 3:
+            raise UsageError(f"report merge takes two reports, got {len(files) - 1}",
+                             "run 'python -m pytest_vmcontainer report merge "
+                             "A/comparison.json B/comparison.json --out DIR'")
+        saved = runreport.merge(runreport.load(Path(files[1])), runreport.load(Path(files[2])),
+                                files[1:])
+    elif len(files) == 1:
+        saved = runreport.load(Path(files[0]))
+    else:
+        raise UsageError(f"report takes one report, got {len(files)}",
+                         "to put two runs together, run 'python -m pytest_vmcontainer report "
+                         "merge A/comparison.json B/comparison.json'")
+    for line in runreport.terminal_lines(saved):
         print(line)
     if args.out:
-        written = report.write_reports(saved, Path(args.out))
+        written = runreport.write(saved, Path(args.out))
         print("report: " + ", ".join(str(path) for path in written.values()))
+    differences = saved.parity.unexpected_differences()
+    if args.fail_on_diff and differences:
+        raise ReportError(f"the parity matrix has {len(differences)} unexpected "
+                          f"difference{'s' if len(differences) > 1 else ''} "
+                          f"({'; '.join(differences)})",
+                          "fix the targets, or mark the tests expect_diff with a reason")
     return 0
 
 
@@ -253,9 +267,18 @@ def parser() -> argparse.ArgumentParser:
     init = commands.add_parser("init", help="write a starter project (refuses to overwrite)")
     init.add_argument("directory", nargs="?", default=".")
     commands.add_parser("accel", help="print whether VMs run under KVM or TCG here")
-    show = commands.add_parser("report", help="show a saved comparison.json again")
-    show.add_argument("json", help="a comparison.json written by --vmc-report")
-    show.add_argument("--out", help="also write JSON, Markdown and HTML into this directory")
+    show = commands.add_parser(
+        "report", help="show a saved comparison.json again, or merge two: report merge A B",
+        usage="python -m pytest_vmcontainer report [-h] [--out DIR] [--fail-on-diff] "
+              "(FILE | merge A B)")
+    show.add_argument("files", nargs="+", metavar="FILE",
+                      help="a comparison.json written by --vmc-report; or 'merge' and two of "
+                           "them, from runs of different targets made from the same inputs")
+    show.add_argument("--out", metavar="DIR",
+                      help="also write JSON, Markdown and HTML into this directory")
+    show.add_argument("--fail-on-diff", action="store_true",
+                      help="exit 1 when the parity matrix has unexpected differences (a merged "
+                           "run's targets were never compared inside a test)")
     return top
 
 
@@ -288,3 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pytest-vmcontainer: interrupted; everything created was removed", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (``report ... | head``): stop quietly, as a tool killed by
+        # SIGPIPE would; stdout goes to /dev/null so the flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

@@ -15,7 +15,15 @@ import pytest
 
 from pytest_vmcontainer.errors import VmcError
 from pytest_vmcontainer.parity import Parity
-from pytest_vmcontainer.run import RunState, fail_for, parity_row, state_of, teardown
+from pytest_vmcontainer.run import (
+    RunState,
+    comparison_refusal,
+    expect_diff_reason,
+    fail_for,
+    parity_row,
+    state_of,
+    teardown,
+)
 
 if TYPE_CHECKING:
     from pytest_vmcontainer.comparison.measure import Comparison
@@ -68,7 +76,13 @@ def target(request: pytest.FixtureRequest, vmc_state: RunState) -> Target:
 
 @pytest.fixture(scope="session")
 def comparison(vmc_state: RunState) -> Comparison:
-    """Measures comparison rows on targets; its figures become the end-of-run report."""
+    """Measures comparison rows on targets; its figures become the end-of-run report.
+
+    Refused in an xdist worker: timed rows need the host to themselves.
+    """
+    refusal = comparison_refusal(vmc_state)
+    if refusal is not None:
+        fail_for(None, refusal)
     return vmc_state.get_comparison()
 
 
@@ -80,11 +94,12 @@ def host(target: Target) -> Any:
 
 @pytest.fixture
 def parity(request: pytest.FixtureRequest, target: Target, vmc_state: RunState) -> Parity:
-    """Record values per target; they must match across targets unless marked expect_diff."""
-    marker = request.node.get_closest_marker("expect_diff")
-    reason = None
-    if marker is not None:
-        reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "expected")
+    """Record values per target; they must match across targets unless marked expect_diff.
+
+    Each value also goes into the test's report (``user_properties``): the parity matrix
+    is assembled from there, and ``--junitxml`` shows it.
+    """
     row = parity_row(request.node)
     assert row is not None, "parity is parametrized over the targets"
-    return Parity(vmc_state.parity, row[0], target.kind, reason)
+    return Parity(vmc_state.parity, row[0], target.kind, expect_diff_reason(request.node),
+                  request.node.user_properties)

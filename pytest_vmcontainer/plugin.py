@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pytest_vmcontainer import hookspecs, options, targets
+from pytest_vmcontainer import hookspecs, options, run, runreport, targets
 from pytest_vmcontainer.errors import SettingError, VmcError
 from pytest_vmcontainer.run import (
     PARAMETRIZED_FIXTURES,
@@ -26,7 +26,6 @@ from pytest_vmcontainer.run import (
     check_targets_alive,
     fail_for,
     harness_hooks,
-    parity_row,
     state_of,
     teardown,
 )
@@ -82,21 +81,27 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "expect_diff(reason): the VM and the container legitimately differ in what "
         "this test records; both values are shown in the parity matrix instead of compared")
     ini_dir = config.inipath.parent if config.inipath else config.rootpath
+    workerinput = getattr(config, "workerinput", None)  # set by pytest-xdist in its workers
     try:
         settings = options.resolve(_PytestSources(config), os.environ,
                                    config.invocation_params.dir, ini_dir)
         kinds = options.TARGETS[settings["vmc_target"].value]
         options.check_files(settings, kinds, lambda p: p.is_file() and os.access(p, os.R_OK))
+        if workerinput is None and settings["vmc_report"].value is not None:
+            runreport.ensure_directory(settings["vmc_report"].value,
+                                       f"--vmc-report (from {settings['vmc_report'].source})")
     except SettingError as error:
         raise pytest.UsageError(str(error)) from None
     extra_rows = [row for rows in config.hook.pytest_vmcontainer_comparison_rows() for row in rows]
     state = RunState(settings, kinds, TerminalProgress(config), hooks=harness_hooks(config),
                      extra_rows=extra_rows)
+    if workerinput is not None:
+        state.worker = str(workerinput.get("workerid", "gw?"))
     config.stash[STATE] = state
     from pytest_vmcontainer import fixtures
 
     config.pluginmanager.register(fixtures, "vmcontainer-fixtures")
-    config.pluginmanager.register(ParityOutcomes(state), "vmcontainer-parity")
+    config.pluginmanager.register(ParityReports(state), "vmcontainer-parity")
     state.previous_sigterm = signals.sigterm_as_interrupt()
 
 
@@ -114,15 +119,20 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return ["vmcontainer: " + ", ".join(parts)]
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Tests using ``target`` (or ``host``/``parity``) run once per selected target."""
+    """Tests using ``target`` (or ``host``/``parity``) run once per selected target.
+
+    First, so the target's id leads the test id (``test_x[vm-a]``): ``scheduling`` relies on it.
+    """
     if any(name in metafunc.fixturenames for name in PARAMETRIZED_FIXTURES):
         kinds = list(state_of(metafunc.config).kinds)
         metafunc.parametrize("target", kinds, indirect=True, ids=kinds, scope="session")
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Remember which targets the selected tests need: nothing else boots."""
+    """Remember which targets the selected tests need (nothing else boots), the collection's
+    order, and label each target test's reports with its target and parity row."""
     state = state_of(session.config)
     for item in session.items:
         names = getattr(item, "fixturenames", ())
@@ -130,11 +140,27 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if callspec is not None and "target" in callspec.params:
             state.needed.add(callspec.params["target"])
         state.needed.update(kind for kind in TARGET_FIXTURES if kind in names)
+        item.user_properties.extend(run.target_properties(item))
     state.needed &= set(state.kinds)
+    run.note_collection(state, (item.nodeid for item in session.items))
 
 
-class ParityOutcomes:
-    """Registered per run: feeds each target test's outcome into the parity matrix."""
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """On the xdist controller (which collects nothing itself): the workers' collection order."""
+    run.note_collection(state_of(node.config), ids)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``--dist load``, both targets of a parity row go to the same worker."""
+    from pytest_vmcontainer import scheduling
+
+    return scheduling.make_scheduler(config, log)
+
+
+class ParityReports:
+    """Registered per run: target tests' reports carry their mode, and build the matrix."""
 
     def __init__(self, state: RunState) -> None:
         self._state = state
@@ -142,16 +168,13 @@ class ParityOutcomes:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item,
                                   call: pytest.CallInfo[None]) -> Any:
-        report = yield
-        row = parity_row(item)
-        if row is not None:
-            if report.when == "call":
-                self._state.parity.outcome(row[0], row[1], report.outcome)
-            elif report.failed:
-                self._state.parity.outcome(row[0], row[1], "error")
-            elif report.skipped:
-                self._state.parity.outcome(row[0], row[1], "skipped")
-        return report
+        if call.when == "call":
+            item.user_properties.extend(run.mode_properties(item))
+        return (yield)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Every phase of every test, here and, under xdist, on the controller from workers."""
+        run.take_report(self._state, report)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -175,51 +198,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # An interrupted run is not a failed one: --vmc-keep=on-failure keeps nothing after Ctrl-C.
     teardown(state, failed=bool(session.testsfailed))
     state.terminal.flush(capture_active=False)
+    try:
+        run.write_report(state)
+    except VmcError as error:
+        state.terminal.write(f"[vmcontainer] error: {error.one_line()}")
+        state.terminal.flush(capture_active=False)
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    state = state_of(config)
-    harness = state.harness
-    if harness is None or not harness.targets:
-        return
-    write = terminalreporter.write_line
-    terminalreporter.section("vmcontainer")
-    for kind, target in harness.targets.items():
-        mode = target.mode.upper()
-        if target.mode_reason:
-            mode = f"{mode}: {target.mode_reason}"
-        took = f", up in {target.up_seconds:.1f}s" if target.up_seconds is not None else ""
-        origin = f", {target.origin}" if target.origin else ""
-        write(f"{kind}: {target.resource_name} ({mode}{took}{origin})")
-    for line in state.kept:
-        write(f"kept {line}")
-    if state.kept:
-        write("remove kept targets with: python -m pytest_vmcontainer clean")
-    matrix = state.parity.render(state.kinds)
-    if matrix:
-        terminalreporter.section("vmcontainer parity matrix", sep="-")
-        for line in matrix:
-            write(line)
-    if state.comparison is not None and state.comparison.figures:
-        _comparison_summary(terminalreporter, state)
-
-
-def _comparison_summary(terminalreporter: Any, state: RunState) -> None:
-    from pytest_vmcontainer.comparison import report
-
-    assert state.comparison is not None
-    shown = {name: str(resolved.value) for name, resolved in state.settings.items()
-             if name in ("vmc_target", "vmc_rounds", "vmc_warmup", "vmc_boot_rounds",
-                         "vmc_density_vms",
-                         "vmc_density_containers", "vmc_http_requests", "vmc_http_seconds")}
-    comparison_report = state.comparison.report(shown)
-    terminalreporter.section("vmcontainer: VM vs container, measured on this host", sep="-")
-    for line in report.terminal_lines(comparison_report):
-        terminalreporter.write_line(line)
-    directory = state.value("vmc_report")
-    if directory is not None:
-        written = report.write_reports(comparison_report, directory)
-        terminalreporter.write_line("report: " + ", ".join(str(p) for p in written.values()))
+    run.terminal_summary(state_of(config), terminalreporter)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

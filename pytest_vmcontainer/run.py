@@ -6,21 +6,30 @@ Kept in ``config.stash`` by the plugin (``plugin.py``), used by the fixtures
 
 from __future__ import annotations
 
+import math
 import queue
 import signal
 import sys
 import threading
+from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
-from pytest_vmcontainer import options
-from pytest_vmcontainer.errors import TargetError, VmcError
+from pytest_vmcontainer import options, runreport
+from pytest_vmcontainer.errors import ReportError, TargetError, UsageError, VmcError
 from pytest_vmcontainer.harness import Harness, HarnessConfig, HarnessHooks
-from pytest_vmcontainer.parity import ParityStore
+from pytest_vmcontainer.parity import (
+    PROP_EXPECT_DIFF,
+    PROP_MODE,
+    PROP_ROW,
+    PROP_TARGET,
+    ParityStore,
+)
 from pytest_vmcontainer.runtime.progress import Progress
 
 if TYPE_CHECKING:
@@ -109,7 +118,12 @@ class RunState:
     terminal: TerminalProgress
     hooks: HarnessHooks = field(default_factory=HarnessHooks)
     extra_rows: list[Any] = field(default_factory=list)  # from pytest_vmcontainer_comparison_rows
-    parity: ParityStore = field(default_factory=ParityStore)
+    parity: ParityStore = field(default_factory=ParityStore)  # live: what parity.check compares
+    matrix: ParityStore = field(default_factory=ParityStore)  # assembled from test reports
+    order: dict[str, int] = field(default_factory=dict)  # nodeid -> position in the collection
+    worker: str | None = None  # the xdist worker id ("gw0") in a worker, else None
+    report_paths: dict[str, Path] = field(default_factory=dict)  # what --vmc-report wrote
+    final: runreport.RunReport | None = None  # made once, at the end of the run
     needed: set[str] = field(default_factory=set)  # kinds the selected tests use
     harness: Harness | None = None
     kept: list[str] = field(default_factory=list)
@@ -199,6 +213,138 @@ def parity_row(item: pytest.Item) -> tuple[str, str] | None:
     others = [f"{name}={value}" for name, value in callspec.params.items() if name != "target"]
     row = f"{item.path.name}::{test}" + (f"[{', '.join(others)}]" if others else "")
     return row, str(callspec.params["target"])
+
+
+def expect_diff_reason(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("expect_diff")
+    if marker is None:
+        return None
+    return str(marker.kwargs.get("reason") or (marker.args[0] if marker.args else "expected"))
+
+
+# --- the parity matrix, from test reports (the same with and without xdist) ----------------
+
+def target_properties(item: pytest.Item) -> list[tuple[str, object]]:
+    """What a target test's reports carry from collection on: its target, row, expect_diff.
+
+    Set before setup, so that a test whose target failed to come up still has its row.
+    """
+    row = parity_row(item)
+    if row is None:  # a test of the vm or container fixture has a target, but no row
+        names = getattr(item, "fixturenames", ())
+        return [(PROP_TARGET, kind) for kind in TARGET_FIXTURES if kind in names]
+    properties: list[tuple[str, object]] = [(PROP_TARGET, row[1]), (PROP_ROW, row[0])]
+    reason = expect_diff_reason(item)
+    if reason is not None:
+        properties.append((PROP_EXPECT_DIFF, reason))
+    return properties
+
+
+def mode_properties(item: pytest.Item) -> list[tuple[str, object]]:
+    """How the test's target ran (kvm, tcg, container), once its fixtures are set up."""
+    funcargs: dict[str, Any] = getattr(item, "funcargs", {})
+    mode = getattr(funcargs.get("target"), "mode", None)
+    if not isinstance(mode, str) or (PROP_MODE, mode) in item.user_properties:
+        return []
+    return [(PROP_MODE, mode)]
+
+
+def note_collection(state: RunState, nodeids: Iterable[str]) -> None:
+    """The collection's order (the first one seen, from this process or an xdist worker)."""
+    if not state.order:
+        state.order = {nodeid: index for index, nodeid in enumerate(nodeids)}
+
+
+def take_report(state: RunState, report: pytest.TestReport) -> None:
+    """One phase's report into the matrix: in a plain run and on the xdist controller alike."""
+    state.matrix.add_report(report.user_properties, report.when or "", report.outcome,
+                            rank=state.order.get(report.nodeid, math.inf))
+
+
+# --- the end of the run: terminal summary and --vmc-report ---------------------------------
+
+def run_report(state: RunState) -> runreport.RunReport:
+    """The matrix, the comparison (when rows were measured) and the inputs hash; made once,
+    when every test has reported."""
+    if state.final is None:
+        state.final = _make_run_report(state)
+    return state.final
+
+
+def _make_run_report(state: RunState) -> runreport.RunReport:
+    from pytest_vmcontainer.comparison.measure import host_facts
+    from pytest_vmcontainer.comparison.results import ComparisonReport
+
+    shown = runreport.settings_shown({name: resolved.value
+                                      for name, resolved in state.settings.items()})
+    if state.comparison is not None and state.comparison.figures:
+        comparison = state.comparison.report(shown)
+    else:
+        comparison = ComparisonReport(
+            generated_at=runreport.now(), host=host_facts(with_vm_tools=False, with_docker=False),
+            vm_mode=None, vm_mode_reason="", settings=shown, rows=[])
+    if not comparison.rows:  # a parity-only run: its VM's mode is the one to show
+        comparison.vm_mode = state.matrix.modes.get("vm")
+    digest = runreport.inputs_hash(state.value("vmc_vagrantfile"), state.value("vmc_dockerfile"),
+                                   state.value("vmc_provision_inputs"))
+    return runreport.RunReport(comparison, state.matrix,
+                               runreport.targets_of(comparison, state.matrix), digest)
+
+
+def write_report(state: RunState) -> None:
+    """--vmc-report=DIR: the run's report, with or without comparison rows (not in a worker)."""
+    directory = state.value("vmc_report")
+    if directory is None or state.worker is not None:
+        return
+    try:
+        state.report_paths = runreport.write(run_report(state), directory)
+    except OSError as error:
+        raise ReportError(f"cannot write the report into {directory} ({error})",
+                          "give --vmc-report a writable directory") from None
+
+
+def comparison_refusal(state: RunState) -> UsageError | None:
+    """Timed rows need the host to themselves, and their table is made where they ran."""
+    if state.worker is None:
+        return None
+    return UsageError(f"comparison rows cannot be measured in an xdist worker ({state.worker}): "
+                      "other workers would load the host during the timings",
+                      "run the comparison without workers, e.g. pytest -n 0 (or -p no:xdist) "
+                      "suites/test_comparison.py")
+
+
+def terminal_summary(state: RunState, reporter: Any) -> None:
+    """Targets, parity matrix and comparison, printed once: never by an xdist worker."""
+    if state.worker is not None:
+        return
+    write = reporter.write_line
+    harness = state.harness
+    if harness is not None and harness.targets:
+        reporter.section("vmcontainer")
+        for kind, target in harness.targets.items():
+            mode = target.mode.upper()
+            if target.mode_reason:
+                mode = f"{mode}: {target.mode_reason}"
+            took = f", up in {target.up_seconds:.1f}s" if target.up_seconds is not None else ""
+            origin = f", {target.origin}" if target.origin else ""
+            write(f"{kind}: {target.resource_name} ({mode}{took}{origin})")
+        for line in state.kept:
+            write(f"kept {line}")
+        if state.kept:
+            write("remove kept targets with: python -m pytest_vmcontainer clean")
+    matrix = state.matrix.render(state.kinds)
+    if matrix:
+        reporter.section("vmcontainer parity matrix", sep="-")
+        for line in matrix:
+            write(line)
+    if state.comparison is not None and state.comparison.figures:
+        from pytest_vmcontainer.comparison import report
+
+        reporter.section("vmcontainer: VM vs container, measured on this host", sep="-")
+        for line in report.terminal_lines(run_report(state).comparison):
+            write(line)
+    if state.report_paths:
+        write("report: " + ", ".join(str(path) for path in state.report_paths.values()))
 
 
 def teardown(state: RunState, failed: bool) -> None:

@@ -27,6 +27,16 @@ from pytest_vmcontainer.comparison.results import (
     Verdict,
 )
 
+
+@dataclass(frozen=True)
+class Section:
+    """More of the page from elsewhere (the run's parity matrix), after the VM mode line."""
+
+    title: str
+    markdown: Sequence[str]  # lines under the "## title" heading
+    html: str  # the body under the <h2>
+
+
 MISSING = "-"
 NOT_MEASURED = "not measured"
 TARGETS = ("vm", "container", "host")
@@ -255,24 +265,28 @@ def _md_cell(text: str) -> str:
     return _one_line(text).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;") or " "
 
 
-def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+def md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """A Markdown table; each cell is made one line and escaped."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in rows]
     return lines
 
 
-def render_markdown(report: ComparisonReport) -> str:
-    """The comparison as Markdown: host, VM mode, main table, then one section per row."""
+def render_markdown(report: ComparisonReport, sections: Sequence[Section] = ()) -> str:
+    """The comparison as Markdown: VM mode, ``sections``, host, main table, one part per row."""
     out = [f"# {TITLE}", "", f"Generated {_md_cell(report.generated_at)}.", "",
-           _md_cell(mode_line(report)), "", "## Host", ""]
+           _md_cell(mode_line(report)), ""]
+    for section in sections:
+        out += [f"## {_md_cell(section.title)}", "", *section.markdown, ""]
+    out += ["## Host", ""]
     host = _facts(report.host)
-    out += [*_md_table(["fact", "value"], host), ""] if host else ["_No host facts._", ""]
+    out += [*md_table(["fact", "value"], host), ""] if host else ["_No host facts._", ""]
     settings = _facts(report.settings)
     if settings:
-        out += ["## Settings", "", *_md_table(["setting", "value"], settings), ""]
+        out += ["## Settings", "", *md_table(["setting", "value"], settings), ""]
     out += ["## Comparison", ""]
     if report.rows:
-        out += [*_md_table(_MAIN_HEADER, _main_rows(report)), ""]
+        out += [*md_table(_MAIN_HEADER, _main_rows(report)), ""]
     else:
         out += ["_No rows measured._", ""]
     for row in report.rows:
@@ -286,7 +300,7 @@ def render_markdown(report: ComparisonReport) -> str:
             out.append(f"- Not measured: {', '.join(missing)}")
         out.append("")
         figures = _figure_rows(row)
-        out += [*_md_table(_FIGURE_HEADER, figures), ""] if figures else ["_No figures._", ""]
+        out += [*md_table(_FIGURE_HEADER, figures), ""] if figures else ["_No figures._", ""]
     return "\n".join(out)
 
 
@@ -312,11 +326,15 @@ svg.chart .missing, svg.chart .scale { fill: #777; font-style: italic; }
 """.strip()
 
 
-def _e(value: object) -> str:
+def escape(value: object) -> str:
+    """Text for an HTML page."""
     return html.escape(str(value))
 
 
-def _html_table(header: Sequence[str], rows: Iterable[Sequence[str]],
+_e = escape
+
+
+def html_table(header: Sequence[str], rows: Iterable[Sequence[str]],
                 cell_class: Callable[[int, int], str] | None = None) -> str:
     """A table; ``cell_class(row, column)`` gives a cell's CSS class ("" for none)."""
     head = "".join(f"<th>{_e(cell)}</th>" for cell in header)
@@ -428,27 +446,31 @@ def _svg_chart(chart: _Chart) -> str:
             + "".join(parts) + "</svg>")
 
 
-def render_html(report: ComparisonReport) -> str:
+def render_html(report: ComparisonReport, sections: Sequence[Section] = ()) -> str:
     """The comparison as one self-contained HTML page (inline CSS and SVG, no scripts)."""
     body = [f"<h1>{_e(TITLE)}</h1>", f"<p>Generated {_e(report.generated_at)}.</p>",
-            f'<p class="mode">{_e(mode_line(report))}</p>', "<h2>Comparison</h2>"]
+            f'<p class="mode">{_e(mode_line(report))}</p>']
+    for section in sections:
+        body += [f"<h2>{_e(section.title)}</h2>", section.html]
+    body.append("<h2>Comparison</h2>")
     if report.rows:
         verdict_column = _MAIN_HEADER.index("verdict")
 
         def verdict_class(r: int, c: int) -> str:
             return _verdict_class(report.rows[r].verdict) if c == verdict_column else ""
 
-        body.append(_html_table(_MAIN_HEADER, _main_rows(report), verdict_class))
+        body.append(html_table(_MAIN_HEADER, _main_rows(report), verdict_class))
     else:
         body.append("<p>No rows measured.</p>")
-    body.append("<h2>Charts</h2>")
-    body += [_svg_chart(chart) for chart in _charts(report)]
+    if report.rows:  # no charts of nothing
+        body.append("<h2>Charts</h2>")
+        body += [_svg_chart(chart) for chart in _charts(report)]
     body.append("<h2>Host</h2>")
     host = _facts(report.host)
-    body.append(_html_table(["fact", "value"], host) if host else "<p>No host facts.</p>")
+    body.append(html_table(["fact", "value"], host) if host else "<p>No host facts.</p>")
     settings = _facts(report.settings)
     if settings:
-        body += ["<h2>Settings</h2>", _html_table(["setting", "value"], settings)]
+        body += ["<h2>Settings</h2>", html_table(["setting", "value"], settings)]
     if report.rows:
         body.append("<h2>Details</h2>")
     for row in report.rows:
@@ -461,7 +483,7 @@ def render_html(report: ComparisonReport) -> str:
         if missing:
             body.append(f"<p>Not measured: {_e(', '.join(missing))}</p>")
         figures = _figure_rows(row)
-        body.append(_html_table(_FIGURE_HEADER, figures) if figures else "<p>No figures.</p>")
+        body.append(html_table(_FIGURE_HEADER, figures) if figures else "<p>No figures.</p>")
         body.append("</section>")
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>{_e(TITLE)}</title>\n<style>\n{_CSS}\n</style>\n</head>\n<body>\n"
@@ -487,15 +509,18 @@ def _write_text(path: Path, text: str) -> None:
         raise
 
 
-def write_reports(report: ComparisonReport, directory: Path) -> dict[str, Path]:
-    """Write comparison.json, comparison.md and comparison.html into ``directory``."""
+def write_reports(report: ComparisonReport, directory: Path, sections: Sequence[Section] = (),
+                  extra_json: Mapping[str, Any] | None = None) -> dict[str, Path]:
+    """Write comparison.json, comparison.md and comparison.html into ``directory``;
+    ``extra_json`` adds top-level keys to the JSON, ``sections`` parts to the pages."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    data = {**report.to_json(), **(extra_json or {})}
     # default=str: a stray non-JSON figure (a Path, say) must not lose the whole report.
     texts = {
-        "json": json.dumps(report.to_json(), indent=2, sort_keys=True, default=str) + "\n",
-        "markdown": render_markdown(report) + "\n",
-        "html": render_html(report),
+        "json": json.dumps(data, indent=2, sort_keys=True, default=str) + "\n",
+        "markdown": render_markdown(report, sections) + "\n",
+        "html": render_html(report, sections),
     }
     names = {"json": "comparison.json", "markdown": "comparison.md", "html": "comparison.html"}
     paths = {kind: directory / names[kind] for kind in texts}

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_vmcontainer.parity import Parity, ParityMismatch, ParityStore
+from pytest_vmcontainer.parity import (
+    PROP_CHECK,
+    PROP_EXPECT_DIFF,
+    PROP_MODE,
+    PROP_ROW,
+    PROP_TARGET,
+    Parity,
+    ParityMismatch,
+    ParityStore,
+    json_safe,
+)
 
 KINDS = ("vm", "container")
 
@@ -119,3 +129,131 @@ def test_unexpected_differences_lists_each_differing_check() -> None:
     store.record("test_expected", "a", "vm", 1)
     store.record("test_expected", "a", "container", 2)
     assert store.unexpected_differences() == ["test_t: a", "test_t: c"]
+
+
+# --- values carried by test reports (the matrix under xdist and without it) -------------------
+
+@pytest.mark.parametrize(("value", "safe"), [
+    ("1.22", "1.22"), (2, 2), (True, True), (None, None), (0.5, 0.5),
+    ((1, "a"), [1, "a"]), ({"k": (1,)}, {"k": [1]}), ({1: "x"}, "{1: 'x'}"),
+    (float("nan"), "nan"), (b"x", "b'x'"), (object, "<class 'object'>"),
+])
+def test_json_safe_keeps_json_data_and_reprs_the_rest(value: object, safe: object) -> None:
+    assert json_safe(value) == safe
+
+
+def test_json_safe_reprs_subclasses_of_plain_types() -> None:
+    import enum
+
+    class Level(enum.IntEnum):
+        HIGH = 2
+
+    assert json_safe(Level.HIGH) == repr(Level.HIGH)
+
+
+def _props(kind: str, row: str = "t.py::test_a", **checks: object) -> list[tuple[str, object]]:
+    return [(PROP_TARGET, kind), (PROP_ROW, row),
+            *((PROP_CHECK + name, value) for name, value in checks.items())]
+
+
+def test_add_report_builds_the_matrix_from_properties() -> None:
+    store = ParityStore()
+    store.add_report(_props("vm"), "setup", "passed")
+    store.add_report([*_props("vm", version="1.22"), (PROP_MODE, "tcg")], "call", "passed")
+    store.add_report([*_props("vm", version="1.22"), (PROP_MODE, "tcg")], "teardown", "passed")
+    store.add_report(_props("container", version="1.23"), "call", "failed")
+    row = store.rows["t.py::test_a"]
+    assert row.outcomes == {"vm": "passed", "container": "failed"}
+    assert row.values == {"version": {"vm": "1.22", "container": "1.23"}}
+    assert store.modes == {"vm": "tcg"}
+    assert store.unexpected_differences() == ["t.py::test_a: version"]
+
+
+@pytest.mark.parametrize(("when", "outcome", "shown"), [
+    ("setup", "failed", "error"), ("setup", "skipped", "skipped"),
+    ("teardown", "failed", "error"), ("call", "skipped", "skipped"), ("call", "passed", "passed"),
+])
+def test_add_report_outcomes_by_phase(when: str, outcome: str, shown: str) -> None:
+    store = ParityStore()
+    store.add_report(_props("vm"), when, outcome)
+    assert store.rows["t.py::test_a"].outcomes == {"vm": shown}
+
+
+def test_add_report_ignores_tests_without_a_row() -> None:
+    store = ParityStore()
+    store.add_report([(PROP_TARGET, "vm"), ("other", 1)], "call", "passed")
+    store.add_report([], "call", "failed")
+    assert store.rows == {}
+
+
+def test_expect_diff_comes_with_the_report() -> None:
+    store = ParityStore()
+    store.add_report([*_props("vm", pid1="systemd"), (PROP_EXPECT_DIFF, "own init")],
+                     "call", "passed")
+    store.add_report([*_props("container", pid1="nginx"), (PROP_EXPECT_DIFF, "own init")],
+                     "call", "passed")
+    assert store.rows["t.py::test_a"].expected_diff == "own init"
+    assert store.unexpected_differences() == []
+
+
+def test_rows_follow_the_collection_not_the_arrival() -> None:
+    store = ParityStore()
+    for test, rank in (("t.py::test_c", 2), ("t.py::test_a", 0), ("t.py::test_b", 1)):
+        store.add_report(_props("vm", row=test), "call", "passed", rank=rank)
+    assert [row.test for row in store.ordered()] == ["t.py::test_a", "t.py::test_b",
+                                                     "t.py::test_c"]
+    assert [line.split()[0] for line in store.render(KINDS)[1:]] == [
+        "t.py::test_a", "t.py::test_b", "t.py::test_c"]
+
+
+def test_the_fixture_puts_each_value_into_the_report() -> None:
+    properties: list[tuple[str, object]] = []
+    Parity(ParityStore(), "test_a", "vm", None, properties).check("ports", (80, 443))
+    assert properties == [(PROP_CHECK + "ports", [80, 443])]
+
+
+def _matrix(kind: str, *rows: tuple[str, str, object]) -> ParityStore:
+    store = ParityStore()
+    for rank, (test, check, value) in enumerate(rows):
+        store.add_report(_props(kind, row=test, **{check: value}), "call", "passed", rank=rank)
+    return store
+
+
+def test_json_round_trip_keeps_order_values_and_modes() -> None:
+    store = _matrix("vm", ("t::b", "x", [1, 2]), ("t::a", "y", None))
+    store.modes["vm"] = "kvm"
+    store.row("t::a").expected_diff = "why"
+    again = ParityStore.from_json(store.to_json())
+    assert again.to_json() == store.to_json()
+    assert [row.test for row in again.ordered()] == ["t::b", "t::a"]
+
+
+def test_from_json_refuses_other_shapes() -> None:
+    with pytest.raises(ValueError, match="not a parity matrix"):
+        ParityStore.from_json({"rows": [{"no test": 1}]})
+
+
+def test_merged_puts_two_targets_in_one_matrix() -> None:
+    vm = _matrix("vm", ("t::a", "v", 1), ("t::b", "v", 2))
+    container = _matrix("container", ("t::b", "v", 3), ("t::c", "v", 4), ("t::a", "v", 1))
+    merged = vm.merged(container)
+    assert [row.test for row in merged.ordered()] == ["t::a", "t::b", "t::c"]
+    assert merged.rows["t::b"].values == {"v": {"vm": 2, "container": 3}}
+    assert merged.rows["t::a"].outcomes == {"vm": "passed", "container": "passed"}
+    assert merged.unexpected_differences() == ["t::b: v"]
+    assert merged.kinds_seen() == ["vm", "container"]
+    assert vm.rows["t::b"].values == {"v": {"vm": 2}}  # the inputs are left as they were
+
+
+def test_verdict_per_check() -> None:
+    store = _matrix("vm", ("t::a", "same", 1))
+    store.record("t::a", "same", "container", 1)
+    store.record("t::a", "other", "vm", 1)
+    store.record("t::a", "diff", "vm", 1)
+    store.record("t::a", "diff", "container", 2)
+    row = store.rows["t::a"]
+    assert [row.verdict(c) for c in ("same", "other", "diff")] == [
+        "same", "one target only", "DIFFERS"]
+    row.expected_diff = "why"
+    assert [row.verdict(c) for c in ("same", "diff")] == [
+        "same, though expected to differ (why)", "differs as expected (why)"]

@@ -1,0 +1,304 @@
+"""One run's report: the parity matrix, the comparison table, and what the run was made from.
+
+``--vmc-report=DIR`` writes it as ``comparison.json`` (schema
+``pytest-vmcontainer/comparison/1``: the comparison's keys, plus ``inputs_hash``,
+``targets`` and ``parity``), ``comparison.md`` and ``comparison.html`` (the parity
+matrix is a section of each), also for runs that measured no comparison row.
+``python -m pytest_vmcontainer report`` shows a saved one again, and ``report
+merge`` puts together the runs of different targets made from the same inputs,
+e.g. a ``--target=vm`` run on a KVM runner and a ``--target=container`` run on
+another machine. Files written before these keys existed still load: they have
+an empty matrix and no inputs hash (so they cannot be merged).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_vmcontainer.comparison import report as rendering
+from pytest_vmcontainer.comparison import rows as row_rules
+from pytest_vmcontainer.comparison.results import ComparisonReport, RowResult
+from pytest_vmcontainer.errors import ReportError, SettingError
+from pytest_vmcontainer.parity import KINDS, ParityStore, TestRow
+from pytest_vmcontainer.runtime import hashing
+
+JSON_NAME = "comparison.json"
+
+
+def inputs_hash(vagrantfile: Path, dockerfile: Path, provision_inputs: Sequence[Path]) -> str:
+    """What both targets are provisioned from: the Vagrantfile, the Dockerfile, the
+    provisioning inputs and both base recipes (as ``HarnessConfig.reuse_key``, without the
+    forwarded ports). File names count relative to each path given, so checkouts in
+    different directories hash the same. Reads files only; brings nothing up."""
+    from pytest_vmcontainer.host import bases
+
+    return hashing.content_hash(
+        [vagrantfile, dockerfile, *provision_inputs],
+        extra=[bases.box_recipe_hash(), bases.docker_recipe_hash()])[:16]
+
+
+@dataclass
+class RunReport:
+    comparison: ComparisonReport
+    parity: ParityStore
+    targets: list[str]  # the kinds that ran tests or were measured, in column order
+    inputs_hash: str | None  # None: written before reports carried it
+    merged_from: list[dict[str, Any]] = field(default_factory=list)
+
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.targets) or KINDS
+
+    def extra_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"inputs_hash": self.inputs_hash, "targets": list(self.targets),
+                                "parity": self.parity.to_json()}
+        if self.merged_from:
+            data["merged_from"] = self.merged_from
+        return data
+
+
+def targets_of(comparison: ComparisonReport, parity: ParityStore) -> list[str]:
+    """Kinds with a parity outcome or comparison figures."""
+    measured = {who for row in comparison.rows for who, figures in row.figures.items()
+                if who in KINDS and figures}
+    seen = set(parity.kinds_seen()) | measured
+    return [kind for kind in KINDS if kind in seen]
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def ensure_directory(directory: Path, where: str) -> None:
+    """Fail before the tests run, not after, when the report could not be written."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SettingError(f"{where}: cannot create {directory} ({error.strerror})",
+                           "give a writable directory") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise SettingError(f"{where}: {directory} is not writable", "give a writable directory")
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def run_line(report: RunReport) -> str:
+    targets = ", ".join(report.targets) or "none"
+    line = f"targets: {targets}; inputs hash: {report.inputs_hash or 'not recorded'}"
+    if report.merged_from:
+        line += "; merged from " + ", ".join(str(run["file"]) for run in report.merged_from)
+    return line
+
+
+def value_text(seen: Mapping[str, Any], kind: str) -> str:
+    """A recorded value as text: a string as it is, anything else as JSON; "-" if not seen."""
+    if kind not in seen:
+        return "-"
+    value = seen[kind]
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def _check_rows(row: TestRow, columns: Sequence[str]) -> list[list[str]]:
+    outcomes = [row.outcomes.get(kind, "-") for kind in columns]
+    if not row.values:
+        return [[row.test, *outcomes, "-", *["-" for _ in columns], "no values recorded"]]
+    return [[row.test, *outcomes, check,
+             *[value_text(row.values[check], kind) for kind in columns],
+             row.verdict(check)] for check in row.values]
+
+
+def parity_table(report: RunReport) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the matrix with every value: one line per test and check."""
+    columns = report.columns()
+    header = ["test", *columns, "check", *[f"{kind} value" for kind in columns], "parity"]
+    return header, [cells for row in report.parity.ordered()
+                    for cells in _check_rows(row, columns)]
+
+
+def _parity_class(cells: Sequence[str]) -> str:
+    verdict = cells[-1]
+    if verdict == "DIFFERS":
+        return "verdict-does-not-hold"
+    if verdict.startswith("same"):
+        return "verdict-holds"
+    return "verdict-not-measurable"
+
+
+def sections(report: RunReport) -> list[rendering.Section]:
+    """The run and its parity matrix, for the Markdown and HTML pages."""
+    vm_mode = report.comparison.vm_mode or report.parity.modes.get("vm")
+    run_facts = [["targets", ", ".join(report.targets) or "none"],
+                 ["inputs hash", report.inputs_hash or "not recorded"],
+                 ["VM mode", vm_mode.upper() if vm_mode else "no VM ran"]]
+    run_facts += [["merged from", f"{run['file']} ({', '.join(run['targets']) or 'no target'}, "
+                   f"{run['generated_at']})"] for run in report.merged_from]
+    header, table = parity_table(report)
+    differences = report.parity.unexpected_differences()
+    summary = (f"{len(report.parity.rows)} tests; unexpected differences: "
+               + ("; ".join(differences) if differences else "none"))
+    if table:
+        markdown = [summary, "", *rendering.md_table(header, table)]
+        html = (f"<p>{rendering.escape(summary)}</p>\n" + rendering.html_table(
+            header, table, lambda r, c: _parity_class(table[r]) if c == len(header) - 1 else ""))
+    else:
+        markdown = ["_No parity tests ran._"]
+        html = "<p>No parity tests ran.</p>"
+    return [rendering.Section("Run", rendering.md_table(["fact", "value"], run_facts),
+                              rendering.html_table(["fact", "value"], run_facts)),
+            rendering.Section("Parity matrix", markdown, html)]
+
+
+def terminal_lines(report: RunReport) -> list[str]:
+    """The run line, the comparison table (when rows were measured) and the parity matrix."""
+    lines = [run_line(report)]
+    if report.comparison.rows:
+        lines += rendering.terminal_lines(report.comparison)
+    matrix = report.parity.render(report.columns())
+    lines += ["parity matrix:", *matrix] if matrix else ["parity matrix: no parity tests ran"]
+    return lines
+
+
+def write(report: RunReport, directory: Path) -> dict[str, Path]:
+    return rendering.write_reports(report.comparison, directory, sections(report),
+                                   report.extra_json())
+
+
+# ---------------------------------------------------------------------------- reading back
+
+
+def redecide(comparison: ComparisonReport, keep_unknown: bool = True) -> None:
+    """Verdicts by this version's rules; a row this version does not know (one added through
+    ``pytest_vmcontainer_comparison_rows``) keeps its saved verdict, or none."""
+    for row in comparison.rows:
+        rule = row_rules.BY_ID.get(row.id)
+        if rule is not None:
+            row.verdict = row_rules.decide(rule, row.figures, comparison.vm_mode)
+        elif not keep_unknown:
+            row.verdict = None
+
+
+def load(path: Path) -> RunReport:
+    """A saved comparison.json; ReportError (one line) when it cannot be read."""
+    try:
+        data = rendering.load_report(Path(path))
+        comparison = rendering.report_from_json(data)
+        parity = ParityStore.from_json(data.get("parity") or {})
+    except (OSError, ValueError, TypeError) as error:
+        raise ReportError(f"cannot read {path} ({error})",
+                          f"pass a {JSON_NAME} written by --vmc-report") from None
+    targets = data.get("targets")
+    if not isinstance(targets, list):  # an older file: from what it measured
+        targets = targets_of(comparison, parity)
+    redecide(comparison)
+    found = data.get("inputs_hash")
+    return RunReport(comparison, parity, [str(kind) for kind in targets],
+                     str(found) if found else None, list(data.get("merged_from") or []))
+
+
+# ---------------------------------------------------------------------------- merging
+
+
+def _label(report: RunReport, index: int) -> str:
+    return f"{'+'.join(report.targets)} run" if report.targets else f"run {index + 1}"
+
+
+def _merge_figures(a: RowResult, b: RowResult, a_targets: Sequence[str]) -> dict[str, Any]:
+    """Each target's figures from its run; the host's from both (the host of the VM's run
+    first), the larger ``spread`` of the two (a noisy host makes a speed claim unmeasurable)."""
+    figures: dict[str, Any] = {}
+    for who in KINDS:
+        first, second = (a, b) if who in a_targets else (b, a)
+        chosen = first.figures.get(who) or second.figures.get(who)
+        if chosen:
+            figures[who] = dict(chosen)
+    hosts = [run.figures.get("host") or {} for run in ((a, b) if "vm" in a_targets else (b, a))]
+    if any(hosts):
+        host = {**hosts[1], **hosts[0]}
+        spreads = [h["spread"] for h in hosts if isinstance(h.get("spread"), int | float)]
+        if spreads:
+            host["spread"] = max(spreads)
+        figures["host"] = host
+    return figures
+
+
+def _merge_comparison(a: RunReport, b: RunReport, labels: Sequence[str]) -> ComparisonReport:
+    ca, cb = a.comparison, b.comparison
+    by_id: dict[str, tuple[RowResult | None, RowResult | None]] = {}
+    for row in ca.rows:
+        by_id[row.id] = (row, None)
+    for row in cb.rows:
+        by_id[row.id] = (by_id.get(row.id, (None, None))[0], row)
+    rows = []
+    for first, second in by_id.values():
+        if first is None or second is None:
+            only = first or second
+            assert only is not None
+            rows.append(only)
+            continue
+        merged = RowResult(**{**vars(first), "figures": _merge_figures(first, second, a.targets),
+                              "verdict": first.verdict})
+        if row_rules.BY_ID.get(merged.id) is None and first.figures and second.figures:
+            merged.verdict = None  # a rule this version does not have: no verdict on both
+        rows.append(merged)
+    vm_run = (ca if "vm" in a.targets else cb if "vm" in b.targets
+              else ca if ca.vm_mode else cb)
+    host = {f"{label}: {key}": value for label, run in zip(labels, (ca, cb), strict=True)
+            for key, value in run.host.items()}
+    settings: dict[str, Any] = {}
+    for key in [*ca.settings, *(k for k in cb.settings if k not in ca.settings)]:
+        values = [run.settings.get(key) for run in (ca, cb)]
+        settings[key] = (values[0] if values[0] == values[1] else " / ".join(
+            f"{value} ({label})" for value, label in zip(values, labels, strict=True)
+            if value is not None))
+    merged_report = ComparisonReport(
+        generated_at=now(), host=host, vm_mode=vm_run.vm_mode or ca.vm_mode or cb.vm_mode,
+        vm_mode_reason=vm_run.vm_mode_reason, settings=settings, rows=rows)
+    redecide(merged_report)
+    return merged_report
+
+
+def merge(a: RunReport, b: RunReport, names: Sequence[str]) -> RunReport:
+    """Two runs of different targets, made from the same inputs, as one report.
+
+    Refuses (ReportError, one line naming what differs) runs without an inputs hash, runs
+    with different inputs hashes, and two runs that both ran the same target.
+    """
+    for run, name in zip((a, b), names, strict=True):
+        if run.inputs_hash is None:
+            raise ReportError(f"cannot merge {name}: it records no inputs hash (written by an "
+                              "older pytest-vmcontainer)",
+                              "re-run its tests with --vmc-report and merge the new report")
+    if a.inputs_hash != b.inputs_hash:
+        raise ReportError(f"cannot merge {names[0]} and {names[1]}: they were made from "
+                          f"different inputs (inputs hash {a.inputs_hash} vs {b.inputs_hash})",
+                          "merge runs of the same Vagrantfile, Dockerfile, provisioning inputs "
+                          "and base recipes (the same commit)")
+    both = [kind for kind in a.targets if kind in b.targets]
+    if both:
+        raise ReportError(f"cannot merge {names[0]} and {names[1]}: both ran the "
+                          f"{' and '.join(both)} target{'s' if len(both) > 1 else ''}",
+                          "merge one run per target, e.g. a --target=vm run with a "
+                          "--target=container run")
+    labels = [_label(run, i) for i, run in enumerate((a, b))]
+    comparison = _merge_comparison(a, b, labels)
+    parity = a.parity.merged(b.parity)
+    if not comparison.rows:  # parity-only runs: their VM's mode is the one to show
+        comparison.vm_mode = parity.modes.get("vm")
+    targets = [kind for kind in KINDS if kind in a.targets or kind in b.targets]
+    merged_from = [{"file": str(name), "targets": list(run.targets),
+                    "generated_at": run.comparison.generated_at}
+                   for run, name in zip((a, b), names, strict=True)]
+    return RunReport(comparison, parity, targets, a.inputs_hash, merged_from)
+
+
+def settings_shown(settings: Mapping[str, Any]) -> dict[str, str]:
+    """The settings a report lists (those that change what is measured)."""
+    names = ("vmc_target", "vmc_rounds", "vmc_warmup", "vmc_boot_rounds", "vmc_density_vms",
+             "vmc_density_containers", "vmc_http_requests", "vmc_http_seconds")
+    return {name: str(settings[name]) for name in names if name in settings}
