@@ -132,3 +132,94 @@ def test_a_broken_figure_is_not_measurable_rather_than_a_crash() -> None:
     figures = {"vm": {"rps": 10.0}, "container": {"rps": 100.0}}  # no p50_ms
     verdict = table.decide(table.BY_ID["networking"], figures, "kvm")
     assert verdict.status == NOT_MEASURABLE and "incomplete" in verdict.reason
+
+
+# --- every row's rule on each side of its thresholds ------------------------------------------
+
+def _status(row_id: str, vm: dict[str, Any], container: dict[str, Any],
+            host: dict[str, Any] | None = None, mode: str = "kvm") -> str:
+    figures = {"vm": vm, "container": container, **({"host": host} if host is not None else {})}
+    return table.decide(table.BY_ID[row_id], figures, mode).status
+
+
+def test_isolation_rule() -> None:
+    host = {"boot_id": "h"}
+    assert _status("isolation", {"separate_kernel": True}, {"separate_kernel": False},
+                   host) == HOLDS
+    assert _status("isolation", {"separate_kernel": False}, {"separate_kernel": False},
+                   host) == DOES_NOT_HOLD  # a "VM" sharing the host's kernel
+    assert _status("isolation", {"separate_kernel": True}, {"separate_kernel": True},
+                   host) == DOES_NOT_HOLD  # a "container" with a kernel of its own
+    assert _status("isolation", {"separate_kernel": True}, {"separate_kernel": False},
+                   None) == NOT_MEASURABLE  # the rule needs the host's boot id
+
+
+def _kernel(different: bool, release: str = "6.1.0") -> dict[str, Any]:
+    return {"different_kernel": different, "kernel_release": release,
+            "host_kernel_release": "6.18.44"}
+
+
+def test_os_support_rule() -> None:
+    host = {"kernel_release": "6.18.44"}
+    assert _status("os_support", _kernel(True), _kernel(False, "6.18.44"), host) == HOLDS
+    assert _status("os_support", _kernel(False, "6.18.44"), _kernel(False, "6.18.44"),
+                   host) == DOES_NOT_HOLD  # the VM runs the host's kernel
+    assert _status("os_support", _kernel(True), _kernel(True, "5.10"),
+                   host) == DOES_NOT_HOLD  # the container runs another kernel
+    assert _status("os_support", _kernel(True), _kernel(False), None) == NOT_MEASURABLE
+    # OS support is about kind, not speed: TCG neither confirms nor refutes anything extra.
+    assert _status("os_support", _kernel(True), _kernel(False, "6.18.44"), host,
+                   mode="tcg") == HOLDS
+
+
+def test_security_rule_under_tcg_and_a_vm_sharing_the_kernel() -> None:
+    vm = {"shares_host_kernel": False, "root_is_host_root": False}
+    exposed = {"shares_host_kernel": True, "root_is_host_root": True}
+    assert _status("security", vm, exposed, mode="tcg") == HOLDS
+    assert _status("security", exposed, exposed) == DOES_NOT_HOLD
+    assert _status("security", {}, exposed) == NOT_MEASURABLE  # no headline figure
+
+
+def _idle(memory: float) -> dict[str, Any]:
+    return {"idle_memory_bytes": memory, "idle_cpu_percent": 0.5}
+
+
+def test_resource_usage_rule() -> None:
+    assert _status("resource_usage", _idle(500e6), _idle(100e6)) == HOLDS  # exactly 5x
+    assert _status("resource_usage", _idle(499e6), _idle(100e6)) == DOES_NOT_HOLD
+    tcg = table.decide(table.BY_ID["resource_usage"],
+                       {"vm": _idle(1.8e9), "container": _idle(3e6)}, "tcg")
+    assert tcg.status == NOT_MEASURABLE and "TCG" in tcg.reason
+    assert _status("resource_usage", _idle(400e6), _idle(100e6), mode="tcg") == DOES_NOT_HOLD
+    assert _status("resource_usage", _idle(1e9), _idle(0)) == NOT_MEASURABLE  # no ratio
+
+
+def test_density_rule_boundaries_and_tcg() -> None:
+    def density(vms: int, containers: int, mode: str = "kvm") -> str:
+        return _status("density", {"extrapolated_instances": vms},
+                       {"extrapolated_instances": containers}, mode=mode)
+
+    assert density(20, 100) == HOLDS
+    assert density(21, 4000) == DOES_NOT_HOLD
+    assert density(15, 99) == DOES_NOT_HOLD
+    assert density(13, 7580, "tcg") == NOT_MEASURABLE
+    assert density(60, 7580, "tcg") == DOES_NOT_HOLD  # many VMs fit even emulated
+
+
+def _http(rps: float, p50: float, saturated: bool = False) -> dict[str, Any]:
+    return {"rps": rps, "p50_ms": p50, "client_saturated": saturated}
+
+
+def test_networking_rule() -> None:
+    assert _status("networking", _http(1000, 2.0), _http(1101, 1.0)) == HOLDS
+    assert _status("networking", _http(1000, 2.0), _http(1100, 1.0)) == DOES_NOT_HOLD  # 10%
+    assert _status("networking", _http(1000, 1.0), _http(2000, 1.5)) == DOES_NOT_HOLD  # p50
+    verdict = table.decide(table.BY_ID["networking"],
+                           {"vm": _http(855, 3.4), "container": _http(4060, 0.7, True)}, "tcg")
+    assert verdict.status == NOT_MEASURABLE and "lower bound" in verdict.reason
+    assert _status("networking", _http(5000, 0.5), _http(4000, 0.7), mode="tcg") == DOES_NOT_HOLD
+
+
+def test_size_rule_is_not_tcg_biased() -> None:
+    assert _status("size", {"footprint_bytes": 2e9}, {"footprint_bytes": 1e8},
+                   mode="tcg") == HOLDS
