@@ -211,12 +211,13 @@ class Harness:
             raise
         return self.exports[kind]
 
-    def extra(self, kind: str, label: str) -> Target:
-        """A new instance of ``kind`` from its export, destroyed at teardown at the latest."""
+    def extra(self, kind: str, label: str, **overrides: Any) -> Target:
+        """A new instance of ``kind`` from its export, destroyed at teardown at the latest;
+        ``overrides`` are TargetSpec fields for this instance (``volumes``, ``disk_cache``)."""
         base = self.get(kind)
         self.export(kind)
         spec = replace(self._spec(kind), name_suffix=label, poll_max=0.1,
-                       workdir=base.spec.workdir.parent / f"{kind}-{label}")
+                       workdir=base.spec.workdir.parent / f"{kind}-{label}", **overrides)
         target = base.instance_from_export(spec)
         if self.hooks.ready is not None:
             target.extra_ready = self.hooks.ready

@@ -149,7 +149,8 @@ class RunState:
                 density_containers=self.value("vmc_density_containers"),
                 http_requests=self.value("vmc_http_requests"),
                 http_seconds=self.value("vmc_http_seconds"))
-            self.comparison = Comparison(self.get_harness(), settings, self.extra_rows)
+            self.comparison = Comparison(self.get_harness(), settings, self.extra_rows,
+                                         kinds=self.kinds)
         return self.comparison
 
 

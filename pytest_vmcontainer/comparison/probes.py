@@ -3,7 +3,10 @@
 Each probe takes a ``ProbeContext`` and a ``Target`` and returns the target's
 figures, plus the host's where it measured them. Timed work goes through
 ``ctx.timer`` (pytest-benchmark's pedantic mode in the suite, a plain loop
-elsewhere); the figures themselves are medians of what the probe timed.
+elsewhere); the figures themselves are medians of what the probe timed. A probe
+that measures several targets at once (the CPU rounds, interleaved) hands the
+other targets' figures to ``ctx.others`` and keeps them in ``ctx.memo``, so the
+test of the other target reuses them instead of measuring again.
 Everything reaches the targets through testinfra or 127.0.0.1 only, and every
 load is bounded in count and time.
 """
@@ -18,12 +21,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from pytest_vmcontainer.comparison import stats
 from pytest_vmcontainer.comparison.results import Figures
-from pytest_vmcontainer.errors import ProbeError
+from pytest_vmcontainer.errors import ProbeError, VmcError
 from pytest_vmcontainer.runtime import background
 from pytest_vmcontainer.runtime.timing import Timer
 from pytest_vmcontainer.runtime.waiting import LOOPBACK
@@ -33,13 +37,17 @@ Measured = tuple[Figures, Figures | None]  # (target figures, host figures)
 
 
 class Instances(Protocol):
-    """What the comparison needs of the harness: exports and more instances of a kind."""
+    """What the comparison needs of the harness: the targets, their exports, more instances."""
+
+    def get(self, kind: str) -> Target:
+        """The run's target of ``kind``, brought up if it is not yet (raises its VmcError)."""
 
     def export(self, kind: str, timer: Timer | None = None) -> Export:
         """The provisioned target of ``kind``, exported once per run."""
 
-    def extra(self, kind: str, label: str) -> Target:
-        """A new, not yet started instance of ``kind`` made from its export."""
+    def extra(self, kind: str, label: str, **overrides: Any) -> Target:
+        """A new, not yet started instance of ``kind`` made from its export; ``overrides``
+        are ``TargetSpec`` fields for this instance only (``volumes``, ``disk_cache``)."""
 
     def primed(self, kind: str) -> bool:
         """Whether an instance was already started from this run's export of ``kind``."""
@@ -73,6 +81,10 @@ class ProbeContext:
     instances: Instances
     settings: MeasureSettings
     timer: Timer
+    kinds: tuple[str, ...] = ()  # the selected targets (a probe may measure them together)
+    memo: dict[str, Any] = field(default_factory=dict)  # kept for the whole run
+    # Figures a probe measured on targets other than the one it was called for.
+    others: list[tuple[Target, Figures]] = field(default_factory=list)
 
 
 def _median(values: list[float]) -> float:
@@ -143,22 +155,67 @@ def cpu_script(mib: int) -> str:
 
 
 def probe_cpu(ctx: ProbeContext, target: Target) -> Measured:
-    """Host and target rounds alternate (the host's in the untimed setup), so a change in
-    the machine's load during the run hits both alike. The host rounds' spread tells
-    how noisy the machine was."""
+    """One measurement for every selected target: the first call times the rounds of all of
+    them, interleaved, and the later calls return their share of it."""
+    measured = ctx.memo.get("cpu")
+    if measured is None:
+        measured = ctx.memo["cpu"] = _interleaved_cpu(ctx, target)
+        ctx.others += [(other, measured[other.kind]) for other in measured["targets"]
+                       if other is not target]
+    if target.kind not in measured:
+        raise ProbeError(f"the {target.kind} was not up when the CPU rounds of "
+                         f"{', '.join(measured['order'])} ran, so it has no paired rounds",
+                         "fix its bring-up (see its first failing test) and run again")
+    figures: Figures = measured[target.kind]
+    return figures, measured["host"]
+
+
+def _interleaved_cpu(ctx: ProbeContext, target: Target) -> dict[str, Any]:
+    """Rounds of host, then the other selected targets, then ``target``, and again: noise
+    from the rest of the machine hits a whole round, and each round's ratios cancel it.
+
+    ``target``'s own run is the timed work (pytest-benchmark times it); the others run in
+    the untimed setup before it. The figures are the times measured inside each.
+    """
+    others = []
+    for kind in ctx.kinds:
+        if kind != target.kind:
+            try:
+                others.append(ctx.instances.get(kind))
+            except VmcError:
+                pass  # its own tests fail with the bring-up error; pair the rest
     script = cpu_script(ctx.settings.cpu_mib)
-    inside: list[float] = []
-    host: list[float] = []
-    ctx.timer(lambda: inside.append(int(run_checked(target, script)) / 1e9),
-              setup=lambda: host.append(int(run_host(script)) / 1e9))
-    rounds = ctx.settings.rounds
-    inside, host = inside[-rounds:], host[-rounds:]
-    # The fastest round is the least disturbed one of a deterministic CPU-bound job.
-    figures = {"seconds": min(inside), "median_s": _median(inside), "rounds_s": inside,
-               "mib": ctx.settings.cpu_mib, "ratio_to_native": min(inside) / min(host)}
-    return figures, {"seconds": min(host), "median_s": _median(host), "rounds_s": host,
-                     "mib": ctx.settings.cpu_mib,
-                     "spread": (max(host) - min(host)) / min(host)}
+    everyone = [*others, target]
+    rounds: dict[str, list[float]] = {"host": [], **{t.kind: [] for t in everyone}}
+
+    def before() -> None:
+        rounds["host"].append(int(run_host(script)) / 1e9)
+        for other in others:
+            rounds[other.kind].append(int(run_checked(other, script)) / 1e9)
+
+    ctx.timer(lambda: rounds[target.kind].append(int(run_checked(target, script)) / 1e9),
+              setup=before)
+    kept = {who: values[-ctx.settings.rounds:] for who, values in rounds.items()}
+    order = ["host", *(t.kind for t in everyone)]
+
+    def summary(values: list[float]) -> Figures:
+        return {"rounds_s": values, "seconds": _median(values), "fastest_s": min(values),
+                "mib": ctx.settings.cpu_mib, "paired": True, "round_order": ", ".join(order)}
+
+    measured: dict[str, Any] = {"host": summary(kept["host"]), "targets": everyone,
+                                "order": order}
+    for who in everyone:
+        figures = summary(kept[who.kind])
+        native = stats.paired_ratio(kept[who.kind], kept["host"])
+        figures["ratio_to_native"] = native.estimate
+        figures["ratio_to_native_ci95"] = [native.low, native.high] if native.known else None
+        measured[who.kind] = figures
+    if "vm" in measured and "container" in measured:
+        vm_to_container = stats.paired_ratio(kept["vm"], kept["container"])
+        measured["vm"]["ratio_to_container"] = vm_to_container.estimate
+        measured["vm"]["ratio_to_container_ci95"] = (
+            [vm_to_container.low, vm_to_container.high] if vm_to_container.known else None)
+    return measured
 
 
 # --- Isolation, OS support, security --------------------------------------------------------

@@ -3,7 +3,9 @@
 Figures are flat dicts of name -> number, string or bool, per target ("vm",
 "container") and for the host where a row measures native speed. Every VM
 figure set carries ``mode`` ("kvm" or "tcg"), so no VM number travels without
-the accelerator that produced it.
+the accelerator that produced it. A verdict carries its ``evidence``: what the
+rule derived from the figures (ratios with their 95% intervals, the like-for-like
+pair it compared), so the reports show what the verdict rests on.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ Figures = dict[str, Any]
 class Verdict:
     status: str  # one of STATUSES
     reason: str
+    # What the rule derived: name -> number, text, or an interval (stats.Interval.as_dict()).
+    evidence: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

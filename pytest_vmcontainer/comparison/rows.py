@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_vmcontainer.comparison import stats
 from pytest_vmcontainer.comparison.results import (
     DOES_NOT_HOLD,
     HOLDS,
@@ -75,15 +76,35 @@ def _boot(vm: Figures, ct: Figures, host: Figures) -> Verdict:
 
 
 def _performance(vm: Figures, ct: Figures, host: Figures) -> Verdict:
-    v, c = vm["ratio_to_native"], ct["ratio_to_native"]
-    spread = host.get("spread", 0.0)
-    if spread > MARGIN - 1:
-        return Verdict(NOT_MEASURABLE, f"the host's own rounds varied by {spread:.0%}, more than "
-                       f"the 10% margin (VM {v:.2f}x, container {c:.2f}x native); raise "
-                       "--vmc-rounds or measure on a quieter machine")
-    return _both(v > c * MARGIN, c <= MARGIN,
-                 f"VM takes {v:.2f}x native, container {c:.2f}x",
-                 f"container {'is' if c <= MARGIN else 'is not'} within 10% of native")
+    """Paired per-round ratios with 95% intervals; a part of the claim is decided only when
+    its interval clears the margin. A decided refutation stands even if the other part is
+    undecided."""
+    if not all(f.get("paired") for f in (vm, ct, host)):
+        return Verdict(NOT_MEASURABLE, "the rounds were not interleaved in one measurement "
+                       "(figures from before report schema 2 timed each target against the "
+                       "host separately), so they cannot be paired: measure again")
+    native, rounds_ct, rounds_vm = host["rounds_s"], ct["rounds_s"], vm["rounds_s"]
+    ratios = {"container/native": stats.paired_ratio(rounds_ct, native),
+              "VM/native": stats.paired_ratio(rounds_vm, native),
+              "VM/container": stats.paired_ratio(rounds_vm, rounds_ct)}
+    evidence = {name: interval.as_dict() for name, interval in ratios.items()}
+    shown = ", ".join(f"{name} {interval.text()}" for name, interval in ratios.items())
+    near = stats.against(ratios["container/native"], MARGIN)
+    slower = stats.against(ratios["VM/container"], MARGIN)
+    refuted = [text for refutes, text in (
+        (near.side == stats.ABOVE, "the container is more than 10% slower than native"),
+        (slower.side == stats.NOT_ABOVE, "the VM is not more than 10% slower than the "
+                                         "container")) if refutes]
+    if refuted:
+        return Verdict(DOES_NOT_HOLD, f"{'; '.join(refuted)}: {shown}", evidence)
+    if near.side == stats.NOT_ABOVE and slower.side == stats.ABOVE:
+        return Verdict(HOLDS, f"the container is within 10% of native and the VM more than "
+                       f"10% slower than the container: {shown}", evidence)
+    undecided = [name for name, decision in (("container/native", near),
+                                             ("VM/container", slower))
+                 if decision.side == stats.UNDECIDED]
+    return Verdict(NOT_MEASURABLE, f"the 95% interval of {' and '.join(undecided)} does not "
+                   f"clear the 10% margin: {shown}; raise --vmc-rounds", evidence)
 
 
 def _isolation(vm: Figures, ct: Figures, host: Figures) -> Verdict:
@@ -165,10 +186,12 @@ ROWS: tuple[Row, ...] = (
         _boot, tcg_biased=True),
     Row("performance", "Performance", "Slower (hypervisor overhead)", "Near-native speed",
         "ratio", "ratio_to_native", "probe_cpu",
-        "sha256 of a fixed stream of zeros inside each target and on the host, timed inside, "
-        "rounds alternating with the host's; fastest round as a ratio to the host's fastest",
+        "sha256 of a fixed stream of zeros, timed inside; one measurement interleaves the "
+        "rounds (host, container, VM, host, ...) so all three see the same noise; each ratio "
+        "is the geometric mean of the per-round ratios with a 95% bootstrap interval",
         "holds if the container is within 10% of native and the VM more than 10% slower "
-        "than the container; not measurable when the host's own rounds vary by more than 10%",
+        "than the container, each by its 95% interval; not measurable while an interval "
+        "straddles the 10% margin",
         _performance, tcg_biased=True, needs_host=True),
     Row("isolation", "Isolation", "Complete (separate kernel)", "Process-level (shared kernel)",
         "bool", "separate_kernel", "probe_kernel",

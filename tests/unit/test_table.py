@@ -83,23 +83,71 @@ def test_tcg_does_not_touch_rows_it_cannot_bias() -> None:
     assert table.decide(table.BY_ID["isolation"], figures, "tcg").status == HOLDS
 
 
-def test_performance_rule() -> None:
-    row = table.BY_ID["performance"]
-    host = {"seconds": 1.0}
-    near = {"vm": {"ratio_to_native": 1.5}, "container": {"ratio_to_native": 1.05},
-            "host": host}
-    assert table.decide(row, near, "kvm").status == HOLDS
-    slow_container = {**near, "container": {"ratio_to_native": 1.3}}
-    assert table.decide(row, slow_container, "kvm").status == DOES_NOT_HOLD
-    equal = {**near, "vm": {"ratio_to_native": 1.08}}
-    assert table.decide(row, equal, "kvm").status == DOES_NOT_HOLD
+def _paired(host: list[float], container: list[float], vm: list[float]) -> dict[str, Any]:
+    def figures(rounds: list[float]) -> dict[str, Any]:
+        return {"rounds_s": rounds, "seconds": sorted(rounds)[len(rounds) // 2],
+                "ratio_to_native": 1.0, "paired": True}
+
+    return {"host": figures(host), "container": figures(container), "vm": figures(vm)}
 
 
-def test_performance_is_not_measurable_when_the_host_itself_is_noisy() -> None:
-    figures = {"vm": {"ratio_to_native": 1.5}, "container": {"ratio_to_native": 1.05},
-               "host": {"seconds": 1.0, "spread": 0.4}}
+NOISY_HOST = [0.98, 1.10, 0.52, 0.75, 1.30]  # swings by 150%, like the recorded run's 110%
+
+
+def _scaled(rounds: list[float], *factors: float) -> list[float]:
+    return [r * factors[i % len(factors)] for i, r in enumerate(rounds)]
+
+
+def test_performance_holds_through_a_noisy_host_when_the_rounds_are_paired() -> None:
+    """The old rule gave up past a 10% host spread; paired rounds see through it."""
+    container = _scaled(NOISY_HOST, 1.02, 1.01, 1.03)
+    vm = _scaled(container, 1.5, 1.45, 1.55)
+    verdict = table.decide(table.BY_ID["performance"], _paired(NOISY_HOST, container, vm), "kvm")
+    assert verdict.status == HOLDS, verdict.reason
+    assert "95% CI" in verdict.reason
+    assert set(verdict.evidence) == {"container/native", "VM/native", "VM/container"}
+    assert verdict.evidence["VM/container"]["low"] > 1.1
+    tcg = table.decide(table.BY_ID["performance"], _paired(NOISY_HOST, container, vm), "tcg")
+    assert tcg.status == NOT_MEASURABLE and "TCG" in tcg.reason
+
+
+def test_performance_does_not_hold_when_an_interval_clears_the_margin_the_wrong_way() -> None:
+    slow_container = _scaled(NOISY_HOST, 1.3, 1.32, 1.28)
+    vm = _scaled(slow_container, 1.5)
+    verdict = table.decide(table.BY_ID["performance"], _paired(NOISY_HOST, slow_container, vm),
+                           "kvm")
+    assert verdict.status == DOES_NOT_HOLD
+    assert "container is more than 10% slower than native" in verdict.reason
+    container = _scaled(NOISY_HOST, 1.02)
+    fast_vm = _scaled(container, 1.03, 1.01, 1.05)
+    for mode in ("kvm", "tcg"):  # a VM that keeps up even emulated refutes the claim
+        verdict = table.decide(table.BY_ID["performance"], _paired(NOISY_HOST, container,
+                                                                   fast_vm), mode)
+        assert verdict.status == DOES_NOT_HOLD
+        assert "VM is not more than 10% slower" in verdict.reason
+
+
+def test_performance_is_not_measurable_while_an_interval_straddles_the_margin() -> None:
+    container = _scaled(NOISY_HOST, 1.02)
+    vm = _scaled(container, 1.05, 1.4, 1.0, 1.3, 1.2)
+    verdict = table.decide(table.BY_ID["performance"], _paired(NOISY_HOST, container, vm), "kvm")
+    assert verdict.status == NOT_MEASURABLE
+    assert "VM/container" in verdict.reason and "95% CI" in verdict.reason
+    assert "--vmc-rounds" in verdict.reason
+
+
+def test_performance_with_too_few_rounds_shows_the_ratios_without_deciding() -> None:
+    figures = _paired([1.0, 1.1], [1.02, 1.12], [2.0, 2.2])
     verdict = table.decide(table.BY_ID["performance"], figures, "kvm")
-    assert verdict.status == NOT_MEASURABLE and "40%" in verdict.reason
+    assert verdict.status == NOT_MEASURABLE and "at least 3 needed" in verdict.reason
+    assert verdict.evidence["VM/container"]["estimate"] == pytest.approx(1.96, rel=0.01)
+
+
+def test_performance_needs_rounds_paired_in_one_measurement() -> None:
+    figures = _paired(NOISY_HOST, NOISY_HOST, _scaled(NOISY_HOST, 2.0))
+    del figures["vm"]["paired"]  # a report from before schema 2
+    verdict = table.decide(table.BY_ID["performance"], figures, "kvm")
+    assert verdict.status == NOT_MEASURABLE and "not interleaved" in verdict.reason
 
 
 def test_security_rule_needs_a_shared_kernel_and_host_root() -> None:
