@@ -74,7 +74,7 @@ def remove_orphaned_images(client: Any) -> list[str]:
 
 
 class DockerLeftovers(Leftovers):
-    """Containers labelled with a session id; app images of deleted projects."""
+    """Containers and volumes labelled with a session id; app images of deleted projects."""
 
     def __init__(self) -> None:
         self._client: Any = None
@@ -94,11 +94,21 @@ class DockerLeftovers(Leftovers):
         label = f"{SESSION_LABEL}={session_id}" if session_id else f"{OWNER_LABEL}={OWNER}"
         return list(client.containers.list(all=True, filters={"label": label}))
 
+    def _volumes(self, session_id: str | None = None) -> list[Any]:
+        client = self._engine()
+        if client is None:
+            return []
+        label = f"{SESSION_LABEL}={session_id}" if session_id else f"{OWNER_LABEL}={OWNER}"
+        return list(client.volumes.list(filters={"label": label}))
+
     def by_session(self) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
         for container in self._containers():
             session_id = container.labels.get(SESSION_LABEL, "")
             found.setdefault(session_id, []).append(f"container {container.name}")
+        for volume in self._volumes():
+            session_id = (volume.attrs.get("Labels") or {}).get(SESSION_LABEL, "")
+            found.setdefault(session_id, []).append(f"volume {volume.name}")
         return found
 
     def remove(self, session_id: str) -> list[str]:
@@ -106,6 +116,9 @@ class DockerLeftovers(Leftovers):
         for container in self._containers(session_id):
             container.remove(force=True, v=True)
             removed.append(f"container {container.name}")
+        for volume in self._volumes(session_id):  # after the containers that mount them
+            volume.remove(force=True)
+            removed.append(f"volume {volume.name}")
         return removed
 
     def remove_orphans(self) -> list[str]:
@@ -193,6 +206,22 @@ class DockerTarget(Target):
 
     # --- lifecycle -------------------------------------------------------------------------
 
+    def volume_name(self, name: str) -> str:
+        """The engine's name of the spec's volume ``name``: unique per target and session."""
+        return f"{self.resource_name}-{name}"
+
+    def _labels(self) -> dict[str, str]:
+        return {OWNER_LABEL: OWNER, SESSION_LABEL: self.spec.session_id}
+
+    def _create_volumes(self) -> dict[str, dict[str, str]]:
+        """The spec's volumes, made now (labelled, so the sweep finds them after a crash)."""
+        mounts = {}
+        for name, path in self.spec.volumes.items():
+            volume = self.client.volumes.create(name=self.volume_name(name),
+                                                labels=self._labels())
+            mounts[volume.name] = {"bind": path, "mode": "rw"}
+        return mounts
+
     def up(self) -> None:
         image = self.image or self.build()
         self.host_ports = self.spec.pick_host_ports()
@@ -201,8 +230,8 @@ class DockerTarget(Target):
                 with self._state_lock:
                     self.check_cancelled()
                     self.container = self.client.containers.run(
-                        image, detach=True, name=self.resource_name,
-                        labels={OWNER_LABEL: OWNER, SESSION_LABEL: self.spec.session_id},
+                        image, detach=True, name=self.resource_name, labels=self._labels(),
+                        volumes=self._create_volumes(),
                         ports={f"{guest}/tcp": ("127.0.0.1", host)
                                for guest, host in self.host_ports.items()})
             except docker.errors.APIError as exc:
@@ -250,6 +279,11 @@ class DockerTarget(Target):
                 container.remove(force=True, v=True)
             except docker.errors.NotFound:
                 pass
+            for name in self.spec.volumes:  # named volumes outlive their container otherwise
+                try:
+                    self.client.volumes.get(self.volume_name(name)).remove(force=True)
+                except docker.errors.NotFound:
+                    pass
             self.container = None
             self._host = None
 
