@@ -271,3 +271,65 @@ def test_networking_rule() -> None:
 def test_size_rule_is_not_tcg_biased() -> None:
     assert _status("size", {"footprint_bytes": 2e9}, {"footprint_bytes": 1e8},
                    mode="tcg") == HOLDS
+
+
+METHOD = "dd: O_DIRECT ..."
+
+
+def _disk(write: list[float], read: list[float], cache: str | None = None,
+          volume: bool = False) -> dict[str, Any]:
+    figures: dict[str, Any] = {
+        "write_mb_s": sorted(write)[len(write) // 2], "write_rounds_mb_s": write,
+        "read_mb_s": sorted(read)[len(read) // 2], "read_rounds_mb_s": read,
+        "method": METHOD, "disk_cache": cache}
+    if volume:
+        figures.update(volume_write_rounds_mb_s=write, volume_read_rounds_mb_s=read)
+    return figures
+
+
+HOST_DISK = {"write_mb_s": 1000.0, "read_mb_s": 1000.0}
+
+
+def _storage(vm: dict[str, Any], container: dict[str, Any], mode: str = "kvm") -> Any:
+    return table.decide(table.BY_ID["storage"], {"vm": vm, "container": container,
+                                                 "host": HOST_DISK}, mode)
+
+
+def test_storage_holds_when_both_intervals_clear_the_margin() -> None:
+    vm = _disk([300, 320, 310], [400, 420, 410], cache="none")
+    container = _disk([900, 950, 1000], [1100, 1050, 1000], volume=True)
+    verdict = _storage(vm, container)
+    assert verdict.status == HOLDS, verdict.reason
+    assert "disk cache=none" in verdict.reason and "a container volume" in verdict.reason
+    assert verdict.evidence["VM disk cache"] == "none"
+    assert {"write, container/VM", "read, container/VM", "volume write, container/VM"} <= set(
+        verdict.evidence)
+    tcg = _storage(vm, container, "tcg")
+    assert tcg.status == NOT_MEASURABLE and "TCG" in tcg.reason
+
+
+def test_storage_does_not_hold_when_the_vm_keeps_up_on_one_of_them() -> None:
+    vm = _disk([300, 320, 310], [1000, 1010, 990], cache="none")
+    container = _disk([900, 950, 1000], [1000, 1020, 1010])
+    for mode in ("kvm", "tcg"):
+        verdict = _storage(vm, container, mode)
+        assert verdict.status == DOES_NOT_HOLD and "on read" in verdict.reason
+
+
+def test_storage_is_not_measurable_on_overlapping_rounds_or_too_few() -> None:
+    vm = _disk([300, 900, 310], [400, 1200, 410], cache="directsync")
+    container = _disk([900, 350, 1000], [1100, 450, 1000])
+    verdict = _storage(vm, container)
+    assert verdict.status == NOT_MEASURABLE and "does not clear" in verdict.reason
+    one_round = _storage(_disk([300], [400], cache="none"), _disk([900], [1100]))
+    assert one_round.status == NOT_MEASURABLE and "at least 3 needed" in one_round.reason
+
+
+def test_storage_refuses_a_vm_disk_served_from_the_host_page_cache() -> None:
+    """The recorded issue: with the default cache mode the VM read faster than the host."""
+    container = _disk([900, 950, 1000], [1100, 1050, 1000])
+    for cache in (None, "writeback", "unsafe"):
+        verdict = _storage(_disk([30, 35, 34], [1197, 1190, 1200], cache=cache), container)
+        assert verdict.status == NOT_MEASURABLE and "page cache" in verdict.reason
+    other_method = {**_disk([30, 35, 34], [100, 110, 105], cache="none"), "method": "cached"}
+    assert _storage(other_method, container).status == NOT_MEASURABLE
