@@ -83,6 +83,10 @@ class Export:
     bytes: int
     seconds: float
     format: str
+    # What moves to a host that already has the base the target was built from (for an
+    # image, its layers above the base's), written beside ``path``; None: all of it moves.
+    delta_path: Path | None = None
+    delta_what: str = ""
 
 
 class Leftovers(abc.ABC):

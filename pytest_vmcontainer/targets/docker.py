@@ -6,6 +6,9 @@ SDK is not loaded with the plugin.
 
 from __future__ import annotations
 
+import io
+import json
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -57,6 +60,46 @@ def image_tag(spec: TargetSpec) -> str:
     if (dockerfile.parent / ".dockerignore").exists():
         inputs.append(dockerfile.parent / ".dockerignore")
     return f"{APP_REPOSITORY}:{hashing.content_hash(inputs, extra=[str(dockerfile)])[:16]}"
+
+
+def final_base(dockerfile: Path) -> str | None:
+    """The image the Dockerfile's last stage builds FROM (through stage aliases), if any."""
+    aliases: dict[str, str] = {}
+    base = None
+    for line in dockerfile.read_text(errors="replace").splitlines():
+        words = [w for w in line.split() if not w.startswith("--")]
+        if len(words) >= 2 and words[0].upper() == "FROM":
+            base = aliases.get(words[1].lower(), words[1])
+            if len(words) >= 4 and words[2].upper() == "AS":
+                aliases[words[3].lower()] = base
+    return None if base in (None, "scratch") else base
+
+
+def copy_layers(saved: Path, out: Path, skip: int) -> int:
+    """Write ``out``: the config and the layers of ``saved`` (a docker save tar) after its
+    first ``skip`` layers, with a manifest naming them; returns how many layers it holds.
+
+    Works on both save formats (legacy ``<id>/layer.tar`` and OCI ``blobs/sha256/...``):
+    manifest.json lists the layers in the image's order in both.
+    """
+    with tarfile.open(saved) as tar, tarfile.open(out, "w") as delta:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        entry = manifest[0]
+        kept = entry["Layers"][skip:]
+        for name in [entry["Config"], *kept]:
+            data = tar.extractfile(name)  # a link to a layer stored once resolves to it
+            if data is None:
+                raise BuildError(f"docker save wrote {name} as something other than a file",
+                                 "report this with the output of 'docker version'")
+            info = tarfile.TarInfo(name)
+            info.size = data.seek(0, io.SEEK_END)
+            data.seek(0)
+            delta.addfile(info, data)
+        text = json.dumps([{**entry, "Layers": kept}]).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(text)
+        delta.addfile(info, io.BytesIO(text))
+    return len(kept)
 
 
 def remove_orphaned_images(client: Any) -> list[str]:
@@ -307,7 +350,25 @@ class DockerTarget(Target):
                     out.write(chunk)
 
         seconds = time_once(save, timer)
-        return Export(path, path.stat().st_size, seconds, "docker save (tar)")
+        delta, what = self._app_layers(path, directory / "app-layers.tar")
+        return Export(path, path.stat().st_size, seconds, "docker save (tar)", delta, what)
+
+    def _app_layers(self, saved: Path, out: Path) -> tuple[Path, str]:
+        """What a host that already has the Dockerfile's base image needs: the layers above
+        the base's (when the base is not found locally, every layer)."""
+        layers = list(self.client.images.get(self.image).attrs["RootFS"]["Layers"])
+        reference = final_base(self.spec.dockerfile)
+        below: list[str] = []
+        if reference is not None:
+            try:
+                below = list(self.client.images.get(reference).attrs["RootFS"]["Layers"])
+            except docker.errors.APIError:  # ImageNotFound included: e.g. an ARG in FROM
+                below = []
+        shared = len(below) if layers[:len(below)] == below else 0
+        kept = copy_layers(saved, out, shared)
+        base = (f"not in the base image {reference}" if shared else
+                f"every layer: the base {reference or '(none)'} is not found locally")
+        return out, f"{kept} of {len(layers)} layers and the image config, {base}"
 
     def instance_from_export(self, spec: TargetSpec) -> DockerTarget:
         instance = DockerTarget(spec, self.progress, client=self.client)

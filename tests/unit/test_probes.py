@@ -187,3 +187,107 @@ def test_storage_runs_on_its_own_instance_with_a_volume_or_an_uncached_disk(
     assert vm["disk_cache"] == "none" and "volume_write_mb_s" not in vm
     assert log.count("host") == 2  # the host's rounds are taken once per run
     assert comparison.figures["storage"]["host"]["method"] == vm["method"]
+
+
+# --- portability ----------------------------------------------------------------------------------
+
+def _tar_bytes(tmp_path: Any, size: int = 3_000_000) -> Any:
+    """A tar of text-like content, so that compression level matters."""
+    import tarfile
+
+    source = tmp_path / "content.txt"
+    words = [f"line {i} of the export, {i * 7919 % 1000} {'x' * (i % 13)}\n" for i in range(60000)]
+    source.write_text("".join(words)[:size])
+    path = tmp_path / "export.tar"
+    with tarfile.open(path, "w") as tar:
+        tar.add(source, arcname="content.txt")
+    return path
+
+
+def test_gzip1_of_a_plain_tar_matches_gzip_minus_1(tmp_path: Any) -> None:
+    import shutil
+    import subprocess
+
+    path = _tar_bytes(tmp_path)
+    packed = probes.gzip1(path)
+    assert not packed.was_gzip and packed.raw_bytes == path.stat().st_size
+    if shutil.which("gzip"):
+        real = len(subprocess.run(["gzip", "-1", "-c", str(path)], capture_output=True,
+                                  check=True).stdout)
+        assert abs(packed.gzip1_bytes - real) / real < 0.02, (packed.gzip1_bytes, real)
+    assert packed.gzip1_bytes < packed.raw_bytes and packed.gzip1_seconds > 0
+
+
+def test_gzip1_of_a_gzip_box_decompresses_then_recompresses_at_level_1(tmp_path: Any) -> None:
+    import gzip
+
+    path = _tar_bytes(tmp_path)
+    plain = probes.gzip1(path)
+    box = tmp_path / "app.box"
+    # Two gzip members, as concatenated archives have: both must be read.
+    content = path.read_bytes()
+    box.write_bytes(gzip.compress(content[:1_000_000], 9) + gzip.compress(content[1_000_000:], 9))
+    packed = probes.gzip1(box)
+    assert packed.was_gzip and packed.raw_bytes == len(content)
+    assert packed.gzip1_bytes == plain.gzip1_bytes  # the same content at the same level
+    assert box.stat().st_size < packed.gzip1_bytes  # level 9 as made: not alike
+
+
+def test_final_base_follows_stages_and_ignores_scratch(tmp_path: Any) -> None:
+    from pytest_vmcontainer.targets.docker import final_base
+
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("FROM pytest-vmcontainer/debian:bookworm\nRUN true\n")
+    assert final_base(dockerfile) == "pytest-vmcontainer/debian:bookworm"
+    dockerfile.write_text("FROM --platform=linux/amd64 debian:12 AS build\nRUN make\n"
+                          "from build\nCOPY . /\n")
+    assert final_base(dockerfile) == "debian:12"
+    dockerfile.write_text("FROM scratch\nCOPY app /\n")
+    assert final_base(dockerfile) is None
+
+
+def _saved_image(tmp_path: Any, oci: bool) -> Any:
+    """A docker-save-like tar: config, three layers (the third a link to the first)."""
+    import io
+    import json
+    import tarfile
+
+    path = tmp_path / ("oci.tar" if oci else "legacy.tar")
+    names = ([f"blobs/sha256/{c * 64}" for c in "abc"] if oci else
+             [f"{c * 64}/layer.tar" for c in "abc"])
+    with tarfile.open(path, "w") as tar:
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+        add("config.json", b'{"rootfs": {}}')
+        add(names[0], b"base layer " * 100)
+        add(names[1], b"app layer " * 50)
+        link = tarfile.TarInfo(names[2])  # a layer stored once, linked from the second use
+        if oci:
+            link.type, link.linkname = tarfile.LNKTYPE, names[0]
+        else:
+            link.type, link.linkname = tarfile.SYMTYPE, "../" + names[0]
+        tar.addfile(link)
+        add("manifest.json", json.dumps([{"Config": "config.json", "RepoTags": ["app:1"],
+                                          "Layers": names}]).encode())
+    return path, names
+
+
+@pytest.mark.parametrize("oci", [False, True], ids=["legacy", "oci"])
+def test_copy_layers_keeps_the_layers_above_the_base(tmp_path: Any, oci: bool) -> None:
+    import json
+    import tarfile
+
+    from pytest_vmcontainer.targets.docker import copy_layers
+
+    saved, names = _saved_image(tmp_path, oci)
+    out = tmp_path / "delta.tar"
+    assert copy_layers(saved, out, skip=1) == 2
+    with tarfile.open(out) as delta:
+        assert sorted(delta.getnames()) == sorted(["config.json", *names[1:], "manifest.json"])
+        manifest = json.load(delta.extractfile("manifest.json"))  # type: ignore[arg-type]
+        assert manifest[0]["Layers"] == names[1:]
+        linked = delta.extractfile(names[2])
+        assert linked is not None and linked.read() == b"base layer " * 100  # resolved

@@ -167,13 +167,44 @@ def test_density_and_portability_rules() -> None:
     assert table.decide(density, {"vm": {"extrapolated_instances": 60},
                                   "container": {"extrapolated_instances": 4000}},
                         "kvm").status == DOES_NOT_HOLD
-    portability = table.BY_ID["portability"]
-    vm = {"export_bytes": 600e6, "export_seconds": 60.0}
-    container = {"export_bytes": 150e6, "export_seconds": 2.0}
-    assert table.decide(portability, {"vm": vm, "container": container}, "tcg").status == HOLDS
-    small_vm = {"export_bytes": 200e6, "export_seconds": 60.0}
-    assert table.decide(portability, {"vm": small_vm, "container": container},
-                        "tcg").status == DOES_NOT_HOLD
+
+
+def _export(gzip1: float, raw: float, made: float, seconds: float, **more: Any) -> dict[str, Any]:
+    return {"gzip1_bytes": gzip1, "uncompressed_bytes": raw, "export_bytes": made,
+            "make_seconds": seconds, **more}
+
+
+BOX = _export(180e6, 620e6, 172e6, 110.0, export_compressed=True)
+IMAGE = _export(60e6, 145e6, 145e6, 4.5, app_layers_gzip1_bytes=6e6)
+
+
+def test_portability_compares_gzip_1_with_gzip_1_and_says_so() -> None:
+    row = table.BY_ID["portability"]
+    verdict = table.decide(row, {"vm": BOX, "container": IMAGE}, "tcg")
+    assert verdict.status == HOLDS  # 3x at gzip -1, though only 1.2x as made
+    assert verdict.reason.startswith("gzip -1 vs gzip -1: ")
+    assert verdict.evidence["gzip -1, VM/container"] == pytest.approx(3.0)
+    assert verdict.evidence["as made (not alike), VM/container"] == pytest.approx(172 / 145)
+    assert "app layers are 6 MB at gzip -1, the box 30x that" in verdict.reason
+    assert verdict.evidence["to a host with the base, gzip -1: VM box/container app layers"] \
+        == pytest.approx(30.0)
+
+
+def test_portability_does_not_hold_below_2x_or_when_the_vm_exports_faster() -> None:
+    row = table.BY_ID["portability"]
+    small_box = {**BOX, "gzip1_bytes": 119e6}
+    assert table.decide(row, {"vm": small_box, "container": IMAGE}, "kvm").status == DOES_NOT_HOLD
+    quick_box = {**BOX, "make_seconds": 4.0}
+    assert table.decide(row, {"vm": quick_box, "container": IMAGE}, "kvm").status == DOES_NOT_HOLD
+
+
+def test_portability_without_a_like_for_like_pair_is_not_measurable() -> None:
+    """Schema 1 figures compared a gzip box with a plain tar: there is no pair to judge."""
+    old_vm = {"export_bytes": 172e6, "export_seconds": 110.0}
+    old_container = {"export_bytes": 145e6, "export_seconds": 1.2}
+    verdict = table.decide(table.BY_ID["portability"],
+                           {"vm": old_vm, "container": old_container}, "tcg")
+    assert verdict.status == NOT_MEASURABLE and "have no gzip1_bytes" in verdict.reason
 
 
 def test_a_broken_figure_is_not_measurable_rather_than_a_crash() -> None:
