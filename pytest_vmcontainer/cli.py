@@ -108,8 +108,9 @@ def _cmd_report(args: argparse.Namespace, progress: Progress) -> int:
         raise ReportError(f"cannot read {args.json} ({error})",
                           "pass a comparison.json written by --vmc-report") from None
     for row in saved.rows:
-        row.verdict = rows.decide(rows.BY_ID[row.id], row.figures, saved.vm_mode)
-    for line in report.terminal_lines(saved):
+        if row.id in rows.BY_ID:  # a row of a project's own keeps its saved verdict
+            row.verdict = rows.decide(rows.BY_ID[row.id], row.figures, saved.vm_mode)
+    for line in [*report.terminal_lines(saved), *report.benchmark_lines(saved)]:
         print(line)
     if args.out:
         written = report.write_reports(saved, Path(args.out))

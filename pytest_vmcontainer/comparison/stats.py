@@ -96,7 +96,7 @@ class Interval:
             return f"{self.estimate:.2f}{suffix} (no interval: {self.reason})"
         assert self.low is not None and self.high is not None
         return (f"{self.estimate:.2f}{suffix} (95% CI {self.low:.2f}{suffix}-"
-                f"{self.high:.2f}{suffix}, n={self.n})")
+                f"{self.high:.2f}{suffix}, n={self.n:,})")
 
     def as_dict(self) -> dict[str, Any]:
         return {"estimate": self.estimate, "low": self.low, "high": self.high, "n": self.n,
