@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -23,6 +23,7 @@ from pytest_vmcontainer.run import (
     TARGET_FIXTURES,
     RunState,
     TerminalProgress,
+    comparison_report,
     fail_for,
     harness_hooks,
     parity_row,
@@ -30,6 +31,9 @@ from pytest_vmcontainer.run import (
     teardown,
 )
 from pytest_vmcontainer.runtime import signals
+
+if TYPE_CHECKING:
+    from pytest_vmcontainer.comparison.results import ComparisonReport
 
 # --- hooks and options -------------------------------------------------------------------------
 
@@ -153,6 +157,14 @@ class ParityOutcomes:
         return report
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    """A team's own benchmark on a target: its rounds join the VM-vs-container summary."""
+    row = parity_row(item) if call.when == "call" else None
+    if row is not None:
+        state_of(item.config).user_benchmarks.collect(row[0], row[1], item)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     """A harness error raised inside a test (an export, an extra instance, a probe) reads like
@@ -196,26 +208,31 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.section("vmcontainer parity matrix", sep="-")
         for line in matrix:
             write(line)
-    if state.comparison is not None and state.comparison.figures:
-        _comparison_summary(terminalreporter, state)
+    measured = comparison_report(state)
+    if measured is not None:
+        _comparison_summary(terminalreporter, state, measured)
 
 
-def _comparison_summary(terminalreporter: Any, state: RunState) -> None:
+def _comparison_summary(terminalreporter: Any, state: RunState,
+                        measured: ComparisonReport) -> None:
     from pytest_vmcontainer.comparison import report
 
-    assert state.comparison is not None
-    shown = {name: str(resolved.value) for name, resolved in state.settings.items()
-             if name in ("vmc_target", "vmc_rounds", "vmc_warmup", "vmc_boot_rounds",
-                         "vmc_density_vms",
-                         "vmc_density_containers", "vmc_http_requests", "vmc_http_seconds")}
-    comparison_report = state.comparison.report(shown)
-    terminalreporter.section("vmcontainer: VM vs container, measured on this host", sep="-")
-    for line in report.terminal_lines(comparison_report):
-        terminalreporter.write_line(line)
+    write = terminalreporter.write_line
+    if measured.rows:
+        terminalreporter.section("vmcontainer: VM vs container, measured on this host", sep="-")
+        for line in report.terminal_lines(measured):
+            write(line)
+    if measured.user_benchmarks:
+        terminalreporter.section(f"vmcontainer: {report.BENCHMARK_TITLE[0].lower()}"
+                                 f"{report.BENCHMARK_TITLE[1:]}", sep="-")
+        if not measured.rows:
+            write(report.mode_line(measured))
+        for line in report.benchmark_lines(measured):
+            write(line)
     directory = state.value("vmc_report")
     if directory is not None:
-        written = report.write_reports(comparison_report, directory)
-        terminalreporter.write_line("report: " + ", ".join(str(p) for p in written.values()))
+        written = report.write_reports(measured, directory)
+        write("report: " + ", ".join(str(p) for p in written.values()))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

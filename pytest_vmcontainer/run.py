@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from pytest_vmcontainer import options
+from pytest_vmcontainer.comparison.userbench import UserBenchmarks
 from pytest_vmcontainer.errors import VmcError
 from pytest_vmcontainer.harness import Harness, HarnessConfig, HarnessHooks
 from pytest_vmcontainer.parity import ParityStore
@@ -25,6 +26,7 @@ from pytest_vmcontainer.runtime.progress import Progress
 
 if TYPE_CHECKING:
     from pytest_vmcontainer.comparison.measure import Comparison
+    from pytest_vmcontainer.comparison.results import ComparisonReport
     from pytest_vmcontainer.targets.base import Target, TargetSpec
 
 TARGET_FIXTURES = ("vm", "container")
@@ -115,6 +117,7 @@ class RunState:
     kept: list[str] = field(default_factory=list)
     previous_sigterm: Any = None
     comparison: Comparison | None = None
+    user_benchmarks: UserBenchmarks = field(default_factory=UserBenchmarks)
 
     def value(self, name: str) -> Any:
         return self.settings[name].value
@@ -155,6 +158,22 @@ class RunState:
 
 
 STATE = pytest.StashKey[RunState]()
+
+REPORTED_SETTINGS = ("vmc_target", "vmc_rounds", "vmc_warmup", "vmc_boot_rounds",
+                     "vmc_density_vms", "vmc_density_containers", "vmc_http_requests",
+                     "vmc_http_seconds")
+
+
+def comparison_report(state: RunState) -> ComparisonReport | None:
+    """The end-of-run report: the table's rows if any was measured, a team's own benchmarks
+    if any ran on a target; None when there is neither."""
+    benchmarks = state.user_benchmarks.results()
+    measured = state.comparison is not None and bool(state.comparison.figures)
+    if not measured and not benchmarks:
+        return None
+    shown = {name: str(resolved.value) for name, resolved in state.settings.items()
+             if name in REPORTED_SETTINGS}
+    return state.get_comparison().report(shown, benchmarks)
 
 
 def state_of(config: pytest.Config) -> RunState:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pytest_vmcontainer.comparison import probes, rows
-from pytest_vmcontainer.comparison.results import ComparisonReport, Figures
+from pytest_vmcontainer.comparison.results import ComparisonReport, Figures, UserBenchmark
 from pytest_vmcontainer.runtime.timing import Timer, plain_timer
 from pytest_vmcontainer.targets.base import Target
 
@@ -116,19 +116,24 @@ class Comparison:
             self.container_measured = True
         self.figures.setdefault(row_id, {}).setdefault(target.kind, {}).update(figures)
 
-    def report(self, settings_shown: dict[str, Any]) -> ComparisonReport:
+    def report(self, settings_shown: dict[str, Any],
+               user_benchmarks: Sequence[UserBenchmark] = ()) -> ComparisonReport:
+        """Every row with its verdict (no rows when none was measured and the report is only
+        for a team's own benchmarks)."""
         results = []
-        for row in self.rows:
+        for row in self.rows if self.figures else ():
             result = row.result()
             result.figures = self.figures.get(row.id, {})
             result.verdict = rows.decide(row, result.figures, self.vm_mode)
             results.append(result)
+        vm_mode = self.vm_mode or next(
+            (b.figures["vm"].get("mode") for b in user_benchmarks if "vm" in b.figures), None)
         return ComparisonReport(
             generated_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            host=host_facts(with_vm_tools=self.vm_mode is not None,
-                            with_docker=self.container_measured),
-            vm_mode=self.vm_mode, vm_mode_reason=self.vm_mode_reason,
-            settings=settings_shown, rows=results)
+            host=host_facts(with_vm_tools=vm_mode is not None,
+                            with_docker=self.container_measured or bool(user_benchmarks)),
+            vm_mode=vm_mode, vm_mode_reason=self.vm_mode_reason,
+            settings=settings_shown, rows=results, user_benchmarks=list(user_benchmarks))
 
 
 def _version(command: list[str]) -> str:

@@ -67,3 +67,51 @@ def test_the_performance_rounds_are_measured_once_for_both_targets(
     timed = [b["name"] for b in json.loads(benchmarks.read_text())["benchmarks"]]
     assert timed == ["test_performance[vm]"]
     assert "Benchmark fixture was not used" not in result.stdout.str()
+
+
+USER_BENCHMARKS = """
+import pytest
+
+
+def test_latency(target, benchmark):
+    # Slower on the "vm" on purpose, so that the side-by-side ratio has a side to name.
+    work = 4000 if target.kind == "vm" else 1000
+    benchmark.pedantic(lambda: sum(i * i for i in range(work)), rounds=30, iterations=5)
+
+
+@pytest.mark.parametrize("size", [1, 2])
+def test_sizes(target, benchmark, size):
+    benchmark(lambda: sum(range(200 * size)))
+
+
+def test_not_a_benchmark(target):
+    assert target.kind in ("vm", "container")
+"""
+
+
+def test_a_teams_benchmarks_are_shown_vm_against_container(project: pytest.Pytester) -> None:
+    project.makepyfile(test_mine=USER_BENCHMARKS)
+    reports = project.path / "report"
+    result = project.runpytest("-p", "no:cacheprovider", "--target=both", "--vmc-no-host-setup",
+                               f"--vmc-report={reports}", "--benchmark-min-rounds=5",
+                               "--benchmark-max-time=0.05")
+    result.assert_outcomes(passed=8)
+    result.stdout.fnmatch_lines([
+        "*vmcontainer: your benchmarks, VM against container*",
+        "benchmark*VM (median)*container (median)*VM/container (median ratio)*verdict",
+        "test_mine.py::test_latency*(n=30) ?KVM?*(n=30)*x (95% CI *x-*x, n=30)*"
+        "the VM is more than 10% slower",
+        "test_mine.py::test_sizes?size=1?*95% CI*",
+        "test_mine.py::test_sizes?size=2?*95% CI*",
+    ])
+    assert "test_not_a_benchmark" not in result.stdout.str().split("your benchmarks")[1]
+    assert "VM vs container, measured on this host" not in result.stdout.str()  # no table rows
+    saved = json.loads((reports / "comparison.json").read_text())
+    assert saved["rows"] == [] and saved["vm_mode"] == "kvm"
+    names = [b["name"] for b in saved["user_benchmarks"]]
+    assert names == ["test_mine.py::test_latency", "test_mine.py::test_sizes[size=1]",
+                     "test_mine.py::test_sizes[size=2]"]
+    latency = saved["user_benchmarks"][0]
+    assert latency["ratio"]["low"] > 1.1 and latency["figures"]["container"]["rounds"] == 30
+    assert "Your benchmarks, VM against container" in (reports / "comparison.md").read_text()
+    assert 'id="user-benchmarks"' in (reports / "comparison.html").read_text()
