@@ -339,13 +339,22 @@ def gzip1(path: Path) -> Packed:
     return Packed(raw, packed, seconds, was_gzip)
 
 
+def _gzip1_of(path: Path, target: Target) -> Packed:
+    try:
+        return gzip1(path)
+    except (OSError, zlib.error) as error:
+        raise ProbeError(f"cannot read the {target.kind}'s export {path}: {error}",
+                         "the export is damaged (a full disk?); free space and run again: "
+                         "each run exports anew") from None
+
+
 def probe_export(ctx: ProbeContext, target: Target) -> Measured:
     """The export as its standard tool makes it, then measured alike: its content
     uncompressed, and that content at gzip level 1 (a box is a gzip tar: it is decompressed
     and recompressed at level 1; a docker save tar is compressed at level 1). For an image,
     also its layers above the base: what moves to a host that already has the base."""
     exported = ctx.instances.export(target.kind, timer=ctx.timer)
-    packed = gzip1(exported.path)
+    packed = _gzip1_of(exported.path, target)
     figures: Figures = {
         "export_bytes": exported.bytes, "export_seconds": exported.seconds,
         "format": exported.format, "uncompressed_bytes": packed.raw_bytes,
@@ -354,7 +363,7 @@ def probe_export(ctx: ProbeContext, target: Target) -> Measured:
         # Time to a compressed artifact: the tool's own when it compresses, else plus gzip -1.
         "make_seconds": exported.seconds + (0.0 if packed.was_gzip else packed.gzip1_seconds)}
     if exported.delta_path is not None:
-        delta = gzip1(exported.delta_path)
+        delta = _gzip1_of(exported.delta_path, target)
         figures.update(app_layers_bytes=delta.raw_bytes, app_layers_gzip1_bytes=delta.gzip1_bytes,
                        app_layers_what=exported.delta_what)
     return figures, None

@@ -291,3 +291,19 @@ def test_copy_layers_keeps_the_layers_above_the_base(tmp_path: Any, oci: bool) -
         assert manifest[0]["Layers"] == names[1:]
         linked = delta.extractfile(names[2])
         assert linked is not None and linked.read() == b"base layer " * 100  # resolved
+
+
+def test_a_damaged_export_is_a_probe_error_with_a_remedy(tmp_path: Any) -> None:
+    box = tmp_path / "app.box"
+    box.write_bytes(probes.GZIP_MAGIC + b"\x08\x00 not really gzip" * 10)
+
+    class Exports:
+        def export(self, kind: str, timer: Any = None) -> Any:
+            from pytest_vmcontainer.targets.base import Export
+
+            return Export(box, box.stat().st_size, 1.0, "vagrant package (libvirt box, gzip tar)")
+
+    ctx = probes.ProbeContext(Exports(), probes.MeasureSettings(),  # type: ignore[arg-type]
+                              plain_timer(1, 0))
+    with pytest.raises(ProbeError, match=r"cannot read the vm.s export .*app\.box.*run again"):
+        probes.probe_export(ctx, StandIn("vm", 1, []))  # type: ignore[arg-type]
