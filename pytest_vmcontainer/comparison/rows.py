@@ -329,7 +329,7 @@ def decide(row: Row, figures: dict[str, Figures], vm_mode: str | None) -> Verdic
     except (KeyError, TypeError, ZeroDivisionError) as error:
         return Verdict(NOT_MEASURABLE, f"incomplete figures: {error!r}")
     if row.tcg_biased and vm_mode == "tcg" and verdict.status == HOLDS:
-        return Verdict(NOT_MEASURABLE, f"{verdict.reason}; but {TCG_NOTE}")
+        return Verdict(NOT_MEASURABLE, f"{verdict.reason}; but {TCG_NOTE}", verdict.evidence)
     return verdict
 
 

@@ -139,6 +139,7 @@ def test_performance_holds_through_a_noisy_host_when_the_rounds_are_paired() -> 
     assert verdict.evidence["VM/container"]["low"] > 1.1
     tcg = table.decide(table.BY_ID["performance"], _paired(NOISY_HOST, container, vm), "tcg")
     assert tcg.status == NOT_MEASURABLE and "TCG" in tcg.reason
+    assert tcg.evidence == verdict.evidence  # what it rests on is shown under TCG too
 
 
 def test_performance_does_not_hold_when_an_interval_clears_the_margin_the_wrong_way() -> None:
