@@ -152,8 +152,11 @@ class RunState:
                 density_containers=self.value("vmc_density_containers"),
                 http_requests=self.value("vmc_http_requests"),
                 http_seconds=self.value("vmc_http_seconds"))
+            # A probe may measure several targets at once, but only those the selected tests
+            # need: nothing boots for a target no selected test uses.
+            kinds = tuple(kind for kind in self.kinds if kind in self.needed)
             self.comparison = Comparison(self.get_harness(), settings, self.extra_rows,
-                                         kinds=self.kinds)
+                                         kinds=kinds)
         return self.comparison
 
 

@@ -115,3 +115,18 @@ def test_a_teams_benchmarks_are_shown_vm_against_container(project: pytest.Pytes
     assert latency["ratio"]["low"] > 1.1 and latency["figures"]["container"]["rounds"] == 30
     assert "Your benchmarks, VM against container" in (reports / "comparison.md").read_text()
     assert 'id="user-benchmarks"' in (reports / "comparison.html").read_text()
+
+
+def test_the_interleaved_rounds_leave_out_a_target_no_selected_test_needs(
+        project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    hash_script = probes.cpu_script
+    monkeypatch.setattr(probes, "cpu_script", lambda mib: hash_script(1))
+    project.makepyfile(test_comparison=(ROOT / "suites" / "test_comparison.py").read_text())
+    reports = project.path / "report"
+    result = project.runpytest("-k", "performance and container", "-p", "no:cacheprovider",
+                               "--target=both", "--vmc-no-host-setup", f"--vmc-report={reports}")
+    result.assert_outcomes(passed=1)
+    assert "up vmc-" in result.stdout.str() and "-vm'" not in result.stdout.str()  # no VM up
+    saved = json.loads((reports / "comparison.json").read_text())
+    performance = next(row for row in saved["rows"] if row["id"] == "performance")
+    assert performance["figures"]["host"]["round_order"] == "host, container"
