@@ -165,8 +165,8 @@ def cpu_script(mib: int) -> str:
 
 
 def probe_cpu(ctx: ProbeContext, target: Target) -> Measured:
-    """One measurement for every selected target: the first call times the rounds of all of
-    them, interleaved, and the later calls return their share of it."""
+    """One measurement for every target the selected tests need (``ctx.kinds``): the first
+    call times the rounds of all of them, interleaved; later calls return their share."""
     measured = ctx.memo.get("cpu")
     if measured is None:
         measured = ctx.memo["cpu"] = _interleaved_cpu(ctx, target)
