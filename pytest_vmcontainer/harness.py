@@ -263,9 +263,9 @@ class Harness:
         return self.exports[kind]
 
     def extra(self, kind: str, label: str, **overrides: Any) -> Target:
-        """A new instance of ``kind`` from its export, destroyed at teardown at the latest.
-
-        ``overrides`` replace fields of its ``TargetSpec`` (say, ``ready_path="/"``)."""
+        """A new instance of ``kind`` from its export, destroyed at teardown at the latest;
+        ``overrides`` are TargetSpec fields for this instance (``volumes``, ``disk_cache``,
+        ``ready_path``)."""
         base = self.get(kind)
         self.export(kind)
         spec = replace(self._spec(kind), name_suffix=label, poll_max=0.1,

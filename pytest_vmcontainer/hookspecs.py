@@ -53,7 +53,9 @@ def pytest_vmcontainer_comparison_rows() -> list[Row]:  # type: ignore[empty-bod
     Each row needs a unique ``id``; its ``probe`` may be a callable
     ``probe(ctx, target) -> (figures, host_figures_or_None)``. Measure it from a
     test with ``comparison.measure(row_id, target)``; its verdict and figures
-    join the table at the end of the run and in ``--vmc-report``.
+    join the table at the end of the run and in ``--vmc-report``. A rule may
+    return ``Verdict(status, reason, evidence)``: the evidence (numbers, text, or
+    intervals from ``comparison.stats``) is shown with the verdict in the reports.
     """
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -26,10 +26,14 @@ from pytest_vmcontainer.run import (
     check_targets_alive,
     fail_for,
     harness_hooks,
+    parity_row,
     state_of,
     teardown,
 )
 from pytest_vmcontainer.runtime import signals
+
+if TYPE_CHECKING:
+    pass
 
 # --- hooks and options -------------------------------------------------------------------------
 
@@ -175,6 +179,14 @@ class ParityReports:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Every phase of every test, here and, under xdist, on the controller from workers."""
         run.take_report(self._state, report)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    """A team's own benchmark on a target: its rounds join the VM-vs-container summary."""
+    row = parity_row(item) if call.when == "call" else None
+    if row is not None:
+        state_of(item.config).user_benchmarks.collect(row[0], row[1], item)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from pytest_vmcontainer import options, runreport
+from pytest_vmcontainer.comparison.userbench import UserBenchmarks
 from pytest_vmcontainer.errors import ReportError, TargetError, UsageError, VmcError
 from pytest_vmcontainer.harness import Harness, HarnessConfig, HarnessHooks
 from pytest_vmcontainer.parity import (
@@ -129,6 +130,7 @@ class RunState:
     kept: list[str] = field(default_factory=list)
     previous_sigterm: Any = None
     comparison: Comparison | None = None
+    user_benchmarks: UserBenchmarks = field(default_factory=UserBenchmarks)
 
     def value(self, name: str) -> Any:
         return self.settings[name].value
@@ -166,12 +168,15 @@ class RunState:
                 density_containers=self.value("vmc_density_containers"),
                 http_requests=self.value("vmc_http_requests"),
                 http_seconds=self.value("vmc_http_seconds"))
-            self.comparison = Comparison(self.get_harness(), settings, self.extra_rows)
+            # A probe may measure several targets at once, but only those the selected tests
+            # need: nothing boots for a target no selected test uses.
+            kinds = tuple(kind for kind in self.kinds if kind in self.needed)
+            self.comparison = Comparison(self.get_harness(), settings, self.extra_rows,
+                                         kinds=kinds)
         return self.comparison
 
 
 STATE = pytest.StashKey[RunState]()
-
 
 def state_of(config: pytest.Config) -> RunState:
     return config.stash[STATE]
@@ -277,8 +282,9 @@ def _make_run_report(state: RunState) -> runreport.RunReport:
 
     shown = runreport.settings_shown({name: resolved.value
                                       for name, resolved in state.settings.items()})
-    if state.comparison is not None and state.comparison.figures:
-        comparison = state.comparison.report(shown)
+    benchmarks = state.user_benchmarks.results()
+    if (state.comparison is not None and state.comparison.figures) or benchmarks:
+        comparison = state.get_comparison().report(shown, benchmarks)
     else:
         comparison = ComparisonReport(
             generated_at=runreport.now(), host=host_facts(with_vm_tools=False, with_docker=False),
@@ -337,11 +343,20 @@ def terminal_summary(state: RunState, reporter: Any) -> None:
         reporter.section("vmcontainer parity matrix", sep="-")
         for line in matrix:
             write(line)
-    if state.comparison is not None and state.comparison.figures:
+    measured = run_report(state).comparison
+    if measured.rows:
         from pytest_vmcontainer.comparison import report
 
         reporter.section("vmcontainer: VM vs container, measured on this host", sep="-")
-        for line in report.terminal_lines(run_report(state).comparison):
+        for line in report.terminal_lines(measured):
+            write(line)
+    if measured.user_benchmarks:
+        from pytest_vmcontainer.comparison import report
+
+        reporter.section("vmcontainer: your benchmarks, VM against container", sep="-")
+        if not measured.rows:
+            write(report.mode_line(measured))
+        for line in report.benchmark_lines(measured):
             write(line)
     if state.report_paths:
         write("report: " + ", ".join(str(path) for path in state.report_paths.values()))

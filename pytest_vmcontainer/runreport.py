@@ -159,6 +159,7 @@ def terminal_lines(report: RunReport) -> list[str]:
     lines = [run_line(report)]
     if report.comparison.rows:
         lines += rendering.terminal_lines(report.comparison)
+    lines += rendering.benchmark_lines(report.comparison)
     matrix = report.parity.render(report.columns())
     lines += ["parity matrix:", *matrix] if matrix else ["parity matrix: no parity tests ran"]
     return lines

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pytest_vmcontainer.comparison import probes, rows
-from pytest_vmcontainer.comparison.results import ComparisonReport, Figures
+from pytest_vmcontainer.comparison.results import ComparisonReport, Figures, UserBenchmark
 from pytest_vmcontainer.runtime.timing import Timer, plain_timer
 from pytest_vmcontainer.targets.base import Target
 
@@ -62,9 +62,11 @@ class Comparison:
     """Figures per row and target for one run."""
 
     def __init__(self, instances: probes.Instances, settings: probes.MeasureSettings,
-                 extra_rows: Sequence[rows.Row] = ()) -> None:
+                 extra_rows: Sequence[rows.Row] = (), kinds: Sequence[str] = ()) -> None:
         self.instances = instances
         self.settings = settings
+        self.kinds = tuple(kinds)  # the selected targets: a probe may measure them together
+        self.memo: dict[str, Any] = {}  # what probes keep between the tests of a run
         self.rows = rows.ROWS + tuple(extra_rows)
         self.by_id = {row.id: row for row in self.rows}
         self.figures: dict[str, dict[str, Figures]] = {}
@@ -73,40 +75,65 @@ class Comparison:
         self.container_measured = False
 
     def measure(self, row_id: str, target: Target, *, benchmark: Any = None,
+                benchmark_on_demand: Callable[[], Any] | None = None,
                 record_property: Callable[[str, Any], None] | None = None,
                 **probe_arguments: Any) -> Figures:
+        """Run the row's probe on ``target`` and keep its figures.
+
+        ``benchmark`` is pytest-benchmark's fixture; ``benchmark_on_demand`` returns it
+        and is called only if the probe times something (a test whose rounds another
+        test timed, interleaved, then leaves the fixture unrequested and unwarned).
+        """
         row = self.by_id[row_id]
-        timer = (benchmark_timer(benchmark, self.settings.rounds, self.settings.warmup)
-                 if benchmark is not None else
-                 plain_timer(self.settings.rounds, self.settings.warmup))
-        context = probes.ProbeContext(self.instances, self.settings, timer)
+        fixture = [benchmark]
+
+        def timer(work: Callable[[], object], setup: Callable[[], object] | None = None,
+                  rounds: int | None = None, warmup: int | None = None) -> list[float]:
+            if fixture[0] is None and benchmark_on_demand is not None:
+                fixture[0] = benchmark_on_demand()
+            chosen = (benchmark_timer(fixture[0], self.settings.rounds, self.settings.warmup)
+                      if fixture[0] is not None else
+                      plain_timer(self.settings.rounds, self.settings.warmup))
+            return chosen(work, setup, rounds, warmup)
+
+        context = probes.ProbeContext(self.instances, self.settings, timer, self.kinds,
+                                      self.memo)
         probe = row.probe if callable(row.probe) else probes.PROBES[row.probe]
         figures, host = probe(context, target, **probe_arguments)
+        for other, other_figures in context.others:
+            self._keep(row_id, other, other_figures)
+        self._keep(row_id, target, figures)
+        if host is not None:
+            self.figures[row_id].setdefault("host", {}).update(host)
+        _record(figures, row_id, record_property, fixture[0])
+        return figures
+
+    def _keep(self, row_id: str, target: Target, figures: Figures) -> None:
         figures["mode"] = target.mode
         if target.kind == "vm":
             self.vm_mode, self.vm_mode_reason = target.mode, target.mode_reason
         else:
             self.container_measured = True
-        seen = self.figures.setdefault(row_id, {})
-        seen.setdefault(target.kind, {}).update(figures)
-        if host is not None:
-            seen.setdefault("host", {}).update(host)
-        _record(figures, row_id, record_property, benchmark)
-        return figures
+        self.figures.setdefault(row_id, {}).setdefault(target.kind, {}).update(figures)
 
-    def report(self, settings_shown: dict[str, Any]) -> ComparisonReport:
+    def report(self, settings_shown: dict[str, Any],
+               user_benchmarks: Sequence[UserBenchmark] = ()) -> ComparisonReport:
+        """Every row with its verdict (no rows when none was measured and the report is only
+        for a team's own benchmarks)."""
         results = []
-        for row in self.rows:
+        for row in self.rows if self.figures else ():
             result = row.result()
             result.figures = self.figures.get(row.id, {})
             result.verdict = rows.decide(row, result.figures, self.vm_mode)
             results.append(result)
+        vm_mode = self.vm_mode or next(
+            (b.figures["vm"].get("mode") for b in user_benchmarks if "vm" in b.figures), None)
         return ComparisonReport(
             generated_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            host=host_facts(with_vm_tools=self.vm_mode is not None,
-                            with_docker=self.container_measured),
-            vm_mode=self.vm_mode, vm_mode_reason=self.vm_mode_reason,
-            settings=settings_shown, rows=results)
+            host=host_facts(with_vm_tools=vm_mode is not None,
+                            with_docker=self.container_measured or bool(user_benchmarks)),
+            vm_mode=vm_mode, vm_mode_reason=self.vm_mode_reason,
+            settings=settings_shown, rows=results, user_benchmarks=list(user_benchmarks))
 
 
 def _version(command: list[str]) -> str:

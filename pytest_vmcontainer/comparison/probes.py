@@ -3,7 +3,10 @@
 Each probe takes a ``ProbeContext`` and a ``Target`` and returns the target's
 figures, plus the host's where it measured them. Timed work goes through
 ``ctx.timer`` (pytest-benchmark's pedantic mode in the suite, a plain loop
-elsewhere); the figures themselves are medians of what the probe timed.
+elsewhere); the figures themselves are medians of what the probe timed. A probe
+that measures several targets at once (the CPU rounds, interleaved) hands the
+other targets' figures to ``ctx.others`` and keeps them in ``ctx.memo``, so the
+test of the other target reuses them instead of measuring again.
 Everything reaches the targets through testinfra or 127.0.0.1 only, and every
 load is bounded in count and time.
 """
@@ -17,13 +20,15 @@ import statistics
 import subprocess
 import threading
 import time
+import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pytest_vmcontainer.comparison import stats
 from pytest_vmcontainer.comparison.results import Figures
-from pytest_vmcontainer.errors import ProbeError
+from pytest_vmcontainer.errors import ProbeError, UsageError, VmcError
 from pytest_vmcontainer.runtime import background
 from pytest_vmcontainer.runtime.timing import Timer
 from pytest_vmcontainer.runtime.waiting import LOOPBACK
@@ -33,14 +38,18 @@ Measured = tuple[Figures, Figures | None]  # (target figures, host figures)
 
 
 class Instances(Protocol):
-    """What the comparison needs of the harness: exports and more instances of a kind."""
+    """What the comparison needs of the harness: the targets, their exports, more instances."""
+
+    def get(self, kind: str) -> Target:
+        """The run's target of ``kind``, brought up if it is not yet (raises its VmcError)."""
 
     def export(self, kind: str, timer: Timer | None = None) -> Export:
         """The provisioned target of ``kind``, exported once per run."""
 
     def extra(self, kind: str, label: str, **overrides: Any) -> Target:
         """A new, not yet started instance of ``kind`` made from its export; ``overrides``
-        replace fields of its ``TargetSpec``."""
+        are ``TargetSpec`` fields for this instance only (``volumes``, ``disk_cache``,
+        ``ready_path``)."""
 
     def primed(self, kind: str) -> bool:
         """Whether an instance was already started from this run's export of ``kind``."""
@@ -52,13 +61,16 @@ class Instances(Protocol):
         """A directory removed with the run (for the host's own measurements)."""
 
 
+STORAGE_MIN_MIB = 256
+
+
 @dataclass(frozen=True)
 class MeasureSettings:
     rounds: int = 3
     warmup: int = 1
     boot_rounds: int = 2
     cpu_mib: int = 128
-    io_mib: int = 64
+    storage_mib: int = 256  # the sequential working set; see STORAGE_MIN_MIB
     sync_writes: int = 256
     idle_seconds: float = 5.0
     http_requests: int = 2000
@@ -68,12 +80,22 @@ class MeasureSettings:
     density_containers: int = 10
     memory_budget_bytes: int | None = None  # default: 80% of the host's memory
 
+    def __post_init__(self) -> None:
+        if self.storage_mib < STORAGE_MIN_MIB:
+            raise UsageError(f"a storage working set of {self.storage_mib} MiB is too small",
+                             f"use at least {STORAGE_MIN_MIB} MiB, so that no disk, controller "
+                             "or hypervisor cache holds the whole file")
+
 
 @dataclass
 class ProbeContext:
     instances: Instances
     settings: MeasureSettings
     timer: Timer
+    kinds: tuple[str, ...] = ()  # the selected targets (a probe may measure them together)
+    memo: dict[str, Any] = field(default_factory=dict)  # kept for the whole run
+    # Figures a probe measured on targets other than the one it was called for.
+    others: list[tuple[Target, Figures]] = field(default_factory=list)
 
 
 def _median(values: list[float]) -> float:
@@ -150,22 +172,67 @@ def cpu_script(mib: int) -> str:
 
 
 def probe_cpu(ctx: ProbeContext, target: Target) -> Measured:
-    """Host and target rounds alternate (the host's in the untimed setup), so a change in
-    the machine's load during the run hits both alike. The host rounds' spread tells
-    how noisy the machine was."""
+    """One measurement for every target the selected tests need (``ctx.kinds``): the first
+    call times the rounds of all of them, interleaved; later calls return their share."""
+    measured = ctx.memo.get("cpu")
+    if measured is None:
+        measured = ctx.memo["cpu"] = _interleaved_cpu(ctx, target)
+        ctx.others += [(other, measured[other.kind]) for other in measured["targets"]
+                       if other is not target]
+    if target.kind not in measured:
+        raise ProbeError(f"the {target.kind} was not up when the CPU rounds of "
+                         f"{', '.join(measured['order'])} ran, so it has no paired rounds",
+                         "fix its bring-up (see its first failing test) and run again")
+    figures: Figures = measured[target.kind]
+    return figures, measured["host"]
+
+
+def _interleaved_cpu(ctx: ProbeContext, target: Target) -> dict[str, Any]:
+    """Rounds of host, then the other selected targets, then ``target``, and again: noise
+    from the rest of the machine hits a whole round, and each round's ratios cancel it.
+
+    ``target``'s own run is the timed work (pytest-benchmark times it); the others run in
+    the untimed setup before it. The figures are the times measured inside each.
+    """
+    others = []
+    for kind in ctx.kinds:
+        if kind != target.kind:
+            try:
+                others.append(ctx.instances.get(kind))
+            except VmcError:
+                pass  # its own tests fail with the bring-up error; pair the rest
     script = cpu_script(ctx.settings.cpu_mib)
-    inside: list[float] = []
-    host: list[float] = []
-    ctx.timer(lambda: inside.append(int(run_checked(target, script)) / 1e9),
-              setup=lambda: host.append(int(run_host(script)) / 1e9))
-    rounds = ctx.settings.rounds
-    inside, host = inside[-rounds:], host[-rounds:]
-    # The fastest round is the least disturbed one of a deterministic CPU-bound job.
-    figures = {"seconds": min(inside), "median_s": _median(inside), "rounds_s": inside,
-               "mib": ctx.settings.cpu_mib, "ratio_to_native": min(inside) / min(host)}
-    return figures, {"seconds": min(host), "median_s": _median(host), "rounds_s": host,
-                     "mib": ctx.settings.cpu_mib,
-                     "spread": (max(host) - min(host)) / min(host)}
+    everyone = [*others, target]
+    rounds: dict[str, list[float]] = {"host": [], **{t.kind: [] for t in everyone}}
+
+    def before() -> None:
+        rounds["host"].append(int(run_host(script)) / 1e9)
+        for other in others:
+            rounds[other.kind].append(int(run_checked(other, script)) / 1e9)
+
+    ctx.timer(lambda: rounds[target.kind].append(int(run_checked(target, script)) / 1e9),
+              setup=before)
+    kept = {who: values[-ctx.settings.rounds:] for who, values in rounds.items()}
+    order = ["host", *(t.kind for t in everyone)]
+
+    def summary(values: list[float]) -> Figures:
+        return {"rounds_s": values, "seconds": _median(values), "fastest_s": min(values),
+                "mib": ctx.settings.cpu_mib, "paired": True, "round_order": ", ".join(order)}
+
+    measured: dict[str, Any] = {"host": summary(kept["host"]), "targets": everyone,
+                                "order": order}
+    for who in everyone:
+        figures = summary(kept[who.kind])
+        native = stats.paired_ratio(kept[who.kind], kept["host"])
+        figures["ratio_to_native"] = native.estimate
+        figures["ratio_to_native_ci95"] = [native.low, native.high] if native.known else None
+        measured[who.kind] = figures
+    if "vm" in measured and "container" in measured:
+        vm_to_container = stats.paired_ratio(kept["vm"], kept["container"])
+        measured["vm"]["ratio_to_container"] = vm_to_container.estimate
+        measured["vm"]["ratio_to_container_ci95"] = (
+            [vm_to_container.low, vm_to_container.high] if vm_to_container.known else None)
+    return measured
 
 
 # --- Isolation, OS support, security --------------------------------------------------------
@@ -236,10 +303,77 @@ def probe_security(ctx: ProbeContext, target: Target) -> Measured:
 
 # --- Portability ------------------------------------------------------------------------------
 
+GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Packed:
+    """A file's content: its size uncompressed and at gzip level 1."""
+
+    raw_bytes: int
+    gzip1_bytes: int
+    gzip1_seconds: float  # time spent compressing
+    was_gzip: bool  # the file itself was gzip (its content was decompressed first)
+
+
+def gzip1(path: Path) -> Packed:
+    """Stream ``path`` (decompressed first if it is gzip) through deflate level 1 in a gzip
+    wrapper, counting bytes; nothing is written. zlib's level 1 uses the same deflate
+    parameters as ``gzip -1``, so sizes agree to within a fraction of a percent."""
+    with open(path, "rb") as source:
+        was_gzip = source.read(2) == GZIP_MAGIC
+        source.seek(0)
+        unpack = zlib.decompressobj(zlib.MAX_WBITS | 16) if was_gzip else None
+        pack = zlib.compressobj(1, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+        raw = packed = 0
+        seconds = 0.0
+        for chunk in iter(lambda: source.read(_CHUNK), b""):
+            data = chunk
+            if unpack is not None:
+                data = unpack.decompress(chunk)
+                while unpack.eof and unpack.unused_data:  # the next gzip member
+                    rest = unpack.unused_data
+                    unpack = zlib.decompressobj(zlib.MAX_WBITS | 16)
+                    data += unpack.decompress(rest)
+            raw += len(data)
+            started = time.perf_counter()
+            packed += len(pack.compress(data))
+            seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        packed += len(pack.flush())
+        seconds += time.perf_counter() - started
+    return Packed(raw, packed, seconds, was_gzip)
+
+
+def _gzip1_of(path: Path, target: Target) -> Packed:
+    try:
+        return gzip1(path)
+    except (OSError, zlib.error) as error:
+        raise ProbeError(f"cannot read the {target.kind}'s export {path}: {error}",
+                         "the export is damaged (a full disk?); free space and run again: "
+                         "each run exports anew") from None
+
+
 def probe_export(ctx: ProbeContext, target: Target) -> Measured:
+    """The export as its standard tool makes it, then measured alike: its content
+    uncompressed, and that content at gzip level 1 (a box is a gzip tar: it is decompressed
+    and recompressed at level 1; a docker save tar is compressed at level 1). For an image,
+    also its layers above the base: what moves to a host that already has the base."""
     exported = ctx.instances.export(target.kind, timer=ctx.timer)
-    return {"export_bytes": exported.bytes, "export_seconds": exported.seconds,
-            "format": exported.format}, None
+    packed = _gzip1_of(exported.path, target)
+    figures: Figures = {
+        "export_bytes": exported.bytes, "export_seconds": exported.seconds,
+        "format": exported.format, "uncompressed_bytes": packed.raw_bytes,
+        "gzip1_bytes": packed.gzip1_bytes, "gzip1_seconds": packed.gzip1_seconds,
+        "export_compressed": packed.was_gzip,
+        # Time to a compressed artifact: the tool's own when it compresses, else plus gzip -1.
+        "make_seconds": exported.seconds + (0.0 if packed.was_gzip else packed.gzip1_seconds)}
+    if exported.delta_path is not None:
+        delta = _gzip1_of(exported.delta_path, target)
+        figures.update(app_layers_bytes=delta.raw_bytes, app_layers_gzip1_bytes=delta.gzip1_bytes,
+                       app_layers_what=exported.delta_what)
+    return figures, None
 
 
 # --- Resource usage and density ---------------------------------------------------------------
@@ -384,47 +518,97 @@ def probe_http(ctx: ProbeContext, target: Target) -> Measured:
 # --- Storage ----------------------------------------------------------------------------------
 
 _DD = re.compile(r"(\d+) bytes .* copied, ([\d.]+) s")
+VOLUME_MOUNT = "/vmc-volume"  # where the container's storage instance mounts its volume
+
+
+def storage_method(mib: int, sync_writes: int) -> str:
+    return (f"dd: sequential write of {mib} MiB in 1 MiB blocks with O_DIRECT (oflag=direct) "
+            f"and an fsync at the end (conv=fsync); sequential read of that file with O_DIRECT "
+            f"(iflag=direct); {sync_writes} writes of 4 KiB with O_DSYNC (oflag=dsync)")
 
 
 def storage_script(directory: str, mib: int, sync_writes: int) -> str:
-    """Sequential write (fsync), O_DIRECT sequential read (cached read as fallback), 4 KiB
-    O_DSYNC writes; dd's summary line for each."""
+    """The three dd runs of ``storage_method``; dd's summary line for each.
+
+    No fallback to cached I/O: where O_DIRECT is refused (tmpfs), dd's error is what
+    the probe reports, rather than a figure measured another way.
+    """
     file, small = f"{directory}/vmc-io.bin", f"{directory}/vmc-sync.bin"
     return (f"export LC_ALL=C; mkdir -p {directory} && "
-            f"dd if=/dev/zero of={file} bs=1M count={mib} conv=fsync 2>&1 | tail -n1 && "
-            f"(dd if={file} of=/dev/null bs=1M iflag=direct 2>&1 || "
-            f"(echo cached; dd if={file} of=/dev/null bs=1M 2>&1)) | tail -n2 && "
-            f"dd if=/dev/zero of={small} bs=4k count={sync_writes} oflag=dsync 2>&1 | tail -n1; "
-            f"rm -f {file} {small}")
+            f"dd if=/dev/zero of={file} bs=1M count={mib} oflag=direct conv=fsync 2>&1 "
+            f"| tail -n1 && "
+            f"dd if={file} of=/dev/null bs=1M iflag=direct 2>&1 | tail -n1 && "
+            f"dd if=/dev/zero of={small} bs=4k count={sync_writes} oflag=dsync 2>&1 "
+            f"| tail -n1; rm -f {file} {small}")
 
 
-def parse_storage(output: str) -> Figures:
+def parse_storage(output: str, where: str = "the target") -> Figures:
     matches = _DD.findall(output)
     if len(matches) != 3:
-        raise ProbeError(f"unexpected dd output: {output[-300:]!r}",
+        refused = "Invalid argument" in output
+        raise ProbeError(f"unexpected dd output in {where}: {' '.join(output.split())[-300:]!r}",
+                         "the storage probe needs O_DIRECT, which this filesystem refuses (is "
+                         "it tmpfs?)" if refused else
                          "the target needs coreutils' dd and a writable /var/tmp")
     (wb, ws), (rb, rs), (sb, ss) = ((int(b), float(s)) for b, s in matches)
     return {"write_mb_s": wb / ws / 1e6, "read_mb_s": rb / rs / 1e6,
-            "sync_write_iops": (sb / 4096) / ss, "read_direct": "cached" not in output}
+            "sync_write_iops": (sb / 4096) / ss}
 
 
-def _median_figures(samples: list[Figures]) -> Figures:
-    keys = ("write_mb_s", "read_mb_s", "sync_write_iops")
-    figures: Figures = {key: _median([s[key] for s in samples]) for key in keys}
-    figures["read_direct"] = all(s["read_direct"] for s in samples)
-    figures["rounds"] = len(samples)
+def _storage_figures(samples: list[Figures], prefix: str = "") -> Figures:
+    """Medians and every round, per measure; ``prefix`` tells the container's volume apart."""
+    figures: Figures = {}
+    for key, rounds_key in (("write_mb_s", "write_rounds_mb_s"),
+                            ("read_mb_s", "read_rounds_mb_s"),
+                            ("sync_write_iops", "sync_write_rounds_iops")):
+        values = [sample[key] for sample in samples]
+        figures[prefix + key] = _median(values)
+        figures[prefix + rounds_key] = values
     return figures
 
 
 def probe_storage(ctx: ProbeContext, target: Target) -> Measured:
+    """On an instance made for this row from the export: the VM with a disk cache mode that
+    bypasses the host's page cache, the container with a volume besides its writable layer.
+    The host runs the same method once per run, for reference."""
     settings = ctx.settings
-    script = storage_script("/var/tmp/vmc-io", settings.io_mib, settings.sync_writes)
-    samples: list[Figures] = []
-    ctx.timer(lambda: samples.append(parse_storage(run_checked(target, script))))
-    host_dir = str(ctx.instances.scratch_dir("io-host"))
-    host_script = storage_script(host_dir, settings.io_mib, settings.sync_writes)
-    host = [parse_storage(run_host(host_script)) for _ in range(settings.rounds)]
-    return _median_figures(samples[-settings.rounds:]), _median_figures(host)
+    container = target.kind == "container"
+    places = {"": "/var/tmp/vmc-io"}
+    if container:
+        places["volume_"] = f"{VOLUME_MOUNT}/vmc-io"
+        instance = ctx.instances.extra(target.kind, "storage", volumes={"data": VOLUME_MOUNT})
+    else:
+        instance = ctx.instances.extra(target.kind, "storage", disk_cache="none")
+    samples: dict[str, list[Figures]] = {prefix: [] for prefix in places}
+
+    def work() -> None:
+        for prefix, directory in places.items():
+            script = storage_script(directory, settings.storage_mib, settings.sync_writes)
+            samples[prefix].append(parse_storage(run_checked(instance, script),
+                                                 f"the {target.kind} at {directory}"))
+
+    try:
+        instance.up()
+        ctx.timer(work)
+        cache = instance.disk_cache_mode()
+    finally:
+        ctx.instances.discard(instance)
+    method = storage_method(settings.storage_mib, settings.sync_writes)
+    figures: Figures = {
+        "method": method, "working_set_mib": settings.storage_mib, "disk_cache": cache,
+        "path": "/var/tmp: the writable layer" if container else "/var/tmp: the virtual disk",
+        "instance": f"{instance.resource_name}, made from the export for this row"}
+    if container:
+        figures["volume_path"] = f"{VOLUME_MOUNT}: a volume"
+    for prefix in places:
+        figures.update(_storage_figures(samples[prefix][-settings.rounds:], prefix))
+    if "storage-host" not in ctx.memo:
+        directory = str(ctx.instances.scratch_dir("io-host"))
+        script = storage_script(directory, settings.storage_mib, settings.sync_writes)
+        host = [parse_storage(run_host(script), "the host") for _ in range(settings.rounds)]
+        ctx.memo["storage-host"] = {"method": method, "working_set_mib": settings.storage_mib,
+                                    "path": directory, **_storage_figures(host)}
+    return figures, ctx.memo["storage-host"]
 
 
 PROBES: dict[str, Callable[..., Measured]] = {

@@ -3,6 +3,9 @@
 Rendering only reads the report. A missing row, target, figure or verdict shows
 as "not measured" or "-"; nothing here raises on incomplete results. The HTML
 page has inline CSS and inline SVG bar charts, no scripts and no external URLs.
+Each row's verdict evidence (ratios with their 95% intervals, the like-for-like
+pair, the VM's disk cache mode) has a table of its own, and a team's own
+benchmarks are listed VM against container after the table.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from pytest_vmcontainer.comparison.results import (
     DOES_NOT_HOLD,
     HOLDS,
     NOT_MEASURABLE,
-    SCHEMA,
+    READABLE_SCHEMAS,
     ComparisonReport,
     RowResult,
+    UserBenchmark,
     Verdict,
 )
 
@@ -64,8 +68,10 @@ def _seconds(value: float) -> str:
         return f"{value / 60:.1f} min"
     if size >= 10:
         return f"{value:.1f} s"
+    if 0 < size < 1e-4:
+        return f"{value * 1e6:.2f} us" if size < 1e-5 else f"{value * 1e6:.1f} us"
     if 0 < size < 0.01:
-        return f"{value * 1000:.1f} ms"
+        return f"{value * 1000:.2f} ms" if size < 1e-3 else f"{value * 1000:.1f} ms"
     return f"{value:.2f} s"
 
 
@@ -123,8 +129,10 @@ _KEY_UNITS = {
     "visible_processes": "count",
     "extrapolated_instances": "count",
     "ratio_to_native": "ratio",
+    "ratio_to_container": "ratio",
 }
 _SUFFIX_UNITS = (
+    ("_ci95", "ratio"),
     ("_bytes", "bytes"),
     ("_mb_s", "MB/s"),
     ("_ms", "ms"),
@@ -174,14 +182,34 @@ def _vm_mode(row: RowResult | None, report: ComparisonReport) -> str | None:
     return str(mode).upper() if mode else None
 
 
+def interval_text(interval: object) -> str:
+    """An interval (``stats.Interval.as_dict()``) as "2.73x (95% CI 2.61x-2.85x, n=5)"."""
+    if not isinstance(interval, Mapping):
+        return MISSING
+    estimate, low, high = (_number(interval.get(key)) for key in ("estimate", "low", "high"))
+    reason = _one_line(interval.get("reason"))
+    if estimate is None:
+        return f"no ratio ({reason})" if reason else MISSING
+    if low is None or high is None:
+        return f"{estimate:.2f}x (no interval: {reason})" if reason else f"{estimate:.2f}x"
+    n = interval.get("n")
+    return f"{estimate:.2f}x (95% CI {low:.2f}x-{high:.2f}x, n={format_value(n, 'count')})"
+
+
 def _headline_cell(row: RowResult, who: str, report: ComparisonReport) -> str:
     figures = _figures(row, who)
     if figures is None:
         return NOT_MEASURED
     text = format_value(figures.get(row.headline), row.unit)
+    ci = figures.get(f"{row.headline}_ci95")
+    if isinstance(ci, list | tuple) and len(ci) == 2 and all(_number(v) is not None for v in ci):
+        text += f" ({ci[0]:.2f}-{ci[1]:.2f}x)"
+    notes = []
     if who == "vm" and (mode := _vm_mode(row, report)):
-        text += f" [{mode}]"
-    return text
+        notes.append(mode)
+    if figures.get("disk_cache"):
+        notes.append(f"disk cache {figures['disk_cache']}")
+    return text + (f" [{', '.join(notes)}]" if notes else "")
 
 
 def _status(verdict: Verdict | None) -> str:
@@ -232,6 +260,46 @@ def _facts(facts: Mapping[str, Any] | None) -> list[list[str]]:
             for key, value in sorted(facts.items(), key=lambda item: str(item[0]))]
 
 
+def _evidence_rows(verdict: Verdict | None) -> list[list[str]]:
+    """What the verdict rests on: name, value (intervals as text, ratios as "3.00x")."""
+    evidence = getattr(verdict, "evidence", None)
+    if not isinstance(evidence, Mapping):
+        return []
+    rows = []
+    for name, value in evidence.items():
+        if isinstance(value, Mapping):
+            text = interval_text(value)
+        elif isinstance(value, float):
+            text = format_value(value, "ratio")
+        else:
+            text = format_value(value, "")
+        rows.append([str(name), text])
+    return rows
+
+
+def _benchmark_rows(benchmarks: Sequence[UserBenchmark]) -> list[list[str]]:
+    """benchmark, VM median, container median, VM/container, verdict; one list each."""
+    def median(benchmark: UserBenchmark, who: str) -> str:
+        figures = benchmark.figures.get(who) if isinstance(benchmark.figures, Mapping) else None
+        if not isinstance(figures, Mapping) or not figures:
+            return NOT_MEASURED
+        mode = figures.get("mode") if who == "vm" else None
+        return (f"{format_value(figures.get('median_s'), 's')} "
+                f"(n={format_value(figures.get('rounds'), 'count')})"
+                + (f" [{str(mode).upper()}]" if mode else ""))
+
+    return [[_one_line(b.name), median(b, "vm"), median(b, "container"),
+             interval_text(b.ratio) if b.ratio else MISSING, _one_line(b.verdict)]
+            for b in benchmarks]
+
+
+_BENCHMARK_HEADER = ["benchmark", "VM (median)", "container (median)",
+                     "VM/container (median ratio)", "verdict"]
+BENCHMARK_TITLE = "Your benchmarks, VM against container"
+BENCHMARK_NOTE = ("ratio of the medians of the benchmark's rounds, with a 95% bootstrap "
+                  "interval; a side is named only when the interval clears 10%")
+
+
 # ---------------------------------------------------------------------------- terminal
 
 
@@ -253,6 +321,21 @@ def terminal_lines(report: ComparisonReport) -> list[str]:
     if not report.rows:
         lines.append("(no rows measured)")
     return lines
+
+
+def benchmark_lines(report: ComparisonReport) -> list[str]:
+    """A team's own benchmarks as a plain-text table (empty when there are none)."""
+    if not report.user_benchmarks:
+        return []
+    table = [_BENCHMARK_HEADER, *_benchmark_rows(report.user_benchmarks)]
+    widths = [max(len(cells[i]) for cells in table) for i in range(len(_BENCHMARK_HEADER))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths,
+                                                                   strict=True)).rstrip()
+
+    return [line(table[0]), line(["-" * w for w in widths]),
+            *(line(cells) for cells in table[1:]), f"({BENCHMARK_NOTE})"]
 
 
 # ---------------------------------------------------------------------------- markdown
@@ -299,8 +382,16 @@ def render_markdown(report: ComparisonReport, sections: Sequence[Section] = ()) 
         if missing:
             out.append(f"- Not measured: {', '.join(missing)}")
         out.append("")
+        evidence = _evidence_rows(row.verdict)
+        if evidence:
+            out += ["What the verdict rests on:", "", *md_table(["evidence", "value"], evidence),
+                    ""]
         figures = _figure_rows(row)
         out += [*md_table(_FIGURE_HEADER, figures), ""] if figures else ["_No figures._", ""]
+    if report.user_benchmarks:
+        out += [f"## {BENCHMARK_TITLE}", "", _md_cell(BENCHMARK_NOTE[0].upper()
+                                                     + BENCHMARK_NOTE[1:]) + ".", "",
+                *md_table(_BENCHMARK_HEADER, _benchmark_rows(report.user_benchmarks)), ""]
     return "\n".join(out)
 
 
@@ -395,10 +486,14 @@ def _charts(report: ComparisonReport) -> list[_Chart]:
                [("", bars("resource_usage", "idle_memory_bytes"))]),
         _Chart("HTTP latency (lower is better)", "ms",
                [(p, bars("networking", f"{p}_ms")) for p in ("p50", "p90", "p99")]),
-        _Chart("Disk throughput (higher is better)", "MB/s",
+        _Chart("Disk throughput, O_DIRECT (higher is better)", "MB/s",
                [("write", bars("storage", "write_mb_s", TARGETS)),
-                ("read", bars("storage", "read_mb_s", TARGETS))]),
-        _Chart("CPU workload time (lower is better)", "s",
+                ("read", bars("storage", "read_mb_s", TARGETS)),
+                ("write, container volume", bars("storage", "volume_write_mb_s",
+                                                 ("container",))),
+                ("read, container volume", bars("storage", "volume_read_mb_s",
+                                                ("container",)))]),
+        _Chart("CPU workload time, median of paired rounds (lower is better)", "s",
                [("", bars("performance", "seconds", TARGETS))]),
     ]
 
@@ -482,9 +577,17 @@ def render_html(report: ComparisonReport, sections: Sequence[Section] = ()) -> s
         missing = [who for who in ("vm", "container") if _figures(row, who) is None]
         if missing:
             body.append(f"<p>Not measured: {_e(', '.join(missing))}</p>")
+        evidence = _evidence_rows(row.verdict)
+        if evidence:
+            body += ["<p>What the verdict rests on:</p>",
+                     html_table(["evidence", "value"], evidence)]
         figures = _figure_rows(row)
         body.append(html_table(_FIGURE_HEADER, figures) if figures else "<p>No figures.</p>")
         body.append("</section>")
+    if report.user_benchmarks:
+        body += [f'<h2 id="user-benchmarks">{_e(BENCHMARK_TITLE)}</h2>',
+                 f"<p>{_e(BENCHMARK_NOTE[0].upper() + BENCHMARK_NOTE[1:])}.</p>",
+                 html_table(_BENCHMARK_HEADER, _benchmark_rows(report.user_benchmarks))]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>{_e(TITLE)}</title>\n<style>\n{_CSS}\n</style>\n</head>\n<body>\n"
             + "\n".join(body) + "\n</body>\n</html>\n")
@@ -530,7 +633,7 @@ def write_reports(report: ComparisonReport, directory: Path, sections: Sequence[
 
 
 def load_report(path: Path) -> dict[str, Any]:
-    """Read a comparison.json back; ValueError when it is not JSON of this schema."""
+    """Read a comparison.json back (schema 1 or 2); ValueError when it is not one."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -538,21 +641,27 @@ def load_report(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
     schema = data.get("schema")
-    if schema != SCHEMA:
-        raise ValueError(f"{path}: schema {schema!r} is not {SCHEMA!r}; "
+    if schema not in READABLE_SCHEMAS:
+        raise ValueError(f"{path}: schema {schema!r} is not one of {', '.join(READABLE_SCHEMAS)}; "
                          "written by another version of pytest-vmcontainer?")
     return data
 
 
 def report_from_json(data: Mapping[str, Any]) -> ComparisonReport:
-    """Rebuild a ComparisonReport from ``to_json()`` output (e.g. to re-render a saved run)."""
-    if data.get("schema") != SCHEMA:
-        raise ValueError(f"schema {data.get('schema')!r} is not {SCHEMA!r}")
+    """Rebuild a ComparisonReport from ``to_json()`` output (e.g. to re-render a saved run).
+
+    Schema 1 files have no verdict evidence and no user benchmarks; their rows load as
+    they are (the ``report`` command decides their verdicts again with today's rules).
+    """
+    if data.get("schema") not in READABLE_SCHEMAS:
+        raise ValueError(f"schema {data.get('schema')!r} is not one of "
+                         f"{', '.join(READABLE_SCHEMAS)}")
     rows = []
     for row in data.get("rows") or []:
         verdict = row.get("verdict")
         rows.append(RowResult(**{**row, "verdict": Verdict(**verdict) if verdict else None}))
+    benchmarks = [UserBenchmark(**benchmark) for benchmark in data.get("user_benchmarks") or []]
     return ComparisonReport(
         generated_at=data.get("generated_at", ""), host=data.get("host") or {},
         vm_mode=data.get("vm_mode"), vm_mode_reason=data.get("vm_mode_reason", ""),
-        settings=data.get("settings") or {}, rows=rows)
+        settings=data.get("settings") or {}, rows=rows, user_benchmarks=benchmarks)

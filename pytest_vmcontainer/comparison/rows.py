@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_vmcontainer.comparison import stats
 from pytest_vmcontainer.comparison.results import (
     DOES_NOT_HOLD,
     HOLDS,
@@ -50,10 +51,11 @@ class Row:
                          self.headline, self.how, self.rule)
 
 
-def _both(vm_side: bool, container_side: bool, vm_text: str, container_text: str) -> Verdict:
+def _both(vm_side: bool, container_side: bool, vm_text: str, container_text: str,
+          evidence: dict[str, Any] | None = None) -> Verdict:
     """Holds only if the claim holds on both sides; the reason states both sides' figures."""
     status = HOLDS if vm_side and container_side else DOES_NOT_HOLD
-    return Verdict(status, f"{vm_text}; {container_text}")
+    return Verdict(status, f"{vm_text}; {container_text}", evidence or {})
 
 
 def _mb(value: float) -> str:
@@ -75,15 +77,35 @@ def _boot(vm: Figures, ct: Figures, host: Figures) -> Verdict:
 
 
 def _performance(vm: Figures, ct: Figures, host: Figures) -> Verdict:
-    v, c = vm["ratio_to_native"], ct["ratio_to_native"]
-    spread = host.get("spread", 0.0)
-    if spread > MARGIN - 1:
-        return Verdict(NOT_MEASURABLE, f"the host's own rounds varied by {spread:.0%}, more than "
-                       f"the 10% margin (VM {v:.2f}x, container {c:.2f}x native); raise "
-                       "--vmc-rounds or measure on a quieter machine")
-    return _both(v > c * MARGIN, c <= MARGIN,
-                 f"VM takes {v:.2f}x native, container {c:.2f}x",
-                 f"container {'is' if c <= MARGIN else 'is not'} within 10% of native")
+    """Paired per-round ratios with 95% intervals; a part of the claim is decided only when
+    its interval clears the margin. A decided refutation stands even if the other part is
+    undecided."""
+    if not all(f.get("paired") for f in (vm, ct, host)):
+        return Verdict(NOT_MEASURABLE, "the rounds were not interleaved in one measurement "
+                       "(figures from before report schema 2 timed each target against the "
+                       "host separately), so they cannot be paired: measure again")
+    native, rounds_ct, rounds_vm = host["rounds_s"], ct["rounds_s"], vm["rounds_s"]
+    ratios = {"container/native": stats.paired_ratio(rounds_ct, native),
+              "VM/native": stats.paired_ratio(rounds_vm, native),
+              "VM/container": stats.paired_ratio(rounds_vm, rounds_ct)}
+    evidence = {name: interval.as_dict() for name, interval in ratios.items()}
+    shown = ", ".join(f"{name} {interval.text()}" for name, interval in ratios.items())
+    near = stats.against(ratios["container/native"], MARGIN)
+    slower = stats.against(ratios["VM/container"], MARGIN)
+    refuted = [text for refutes, text in (
+        (near.side == stats.ABOVE, "the container is more than 10% slower than native"),
+        (slower.side == stats.NOT_ABOVE, "the VM is not more than 10% slower than the "
+                                         "container")) if refutes]
+    if refuted:
+        return Verdict(DOES_NOT_HOLD, f"{'; '.join(refuted)}: {shown}", evidence)
+    if near.side == stats.NOT_ABOVE and slower.side == stats.ABOVE:
+        return Verdict(HOLDS, f"the container is within 10% of native and the VM more than "
+                       f"10% slower than the container: {shown}", evidence)
+    undecided = [name for name, decision in (("container/native", near),
+                                             ("VM/container", slower))
+                 if decision.side == stats.UNDECIDED]
+    return Verdict(NOT_MEASURABLE, f"the 95% interval of {' and '.join(undecided)} does not "
+                   f"clear the 10% margin: {shown}; raise --vmc-rounds", evidence)
 
 
 def _isolation(vm: Figures, ct: Figures, host: Figures) -> Verdict:
@@ -110,13 +132,35 @@ def _security(vm: Figures, ct: Figures, host: Figures) -> Verdict:
                  if exposed else "container is not exposed to the host kernel as root")
 
 
+LIKE_FOR_LIKE = "gzip -1 vs gzip -1"
+
+
 def _portability(vm: Figures, ct: Figures, host: Figures) -> Verdict:
-    v, c = vm["export_bytes"], ct["export_bytes"]
-    bigger, slower = v >= 2 * c, vm["export_seconds"] > ct["export_seconds"]
+    """Sizes compared like for like: both exports' content at gzip level 1 (vagrant package
+    compresses its box, docker save does not compress its tar: as made they are not
+    comparable). Also shown: both uncompressed, and the image's layers above its base,
+    which is all that moves to a host that already has the base."""
+    v, c = vm["gzip1_bytes"], ct["gzip1_bytes"]
+    bigger, slower = v >= 2 * c, vm["make_seconds"] > ct["make_seconds"]
+    evidence: dict[str, Any] = {
+        "like-for-like pair": f"{LIKE_FOR_LIKE}: the box's content recompressed at level 1 "
+                              "against docker save | gzip -1",
+        "gzip -1, VM/container": v / c,
+        "uncompressed, VM/container": vm["uncompressed_bytes"] / ct["uncompressed_bytes"],
+        "as made (not alike), VM/container": vm["export_bytes"] / ct["export_bytes"],
+        "time to a compressed export, VM/container": vm["make_seconds"] / ct["make_seconds"]}
+    moves = ""
+    if ct.get("app_layers_gzip1_bytes"):
+        layers = ct["app_layers_gzip1_bytes"]
+        evidence["to a host with the base, gzip -1: VM box/container app layers"] = v / layers
+        moves = (f"; to a host that has the base, the container's app layers are "
+                 f"{_mb(layers)} at gzip -1, the box {v / layers:,.0f}x that")
     return _both(bigger and slower, True,
-                 f"VM export {_mb(v)} in {vm['export_seconds']:.1f} s vs container "
-                 f"{_mb(c)} in {ct['export_seconds']:.1f} s",
-                 f"VM export is {v / c:.1f}x the container's")
+                 f"{LIKE_FOR_LIKE}: VM export {_mb(v)} vs container {_mb(c)} ({v / c:.1f}x; "
+                 f"uncompressed {_mb(vm['uncompressed_bytes'])} vs "
+                 f"{_mb(ct['uncompressed_bytes'])}), made in {vm['make_seconds']:.1f} s vs "
+                 f"{ct['make_seconds']:.1f} s (docker save + gzip -1)",
+                 f"the rule asks for at least 2x and slower to make{moves}", evidence)
 
 
 def _resources(vm: Figures, ct: Figures, host: Figures) -> Verdict:
@@ -141,13 +185,51 @@ def _networking(vm: Figures, ct: Figures, host: Figures) -> Verdict:
                  f"{vm['rps']:,.0f} req/s, p50 {vm['p50_ms']:.2f} ms", note)
 
 
+# Disk cache modes under which a guest's O_DIRECT I/O reaches the image, not host memory.
+BYPASSING_CACHE_MODES = ("none", "directsync")
+
+
 def _storage(vm: Figures, ct: Figures, host: Figures) -> Verdict:
-    faster = (ct["write_mb_s"] > vm["write_mb_s"] * MARGIN
-              and ct["read_mb_s"] > vm["read_mb_s"] * MARGIN)
-    return _both(faster, True,
-                 f"write: container {ct['write_mb_s']:.0f} vs VM {vm['write_mb_s']:.0f} MB/s; "
-                 f"read: container {ct['read_mb_s']:.0f} vs VM {vm['read_mb_s']:.0f} MB/s",
-                 f"host {host.get('write_mb_s', 0):.0f}/{host.get('read_mb_s', 0):.0f} MB/s")
+    """The container's writable layer against the VM's disk, like for like: the same
+    method, and a VM disk cache mode under which the guest's O_DIRECT I/O reaches the
+    image, not the host's page cache (with the default mode the VM can read faster than
+    the host's own disk, which is host memory being measured)."""
+    cache = vm.get("disk_cache")
+    if cache not in BYPASSING_CACHE_MODES:
+        return Verdict(NOT_MEASURABLE, f"the VM's disk cache mode was "
+                       f"{repr(cache) if cache else 'not recorded'}: guest O_DIRECT I/O may be "
+                       "served from the host's page cache, so the VM's figures could be host "
+                       "memory; measure with cache=none")
+    if vm.get("method") != ct.get("method"):
+        return Verdict(NOT_MEASURABLE, "the VM and the container were measured differently "
+                       f"({vm.get('method')!r} vs {ct.get('method')!r})")
+    write = stats.ratio_of_medians(ct["write_rounds_mb_s"], vm["write_rounds_mb_s"])
+    read = stats.ratio_of_medians(ct["read_rounds_mb_s"], vm["read_rounds_mb_s"])
+    evidence: dict[str, Any] = {"write, container/VM": write.as_dict(),
+                                "read, container/VM": read.as_dict(),
+                                "VM disk cache": cache, "method": vm.get("method")}
+    volume = ""
+    if "volume_write_rounds_mb_s" in ct:
+        volume_write = stats.ratio_of_medians(ct["volume_write_rounds_mb_s"],
+                                              vm["write_rounds_mb_s"])
+        volume_read = stats.ratio_of_medians(ct["volume_read_rounds_mb_s"],
+                                             vm["read_rounds_mb_s"])
+        evidence["volume write, container/VM"] = volume_write.as_dict()
+        evidence["volume read, container/VM"] = volume_read.as_dict()
+        volume = (f"; a container volume: write {volume_write.text()}, "
+                  f"read {volume_read.text()}")
+    shown = (f"container writable layer/VM (disk cache={cache}): write {write.text()}, "
+             f"read {read.text()}{volume}")
+    sides = {"write": stats.against(write, MARGIN).side, "read": stats.against(read, MARGIN).side}
+    if all(side == stats.ABOVE for side in sides.values()):
+        return Verdict(HOLDS, f"the container beats the VM by more than 10% on both: {shown}",
+                       evidence)
+    lost = [what for what, side in sides.items() if side == stats.NOT_ABOVE]
+    if lost:
+        return Verdict(DOES_NOT_HOLD, f"the container does not beat the VM by more than 10% "
+                       f"on {' and '.join(lost)}: {shown}", evidence)
+    return Verdict(NOT_MEASURABLE, f"the 95% interval does not clear the 10% margin: {shown}; "
+                   "raise --vmc-rounds", evidence)
 
 
 ROWS: tuple[Row, ...] = (
@@ -165,10 +247,12 @@ ROWS: tuple[Row, ...] = (
         _boot, tcg_biased=True),
     Row("performance", "Performance", "Slower (hypervisor overhead)", "Near-native speed",
         "ratio", "ratio_to_native", "probe_cpu",
-        "sha256 of a fixed stream of zeros inside each target and on the host, timed inside, "
-        "rounds alternating with the host's; fastest round as a ratio to the host's fastest",
+        "sha256 of a fixed stream of zeros, timed inside; one measurement interleaves the "
+        "rounds (host, container, VM, host, ...) so all three see the same noise; each ratio "
+        "is the geometric mean of the per-round ratios with a 95% bootstrap interval",
         "holds if the container is within 10% of native and the VM more than 10% slower "
-        "than the container; not measurable when the host's own rounds vary by more than 10%",
+        "than the container, each by its 95% interval; not measurable while an interval "
+        "straddles the 10% margin",
         _performance, tcg_biased=True, needs_host=True),
     Row("isolation", "Isolation", "Complete (separate kernel)", "Process-level (shared kernel)",
         "bool", "separate_kernel", "probe_kernel",
@@ -187,11 +271,12 @@ ROWS: tuple[Row, ...] = (
         "holds if the container's root is root of the host kernel it shares, and the VM's "
         "root is confined to its own kernel", _security),
     Row("portability", "Portability", "Less portable (large files)", "Highly portable",
-        "bytes", "export_bytes", "probe_export",
-        "export the provisioned target with its standard tool: vagrant package (box) vs "
-        "docker save (tar); bytes and seconds",
-        "holds if the VM's export is at least twice the container's and slower to make",
-        _portability),
+        "bytes", "gzip1_bytes", "probe_export",
+        "export the provisioned target with its standard tool (vagrant package: a gzip box; "
+        "docker save: a plain tar), then measure both alike: content uncompressed, and at "
+        "gzip -1; also the image's layers above its base (what moves to a host with the base)",
+        "holds if the VM's export is at least twice the container's, gzip -1 vs gzip -1, and "
+        "slower to make (vagrant package vs docker save + gzip -1)", _portability),
     Row("resource_usage", "Resource Usage", "Heavy", "Lightweight", "bytes",
         "idle_memory_bytes", "probe_idle",
         "from the host side at idle: QEMU process RSS vs the container's cgroup memory; "
@@ -212,10 +297,13 @@ ROWS: tuple[Row, ...] = (
         "median latency", _networking, tcg_biased=True),
     Row("storage", "Storage", "Slower (virtual disk)", "Faster (layered filesystem)", "MB/s",
         "write_mb_s", "probe_storage",
-        "inside each target and on the host: dd sequential write with fsync, O_DIRECT "
-        "sequential read, 4 KiB O_DSYNC writes",
-        "holds if the container's sequential write and read both beat the VM's by more than "
-        "10%", _storage, tcg_biased=True, needs_host=True),
+        "on an instance made for this row (the VM with disk cache=none, the container with a "
+        "volume besides its writable layer) and on the host: dd, sequential write of at least "
+        "256 MiB with O_DIRECT and fsync, O_DIRECT sequential read, 4 KiB O_DSYNC writes",
+        "holds if the container's writable layer beats the VM on sequential write and read "
+        "by more than 10%, each by its 95% interval; not measurable unless the VM's disk "
+        "cache mode bypasses the host's page cache", _storage, tcg_biased=True,
+        needs_host=True),
 )
 BY_ID = {row.id: row for row in ROWS}
 
@@ -226,18 +314,22 @@ TCG_NOTE = ("the VM ran under QEMU TCG (software emulation): it can only look sl
 
 def decide(row: Row, figures: dict[str, Figures], vm_mode: str | None) -> Verdict:
     """The row's verdict from whatever was measured; never raises on missing figures."""
-    missing = [who for who in ("vm", "container") if row.headline not in figures.get(who, {})]
+    missing = [who for who in ("vm", "container") if not figures.get(who)]
     if row.needs_host and "host" not in figures:
         missing.append("host")
     if missing:
         return Verdict(NOT_MEASURABLE, f"no {' or '.join(missing)} figures "
                                        "(not selected, or the measurement failed)")
+    lacking = [who for who in ("vm", "container") if row.headline not in figures[who]]
+    if lacking:
+        return Verdict(NOT_MEASURABLE, f"the {' and '.join(lacking)} figures have no "
+                       f"{row.headline} (measured by another version of the probe?)")
     try:
         verdict = row.decide(figures["vm"], figures["container"], figures.get("host", {}))
     except (KeyError, TypeError, ZeroDivisionError) as error:
         return Verdict(NOT_MEASURABLE, f"incomplete figures: {error!r}")
     if row.tcg_biased and vm_mode == "tcg" and verdict.status == HOLDS:
-        return Verdict(NOT_MEASURABLE, f"{verdict.reason}; but {TCG_NOTE}")
+        return Verdict(NOT_MEASURABLE, f"{verdict.reason}; but {TCG_NOTE}", verdict.evidence)
     return verdict
 
 

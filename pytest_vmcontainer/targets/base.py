@@ -59,7 +59,12 @@ class TargetSpec:
     name_suffix: str = ""  # tells apart extra instances of a kind (boot and density probes)
     poll_max: float = 1.0  # longest pause between readiness polls (short for boot timing)
     rebuild_bases: bool = False
-    disk_cache: str | None = None  # a VM disk's cache mode (e.g. "none"), for storage figures
+    # Engine-managed volumes: a name local to the target -> the mount path inside. Made with
+    # the target (labelled with the session), removed with it and by the sweep.
+    volumes: dict[str, str] = field(default_factory=dict)
+    # The VM's disk cache mode (libvirt's driver cache, e.g. "none": guest O_DIRECT I/O then
+    # bypasses the host's page cache); None keeps the provider's default.
+    disk_cache: str | None = None
     vm_cache: bool = True  # start a VM from the provisioned-VM cache when it has its inputs
 
     def pick_host_ports(self) -> dict[int, int]:
@@ -82,6 +87,10 @@ class Export:
     bytes: int
     seconds: float
     format: str
+    # What moves to a host that already has the base the target was built from (for an
+    # image, its layers above the base's), written beside ``path``; None: all of it moves.
+    delta_path: Path | None = None
+    delta_what: str = ""
 
 
 class Leftovers(abc.ABC):
@@ -215,6 +224,14 @@ class Target(abc.ABC):
         """From the host side: (memory bytes, CPU seconds used so far)."""
         raise UsageError(f"the {self.kind} backend {type(self).__name__} reports no usage",
                          "use a backend that reports it for the resource rows")
+
+    def disk_cache_mode(self) -> str | None:
+        """The cache mode the target's disk runs with (None: the default, or no such thing).
+
+        The base class answers what the spec asked for; a backend that can read the
+        mode back from its engine should override this, so figures say what ran.
+        """
+        return self.spec.disk_cache
 
     # --- saved state: reuse, login, exec, list (and xdist workers) ---------------------------
 

@@ -6,6 +6,9 @@ SDK is not loaded with the plugin.
 
 from __future__ import annotations
 
+import io
+import json
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -59,6 +62,46 @@ def image_tag(spec: TargetSpec) -> str:
     return f"{APP_REPOSITORY}:{hashing.content_hash(inputs, extra=[str(dockerfile)])[:16]}"
 
 
+def final_base(dockerfile: Path) -> str | None:
+    """The image the Dockerfile's last stage builds FROM (through stage aliases), if any."""
+    aliases: dict[str, str] = {}
+    base = None
+    for line in dockerfile.read_text(errors="replace").splitlines():
+        words = [w for w in line.split() if not w.startswith("--")]
+        if len(words) >= 2 and words[0].upper() == "FROM":
+            base = aliases.get(words[1].lower(), words[1])
+            if len(words) >= 4 and words[2].upper() == "AS":
+                aliases[words[3].lower()] = base
+    return None if base in (None, "scratch") else base
+
+
+def copy_layers(saved: Path, out: Path, skip: int) -> int:
+    """Write ``out``: the config and the layers of ``saved`` (a docker save tar) after its
+    first ``skip`` layers, with a manifest naming them; returns how many layers it holds.
+
+    Works on both save formats (legacy ``<id>/layer.tar`` and OCI ``blobs/sha256/...``):
+    manifest.json lists the layers in the image's order in both.
+    """
+    with tarfile.open(saved) as tar, tarfile.open(out, "w") as delta:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        entry = manifest[0]
+        kept = entry["Layers"][skip:]
+        for name in [entry["Config"], *kept]:
+            data = tar.extractfile(name)  # a link to a layer stored once resolves to it
+            if data is None:
+                raise BuildError(f"docker save wrote {name} as something other than a file",
+                                 "report this with the output of 'docker version'")
+            info = tarfile.TarInfo(name)
+            info.size = data.seek(0, io.SEEK_END)
+            data.seek(0)
+            delta.addfile(info, data)
+        text = json.dumps([{**entry, "Layers": kept}]).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(text)
+        delta.addfile(info, io.BytesIO(text))
+    return len(kept)
+
+
 def remove_orphaned_images(client: Any) -> list[str]:
     """App images built from a Dockerfile that no longer exists (a deleted project)."""
     removed = []
@@ -89,7 +132,7 @@ def _local_dockerd_started() -> str | None:
 
 
 class DockerLeftovers(Leftovers):
-    """Containers labelled with a session id; app images of deleted projects."""
+    """Containers and volumes labelled with a session id; app images of deleted projects."""
 
     def __init__(self) -> None:
         self._client: Any = None
@@ -109,11 +152,21 @@ class DockerLeftovers(Leftovers):
         label = f"{SESSION_LABEL}={session_id}" if session_id else f"{OWNER_LABEL}={OWNER}"
         return list(client.containers.list(all=True, filters={"label": label}))
 
+    def _volumes(self, session_id: str | None = None) -> list[Any]:
+        client = self._engine()
+        if client is None:
+            return []
+        label = f"{SESSION_LABEL}={session_id}" if session_id else f"{OWNER_LABEL}={OWNER}"
+        return list(client.volumes.list(filters={"label": label}))
+
     def by_session(self) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
         for container in self._containers():
             session_id = container.labels.get(SESSION_LABEL, "")
             found.setdefault(session_id, []).append(f"container {container.name}")
+        for volume in self._volumes():
+            session_id = (volume.attrs.get("Labels") or {}).get(SESSION_LABEL, "")
+            found.setdefault(session_id, []).append(f"volume {volume.name}")
         return found
 
     def remove(self, session_id: str) -> list[str]:
@@ -121,6 +174,9 @@ class DockerLeftovers(Leftovers):
         for container in self._containers(session_id):
             container.remove(force=True, v=True)
             removed.append(f"container {container.name}")
+        for volume in self._volumes(session_id):  # after the containers that mount them
+            volume.remove(force=True)
+            removed.append(f"volume {volume.name}")
         return removed
 
     def remove_orphans(self) -> list[str]:
@@ -231,6 +287,22 @@ class DockerTarget(Target):
 
     # --- lifecycle -------------------------------------------------------------------------
 
+    def volume_name(self, name: str) -> str:
+        """The engine's name of the spec's volume ``name``: unique per target and session."""
+        return f"{self.resource_name}-{name}"
+
+    def _labels(self) -> dict[str, str]:
+        return {OWNER_LABEL: OWNER, SESSION_LABEL: self.spec.session_id}
+
+    def _create_volumes(self) -> dict[str, dict[str, str]]:
+        """The spec's volumes, made now (labelled, so the sweep finds them after a crash)."""
+        mounts = {}
+        for name, path in self.spec.volumes.items():
+            volume = self.client.volumes.create(name=self.volume_name(name),
+                                                labels=self._labels())
+            mounts[volume.name] = {"bind": path, "mode": "rw"}
+        return mounts
+
     def up(self) -> None:
         image = self.image or self.build()
         self.host_ports = self.spec.pick_host_ports()
@@ -239,8 +311,8 @@ class DockerTarget(Target):
                 with self._state_lock:
                     self.check_cancelled()
                     self.container = self.client.containers.run(
-                        image, detach=True, name=self.resource_name,
-                        labels={OWNER_LABEL: OWNER, SESSION_LABEL: self.spec.session_id},
+                        image, detach=True, name=self.resource_name, labels=self._labels(),
+                        volumes=self._create_volumes(),
                         ports={f"{guest}/tcp": ("127.0.0.1", host)
                                for guest, host in self.host_ports.items()})
             except docker.errors.APIError as exc:
@@ -315,6 +387,11 @@ class DockerTarget(Target):
                 container.remove(force=True, v=True)
             except docker.errors.NotFound:
                 pass
+            for name in self.spec.volumes:  # named volumes outlive their container otherwise
+                try:
+                    self.client.volumes.get(self.volume_name(name)).remove(force=True)
+                except docker.errors.NotFound:
+                    pass
             self.container = None
             self._host = None
 
@@ -338,7 +415,25 @@ class DockerTarget(Target):
                     out.write(chunk)
 
         seconds = time_once(save, timer)
-        return Export(path, path.stat().st_size, seconds, "docker save (tar)")
+        delta, what = self._app_layers(path, directory / "app-layers.tar")
+        return Export(path, path.stat().st_size, seconds, "docker save (tar)", delta, what)
+
+    def _app_layers(self, saved: Path, out: Path) -> tuple[Path, str]:
+        """What a host that already has the Dockerfile's base image needs: the layers above
+        the base's (when the base is not found locally, every layer)."""
+        layers = list(self.client.images.get(self.image).attrs["RootFS"]["Layers"])
+        reference = final_base(self.spec.dockerfile)
+        below: list[str] = []
+        if reference is not None:
+            try:
+                below = list(self.client.images.get(reference).attrs["RootFS"]["Layers"])
+            except docker.errors.APIError:  # ImageNotFound included: e.g. an ARG in FROM
+                below = []
+        shared = len(below) if layers[:len(below)] == below else 0
+        kept = copy_layers(saved, out, shared)
+        base = (f"not in the base image {reference}" if shared else
+                f"every layer: the base {reference or '(none)'} is not found locally")
+        return out, f"{kept} of {len(layers)} layers and the image config, {base}"
 
     def instance_from_export(self, spec: TargetSpec) -> DockerTarget:
         instance = DockerTarget(spec, self.progress, client=self.client)

@@ -45,6 +45,13 @@ def bases(request: pytest.FixtureRequest, docker_client: Any) -> None:
         images.ensure_bases(Progress(), docker_client, want_box=True)
 
 
+@pytest.fixture(scope="session")
+def docker_base(request: pytest.FixtureRequest, docker_client: Any) -> None:
+    """The Docker base only, for tests that bring up no VM (they leave the box alone)."""
+    with _visible(request):
+        images.ensure_bases(Progress(), docker_client, want_box=False)
+
+
 def _visible(request: pytest.FixtureRequest) -> Any:
     capman = request.config.pluginmanager.getplugin("capturemanager")
     return capman.global_and_fixture_disabled()
@@ -55,6 +62,7 @@ class Snapshot:
     """What exists now that a run could leak: compared before and after the run."""
 
     containers: frozenset[str]
+    volumes: frozenset[str]
     dangling_images: frozenset[str]
     libvirt: frozenset[str]
     sessions: frozenset[str]
@@ -63,6 +71,7 @@ class Snapshot:
     def take(cls, client: Any) -> Snapshot:
         return cls(
             containers=frozenset(c.id for c in client.containers.list(all=True)),
+            volumes=frozenset(v.name for v in client.volumes.list()),
             dangling_images=frozenset(i.id for i in client.images.list(
                 filters={"dangling": True})),
             libvirt=frozenset(libvirt_names("vmc-")),
@@ -72,6 +81,7 @@ class Snapshot:
     def new_since(self, before: Snapshot) -> dict[str, set[str]]:
         grown = {
             "containers": set(self.containers - before.containers),
+            "volumes": set(self.volumes - before.volumes),
             "dangling images": set(self.dangling_images - before.dangling_images),
             "libvirt domains/volumes": set(self.libvirt - before.libvirt),
             "session dirs": set(self.sessions - before.sessions),
@@ -81,7 +91,8 @@ class Snapshot:
 
 @pytest.fixture
 def leak_check(docker_client: Any) -> Iterator[None]:
-    """Fails the test if the run left a container, image, domain, volume or session dir."""
+    """Fails the test if the run left a container, Docker volume, image, libvirt domain or
+    volume, or a session dir."""
     before = Snapshot.take(docker_client)
     yield
     leaked = Snapshot.take(docker_client).new_since(before)

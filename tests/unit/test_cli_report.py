@@ -23,6 +23,13 @@ def test_report_shows_a_saved_run_with_current_verdicts(tmp_path: Path,
     rewritten = json.loads((tmp_path / "comparison.json").read_text())
     assert [row["id"] for row in rewritten["rows"]] == [
         row["id"] for row in json.loads(RECORDED.read_text())["rows"]]
+    # A schema 1 file is read, decided by today's rules, and written as schema 2.
+    assert json.loads(RECORDED.read_text())["schema"] == "pytest-vmcontainer/comparison/1"
+    assert rewritten["schema"] == "pytest-vmcontainer/comparison/2"
+    reasons = {row["id"]: row["verdict"]["reason"] for row in rewritten["rows"]}
+    assert "not interleaved" in reasons["performance"]
+    assert "no gzip1_bytes" in reasons["portability"]
+    assert "disk cache mode was not recorded" in reasons["storage"]
     assert (tmp_path / "comparison.html").exists() and (tmp_path / "comparison.md").exists()
 
 

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from pytest_vmcontainer.comparison.report import (
+    benchmark_lines,
     figure_unit,
     format_value,
+    interval_text,
     load_report,
     render_html,
     render_markdown,
@@ -27,6 +29,7 @@ from pytest_vmcontainer.comparison.results import (
     SCHEMA,
     ComparisonReport,
     RowResult,
+    UserBenchmark,
     Verdict,
 )
 
@@ -319,3 +322,103 @@ def test_empty_report_renders_everything(tmp_path: Path) -> None:
     assert lines[0] == "VM figures: none (no VM measured)"
     assert lines[-1] == "(no rows measured)"
     assert render_markdown(report).startswith("# VM vs container comparison")
+
+
+
+# --- schema 2: evidence, intervals, disk cache, like-for-like pairs, a team's benchmarks ---------
+
+INTERVAL = {"estimate": 4.2, "low": 3.9, "high": 4.6, "n": 5, "method": "paired", "reason": ""}
+
+
+def _report_v2() -> ComparisonReport:
+    performance = _row(
+        "performance", "Performance", ("slower", "near-native"), "ratio", "ratio_to_native",
+        {"vm": {**TCG, "ratio_to_native": 4.31, "ratio_to_native_ci95": [4.02, 4.66],
+                "rounds_s": [3.1, 3.0, 3.3]},
+         "container": {"ratio_to_native": 1.03, "ratio_to_native_ci95": [1.0, 1.08]},
+         "host": {"rounds_s": [0.7, 0.72, 0.75], "round_order": "host, container, vm"}},
+        Verdict(NOT_MEASURABLE, "TCG", {"VM/container": INTERVAL, "container/native": {
+            "estimate": 1.03, "low": None, "high": None, "n": 2, "method": "paired",
+            "reason": "2 rounds, at least 3 needed"}}))
+    portability = _row(
+        "portability", "Portability", ("large", "portable"), "bytes", "gzip1_bytes",
+        {"vm": {**TCG, "gzip1_bytes": 180e6}, "container": {"gzip1_bytes": 64e6}},
+        Verdict(HOLDS, "gzip -1 vs gzip -1: ...", {
+            "like-for-like pair": "gzip -1 vs gzip -1: the box's content recompressed",
+            "gzip -1, VM/container": 2.8125}))
+    storage = _row(
+        "storage", "Storage", ("slower", "faster"), "MB/s", "write_mb_s",
+        {"vm": {**TCG, "write_mb_s": 30.5, "disk_cache": "none"},
+         "container": {"write_mb_s": 304.2, "volume_write_mb_s": 300.8, "disk_cache": None}},
+        Verdict(NOT_MEASURABLE, "TCG", {"VM disk cache": "none"}))
+    report = _report([performance, portability, storage])
+    report.user_benchmarks = [
+        UserBenchmark("test_api.py::test_latency",
+                      {"vm": {"median_s": 0.00041, "min_s": 0.0004, "rounds": 30, "mode": "tcg"},
+                       "container": {"median_s": 8.56e-5, "min_s": 8e-5, "rounds": 1200,
+                                     "mode": "container"}},
+                      {**INTERVAL, "estimate": 4.81, "low": 4.72, "high": 5.85, "n": 30},
+                      "the VM is more than 10% slower"),
+        UserBenchmark("test_api.py::test_only_vm", {"vm": {"median_s": 1.5, "rounds": 3}},
+                      None, "measured on the vm only")]
+    return report
+
+
+def test_interval_text() -> None:
+    assert interval_text(INTERVAL) == "4.20x (95% CI 3.90x-4.60x, n=5)"
+    refused = {**INTERVAL, "low": None, "high": None, "reason": "2 rounds, at least 3 needed"}
+    assert interval_text(refused) == "4.20x (no interval: 2 rounds, at least 3 needed)"
+    assert interval_text({"estimate": None, "reason": "no rounds"}) == "no ratio (no rounds)"
+    assert interval_text(None) == "-"
+
+
+def test_the_main_table_shows_intervals_and_the_disk_cache_mode() -> None:
+    text = "\n".join(terminal_lines(_report_v2()))
+    assert "4.31x (4.02-4.66x) [TCG]" in text and "1.03x (1.00-1.08x)" in text
+    assert "30.5 MB/s [TCG, disk cache none]" in text
+    assert "180.0 MB [TCG]" in text
+
+
+def test_markdown_and_html_show_what_each_verdict_rests_on(tmp_path: Path) -> None:
+    paths = write_reports(_report_v2(), tmp_path)
+    markdown, page = paths["markdown"].read_text(), paths["html"].read_text()
+    for text in (markdown, page):
+        assert "What the verdict rests on" in text
+        assert "VM/container" in text and "4.20x (95% CI 3.90x-4.60x, n=5)" in text
+        assert "1.03x (no interval: 2 rounds, at least 3 needed)" in text
+        assert "gzip -1 vs gzip -1: the box" in text and "2.81x" in text
+        assert "VM disk cache" in text
+        assert "Your benchmarks, VM against container" in text
+        assert "0.41 ms (n=30) [TCG]" in text and "85.6 us (n=1,200)" in text
+        assert "4.81x (95% CI 4.72x-5.85x, n=30)" in text
+        assert "measured on the vm only" in text
+    assert "| disk_cache | none | - | - |" in markdown
+    assert "| volume_write_mb_s | - | 300.8 MB/s | - |" in markdown
+    parser = _parse(page)
+    assert "300.8 MB/s" in parser.svg_texts  # the container volume's bar
+
+
+def test_benchmark_lines_only_when_there_are_benchmarks() -> None:
+    lines = benchmark_lines(_report_v2())
+    assert lines[0].split() == ["benchmark", "VM", "(median)", "container", "(median)",
+                                "VM/container", "(median", "ratio)", "verdict"]
+    assert lines[2].startswith("test_api.py::test_latency") and lines[-1].startswith("(ratio")
+    assert benchmark_lines(_report()) == []
+
+
+def test_schema_2_round_trips_with_evidence_and_benchmarks(tmp_path: Path) -> None:
+    report = _report_v2()
+    data = json.loads(write_reports(report, tmp_path)["json"].read_text())
+    assert data["schema"] == SCHEMA == "pytest-vmcontainer/comparison/2"
+    assert data["rows"][0]["verdict"]["evidence"]["VM/container"] == INTERVAL
+    assert report_from_json(data) == report
+
+
+def test_schema_1_files_still_load() -> None:
+    path = Path(__file__).parent / "data" / "comparison-tcg.json"
+    data = load_report(path)
+    assert data["schema"] == "pytest-vmcontainer/comparison/1"
+    report = report_from_json(data)
+    assert report.user_benchmarks == [] and len(report.rows) == 11
+    assert all(row.verdict is not None and row.verdict.evidence == {} for row in report.rows)
+    assert "Your benchmarks" not in render_markdown(report)

@@ -149,7 +149,7 @@ def saved(directory: Path) -> dict[str, Any]:
 def check_the_report(directory: Path) -> None:
     """--vmc-report of a parity-only run: the matrix with its values, inputs hash, targets."""
     data = saved(directory)
-    assert data["schema"] == "pytest-vmcontainer/comparison/1"
+    assert data["schema"] == "pytest-vmcontainer/comparison/2"
     assert data["targets"] == ["vm", "container"]
     assert data["vm_mode"] == "tcg"
     assert data["rows"] == []
