@@ -354,6 +354,17 @@ class VagrantTarget(Target):
                 "vagrantfile": str(self.spec.vagrantfile), "session": self.spec.session_id})
         self.origin = f"provisioned, then cached as {cache_key[:12]}"
 
+    def disk_cache_mode(self) -> str | None:
+        """The cache mode libvirt runs the VM's disk with (read back from the domain: what
+        ran, not what was asked for); None when libvirt leaves QEMU's default."""
+        from xml.etree import ElementTree
+
+        xml = libvirt.run_virsh("dumpxml", self.resource_name).stdout
+        if not xml.strip():
+            return None
+        driver = ElementTree.fromstring(xml).find("./devices/disk[@device='disk']/driver")
+        return driver.get("cache") if driver is not None else None
+
     def _disk_path(self) -> Path:
         blocks = libvirt.run_virsh("domblklist", self.resource_name, "--details").stdout
         disks = [line.split()[-1] for line in blocks.splitlines() if " disk " in f" {line} "]
