@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_vmcontainer import shared
 from pytest_vmcontainer.errors import VmcError
 from pytest_vmcontainer.parity import Parity
 from pytest_vmcontainer.run import (
@@ -41,6 +42,13 @@ def vmc_state(request: pytest.FixtureRequest) -> Iterator[RunState]:
 def _get_target(state: RunState, kind: str) -> Target:
     if kind not in state.kinds:
         pytest.skip(f"the {kind} target is not selected (--target={state.value('vmc_target')})")
+    if state.shared_dir is not None:  # an xdist worker: the controller brings targets up
+        if kind not in state.attached:
+            try:
+                state.attached[kind] = shared.attach(state.shared_dir, kind)
+            except VmcError as error:
+                fail_for(kind, error)
+        return state.attached[kind]
     harness = state.get_harness()
     try:
         # Start every needed target now, so that both come up concurrently.

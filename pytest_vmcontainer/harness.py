@@ -82,6 +82,8 @@ class PortUnion:
             return tuple(sorted(self._ports))
 
 
+STATUS_SUFFIX = ".status.json"  # a target's bring-up outcome, published in the session
+
 MakeTarget = Callable[[str, TargetSpec, Progress], Target]
 TeardownHook = Callable[[Target, bool], None]
 
@@ -128,8 +130,7 @@ class Harness:
             wanted = [k for k in kinds if k not in self._jobs]
             if not wanted:
                 return
-            if self.session is None:
-                self._open_session()
+            self.open_session()
             made = [self._make(kind) for kind in wanted]
             if self.config.setup_host:
                 needs = {need for target in made for need in target.host_needs}
@@ -154,6 +155,13 @@ class Harness:
         return {"vagrantfile": str(self.config.vagrantfile),
                 "dockerfile": str(self.config.dockerfile)}
 
+    def open_session(self) -> lifecycle.Session:
+        """The run's session (opened once): its id names everything the run creates."""
+        if self.session is None:
+            self._open_session()
+        assert self.session is not None
+        return self.session
+
     def _open_session(self) -> None:
         if self.config.reuse:
             self.session = lifecycle.Session.open(
@@ -163,6 +171,8 @@ class Harness:
             self.session = lifecycle.Session.open()
         self.session.mark(lifecycle.INPUTS_FILE, json.dumps(
             {"hash": self.config.reuse_key(), **self._reuse_sources()}))
+        for stale in self.session.dir.glob(f"*{STATUS_SUFFIX}"):  # a reused session's last run
+            stale.unlink()
 
     def _sweep(self, made: list[Target]) -> None:
         """Leftovers of crashed runs go; so do reusable targets made from older file contents."""
@@ -201,6 +211,15 @@ class Harness:
         self.targets[target.kind] = target  # registered before anything can fail: teardown sees it
 
         def work() -> Target:
+            try:
+                brought_up = bring_up()
+            except BaseException as error:
+                self._publish(target.kind, error)
+                raise
+            self._publish(target.kind, None)
+            return brought_up
+
+        def bring_up() -> Target:
             started = time.monotonic()
             declared: tuple[int, ...] | None = None
             try:
@@ -234,6 +253,29 @@ class Harness:
             except background.StillRunning:
                 if on_wait is not None:
                     on_wait()
+
+    def _publish(self, kind: str, error: BaseException | None) -> None:
+        """``<kind>.status.json`` in the session: ready, or the one-line error, for processes
+        that share the run's targets (pytest-xdist workers, see ``shared``)."""
+        if self.session is None:
+            return
+        if error is None:
+            status: dict[str, str] = {"state": "ready"}
+        elif isinstance(error, VmcError):
+            status = {"state": "failed", "cause": error.cause, "remedy": error.remedy,
+                      "detail": error.detail}
+        else:
+            status = {"state": "failed", "cause": f"the {kind} bring-up stopped "
+                      f"({type(error).__name__}: {error})", "remedy": "see the controller's output"}
+        path = self.session.dir / f"{kind}{STATUS_SUFFIX}"
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(status))
+        partial.replace(path)
+
+    def publish_failure(self, kinds: list[str], error: VmcError) -> None:
+        """Kinds that could not even start (host setup failed) fail the same way everywhere."""
+        for kind in kinds:
+            self._publish(kind, error)
 
     @property
     def declared_ports(self) -> dict[str, tuple[int, ...]]:
@@ -306,7 +348,7 @@ class Harness:
             self.config.keep == "on-failure" and failed)
         for target in self.targets.values():
             target.cancelled.set()
-        if keep:
+        if keep and self.targets:
             self._wait_for_bring_ups()
             self._run_teardown_hooks(self.targets.values(), kept=True)
             kept = [target.describe_kept() for target in self.targets.values()]

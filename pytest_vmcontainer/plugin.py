@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_vmcontainer import hookspecs, options, run, runreport, targets
+from pytest_vmcontainer import hookspecs, options, run, runreport, shared, targets
 from pytest_vmcontainer.errors import SettingError, VmcError
 from pytest_vmcontainer.run import (
     PARAMETRIZED_FIXTURES,
@@ -101,6 +102,8 @@ def pytest_configure(config: pytest.Config) -> None:
                      extra_rows=extra_rows)
     if workerinput is not None:
         state.worker = str(workerinput.get("workerid", "gw?"))
+        shared_dir = workerinput.get(shared.SESSION_KEY)
+        state.shared_dir = Path(shared_dir) if shared_dir else None
     config.stash[STATE] = state
     from pytest_vmcontainer import fixtures
 
@@ -134,11 +137,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("target", kinds, indirect=True, ids=kinds, scope="session")
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
     """Remember which targets the selected tests need (nothing else boots), the collection's
-    order, and label each target test's reports with its target and parity row."""
-    state = state_of(session.config)
-    for item in session.items:
+    order, and label each target test's reports with its target and parity row.
+
+    Last of this hook (after -k and -m deselected theirs), and before collection finishes:
+    an xdist worker's needs must be on disk before its collection reaches the controller.
+    """
+    state = state_of(config)
+    for item in items:
         names = getattr(item, "fixturenames", ())
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "target" in callspec.params:
@@ -146,13 +155,32 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         state.needed.update(kind for kind in TARGET_FIXTURES if kind in names)
         item.user_properties.extend(run.target_properties(item))
     state.needed &= set(state.kinds)
-    run.note_collection(state, (item.nodeid for item in session.items))
+    run.note_collection(state, (item.nodeid for item in items))
+    if state.shared_dir is not None and state.worker is not None:
+        shared.publish_needed(state.shared_dir, state.worker, state.needed)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """On the xdist controller: every worker shares the controller's session (``shared``)."""
+    state = state_of(node.config)
+    node.workerinput[shared.SESSION_KEY] = str(state.get_harness().open_session().dir)
+    state.terminal.direct = True  # the controller captures nothing: print progress at once
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
-    """On the xdist controller (which collects nothing itself): the workers' collection order."""
-    run.note_collection(state_of(node.config), ids)
+    """On the xdist controller (which collects nothing itself): the workers' collection order;
+    and the bring-up of the targets that worker's tests need."""
+    state = state_of(node.config)
+    run.note_collection(state, ids)
+    harness = state.get_harness()
+    kinds = shared.read_needed(harness.open_session().dir, str(node.workerinput["workerid"]))
+    if kinds:
+        try:
+            harness.start(kinds)
+        except VmcError as error:
+            harness.publish_failure(kinds, error)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -47,11 +47,17 @@ class TerminalProgress:
     def __init__(self, config: pytest.Config) -> None:
         self._config = config
         self._pending: queue.SimpleQueue[str] = queue.SimpleQueue()
+        # The xdist controller runs no tests and captures nothing: it prints from any thread.
+        self.direct = False
+        self._direct_lock = threading.Lock()
 
     def write(self, text: str) -> None:
         """Queue a line; the main thread prints at once, other threads' lines wait for it."""
         self._pending.put(text)
-        if threading.current_thread() is threading.main_thread():
+        if self.direct:
+            with self._direct_lock:
+                self.flush(capture_active=False)
+        elif threading.current_thread() is threading.main_thread():
             self.flush()
 
     def _drain(self) -> list[str]:
@@ -123,6 +129,8 @@ class RunState:
     matrix: ParityStore = field(default_factory=ParityStore)  # assembled from test reports
     order: dict[str, int] = field(default_factory=dict)  # nodeid -> position in the collection
     worker: str | None = None  # the xdist worker id ("gw0") in a worker, else None
+    shared_dir: Path | None = None  # in an xdist worker: the controller's session directory
+    attached: dict[str, Target] = field(default_factory=dict)  # a worker's targets, by kind
     report_paths: dict[str, Path] = field(default_factory=dict)  # what --vmc-report wrote
     final: runreport.RunReport | None = None  # made once, at the end of the run
     needed: set[str] = field(default_factory=set)  # kinds the selected tests use

@@ -595,12 +595,23 @@ class VagrantTarget(Target):
             return PortInUse(detail=tail)
         return TargetError("vagrant up failed", f"see {self.log_path}", detail=tail)
 
+    def save_state(self) -> None:
+        """Also the SSH config, once SSH answers: what ``attach`` (another process, an xdist
+        worker) connects with, without a vagrant command of its own."""
+        super().save_state()
+        if self.was_ready:
+            self._ssh_config.write_text(self.vagrant.ssh_config())
+
+    @property
+    def _ssh_config(self) -> Path:
+        return self.spec.workdir / "ssh_config"
+
     def _make_host(self) -> Any:
         import testinfra
 
-        ssh_config = self.spec.workdir / "ssh_config"
-        ssh_config.write_text(self.vagrant.ssh_config())
-        return testinfra.get_host("paramiko://default", ssh_config=str(ssh_config),
+        if not self._ssh_config.exists():
+            self._ssh_config.write_text(self.vagrant.ssh_config())
+        return testinfra.get_host("paramiko://default", ssh_config=str(self._ssh_config),
                                  sudo=True)  # root on both: containers run as root
 
     def facts(self) -> dict[str, Any]:

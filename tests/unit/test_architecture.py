@@ -108,7 +108,7 @@ def test_a_cycle_would_be_found() -> None:
 
 def test_layers_only_import_downwards() -> None:
     """runtime < host < targets < harness/comparison < the plugin and the command line."""
-    order = ["errors", "runtime", "host", "targets", "lifecycle", "harness", "comparison",
+    order = ["errors", "runtime", "host", "targets", "lifecycle", "harness", "shared", "comparison",
              "parity", "runreport", "options", "hookspecs", "scheduling", "run", "fixtures",
              "plugin", "cli"]
 

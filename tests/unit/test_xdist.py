@@ -22,9 +22,18 @@ from pytest_vmcontainer import scheduling
 pytest_plugins = ["pytester"]
 
 STAND_IN = """
+import os
 from dataclasses import replace
+from pathlib import Path
 
 from pytest_vmcontainer.targets.base import Target
+
+EVENTS = Path(__file__).parent / "events.log"  # who brought what up, and tore it down
+
+
+def event(text):
+    with open(EVENTS, "a") as log:
+        log.write(f"{text} pid={os.getpid()}\\n")
 
 
 class LocalTarget(Target):
@@ -37,8 +46,15 @@ class LocalTarget(Target):
         return "tcg" if self.kind == "vm" else "container"
 
     def up(self):
+        event(f"up {self.kind}")
         self.spec = replace(self.spec, guest_ports=(), ready_path=None, ready_timeout=5)
         self.wait_ready()
+
+    @classmethod
+    def attach(cls, spec, state):
+        target = cls(state["kind"], spec, None)
+        target.was_ready = True
+        return target
 
     def stop(self):
         pass
@@ -47,7 +63,7 @@ class LocalTarget(Target):
         pass
 
     def destroy(self):
-        pass
+        event(f"destroy {self.kind}")
 
     def _make_host(self):
         import testinfra
@@ -295,6 +311,22 @@ def pytest_generate_tests(metafunc):
     result = run(project, "--collect-only", "-q")
     assert [line for line in result.outlines if "::" in line] == [
         "test_ids.py::test_x[vm-e-p]", "test_ids.py::test_x[container-e-p]"]
+
+
+def test_targets_come_up_once_for_all_workers_in_the_controller(
+        project: pytest.Pytester) -> None:
+    """Each target is brought up once per run and torn down once, after the last worker, by
+    the controller; the workers attach to it."""
+    project.makepyfile(test_suite=SUITE)
+    result = run(project, "-n", "2")
+    result.assert_outcomes(passed=27, failed=2, skipped=1)
+    assert "2 workers" in result.stdout.str()
+    events = (project.path / "events.log").read_text().splitlines()
+    assert sorted(line.split(" pid=")[0] for line in events) == [
+        "destroy container", "destroy vm", "up container", "up vm"]
+    assert len({line.split(" pid=")[1] for line in events}) == 1, events  # one process
+    result.stdout.re_match_lines_random([r"vm: vmc-\w+-vm \(TCG, up in [\d.]+s\)",
+                                  r"container: vmc-\w+-container \(CONTAINER, up in [\d.]+s\)"])
 
 
 # --- skips, refusals, usage errors -----------------------------------------------------------
