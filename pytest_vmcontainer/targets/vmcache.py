@@ -261,6 +261,12 @@ def evict(keep: int) -> list[str]:
     return removed
 
 
+def remove_entries(keys: set[str]) -> list[str]:
+    """Remove these entries where nothing uses them; returns the keys removed."""
+    in_use = kept_keys()
+    return [entry.key for entry in entries() if entry.key in keys and _remove(entry, in_use)]
+
+
 def remove_all() -> list[str]:
     """``clean``: every entry no VM uses any more, and abandoned partial writes."""
     _remove_abandoned_partials()

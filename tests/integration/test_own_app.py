@@ -16,6 +16,13 @@ import pytest
 
 from tests.integration.conftest import ROOT, error_line, leftovers, run_cli
 
+ORDER = '''
+def pytest_collection_modifyitems(items):
+    """The fault tests stop the targets: they run last, the stopper before the checks after
+    (pytest would otherwise group the parametrized ones first)."""
+    items.sort(key=lambda item: (item.path.name == "test_zz_faults.py", "after" in item.name))
+'''
+
 FAULTS = '''
 import docker
 import subprocess
@@ -55,6 +62,7 @@ def test_own_app_on_8080_passes_on_both_targets_with_no_options(
     project = _init(tmp_path / "team-app")
     assert not project.is_relative_to(ROOT)
     (project / "test_zz_faults.py").write_text(FAULTS)
+    (project / "conftest.py").write_text(ORDER)
     result = _pytest(project)
     output = result.stdout
     assert result.returncode == 1, output  # the fault tests fail on purpose, nothing else
