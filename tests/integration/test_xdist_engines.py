@@ -1,0 +1,109 @@
+"""pytest-xdist on the real engines: one VM and one container for all workers, one matrix."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import pytest
+
+from pytest_vmcontainer.host import libvirt
+from pytest_vmcontainer.runtime.waiting import wait_for
+from pytest_vmcontainer.targets.base import SESSION_LABEL
+from tests.integration.conftest import ROOT, leftovers, owned_containers
+
+SUITE = str(ROOT / "suites" / "test_parity.py")
+ARGS = ("-p", "no:cacheprovider", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT),
+        "--target=both")
+
+
+def _pytest(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "pytest", *ARGS, *args, SUITE], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdin=subprocess.DEVNULL)
+
+
+def _matrix(output: str) -> list[str]:
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if "vmcontainer parity matrix" in line)
+    return [line for line in lines[start + 1:] if line.startswith("test_parity.py")]
+
+
+def _session_id(output: str) -> str:
+    match = re.search(r"vmc-([0-9a-z]+)-(default|container)", output)
+    assert match, output
+    return match.group(1)
+
+
+class Census:
+    """Counts, while a run lives, the VM domains and containers of each session."""
+
+    def __init__(self, docker_client: Any) -> None:
+        self._client = docker_client
+        self.most: dict[str, dict[str, int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(1.0):
+            counts: dict[str, dict[str, int]] = {}
+            for name in libvirt.domain_names():
+                if match := re.match(r"vmc-([0-9a-z]+)-default$", name):
+                    counts.setdefault(match.group(1), {}).setdefault("vm", 0)
+                    counts[match.group(1)]["vm"] += 1
+            for container in owned_containers(self._client):
+                session = container.labels.get(SESSION_LABEL, "")
+                counts.setdefault(session, {}).setdefault("container", 0)
+                counts[session]["container"] += 1
+            for session, by_kind in counts.items():
+                seen = self.most.setdefault(session, {})
+                for kind, count in by_kind.items():
+                    seen[kind] = max(seen.get(kind, 0), count)
+
+    def __enter__(self) -> Census:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_two_workers_share_one_vm_and_one_container(docker_client: Any, bases: None,
+                                                    leak_check: None) -> None:
+    serial = _pytest("-n", "0")
+    serial_output, _ = serial.communicate(timeout=1800)
+    assert serial.returncode == 0, serial_output
+    with Census(docker_client) as census:
+        parallel = _pytest("-n", "2")
+        parallel_output, _ = parallel.communicate(timeout=1800)
+    assert parallel.returncode == 0, parallel_output
+    assert "2 workers" in parallel_output
+    session = _session_id(parallel_output)
+    assert census.most.get(session) == {"vm": 1, "container": 1}, census.most
+    assert _matrix(parallel_output) == _matrix(serial_output)
+    assert len(_matrix(serial_output)) == 12
+    assert leftovers(session) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_during_bring_up_under_xdist_leaves_nothing(
+        docker_client: Any, bases: None, leak_check: None, sig: int) -> None:
+    before = set(libvirt.domain_names())
+    run = _pytest("-n", "2")
+    try:
+        domain = wait_for(lambda: next((d for d in libvirt.domain_names()
+                                        if d.endswith("-default") and d not in before), None),
+                          timeout=600, what="the run's VM domain")
+        run.send_signal(sig)  # to the controller, by its id: as a CI cancellation does
+        output, _ = run.communicate(timeout=600)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 2, output  # pytest's "interrupted"
+    assert leftovers(domain.split("-")[1]) == [], output
+    assert not [d for d in libvirt.domain_names() if d == domain]
