@@ -25,6 +25,7 @@ from pytest_vmcontainer.comparison.userbench import UserBenchmarks
 from pytest_vmcontainer.errors import ReportError, TargetError, UsageError, VmcError
 from pytest_vmcontainer.harness import Harness, HarnessConfig, HarnessHooks
 from pytest_vmcontainer.parity import (
+    PROP_CHECK,
     PROP_EXPECT_DIFF,
     PROP_MODE,
     PROP_ROW,
@@ -370,11 +371,26 @@ def terminal_summary(state: RunState, reporter: Any) -> None:
         write("report: " + ", ".join(str(path) for path in state.report_paths.values()))
 
 
+DECLARED_ROW = "ports the files declare (Dockerfile EXPOSE, Vagrantfile forwarded_port)"
+
+
+def note_declared_ports(state: RunState) -> None:
+    """A row of the matrix: the guest ports each target's files declare. Both targets forward
+    the union, so a port declared on one side only works on both, but it is a difference
+    between the two files, and the matrix shows it as one."""
+    if state.harness is None or DECLARED_ROW in state.matrix.rows:
+        return
+    for kind, ports in sorted(state.harness.declared_ports.items()):
+        state.matrix.add_report([(PROP_TARGET, kind), (PROP_ROW, DECLARED_ROW),
+                                 (f"{PROP_CHECK}guest ports", list(ports))], "call", "passed")
+
+
 def teardown(state: RunState, failed: bool) -> None:
     """Tear the targets down once; a second Ctrl-C meanwhile only prints a note."""
     harness = state.harness
     if harness is None:
         return
+    note_declared_ports(state)
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, _teardown_in_progress) if in_main else None
     try:

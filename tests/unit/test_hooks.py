@@ -134,3 +134,60 @@ def pytest_vmcontainer_comparison_rows():
     result = project.runpytest("--target=container", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["Greeting*says hi / says hi*not measured*hi*not measurable*"])
+
+
+def test_a_port_declared_on_one_side_only_shows_as_a_difference(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("VMC_HOME", str(tmp_path / "vmc-home"))
+    (pytester.path / "Vagrantfile").write_text('Vagrant.configure("2") do |config|\nend\n')
+    (pytester.path / "Dockerfile").write_text("FROM scratch\n")
+    pytester.makeconftest("""
+        from dataclasses import replace
+
+        from pytest_vmcontainer.targets.base import Target
+
+        DECLARED = {"vm": (8080,), "container": (80, 8080)}
+
+
+        class Declaring(Target):
+            def __init__(self, kind, spec, progress):
+                self.kind = kind
+                super().__init__(spec, progress)
+
+            @property
+            def mode(self):
+                return "container" if self.kind == "container" else "tcg"
+
+            def declared_ports(self):
+                return DECLARED[self.kind]
+
+            def up(self):
+                # What the harness made of both declarations: the union, on both targets.
+                assert self.spec.guest_ports == (80, 8080), self.spec.guest_ports
+                self.spec = replace(self.spec, guest_ports=())
+                self.wait_ready()
+
+            def stop(self):
+                pass
+
+            def start(self):
+                pass
+
+            def destroy(self):
+                pass
+
+            def _make_host(self):
+                import testinfra
+
+                return testinfra.get_host("local://")
+
+
+        def pytest_vmcontainer_make_target(kind, spec, progress):
+            return Declaring(kind, spec, progress)
+    """)
+    pytester.makepyfile(test_one="def test_one(target):\n    assert target.mode\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines([
+        "ports the files declare (Dockerfile EXPOSE, Vagrantfile forwarded_port)*passed*passed*"
+        "guest ports DIFFERS: vm=[[]8080[]], container=[[]80, 8080[]]*"])
