@@ -378,9 +378,10 @@ def note_declared_ports(state: RunState) -> None:
     """A row of the matrix: the guest ports each target's files declare. Both targets forward
     the union, so a port declared on one side only works on both, but it is a difference
     between the two files, and the matrix shows it as one."""
-    if state.harness is None or DECLARED_ROW in state.matrix.rows:
+    declared = state.harness.declared_ports if state.harness is not None else {}
+    if not any(declared.values()) or DECLARED_ROW in state.matrix.rows:
         return
-    for kind, ports in sorted(state.harness.declared_ports.items()):
+    for kind, ports in sorted(declared.items()):
         state.matrix.add_report([(PROP_TARGET, kind), (PROP_ROW, DECLARED_ROW),
                                  (f"{PROP_CHECK}guest ports", list(ports))], "call", "passed")
 
