@@ -95,18 +95,12 @@ def _is_dead_and_unmarked(session_dir: Path, ignore_markers: bool = False) -> bo
     marked = (session_dir / KEPT_MARKER).exists() or (session_dir / REUSE_MARKER).exists()
     if marked and not ignore_markers:
         return False
-    try:
-        with open(session_dir / "lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
+    return not _is_live(session_dir)
 
 
 def _is_live(session_dir: Path) -> bool:
-    """A run holds the session's lock (a live process)."""
+    """A run holds the session's lock (a live process); a lock that cannot be opened is
+    nobody's."""
     try:
         with open(session_dir / "lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
