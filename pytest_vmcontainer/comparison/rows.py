@@ -272,11 +272,13 @@ ROWS: tuple[Row, ...] = (
         "root is confined to its own kernel", _security),
     Row("portability", "Portability", "Less portable (large files)", "Highly portable",
         "bytes", "gzip1_bytes", "probe_export",
-        "export the provisioned target with its standard tool (vagrant package: a gzip box; "
-        "docker save: a plain tar), then measure both alike: content uncompressed, and at "
-        "gzip -1; also the image's layers above its base (what moves to a host with the base)",
+        "export each provisioned target as its tools move it: the VM as a libvirt box (the "
+        "provisioned disk from the VM cache, qemu-img-flattened, in a tar; vagrant package, a "
+        "gzip box, when the cache is off), the container with docker save (a tar); then "
+        "measure both alike: content uncompressed, and at gzip -1; also the image's layers "
+        "above its base (what moves to a host with the base)",
         "holds if the VM's export is at least twice the container's, gzip -1 vs gzip -1, and "
-        "slower to make (vagrant package vs docker save + gzip -1)", _portability),
+        "slower to make into a gzip -1 artifact", _portability),
     Row("resource_usage", "Resource Usage", "Heavy", "Lightweight", "bytes",
         "idle_memory_bytes", "probe_idle",
         "from the host side at idle: QEMU process RSS vs the container's cgroup memory; "
