@@ -5,51 +5,15 @@ testinfra's ``local://``: no engine is needed.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from tests.unit import standin
+
 pytest_plugins = ["pytester"]
 
-LOCAL_BACKEND = """
-from dataclasses import replace
-
-from pytest_vmcontainer.targets.base import Target
-
-EVENTS = []
-
-
-class LocalTarget(Target):
-    kind = "container"
-
-    @property
-    def mode(self):
-        return "local"
-
-    def up(self):
-        self.spec = replace(self.spec, guest_ports=(), ready_path=None, ready_timeout=5)
-        EVENTS.append(f"up {self.resource_name}")
-        self.wait_ready()
-
-    def stop(self):
-        pass
-
-    def start(self):
-        pass
-
-    def destroy(self):
-        EVENTS.append("destroy")
-
-    def _make_host(self):
-        import testinfra
-
-        return testinfra.get_host("local://")
-
-
-def pytest_vmcontainer_make_target(kind, spec, progress):
-    return LocalTarget(spec, progress) if kind == "container" else None
-
+HOOKS = """
 
 polls = []
 
@@ -60,32 +24,26 @@ def pytest_vmcontainer_ready(target):
 
 
 def pytest_vmcontainer_teardown(target, kept):
-    EVENTS.append(f"teardown hook {target.kind} kept={kept}")
+    event(f"teardown hook {target.kind} kept={kept}")
 
 
 def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(f"EVENTS {EVENTS} polls={len(polls)}")
 """
+LOCAL_BACKEND = standin.conftest(kinds=("container",), extra=HOOKS)
 
 
 @pytest.fixture
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
             tmp_path: Path) -> pytest.Pytester:
-    for name in list(os.environ):
-        if name.startswith("VMC_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("VMC_HOME", str(tmp_path / "vmc-home"))
-    (pytester.path / "Vagrantfile").write_text('Vagrant.configure("2") do |config|\nend\n')
-    (pytester.path / "Dockerfile").write_text("FROM scratch\n")
-    pytester.makeconftest(LOCAL_BACKEND)
-    return pytester
+    return standin.project(pytester, monkeypatch, tmp_path / "vmc-home", LOCAL_BACKEND)
 
 
 def test_a_hook_swaps_the_backend_of_a_kind(project: pytest.Pytester) -> None:
     project.makepyfile(test_local="""
         def test_fixture_hands_over_the_swapped_backend(container):
             assert type(container).__name__ == "LocalTarget"
-            assert container.mode == "local"
+            assert container.mode == "container"
 
         def test_testinfra_reaches_it(host, parity):
             assert host.run("echo hello").stdout.strip() == "hello"
@@ -94,9 +52,9 @@ def test_a_hook_swaps_the_backend_of_a_kind(project: pytest.Pytester) -> None:
     result = project.runpytest("--target=container", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
     result.stdout.re_match_lines([
-        r"EVENTS \['up vmc-\w+-container', 'teardown hook container kept=False', 'destroy'\] "
-        r"polls=2$",
-        r"container: vmc-\w+-container \(LOCAL, up in [\d.]+s\)$",
+        r"EVENTS \['up container', 'teardown hook container kept=False', "
+        r"'destroy container'\] polls=2$",
+        r"container: vmc-\w+-container \(CONTAINER, up in [\d.]+s\)$",
     ])
 
 
@@ -138,54 +96,12 @@ def pytest_vmcontainer_comparison_rows():
 
 def test_a_port_declared_on_one_side_only_shows_as_a_difference(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("VMC_HOME", str(tmp_path / "vmc-home"))
-    (pytester.path / "Vagrantfile").write_text('Vagrant.configure("2") do |config|\nend\n')
-    (pytester.path / "Dockerfile").write_text("FROM scratch\n")
-    pytester.makeconftest("""
-        from dataclasses import replace
-
-        from pytest_vmcontainer.targets.base import Target
-
-        DECLARED = {"vm": (8080,), "container": (80, 8080)}
-
-
-        class Declaring(Target):
-            def __init__(self, kind, spec, progress):
-                self.kind = kind
-                super().__init__(spec, progress)
-
-            @property
-            def mode(self):
-                return "container" if self.kind == "container" else "tcg"
-
-            def declared_ports(self):
-                return DECLARED[self.kind]
-
-            def up(self):
-                # What the harness made of both declarations: the union, on both targets.
-                assert self.spec.guest_ports == (80, 8080), self.spec.guest_ports
-                self.spec = replace(self.spec, guest_ports=())
-                self.wait_ready()
-
-            def stop(self):
-                pass
-
-            def start(self):
-                pass
-
-            def destroy(self):
-                pass
-
-            def _make_host(self):
-                import testinfra
-
-                return testinfra.get_host("local://")
-
-
-        def pytest_vmcontainer_make_target(kind, spec, progress):
-            return Declaring(kind, spec, progress)
+    standin.project(pytester, monkeypatch, tmp_path / "vmc-home",
+                    standin.conftest(declared={"vm": (8080,), "container": (80, 8080)}))
+    pytester.makepyfile(test_one="""
+        def test_both_forward_the_union(target):
+            assert target.seen_guest_ports == (80, 8080)
     """)
-    pytester.makepyfile(test_one="def test_one(target):\n    assert target.mode\n")
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines([

@@ -6,43 +6,25 @@ benchmarks shown side by side. No engine is needed; the commands really run.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from pytest_vmcontainer.comparison import probes
-from tests.unit.test_hooks import LOCAL_BACKEND
+from tests.unit import standin
 
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# The same stand-in for both kinds; "vm" reports itself as KVM so no TCG rule interferes.
-BOTH_LOCAL = LOCAL_BACKEND.replace(
-    'class LocalTarget(Target):\n    kind = "container"\n',
-    'class LocalTarget(Target):\n    kind = "container"\n\n'
-    '    def __init__(self, spec, progress, kind="container"):\n'
-    '        self.kind = kind\n'
-    '        super().__init__(spec, progress)\n').replace(
-    '        return "local"\n',
-    '        return "kvm" if self.kind == "vm" else "local"\n').replace(
-    '    return LocalTarget(spec, progress) if kind == "container" else None\n',
-    '    return LocalTarget(spec, progress, kind)\n').replace(
-    "    return len(polls) >= 2", "    return True")
+# The stand-in for both kinds; "vm" reports itself as KVM so no TCG rule interferes.
+BOTH_LOCAL = standin.conftest(vm_mode="kvm")
 
 
 @pytest.fixture
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
             tmp_path: Path) -> pytest.Pytester:
-    for name in list(os.environ):
-        if name.startswith("VMC_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("VMC_HOME", str(tmp_path / "vmc-home"))
-    (pytester.path / "Vagrantfile").write_text('Vagrant.configure("2") do |config|\nend\n')
-    (pytester.path / "Dockerfile").write_text("FROM scratch\n")
-    pytester.makeconftest(BOTH_LOCAL)
-    return pytester
+    return standin.project(pytester, monkeypatch, tmp_path / "vmc-home", BOTH_LOCAL)
 
 
 def test_the_performance_rounds_are_measured_once_for_both_targets(
@@ -126,7 +108,9 @@ def test_the_interleaved_rounds_leave_out_a_target_no_selected_test_needs(
     result = project.runpytest("-k", "performance and container", "-p", "no:cacheprovider",
                                "--target=both", "--vmc-no-host-setup", f"--vmc-report={reports}")
     result.assert_outcomes(passed=1)
-    assert "up vmc-" in result.stdout.str() and "-vm'" not in result.stdout.str()  # no VM up
+    ups = [line.split(" pid=")[0] for line in (project.path / "events.log").read_text().splitlines()
+           if line.startswith("up ")]
+    assert ups == ["up container"]  # no VM was brought up
     saved = json.loads((reports / "comparison.json").read_text())
     performance = next(row for row in saved["rows"] if row["id"] == "performance")
     assert performance["figures"]["host"]["round_order"] == "host, container"

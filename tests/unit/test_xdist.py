@@ -18,62 +18,11 @@ from typing import Any
 import pytest
 
 from pytest_vmcontainer import scheduling
+from tests.unit import standin
 
 pytest_plugins = ["pytester"]
 
-STAND_IN = """
-import os
-from dataclasses import replace
-from pathlib import Path
-
-from pytest_vmcontainer.targets.base import Target
-
-EVENTS = Path(__file__).parent / "events.log"  # who brought what up, and tore it down
-
-
-def event(text):
-    with open(EVENTS, "a") as log:
-        log.write(f"{text} pid={os.getpid()}\\n")
-
-
-class LocalTarget(Target):
-    def __init__(self, kind, spec, progress):
-        self.kind = kind
-        super().__init__(spec, progress)
-
-    @property
-    def mode(self):
-        return "tcg" if self.kind == "vm" else "container"
-
-    def up(self):
-        event(f"up {self.kind}")
-        self.spec = replace(self.spec, guest_ports=(), ready_path=None, ready_timeout=5)
-        self.wait_ready()
-
-    @classmethod
-    def attach(cls, spec, state):
-        target = cls(state["kind"], spec, None)
-        target.was_ready = True
-        return target
-
-    def stop(self):
-        pass
-
-    def start(self):
-        pass
-
-    def destroy(self):
-        event(f"destroy {self.kind}")
-
-    def _make_host(self):
-        import testinfra
-
-        return testinfra.get_host("local://")
-
-
-def pytest_vmcontainer_make_target(kind, spec, progress):
-    return LocalTarget(kind, spec, progress)
-"""
+STAND_IN = standin.conftest()
 
 # Values that are equal on both stand-ins, except where a test says otherwise: rows with
 # parameters, an expected difference, an unexpected one, a failure, a skip, odd values.
