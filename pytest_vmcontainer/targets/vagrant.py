@@ -157,6 +157,7 @@ class VagrantTarget(Target):
         self.cache_entry: vmcache.Entry | None = None  # the provisioned disk, once cached
         self.started_from: vmcache.Entry | None = None  # set when this VM starts from it
         self._cache_lock: IO[str] | None = None
+        self._cache_writer: vmcache.Writer | None = None
 
     @property
     def mode(self) -> str:
@@ -344,6 +345,7 @@ class VagrantTarget(Target):
         source = Path(self.machine.box_directory) if self.machine and \
             self.machine.box_directory else None
         with vmcache.Writer(cache_key, source, self.log_path) as writer:
+            self._cache_writer = writer  # destroy removes what an interrupted write left
             self.stop()
             with self.progress.step("vm: copying the provisioned disk into the VM cache"):
                 writer.add_disk(self._disk_path(), self.cancelled)
@@ -443,6 +445,8 @@ class VagrantTarget(Target):
         if self._cache_lock is not None:
             self._cache_lock.close()
             self._cache_lock = None
+        if self._cache_writer is not None:
+            self._cache_writer.discard()
         self._host = None
 
     def alive(self) -> str | None:

@@ -164,7 +164,11 @@ class Writer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        shutil.rmtree(self.partial, ignore_errors=True)  # gone after a commit or a failure
+        self.discard()
+
+    def discard(self) -> None:
+        """Remove the half-written entry (nothing after a commit: it was renamed away)."""
+        shutil.rmtree(self.partial, ignore_errors=True)
 
     def add_disk(self, disk: Path, cancel: Any = None) -> float:
         """Flatten the VM's disk (its overlay and the box under it) into the entry."""

@@ -1,0 +1,84 @@
+"""The provisioned-VM cache on real Vagrant/libvirt: a fresh VM from the cache, no stale hit,
+and an interrupted write that leaves nothing a later run would trust."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from pytest_vmcontainer.runtime.waiting import wait_for
+from pytest_vmcontainer.targets import vmcache
+from tests.integration.conftest import leftovers, write_project
+
+TESTS = """
+import pathlib
+
+
+def test_writes_a_file(vm):
+    assert vm.run("sudo touch /var/tmp/made-by-an-earlier-run").rc == 0
+
+
+def test_fresh(vm):
+    (pathlib.Path(__file__).parent / "seen.txt").open("a").write(
+        vm.resource_name + " " + str(vm.run("test -e /var/tmp/made-by-an-earlier-run").rc)
+        + " " + vm.origin + "\\n")
+"""
+
+
+def _run(project: Path, *tests: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                           "--target=vm", *tests], cwd=project, capture_output=True, text=True,
+                          timeout=1800, stdin=subprocess.DEVNULL, check=False)
+
+
+def _entries(project: Path) -> set[str]:
+    return {entry.key for entry in vmcache.entries()
+            if entry.info().get("vagrantfile") == str(project / "Vagrantfile")}
+
+
+def test_a_second_run_starts_a_fresh_vm_from_the_cache(tmp_path: Path, bases: None,
+                                                      leak_check: None) -> None:
+    project = write_project(tmp_path / "project")
+    token = secrets.token_hex(8)  # inputs of this test only: the first run cannot hit
+    (project / "fixtures" / "index.html").write_text(f"<p>{token}</p>\n")
+    (project / "test_vm.py").write_text(TESTS)
+    first = _run(project)
+    assert first.returncode == 0, first.stdout
+    assert re.search(r"vm: vmc-\w+-default \(.*provisioned, then cached as \w+\)", first.stdout)
+    assert len(_entries(project)) == 1
+
+    second = _run(project, "-k", "fresh")
+    assert second.returncode == 0, second.stdout
+    assert re.search(r"vm: vmc-\w+-default \(.*from the VM cache\)", second.stdout)
+    first_seen, second_seen = (project / "seen.txt").read_text().splitlines()
+    assert first_seen.split()[0] != second_seen.split()[0]  # a new domain
+    assert second_seen.split()[1] == "1", second_seen  # without the first run's file
+    for output in (first.stdout, second.stdout):
+        session = re.search(r"vmc-(\w+)-default", output)
+        assert session and leftovers(session.group(1)) == []
+
+    # A changed provisioning input provisions again; Ctrl-C while that disk is being
+    # written into the cache leaves no entry and no half-written one.
+    (project / "fixtures" / "index.html").write_text(f"<p>{token} changed</p>\n")
+    partials = set(vmcache.cache_dir().glob(".partial-*"))
+    run = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                            "--target=vm", "-k", "fresh"], cwd=project, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: set(vmcache.cache_dir().glob(".partial-*")) - partials, timeout=1200,
+                 what="the cache write of the changed inputs")
+        run.send_signal(signal.SIGINT)
+        output, _ = run.communicate(timeout=600)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 2, output
+    assert set(vmcache.cache_dir().glob(".partial-*")) <= partials, output
+    assert len(_entries(project)) == 1, output  # only the first inputs' entry
+    session = re.search(r"vmc-(\w+)-default", output)
+    assert session and leftovers(session.group(1)) == [], output
+    vmcache.remove_entries(_entries(project))
