@@ -171,11 +171,13 @@ def _workdir(kind: str) -> Iterator[Path]:
 
 
 def _run_logged(command: list[str], log: Path, what: str, remedy: str,
-                cancel: threading.Event | None = None, env: dict[str, str] | None = None) -> None:
+                cancel: threading.Event | None = None, env: dict[str, str] | None = None,
+                cwd: Path | None = None) -> None:
     with open(log, "ab") as out:
         out.write(f"\n$ {' '.join(command)}\n".encode())
         out.flush()
-        returncode = procs.run(command, cancel, stdout=out, stderr=subprocess.STDOUT, env=env)
+        returncode = procs.run(command, cancel, stdout=out, stderr=subprocess.STDOUT, env=env,
+                               cwd=cwd)
     if returncode != 0:
         raise BuildError(f"{what} failed (exit {returncode}, log {log})", remedy,
                          detail=logtail.tail(log, 12))
@@ -359,7 +361,8 @@ def ensure_box(progress: Progress, rebuild: bool = False,
             note("vagrant box add")
             _remove_stale_box_volumes()
             _run_logged(["vagrant", "box", "add", "--force", "--name", BOX_NAME, str(box_file())],
-                        log, "vagrant box add", "see the log", cancel, env=libvirt.vagrant_env())
+                        log, "vagrant box add", "see the log", cancel, env=libvirt.vagrant_env(),
+                        cwd=work)  # not the caller's project dir
             if not box_current():
                 raise BuildError("vagrant box add did not install the box",
                                  f"see {log}", detail=logtail.tail(log, 12))
