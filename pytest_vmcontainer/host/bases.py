@@ -1,21 +1,23 @@
-"""Offline base builds: a Docker base image and a libvirt Vagrant box, both Debian 12.
+"""Offline base builds: a Docker base image and libvirt Vagrant boxes, all Debian 12.
 
-No registry and no Vagrant Cloud are needed: both bases are debootstrapped
-from Debian's archive with the same suite and the same apt sources. Each is
-cached by a content hash of its recipe (the files under ``data/base`` and
-``data/box``) and rebuilt only when the recipe changes or a rebuild is asked for.
+No registry and no Vagrant Cloud are needed: every base is debootstrapped from
+Debian's archive with the same suite and the same apt sources. Each is cached
+by a content hash of its recipe (the files under ``data/base`` and the box's
+own directory, ``data/box``) and rebuilt only when the recipe changes or a
+rebuild is asked for. The boxes built here are listed in ``LOCAL_BOXES``.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -90,10 +92,17 @@ def unavailable_base(name: str, kind: str) -> tuple[str, str]:
                    "the Debian 12 base built here")
 
 
-def recipe() -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in (BASE_RECIPE / "recipe.env").read_text().splitlines()
-             if "=" in line and not line.startswith("#"))
+def _read_env(path: Path) -> dict[str, str]:
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return {}
+    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
     return {key.strip(): value.strip() for key, value in pairs}
+
+
+def recipe() -> dict[str, str]:
+    return _read_env(BASE_RECIPE / "recipe.env")
 
 
 def docker_recipe_hash() -> str:
@@ -101,7 +110,7 @@ def docker_recipe_hash() -> str:
 
 
 def box_recipe_hash() -> str:
-    return hashing.content_hash([BASE_RECIPE, BOX_RECIPE], extra=["box"])[:16]
+    return PROJECT_BOX.recipe_hash()
 
 
 @dataclass
@@ -272,18 +281,55 @@ def ensure_docker_base(progress: Progress, client: Any, rebuild: bool = False,
         return DOCKER_BASE_IMAGE
 
 
-# --- Vagrant box -------------------------------------------------------------------------------
+# --- Vagrant boxes -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BoxRecipe:
+    """A Vagrant box built here: its name, its recipe directory (hashed with ``data/base``)
+    and how it boots.
+
+    ``boot``:
+      - ``"kernel"``: the project's own box. One ext4 filesystem, no partition table; the
+        kernel and initrd ship beside the disk and boot directly; a key pair made per build
+        (the public insecure key is never used).
+    """
+
+    name: str
+    kind: str  # names its lock, log, work directory and build record
+    directory: Path
+    boot: str
+
+    def recipe_hash(self) -> str:
+        return hashing.content_hash([BASE_RECIPE, self.directory], extra=[self.kind])[:16]
+
+    def values(self) -> dict[str, str]:
+        """The base recipe's values, overridden by the box's own ``recipe.env``, if any."""
+        return {**recipe(), **_read_env(self.directory / "recipe.env")}
+
+    def box_dir(self) -> Path:
+        escaped = self.name.replace("/", "-VAGRANTSLASH-")
+        return paths.vagrant_home() / "boxes" / escaped / "0" / "libvirt"
+
+    def current(self) -> bool:
+        try:
+            return (self.box_dir() / "recipe-hash").read_text().strip() == self.recipe_hash()
+        except OSError:
+            return False
+
+    def box_file(self) -> Path:
+        return paths.builds_dir() / (self.name.replace("/", "-") + ".box")
+
+
+PROJECT_BOX = BoxRecipe(BOX_NAME, "box", BOX_RECIPE, "kernel")
+# The boxes built here, by the name a Vagrantfile gives in config.vm.box.
+LOCAL_BOXES = {box.name: box for box in (PROJECT_BOX,)}
 
 def box_dir() -> Path:
-    escaped = BOX_NAME.replace("/", "-VAGRANTSLASH-")
-    return paths.vagrant_home() / "boxes" / escaped / "0" / "libvirt"
+    return PROJECT_BOX.box_dir()
 
 
 def box_current() -> bool:
-    try:
-        return (box_dir() / "recipe-hash").read_text().strip() == box_recipe_hash()
-    except OSError:
-        return False
+    return PROJECT_BOX.current()
 
 
 def box_kernel() -> Path:
@@ -291,12 +337,12 @@ def box_kernel() -> Path:
 
 
 def box_file() -> Path:
-    return paths.builds_dir() / (BOX_NAME.replace("/", "-") + ".box")
+    return PROJECT_BOX.box_file()
 
 
-def _remove_stale_box_volumes() -> None:
+def _remove_stale_box_volumes(name: str) -> None:
     """vagrant-libvirt uploads a box once per name and version: a rebuilt box needs a new upload."""
-    prefix = BOX_NAME.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
+    prefix = name.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
     for volume in libvirt.pool_volumes():
         if volume.startswith(prefix):
             libvirt.delete_volume(volume)
@@ -324,60 +370,65 @@ def _copy_boot_files(rootfs: Path, box: Path) -> None:
 
 
 def ensure_box(progress: Progress, rebuild: bool = False,
-               cancel: threading.Event | None = None) -> str:
-    """The libvirt box that the Vagrantfile names in ``config.vm.box``."""
-    with _build_lock("box"):
-        if not rebuild and box_current():
-            return BOX_NAME
-        with progress.step(f"building Vagrant box {BOX_NAME}") as note, _workdir("box") as work:
+               cancel: threading.Event | None = None, box: BoxRecipe = PROJECT_BOX) -> str:
+    """A libvirt box built here (``LOCAL_BOXES``), as the Vagrantfile names it in
+    ``config.vm.box``: built when missing or when its recipe changed."""
+    with _build_lock(box.kind):
+        if not rebuild and box.current():
+            return box.name
+        with progress.step(f"building Vagrant box {box.name}") as note, \
+                _workdir(box.kind) as work:
             started = time.monotonic()
-            log = _log_path("box")
-            rootfs, box = work / "rootfs", work / "box"
-            box.mkdir()
+            log = _log_path(box.kind)
+            rootfs, out = work / "rootfs", work / "box"
+            out.mkdir()
             note("ssh-keygen (a key pair for this build only)")
             _run_logged(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
-                         f"pytest-vmcontainer box {box_recipe_hash()}", "-f",
-                         str(box / "vagrant_key")], log, "ssh-keygen", "see the log", cancel)
+                         f"pytest-vmcontainer box {box.recipe_hash()}", "-f",
+                         str(out / "vagrant_key")], log, "ssh-keygen", "see the log", cancel)
+            public_key = out / "vagrant_key.pub"
             note(f"debootstrap {recipe()['SUITE']} with kernel, systemd and sshd (log {log})")
-            _debootstrap(rootfs, recipe()["BOX_INCLUDE"], log, cancel)
-            note("customizing the guest (vagrant user, networkd, sshd)")
-            _run_logged([str(BOX_RECIPE / "customize.sh"), str(rootfs),
-                         str(box / "vagrant_key.pub")], log, "customizing the box", "see the log",
-                        cancel)
-            _copy_boot_files(rootfs, box)
+            _debootstrap(rootfs, box.values()["BOX_INCLUDE"], log, cancel)
+            note("customizing the guest (vagrant user, network, sshd)")
+            _run_logged([str(box.directory / "customize.sh"), str(rootfs), str(public_key)],
+                        log, "customizing the box", "see the log", cancel)
+            _copy_boot_files(rootfs, out)
             note(f"making the {DISK_SIZE_GB} GB qcow2 disk")
             _make_disk(rootfs, work, log, cancel)
+            public_key.unlink()
             remove_tree(rootfs)
-            (box / "vagrant_key.pub").unlink()
-            shutil.copyfile(BOX_RECIPE / "Vagrantfile", box / "Vagrantfile")
-            (box / "metadata.json").write_text(json.dumps(
+            shutil.copyfile(box.directory / "Vagrantfile", out / "Vagrantfile")
+            (out / "metadata.json").write_text(json.dumps(
                 {"provider": "libvirt", "format": "qcow2", "virtual_size": DISK_SIZE_GB}))
-            (box / "recipe-hash").write_text(box_recipe_hash() + "\n")
+            (out / "recipe-hash").write_text(box.recipe_hash() + "\n")
             note("packing the box")
             packed = work / "packed.box"
-            _run_logged(["tar", "-C", str(box), "-I", "gzip -1", "-cf", str(packed), "."], log,
+            _run_logged(["tar", "-C", str(out), "-I", "gzip -1", "-cf", str(packed), "."], log,
                         "packing the box", "see the log", cancel)
-            os.replace(packed, box_file())
+            os.replace(packed, box.box_file())
             note("vagrant box add")
-            _remove_stale_box_volumes()
-            _run_logged(["vagrant", "box", "add", "--force", "--name", BOX_NAME, str(box_file())],
-                        log, "vagrant box add", "see the log", cancel, env=libvirt.vagrant_env(),
-                        cwd=work)  # not the caller's project dir
-            if not box_current():
+            _remove_stale_box_volumes(box.name)
+            _run_logged(["vagrant", "box", "add", "--force", "--name", box.name,
+                         str(box.box_file())], log, "vagrant box add", "see the log", cancel,
+                        env=libvirt.vagrant_env(), cwd=work)  # not the caller's project dir
+            if not box.current():
                 raise BuildError("vagrant box add did not install the box",
                                  f"see {log}", detail=logtail.tail(log, 12))
-            BuildRecord("box", box_recipe_hash(), str(box_file()),
-                        round(time.monotonic() - started, 1), box_file().stat().st_size,
+            BuildRecord(box.kind, box.recipe_hash(), str(box.box_file()),
+                        round(time.monotonic() - started, 1), box.box_file().stat().st_size,
                         time.time()).save()
-        return BOX_NAME
+        return box.name
 
 
 def ensure_bases(progress: Progress, docker_client: Any | None, want_box: bool,
-                 rebuild: bool = False, cancel: threading.Event | None = None) -> None:
-    """Build what is missing, both bases at once when both are wanted."""
+                 rebuild: bool = False, cancel: threading.Event | None = None,
+                 boxes: Sequence[BoxRecipe] = (PROJECT_BOX,)) -> None:
+    """Build what is missing, all at once: the Docker base (given a client) and, when a box
+    is wanted, each of ``boxes``."""
     works: list[Callable[[], object]] = []
     if docker_client is not None:
         works.append(lambda: ensure_docker_base(progress, docker_client, rebuild, cancel))
     if want_box:
-        works.append(lambda: ensure_box(progress, rebuild, cancel))
+        works.extend(functools.partial(ensure_box, progress, rebuild, cancel, box)
+                     for box in boxes)
     background.run_all(works, name="base-build")
