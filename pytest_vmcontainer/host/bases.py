@@ -3,20 +3,25 @@
 No registry and no Vagrant Cloud are needed: every base is debootstrapped from
 Debian's archive with the same suite and the same apt sources. Each is cached
 by a content hash of its recipe (the files under ``data/base`` and the box's
-own directory, ``data/box``) and rebuilt only when the recipe changes or a
-rebuild is asked for. The boxes built here are listed in ``LOCAL_BOXES``.
+own directory, ``data/box`` or ``data/box-bootloader``) and rebuilt only when
+the recipe changes or a rebuild is asked for. The boxes built here are listed
+in ``LOCAL_BOXES``: the project's own (direct kernel boot) and one made the
+way public boxes are (GRUB on a partitioned disk, Vagrant's key replacement).
 """
 
 from __future__ import annotations
 
 import fcntl
 import functools
+import glob
 import json
 import os
 import shutil
+import string
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -24,17 +29,19 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vmcontainer.errors import BuildError
-from pytest_vmcontainer.host import libvirt, paths
+from pytest_vmcontainer.host import accel, libvirt, paths
 from pytest_vmcontainer.runtime import background, hashing, logtail, procs
 from pytest_vmcontainer.runtime.progress import Progress
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 BASE_RECIPE = DATA / "base"
 BOX_RECIPE = DATA / "box"
+BOOTLOADER_BOX_RECIPE = DATA / "box-bootloader"
 
 DOCKER_BASE_REPOSITORY = "pytest-vmcontainer/debian"
 DOCKER_BASE_IMAGE = f"{DOCKER_BASE_REPOSITORY}:bookworm"
 BOX_NAME = "pytest-vmcontainer/debian-12"
+BOOTLOADER_BOX_NAME = "pytest-vmcontainer/debian-12-bootloader"
 RECIPE_LABEL = "pytest-vmcontainer.recipe"
 DISK_SIZE_GB = 4
 MIRROR_ENV = "VMC_DEBIAN_MIRROR"
@@ -292,6 +299,9 @@ class BoxRecipe:
       - ``"kernel"``: the project's own box. One ext4 filesystem, no partition table; the
         kernel and initrd ship beside the disk and boot directly; a key pair made per build
         (the public insecure key is never used).
+      - ``"bootloader"``: made the way public boxes are. GRUB on a partitioned disk, built
+        inside libguestfs's appliance (nothing is mounted on the host); Vagrant's public
+        insecure key, replaced by Vagrant at the first boot; eth0 by DHCP.
     """
 
     name: str
@@ -321,8 +331,16 @@ class BoxRecipe:
 
 
 PROJECT_BOX = BoxRecipe(BOX_NAME, "box", BOX_RECIPE, "kernel")
+BOOTLOADER_BOX = BoxRecipe(BOOTLOADER_BOX_NAME, "box-bootloader", BOOTLOADER_BOX_RECIPE,
+                           "bootloader")
 # The boxes built here, by the name a Vagrantfile gives in config.vm.box.
-LOCAL_BOXES = {box.name: box for box in (PROJECT_BOX,)}
+LOCAL_BOXES = {box.name: box for box in (PROJECT_BOX, BOOTLOADER_BOX)}
+
+# Where Vagrant installations keep the public insecure key (Debian's package, HashiCorp's).
+INSECURE_KEY_GLOBS = ("/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub",
+                      "/opt/vagrant/embedded/gems/gems/vagrant-*/keys/vagrant.pub",
+                      "/opt/vagrant/embedded/gems/vagrant-*/keys/vagrant.pub")
+
 
 def box_dir() -> Path:
     return PROJECT_BOX.box_dir()
@@ -338,6 +356,16 @@ def box_kernel() -> Path:
 
 def box_file() -> Path:
     return PROJECT_BOX.box_file()
+
+
+def vagrant_insecure_key() -> Path:
+    """Vagrant's public insecure key, as shipped with the installed Vagrant."""
+    for pattern in INSECURE_KEY_GLOBS:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return Path(found[-1])
+    raise BuildError("Vagrant's public insecure key (keys/vagrant.pub) was not found",
+                     "install Vagrant ('python -m pytest_vmcontainer setup' does), then retry")
 
 
 def _remove_stale_box_volumes(name: str) -> None:
@@ -369,6 +397,39 @@ def _copy_boot_files(rootfs: Path, box: Path) -> None:
         (box / name).chmod(0o644)
 
 
+def _libguestfs_env() -> dict[str, str]:
+    """libguestfs's appliance run directly by QEMU (never as a libvirt domain), under TCG
+    where KVM cannot boot a guest (the appliance would hang trying)."""
+    kernel = accel.probe_kernel(box_kernel())
+    env = {**os.environ, "LIBGUESTFS_BACKEND": "direct"}
+    if accel.detect(kernel).mode == "tcg":
+        env["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg"
+    return env
+
+
+def _make_bootloader_disk(box: BoxRecipe, rootfs: Path, work: Path, root_uuid: str, log: Path,
+                          cancel: threading.Event | None) -> Path:
+    """A partitioned qcow2 disk with GRUB in its MBR, made by guestfish from a tarball of the
+    root filesystem (``make-disk.fish`` in the recipe)."""
+    tarball = work / "rootfs.tar"
+    _run_logged(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", str(rootfs),
+                 "-cf", str(tarball), "."], log, "packing the root filesystem", "see the log",
+                cancel)
+    qcow2 = work / "box" / "box.img"
+    _run_logged(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow2), f"{DISK_SIZE_GB}G"],
+                log, "qemu-img create", "see the log", cancel)
+    script = work / "make-disk.fish"
+    script.write_text(string.Template((box.directory / "make-disk.fish").read_text())
+                      .substitute(disk=qcow2, rootfs_tar=tarball, root_uuid=root_uuid))
+    _run_logged(["guestfish", "-x", "-f", str(script)], log,
+                "guestfish (partitioning the disk and installing GRUB)",
+                "check that libguestfs-tools works here ('libguestfs-test-tool' shows why "
+                f"not; under TCG it needs LIBGUESTFS_BACKEND_SETTINGS=force_tcg), log {log}",
+                cancel, env=_libguestfs_env())
+    tarball.unlink()
+    return qcow2
+
+
 def ensure_box(progress: Progress, rebuild: bool = False,
                cancel: threading.Event | None = None, box: BoxRecipe = PROJECT_BOX) -> str:
     """A libvirt box built here (``LOCAL_BOXES``), as the Vagrantfile names it in
@@ -382,20 +443,29 @@ def ensure_box(progress: Progress, rebuild: bool = False,
             log = _log_path(box.kind)
             rootfs, out = work / "rootfs", work / "box"
             out.mkdir()
-            note("ssh-keygen (a key pair for this build only)")
-            _run_logged(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
-                         f"pytest-vmcontainer box {box.recipe_hash()}", "-f",
-                         str(out / "vagrant_key")], log, "ssh-keygen", "see the log", cancel)
-            public_key = out / "vagrant_key.pub"
+            root_uuid = str(uuid.uuid4())
+            if box.boot == "kernel":
+                note("ssh-keygen (a key pair for this build only)")
+                _run_logged(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                             f"pytest-vmcontainer box {box.recipe_hash()}", "-f",
+                             str(out / "vagrant_key")], log, "ssh-keygen", "see the log", cancel)
+                public_key, customize_args = out / "vagrant_key.pub", []
+            else:
+                public_key, customize_args = vagrant_insecure_key(), [root_uuid]
             note(f"debootstrap {recipe()['SUITE']} with kernel, systemd and sshd (log {log})")
             _debootstrap(rootfs, box.values()["BOX_INCLUDE"], log, cancel)
             note("customizing the guest (vagrant user, network, sshd)")
-            _run_logged([str(box.directory / "customize.sh"), str(rootfs), str(public_key)],
-                        log, "customizing the box", "see the log", cancel)
-            _copy_boot_files(rootfs, out)
-            note(f"making the {DISK_SIZE_GB} GB qcow2 disk")
-            _make_disk(rootfs, work, log, cancel)
-            public_key.unlink()
+            _run_logged([str(box.directory / "customize.sh"), str(rootfs), str(public_key),
+                         *customize_args], log, "customizing the box", "see the log", cancel)
+            if box.boot == "kernel":
+                _copy_boot_files(rootfs, out)
+                note(f"making the {DISK_SIZE_GB} GB qcow2 disk")
+                _make_disk(rootfs, work, log, cancel)
+                (out / "vagrant_key.pub").unlink()
+            else:
+                note(f"making the {DISK_SIZE_GB} GB partitioned qcow2 disk with GRUB "
+                     "(guestfish)")
+                _make_bootloader_disk(box, rootfs, work, root_uuid, log, cancel)
             remove_tree(rootfs)
             shutil.copyfile(box.directory / "Vagrantfile", out / "Vagrantfile")
             (out / "metadata.json").write_text(json.dumps(

@@ -1,17 +1,24 @@
-"""The boxes built here: one table, one build mechanism."""
+"""The boxes built here: one table, one build mechanism, and the one built like a public box."""
 
 from __future__ import annotations
 
 import os
+import re
+import string
 from pathlib import Path
 
+import pytest
+
+from pytest_vmcontainer.errors import BuildError
 from pytest_vmcontainer.host import bases
 from pytest_vmcontainer.runtime import hashing
+
+BOOTLOADER = bases.BOOTLOADER_BOX
 
 
 def test_each_local_box_has_its_own_name_kind_and_recipe() -> None:
     boxes = list(bases.LOCAL_BOXES.values())
-    assert boxes[0] == bases.PROJECT_BOX and boxes[0].name == bases.BOX_NAME
+    assert [box.name for box in boxes] == [bases.BOX_NAME, bases.BOOTLOADER_BOX_NAME]
     for attribute in ("name", "kind", "directory"):
         assert len({getattr(box, attribute) for box in boxes}) == len(boxes), attribute
     for box in boxes:
@@ -42,3 +49,51 @@ def test_a_box_recipe_hash_follows_its_own_directory_only(tmp_path: Path) -> Non
     assert box.recipe_hash() != first
     assert bases.BoxRecipe("team/box", "box-other", mine, "kernel").recipe_hash() != \
         box.recipe_hash()
+
+
+def test_the_bootloader_box_embeds_no_plumbing() -> None:
+    """What a public box carries: vagrant-libvirt's own `vagrant package` Vagrantfile."""
+    embedded = (BOOTLOADER.directory / "Vagrantfile").read_text()
+    for plumbing in ("kernel", "initrd", "cmd_line", "qemuargs", "ssh", "network", "forward",
+                     "insert_key", "private_key", "mgmt_attach", "ENV", "synced_folder"):
+        assert plumbing not in embedded, plumbing
+    assert 'libvirt.driver = "kvm"' in embedded
+
+
+def test_the_bootloader_box_is_made_like_a_public_box() -> None:
+    includes = BOOTLOADER.values()["BOX_INCLUDE"].split(",")
+    for package in ("grub-pc", "qemu-guest-agent", "sudo", "python3", "openssh-server",
+                    "systemd-sysv", "dbus", "ifupdown", "isc-dhcp-client"):
+        assert package in includes, package
+    customize = (BOOTLOADER.directory / "customize.sh").read_text()
+    assert "net.ifnames=0" in customize
+    assert re.findall(r"^iface (\S+) inet dhcp$", customize, re.M) == ["eth0"]
+    assert "UUID=$root_uuid / ext4" in customize
+    assert not any((BOOTLOADER.directory / name).exists() for name in ("vmlinuz", "initrd.img"))
+
+
+def test_the_disk_script_partitions_and_installs_grub_with_every_value_filled() -> None:
+    template = (BOOTLOADER.directory / "make-disk.fish").read_text()
+    script = string.Template(template).substitute(disk="/w/box.img", rootfs_tar="/w/rootfs.tar",
+                                                  root_uuid="1234")
+    commands = [line.split()[0] for line in script.splitlines()
+                if line.strip() and not line.startswith("#")]
+    assert commands == ["add-drive", "run", "part-init", "part-add", "part-set-bootable", "mkfs",
+                        "set-uuid", "mount", "tar-in", "command", "command", "umount-all"]
+    assert 'command "grub-install --target=i386-pc /dev/sda"' in script
+    assert "set-uuid /dev/sda1 1234" in script
+
+
+def test_the_insecure_key_is_found_or_the_error_says_how(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    key = tmp_path / "vagrant-2.3.4" / "keys" / "vagrant.pub"
+    key.parent.mkdir(parents=True)
+    key.write_text("ssh-rsa AAAA vagrant insecure public key\n")
+    monkeypatch.setattr(bases, "INSECURE_KEY_GLOBS",
+                        (str(tmp_path / "absent-*" / "vagrant.pub"),
+                         str(tmp_path / "vagrant-*" / "keys" / "vagrant.pub")))
+    assert bases.vagrant_insecure_key() == key
+    monkeypatch.setattr(bases, "INSECURE_KEY_GLOBS", (str(tmp_path / "absent-*"),))
+    with pytest.raises(BuildError) as raised:
+        bases.vagrant_insecure_key()
+    assert "insecure key" in raised.value.cause and "setup" in raised.value.remedy
