@@ -12,6 +12,9 @@ import pytest
 from pytest_vmcontainer.errors import BuildError
 from pytest_vmcontainer.host import bases
 from pytest_vmcontainer.runtime import hashing
+from pytest_vmcontainer.runtime.progress import quiet
+from pytest_vmcontainer.targets.base import TargetSpec
+from pytest_vmcontainer.targets.vagrant import MachineConfig, VagrantTarget
 
 BOOTLOADER = bases.BOOTLOADER_BOX
 
@@ -97,3 +100,24 @@ def test_the_insecure_key_is_found_or_the_error_says_how(monkeypatch: pytest.Mon
     with pytest.raises(BuildError) as raised:
         bases.vagrant_insecure_key()
     assert "insecure key" in raised.value.cause and "setup" in raised.value.remedy
+
+
+@pytest.mark.parametrize("box", [bases.BOX_NAME, bases.BOOTLOADER_BOX_NAME, "team/other-box"])
+def test_prepare_builds_a_box_of_the_table_when_the_config_names_it(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, box: str) -> None:
+    built: list[str] = []
+    monkeypatch.setenv("VMC_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("VMC_ACCEL", "tcg")
+    monkeypatch.setattr(bases, "ensure_box", lambda progress, rebuild, cancel, recipe:
+                        built.append(recipe.name) or recipe.name)
+    machine = MachineConfig.from_json({"name": "default", "box": box, "box_installed": True,
+                                       "box_directory": str(tmp_path / "box"),
+                                       "project_providers": ["libvirt"],
+                                       "qemu_use_agent": True})
+    monkeypatch.setattr(VagrantTarget, "read_config", lambda self: machine)
+    spec = TargetSpec("s1", tmp_path / "work", tmp_path / "Vagrantfile", tmp_path / "Dockerfile",
+                      vm_cache=False)
+    target = VagrantTarget(spec, quiet())
+    target.prepare()
+    assert built == ([] if box == "team/other-box" else [box])
+    assert target.local_box == bases.LOCAL_BOXES.get(box)
