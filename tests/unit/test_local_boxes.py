@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import string
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from pytest_vmcontainer import cli
 from pytest_vmcontainer.errors import BuildError
 from pytest_vmcontainer.host import bases
 from pytest_vmcontainer.runtime import hashing
-from pytest_vmcontainer.runtime.progress import quiet
+from pytest_vmcontainer.runtime.progress import Progress, quiet
 from pytest_vmcontainer.targets.base import TargetSpec
 from pytest_vmcontainer.targets.vagrant import MachineConfig, VagrantTarget
 
@@ -121,3 +124,27 @@ def test_prepare_builds_a_box_of_the_table_when_the_config_names_it(
     target.prepare()
     assert built == ([] if box == "team/other-box" else [box])
     assert target.local_box == bases.LOCAL_BOXES.get(box)
+
+
+def test_build_builds_the_boxes_asked_for(monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    asked: dict[str, Any] = {}
+    monkeypatch.setenv("VMC_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("VMC_ACCEL", "tcg")
+    monkeypatch.setattr(cli.setup, "ensure_host", lambda *args, **kwargs: None)
+    monkeypatch.setattr(cli.bases, "ensure_bases",
+                        lambda progress, client, **kwargs: asked.update(kwargs))
+    lines: list[str] = []
+
+    def build(*argv: str) -> list[str]:
+        args = cli.parser().parse_args(["build", "--target=vm", *argv])
+        assert isinstance(args, argparse.Namespace)
+        cli._cmd_build(args, Progress(write=lines.append))
+        return [box.name for box in asked["boxes"]]
+
+    assert build() == [bases.BOX_NAME]
+    assert build("--box", bases.BOOTLOADER_BOX_NAME) == [bases.BOOTLOADER_BOX_NAME]
+    assert build("--box", bases.BOX_NAME, "--box", bases.BOOTLOADER_BOX_NAME,
+                 "--box", bases.BOX_NAME) == [bases.BOX_NAME, bases.BOOTLOADER_BOX_NAME]
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["build", "--box", "debian/bookworm64"])
