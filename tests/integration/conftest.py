@@ -52,6 +52,15 @@ def docker_base(request: pytest.FixtureRequest, docker_client: Any) -> None:
         images.ensure_bases(Progress(), docker_client, want_box=False)
 
 
+@pytest.fixture(scope="session")
+def bootloader_box(request: pytest.FixtureRequest, docker_client: Any) -> str:
+    """The box built like a public one (GRUB, Vagrant's key replacement), built before the
+    run that uses it, so a cold build (minutes, with progress) is not counted against that
+    run's timeout; the run's VagrantTarget.prepare then finds it current."""
+    with _visible(request):
+        return images.ensure_box(Progress(), box=images.BOOTLOADER_BOX)
+
+
 def _visible(request: pytest.FixtureRequest) -> Any:
     capman = request.config.pluginmanager.getplugin("capturemanager")
     return capman.global_and_fixture_disabled()
