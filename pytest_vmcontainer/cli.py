@@ -46,14 +46,18 @@ def _cmd_build(args: argparse.Namespace, progress: Progress) -> int:
         from pytest_vmcontainer.targets.docker import connect
 
         client = connect()
-    bases.ensure_bases(progress, client, want_box="vm" in kinds, rebuild=args.rebuild)
-    for kind in ("docker-base", "box"):
+    boxes = [bases.LOCAL_BOXES[name] for name in dict.fromkeys(args.box or [bases.BOX_NAME])]
+    bases.ensure_bases(progress, client, want_box="vm" in kinds, rebuild=args.rebuild,
+                       boxes=boxes)
+    built = ["docker-base"] if "container" in kinds else []
+    built += [box.kind for box in boxes] if "vm" in kinds else []
+    for kind in built:
         record = bases.BuildRecord.load(kind)
         if record is not None:
             progress.say(f"{kind}: {record.artifact} ({record.artifact_bytes / 1e6:.0f} MB, "
                          f"built in {record.build_seconds:.0f}s, recipe {record.recipe_hash})")
     if "vm" in kinds:
-        found = accel.detect(bases.box_kernel())
+        found = accel.detect(accel.probe_kernel(bases.box_kernel()))
         progress.say(f"VM accelerator: {found.mode.upper()} ({found.reason})")
     return 0
 
@@ -238,6 +242,9 @@ def parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="build the Docker base image and the Vagrant box")
     build.add_argument("--rebuild", action="store_true", help="ignore the cache")
     build.add_argument("--target", choices=TARGETS, default="both")
+    build.add_argument("--box", action="append", choices=sorted(bases.LOCAL_BOXES),
+                       help=f"a box to build (repeatable; default {bases.BOX_NAME}); "
+                            f"{bases.BOOTLOADER_BOX_NAME} boots through GRUB like a public box")
     up = commands.add_parser("up", help="bring both targets up, check HTTP 200, tear down")
     up.add_argument("--target", choices=TARGETS, default="both")
     up.add_argument("--vagrantfile", default="Vagrantfile")

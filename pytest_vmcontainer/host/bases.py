@@ -1,38 +1,47 @@
-"""Offline base builds: a Docker base image and a libvirt Vagrant box, both Debian 12.
+"""Offline base builds: a Docker base image and libvirt Vagrant boxes, all Debian 12.
 
-No registry and no Vagrant Cloud are needed: both bases are debootstrapped
-from Debian's archive with the same suite and the same apt sources. Each is
-cached by a content hash of its recipe (the files under ``data/base`` and
-``data/box``) and rebuilt only when the recipe changes or a rebuild is asked for.
+No registry and no Vagrant Cloud are needed: every base is debootstrapped from
+Debian's archive with the same suite and the same apt sources. Each is cached
+by a content hash of its recipe (the files under ``data/base`` and the box's
+own directory, ``data/box`` or ``data/box-bootloader``) and rebuilt only when
+the recipe changes or a rebuild is asked for. The boxes built here are listed
+in ``LOCAL_BOXES``: the project's own (direct kernel boot) and one made the
+way public boxes are (GRUB on a partitioned disk, Vagrant's key replacement).
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
+import glob
 import json
 import os
 import shutil
+import string
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from pytest_vmcontainer.errors import BuildError
-from pytest_vmcontainer.host import libvirt, paths
+from pytest_vmcontainer.host import accel, libvirt, paths
 from pytest_vmcontainer.runtime import background, hashing, logtail, procs
 from pytest_vmcontainer.runtime.progress import Progress
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 BASE_RECIPE = DATA / "base"
 BOX_RECIPE = DATA / "box"
+BOOTLOADER_BOX_RECIPE = DATA / "box-bootloader"
 
 DOCKER_BASE_REPOSITORY = "pytest-vmcontainer/debian"
 DOCKER_BASE_IMAGE = f"{DOCKER_BASE_REPOSITORY}:bookworm"
 BOX_NAME = "pytest-vmcontainer/debian-12"
+BOOTLOADER_BOX_NAME = "pytest-vmcontainer/debian-12-bootloader"
 RECIPE_LABEL = "pytest-vmcontainer.recipe"
 DISK_SIZE_GB = 4
 MIRROR_ENV = "VMC_DEBIAN_MIRROR"
@@ -90,10 +99,17 @@ def unavailable_base(name: str, kind: str) -> tuple[str, str]:
                    "the Debian 12 base built here")
 
 
-def recipe() -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in (BASE_RECIPE / "recipe.env").read_text().splitlines()
-             if "=" in line and not line.startswith("#"))
+def _read_env(path: Path) -> dict[str, str]:
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return {}
+    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
     return {key.strip(): value.strip() for key, value in pairs}
+
+
+def recipe() -> dict[str, str]:
+    return _read_env(BASE_RECIPE / "recipe.env")
 
 
 def docker_recipe_hash() -> str:
@@ -101,7 +117,7 @@ def docker_recipe_hash() -> str:
 
 
 def box_recipe_hash() -> str:
-    return hashing.content_hash([BASE_RECIPE, BOX_RECIPE], extra=["box"])[:16]
+    return PROJECT_BOX.recipe_hash()
 
 
 @dataclass
@@ -171,11 +187,13 @@ def _workdir(kind: str) -> Iterator[Path]:
 
 
 def _run_logged(command: list[str], log: Path, what: str, remedy: str,
-                cancel: threading.Event | None = None, env: dict[str, str] | None = None) -> None:
+                cancel: threading.Event | None = None, env: dict[str, str] | None = None,
+                cwd: Path | None = None) -> None:
     with open(log, "ab") as out:
         out.write(f"\n$ {' '.join(command)}\n".encode())
         out.flush()
-        returncode = procs.run(command, cancel, stdout=out, stderr=subprocess.STDOUT, env=env)
+        returncode = procs.run(command, cancel, stdout=out, stderr=subprocess.STDOUT, env=env,
+                               cwd=cwd)
     if returncode != 0:
         raise BuildError(f"{what} failed (exit {returncode}, log {log})", remedy,
                          detail=logtail.tail(log, 12))
@@ -270,18 +288,66 @@ def ensure_docker_base(progress: Progress, client: Any, rebuild: bool = False,
         return DOCKER_BASE_IMAGE
 
 
-# --- Vagrant box -------------------------------------------------------------------------------
+# --- Vagrant boxes -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BoxRecipe:
+    """A Vagrant box built here: its name, its recipe directory (hashed with ``data/base``)
+    and how it boots.
+
+    ``boot``:
+      - ``"kernel"``: the project's own box. One ext4 filesystem, no partition table; the
+        kernel and initrd ship beside the disk and boot directly; a key pair made per build
+        (the public insecure key is never used).
+      - ``"bootloader"``: made the way public boxes are. GRUB on a partitioned disk, built
+        inside libguestfs's appliance (nothing is mounted on the host); Vagrant's public
+        insecure key, replaced by Vagrant at the first boot; eth0 by DHCP.
+    """
+
+    name: str
+    kind: str  # names its lock, log, work directory and build record
+    directory: Path
+    boot: str
+
+    def recipe_hash(self) -> str:
+        return hashing.content_hash([BASE_RECIPE, self.directory], extra=[self.kind])[:16]
+
+    def values(self) -> dict[str, str]:
+        """The base recipe's values, overridden by the box's own ``recipe.env``, if any."""
+        return {**recipe(), **_read_env(self.directory / "recipe.env")}
+
+    def box_dir(self) -> Path:
+        escaped = self.name.replace("/", "-VAGRANTSLASH-")
+        return paths.vagrant_home() / "boxes" / escaped / "0" / "libvirt"
+
+    def current(self) -> bool:
+        try:
+            return (self.box_dir() / "recipe-hash").read_text().strip() == self.recipe_hash()
+        except OSError:
+            return False
+
+    def box_file(self) -> Path:
+        return paths.builds_dir() / (self.name.replace("/", "-") + ".box")
+
+
+PROJECT_BOX = BoxRecipe(BOX_NAME, "box", BOX_RECIPE, "kernel")
+BOOTLOADER_BOX = BoxRecipe(BOOTLOADER_BOX_NAME, "box-bootloader", BOOTLOADER_BOX_RECIPE,
+                           "bootloader")
+# The boxes built here, by the name a Vagrantfile gives in config.vm.box.
+LOCAL_BOXES = {box.name: box for box in (PROJECT_BOX, BOOTLOADER_BOX)}
+
+# Where Vagrant installations keep the public insecure key (Debian's package, HashiCorp's).
+INSECURE_KEY_GLOBS = ("/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub",
+                      "/opt/vagrant/embedded/gems/gems/vagrant-*/keys/vagrant.pub",
+                      "/opt/vagrant/embedded/gems/vagrant-*/keys/vagrant.pub")
+
 
 def box_dir() -> Path:
-    escaped = BOX_NAME.replace("/", "-VAGRANTSLASH-")
-    return paths.vagrant_home() / "boxes" / escaped / "0" / "libvirt"
+    return PROJECT_BOX.box_dir()
 
 
 def box_current() -> bool:
-    try:
-        return (box_dir() / "recipe-hash").read_text().strip() == box_recipe_hash()
-    except OSError:
-        return False
+    return PROJECT_BOX.current()
 
 
 def box_kernel() -> Path:
@@ -289,12 +355,22 @@ def box_kernel() -> Path:
 
 
 def box_file() -> Path:
-    return paths.builds_dir() / (BOX_NAME.replace("/", "-") + ".box")
+    return PROJECT_BOX.box_file()
 
 
-def _remove_stale_box_volumes() -> None:
+def vagrant_insecure_key() -> Path:
+    """Vagrant's public insecure key, as shipped with the installed Vagrant."""
+    for pattern in INSECURE_KEY_GLOBS:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return Path(found[-1])
+    raise BuildError("Vagrant's public insecure key (keys/vagrant.pub) was not found",
+                     "install Vagrant ('python -m pytest_vmcontainer setup' does), then retry")
+
+
+def _remove_stale_box_volumes(name: str) -> None:
     """vagrant-libvirt uploads a box once per name and version: a rebuilt box needs a new upload."""
-    prefix = BOX_NAME.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
+    prefix = name.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
     for volume in libvirt.pool_volumes():
         if volume.startswith(prefix):
             libvirt.delete_volume(volume)
@@ -321,60 +397,108 @@ def _copy_boot_files(rootfs: Path, box: Path) -> None:
         (box / name).chmod(0o644)
 
 
+def _libguestfs_env() -> dict[str, str]:
+    """libguestfs's appliance run directly by QEMU (never as a libvirt domain), under TCG
+    where KVM cannot boot a guest (the appliance would hang trying)."""
+    kernel = accel.probe_kernel(box_kernel())
+    env = {**os.environ, "LIBGUESTFS_BACKEND": "direct"}
+    if accel.detect(kernel).mode == "tcg":
+        env["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg"
+    return env
+
+
+def _make_bootloader_disk(box: BoxRecipe, rootfs: Path, work: Path, root_uuid: str, log: Path,
+                          cancel: threading.Event | None) -> Path:
+    """A partitioned qcow2 disk with GRUB in its MBR, made by guestfish from a tarball of the
+    root filesystem (``make-disk.fish`` in the recipe)."""
+    tarball = work / "rootfs.tar"
+    _run_logged(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", str(rootfs),
+                 "-cf", str(tarball), "."], log, "packing the root filesystem", "see the log",
+                cancel)
+    qcow2 = work / "box" / "box.img"
+    _run_logged(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow2), f"{DISK_SIZE_GB}G"],
+                log, "qemu-img create", "see the log", cancel)
+    script = work / "make-disk.fish"
+    script.write_text(string.Template((box.directory / "make-disk.fish").read_text())
+                      .substitute(disk=qcow2, rootfs_tar=tarball, root_uuid=root_uuid))
+    _run_logged(["guestfish", "-x", "-f", str(script)], log,
+                "guestfish (partitioning the disk and installing GRUB)",
+                "check that libguestfs-tools works here ('libguestfs-test-tool' shows why "
+                f"not; under TCG it needs LIBGUESTFS_BACKEND_SETTINGS=force_tcg), log {log}",
+                cancel, env=_libguestfs_env())
+    tarball.unlink()
+    return qcow2
+
+
 def ensure_box(progress: Progress, rebuild: bool = False,
-               cancel: threading.Event | None = None) -> str:
-    """The libvirt box that the Vagrantfile names in ``config.vm.box``."""
-    with _build_lock("box"):
-        if not rebuild and box_current():
-            return BOX_NAME
-        with progress.step(f"building Vagrant box {BOX_NAME}") as note, _workdir("box") as work:
+               cancel: threading.Event | None = None, box: BoxRecipe = PROJECT_BOX) -> str:
+    """A libvirt box built here (``LOCAL_BOXES``), as the Vagrantfile names it in
+    ``config.vm.box``: built when missing or when its recipe changed."""
+    with _build_lock(box.kind):
+        if not rebuild and box.current():
+            return box.name
+        with progress.step(f"building Vagrant box {box.name}") as note, \
+                _workdir(box.kind) as work:
             started = time.monotonic()
-            log = _log_path("box")
-            rootfs, box = work / "rootfs", work / "box"
-            box.mkdir()
-            note("ssh-keygen (a key pair for this build only)")
-            _run_logged(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
-                         f"pytest-vmcontainer box {box_recipe_hash()}", "-f",
-                         str(box / "vagrant_key")], log, "ssh-keygen", "see the log", cancel)
+            log = _log_path(box.kind)
+            rootfs, out = work / "rootfs", work / "box"
+            out.mkdir()
+            root_uuid = str(uuid.uuid4())
+            if box.boot == "kernel":
+                note("ssh-keygen (a key pair for this build only)")
+                _run_logged(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                             f"pytest-vmcontainer box {box.recipe_hash()}", "-f",
+                             str(out / "vagrant_key")], log, "ssh-keygen", "see the log", cancel)
+                public_key, customize_args = out / "vagrant_key.pub", []
+            else:
+                public_key, customize_args = vagrant_insecure_key(), [root_uuid]
             note(f"debootstrap {recipe()['SUITE']} with kernel, systemd and sshd (log {log})")
-            _debootstrap(rootfs, recipe()["BOX_INCLUDE"], log, cancel)
-            note("customizing the guest (vagrant user, networkd, sshd)")
-            _run_logged([str(BOX_RECIPE / "customize.sh"), str(rootfs),
-                         str(box / "vagrant_key.pub")], log, "customizing the box", "see the log",
-                        cancel)
-            _copy_boot_files(rootfs, box)
-            note(f"making the {DISK_SIZE_GB} GB qcow2 disk")
-            _make_disk(rootfs, work, log, cancel)
+            _debootstrap(rootfs, box.values()["BOX_INCLUDE"], log, cancel)
+            note("customizing the guest (vagrant user, network, sshd)")
+            _run_logged([str(box.directory / "customize.sh"), str(rootfs), str(public_key),
+                         *customize_args], log, "customizing the box", "see the log", cancel)
+            if box.boot == "kernel":
+                _copy_boot_files(rootfs, out)
+                note(f"making the {DISK_SIZE_GB} GB qcow2 disk")
+                _make_disk(rootfs, work, log, cancel)
+                (out / "vagrant_key.pub").unlink()
+            else:
+                note(f"making the {DISK_SIZE_GB} GB partitioned qcow2 disk with GRUB "
+                     "(guestfish)")
+                _make_bootloader_disk(box, rootfs, work, root_uuid, log, cancel)
             remove_tree(rootfs)
-            (box / "vagrant_key.pub").unlink()
-            shutil.copyfile(BOX_RECIPE / "Vagrantfile", box / "Vagrantfile")
-            (box / "metadata.json").write_text(json.dumps(
+            shutil.copyfile(box.directory / "Vagrantfile", out / "Vagrantfile")
+            (out / "metadata.json").write_text(json.dumps(
                 {"provider": "libvirt", "format": "qcow2", "virtual_size": DISK_SIZE_GB}))
-            (box / "recipe-hash").write_text(box_recipe_hash() + "\n")
+            (out / "recipe-hash").write_text(box.recipe_hash() + "\n")
             note("packing the box")
             packed = work / "packed.box"
-            _run_logged(["tar", "-C", str(box), "-I", "gzip -1", "-cf", str(packed), "."], log,
+            _run_logged(["tar", "-C", str(out), "-I", "gzip -1", "-cf", str(packed), "."], log,
                         "packing the box", "see the log", cancel)
-            os.replace(packed, box_file())
+            os.replace(packed, box.box_file())
             note("vagrant box add")
-            _remove_stale_box_volumes()
-            _run_logged(["vagrant", "box", "add", "--force", "--name", BOX_NAME, str(box_file())],
-                        log, "vagrant box add", "see the log", cancel, env=libvirt.vagrant_env())
-            if not box_current():
+            _remove_stale_box_volumes(box.name)
+            _run_logged(["vagrant", "box", "add", "--force", "--name", box.name,
+                         str(box.box_file())], log, "vagrant box add", "see the log", cancel,
+                        env=libvirt.vagrant_env(), cwd=work)  # not the caller's project dir
+            if not box.current():
                 raise BuildError("vagrant box add did not install the box",
                                  f"see {log}", detail=logtail.tail(log, 12))
-            BuildRecord("box", box_recipe_hash(), str(box_file()),
-                        round(time.monotonic() - started, 1), box_file().stat().st_size,
+            BuildRecord(box.kind, box.recipe_hash(), str(box.box_file()),
+                        round(time.monotonic() - started, 1), box.box_file().stat().st_size,
                         time.time()).save()
-        return BOX_NAME
+        return box.name
 
 
 def ensure_bases(progress: Progress, docker_client: Any | None, want_box: bool,
-                 rebuild: bool = False, cancel: threading.Event | None = None) -> None:
-    """Build what is missing, both bases at once when both are wanted."""
+                 rebuild: bool = False, cancel: threading.Event | None = None,
+                 boxes: Sequence[BoxRecipe] = (PROJECT_BOX,)) -> None:
+    """Build what is missing, all at once: the Docker base (given a client) and, when a box
+    is wanted, each of ``boxes``."""
     works: list[Callable[[], object]] = []
     if docker_client is not None:
         works.append(lambda: ensure_docker_base(progress, docker_client, rebuild, cancel))
     if want_box:
-        works.append(lambda: ensure_box(progress, rebuild, cancel))
+        works.extend(functools.partial(ensure_box, progress, rebuild, cancel, box)
+                     for box in boxes)
     background.run_all(works, name="base-build")

@@ -2,8 +2,9 @@
 
 Machine state (VAGRANT_DOTFILE_PATH) lives in the target's work directory, not
 next to the Vagrantfile, so two sessions on one machine never share a VM. The
-box's embedded Vagrantfile reads the loopback forwards, the accelerator and the
-libvirt names from the environment set here.
+plumbing Vagrantfile in the target's own VAGRANT_HOME (``data/vagrant/Vagrantfile``)
+reads the loopback forwards, the accelerator and the libvirt names from the
+environment set here, so any libvirt box works, not only the ones built here.
 
 Imported only when a VM target is made (see ``targets.make``): python-vagrant,
 which prints a warning at import when Vagrant is not installed yet, is not loaded
@@ -172,13 +173,15 @@ class VagrantTarget(Target):
         return LibvirtLeftovers()
 
     def prepare(self) -> None:
-        """Read the merged machine config, check it, build our box if it names it, then
-        probe KVM or TCG on the box's kernel (or the host's)."""
+        """Read the merged machine config, check it, build the box if it is one of those built
+        here (``bases.LOCAL_BOXES``), then probe KVM or TCG on the box's kernel (or the
+        host's: a box that boots through a boot loader carries none beside its disk)."""
         self.machine = self.read_config()
         self._check_config(self.machine)
-        if self.machine.box == bases.BOX_NAME:
-            bases.ensure_box(self.progress, self.spec.rebuild_bases, self.cancelled)
-        box_dir = Path(self.machine.box_directory or bases.box_dir())
+        local = self.local_box
+        if local is not None:
+            bases.ensure_box(self.progress, self.spec.rebuild_bases, self.cancelled, local)
+        box_dir = Path(self.machine.box_directory or (local or bases.PROJECT_BOX).box_dir())
         self.accel = accellib.detect(accellib.probe_kernel(box_dir / "vmlinuz",
                                                            bases.box_kernel()))
         if self.spec.vm_cache:
@@ -190,6 +193,11 @@ class VagrantTarget(Target):
                 Path(self.machine.box_directory) if self.machine.box_directory else None,
                 PLUMBING)
             self.cache_entry = vmcache.lookup(self.cache_key)
+
+    @property
+    def local_box(self) -> bases.BoxRecipe | None:
+        """The recipe of the machine's box when it is built here, else None."""
+        return bases.LOCAL_BOXES.get(self.machine.box or "") if self.machine else None
 
     def declared_ports(self) -> tuple[int, ...]:
         return self.machine.declared_ports if self.machine else ()
@@ -547,7 +555,8 @@ class VagrantTarget(Target):
 
     def footprint(self) -> dict[str, Any]:
         """Disk bytes allocated to the VM's volume and the box volume under it (qemu-img)."""
-        record = bases.BuildRecord.load("box")
+        local = self.local_box  # a box from elsewhere has no build record here
+        record = bases.BuildRecord.load(local.kind) if local else None
         disk = self._disk_bytes()
         return {"footprint_bytes": disk, "disk_bytes": disk,
                 "box_bytes": record.artifact_bytes if record else None}

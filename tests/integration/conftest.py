@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from pytest_vmcontainer import lifecycle, targets
 from pytest_vmcontainer.host import bases as images
 from pytest_vmcontainer.host import setup as hostsetup
 from pytest_vmcontainer.runtime.progress import Progress
-from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL
+from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, SESSION_LABEL
 from pytest_vmcontainer.targets.docker import connect
 from pytest_vmcontainer.targets.vagrant import libvirt_names
 
@@ -52,16 +52,46 @@ def docker_base(request: pytest.FixtureRequest, docker_client: Any) -> None:
         images.ensure_bases(Progress(), docker_client, want_box=False)
 
 
+@pytest.fixture(scope="session")
+def bootloader_box(request: pytest.FixtureRequest, docker_client: Any) -> str:
+    """The box built like a public one (GRUB, Vagrant's key replacement), built before the
+    run that uses it, so a cold build (minutes, with progress) is not counted against that
+    run's timeout; the run's VagrantTarget.prepare then finds it current."""
+    with _visible(request):
+        return images.ensure_box(Progress(), box=images.BOOTLOADER_BOX)
+
+
 def _visible(request: pytest.FixtureRequest) -> Any:
     capman = request.config.pluginmanager.getplugin("capturemanager")
     return capman.global_and_fixture_disabled()
+
+
+def other_live_runs() -> set[str]:
+    """Sessions whose lock another process holds now (/proc/locks names the holder): runs
+    sharing this machine, such as a CI run or a colleague's. Their targets come and go while
+    a test runs and are not that test's leaks; the test's own runs have ended by then."""
+    holders: dict[int, int] = {}  # inode of a flock'ed file -> the pid holding it
+    with open("/proc/locks") as locks:
+        for fields in (line.split() for line in locks):
+            # "1: FLOCK  ADVISORY  WRITE 4136 00:1a:12345 0 EOF" (waiters have "->" first)
+            if len(fields) >= 6 and fields[1] == "FLOCK":
+                holders[int(fields[5].rsplit(":", 1)[1])] = int(fields[4])
+    live = set()
+    for session in lifecycle.paths.sessions_dir().iterdir():
+        try:
+            holder = holders.get((session / "lock").stat().st_ino)
+        except OSError:
+            continue
+        if holder is not None and holder != os.getpid():
+            live.add(session.name)
+    return live
 
 
 @dataclass(frozen=True)
 class Snapshot:
     """What exists now that a run could leak: compared before and after the run."""
 
-    containers: frozenset[str]
+    containers: frozenset[tuple[str, str]]  # (id, the session label or "")
     volumes: frozenset[str]
     dangling_images: frozenset[str]
     libvirt: frozenset[str]
@@ -70,7 +100,8 @@ class Snapshot:
     @classmethod
     def take(cls, client: Any) -> Snapshot:
         return cls(
-            containers=frozenset(c.id for c in client.containers.list(all=True)),
+            containers=frozenset((c.id, c.labels.get(SESSION_LABEL, ""))
+                                 for c in client.containers.list(all=True)),
             volumes=frozenset(v.name for v in client.volumes.list()),
             dangling_images=frozenset(i.id for i in client.images.list(
                 filters={"dangling": True})),
@@ -78,13 +109,17 @@ class Snapshot:
             sessions=frozenset(p.name for p in lifecycle.paths.sessions_dir().iterdir()),
         )
 
-    def new_since(self, before: Snapshot) -> dict[str, set[str]]:
+    def new_since(self, before: Snapshot, others: Collection[str] = ()) -> dict[str, set[str]]:
+        """What is new since ``before``, except what belongs to the sessions ``others``."""
+        prefixes = tuple(f"vmc-{session}-" for session in others)
         grown = {
-            "containers": set(self.containers - before.containers),
-            "volumes": set(self.volumes - before.volumes),
+            "containers": {cid for cid, session in self.containers - before.containers
+                           if session not in others},
+            "volumes": {n for n in self.volumes - before.volumes if not n.startswith(prefixes)},
             "dangling images": set(self.dangling_images - before.dangling_images),
-            "libvirt domains/volumes": set(self.libvirt - before.libvirt),
-            "session dirs": set(self.sessions - before.sessions),
+            "libvirt domains/volumes": {n for n in self.libvirt - before.libvirt
+                                        if not n.startswith(prefixes)},
+            "session dirs": set(self.sessions - before.sessions - set(others)),
         }
         return {what: names for what, names in grown.items() if names}
 
@@ -92,10 +127,10 @@ class Snapshot:
 @pytest.fixture
 def leak_check(docker_client: Any) -> Iterator[None]:
     """Fails the test if the run left a container, Docker volume, image, libvirt domain or
-    volume, or a session dir."""
+    volume, or a session dir. Those of other runs live on this machine are not counted."""
     before = Snapshot.take(docker_client)
     yield
-    leaked = Snapshot.take(docker_client).new_since(before)
+    leaked = Snapshot.take(docker_client).new_since(before, other_live_runs())
     assert not leaked, f"the run left resources behind: {leaked}"
 
 
