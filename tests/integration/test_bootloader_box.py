@@ -8,9 +8,6 @@ through 127.0.0.1 comes from the harness's plumbing around it.
 The run passes ``--vmc-no-vm-cache``: a VM started from the provisioned-VM cache logs in with
 the key saved at its first boot and skips the provisioners, so it would prove neither the
 key replacement nor that the shipped provisioning works on this box. Every run provisions.
-
-``--vmc-ports=80``: the shipped pair declares port 80 in its Dockerfile (EXPOSE) and not in
-its Vagrantfile, and a run with ``--target=vm`` reads no Dockerfile.
 """
 
 from __future__ import annotations
@@ -62,7 +59,6 @@ def test_parity_suite_on_a_box_built_like_a_public_box(
     result = pytester.runpytest_subprocess(
         str(ROOT / "suites" / "test_parity.py"), str(checks), "-c", PYPROJECT, "--rootdir",
         str(ROOT), "-p", "no:cacheprovider", "--target=vm", "--vmc-no-vm-cache",
-        "--vmc-ports=80",  # the shipped pair declares port 80 in the Dockerfile (EXPOSE) only
         f"--vagrantfile={project / 'Vagrantfile'}",
         f"--vmc-provision-inputs={project / 'fixtures'}", timeout=1800)
     result.assert_outcomes(passed=15)
