@@ -46,11 +46,10 @@ class HarnessConfig:
     pinned_ports: dict[str, dict[int, int]] = field(default_factory=dict)  # kind -> ports
 
     def reuse_key(self) -> str:
-        """Reused targets are keyed by everything that provisions them: never stale."""
-        inputs = [self.vagrantfile, self.dockerfile, *self.provision_inputs]
-        return hashing.content_hash(inputs, extra=[bases.box_recipe_hash(),
-                                                   bases.docker_recipe_hash(),
-                                                   repr(self.guest_ports)])[:12]
+        """Reused targets are keyed by everything that provisions them (the same inputs hash
+        as the reports) and the extra ports: never stale."""
+        inputs = bases.inputs_hash(self.vagrantfile, self.dockerfile, self.provision_inputs)
+        return hashing.content_hash([], extra=[inputs, repr(self.guest_ports)])[:12]
 
 
 class PortUnion:

@@ -26,21 +26,15 @@ from pytest_vmcontainer.comparison import rows as row_rules
 from pytest_vmcontainer.comparison.results import ComparisonReport, RowResult
 from pytest_vmcontainer.errors import ReportError, SettingError
 from pytest_vmcontainer.parity import KINDS, ParityStore, TestRow
-from pytest_vmcontainer.runtime import hashing
 
 JSON_NAME = "comparison.json"
 
 
 def inputs_hash(vagrantfile: Path, dockerfile: Path, provision_inputs: Sequence[Path]) -> str:
-    """What both targets are provisioned from: the Vagrantfile, the Dockerfile, the
-    provisioning inputs and both base recipes (as ``HarnessConfig.reuse_key``, without the
-    forwarded ports). File names count relative to each path given, so checkouts in
-    different directories hash the same. Reads files only; brings nothing up."""
+    """What both targets are provisioned from (see ``host.bases.inputs_hash``)."""
     from pytest_vmcontainer.host import bases
 
-    return hashing.content_hash(
-        [vagrantfile, dockerfile, *provision_inputs],
-        extra=[bases.box_recipe_hash(), bases.docker_recipe_hash()])[:16]
+    return bases.inputs_hash(vagrantfile, dockerfile, provision_inputs)
 
 
 @dataclass

@@ -120,6 +120,14 @@ def box_recipe_hash() -> str:
     return PROJECT_BOX.recipe_hash()
 
 
+def inputs_hash(vagrantfile: Path, dockerfile: Path, provision_inputs: Sequence[Path]) -> str:
+    """What both targets are provisioned from: the Vagrantfile, the Dockerfile, the
+    provisioning inputs and the base recipes. File names count relative to each path given,
+    so checkouts in different directories hash the same. Reads files only."""
+    return hashing.content_hash([vagrantfile, dockerfile, *provision_inputs],
+                                extra=[box_recipe_hash(), docker_recipe_hash()])[:16]
+
+
 @dataclass
 class BuildRecord:
     """What a base build produced and how long it took (kept for the reports)."""
