@@ -329,6 +329,7 @@ class VagrantTarget(Target):
         """From the VM cache when it has this VM's key (no provisioning); else ``vagrant up``
         with the provisioners, then the provisioned disk goes into the cache."""
         self.host_ports = self.spec.pick_host_ports()
+        self._ssh_config.unlink(missing_ok=True)  # a new machine: new ports, maybe a new key
         if self.cache_entry is not None:
             self.started_from = self.cache_entry
             vmcache.prepare_start(self.cache_entry)
