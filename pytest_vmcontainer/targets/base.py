@@ -326,8 +326,9 @@ class Target(abc.ABC):
     def wait_ready(self) -> None:
         """Wait strategies, in order: every forwarded port serves; the HTTP path answers 200 if
         one was asked for; the ``pytest_vmcontainer_ready`` hook says ready."""
+        # Short first pauses: a container is often ready within tens of milliseconds.
         poll = {"timeout": self.spec.ready_timeout, "max_interval": self.spec.poll_max,
-                "interval": min(0.1, self.spec.poll_max)}
+                "interval": min(0.02, self.spec.poll_max)}
         try:
             for guest_port in self.spec.guest_ports:
                 wait_for(self._serves(guest_port), what=f"port {guest_port}", **poll)

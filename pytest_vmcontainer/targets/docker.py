@@ -19,7 +19,7 @@ import docker.errors
 
 from pytest_vmcontainer.errors import BuildError, PortInUse, TargetError
 from pytest_vmcontainer.host import bases
-from pytest_vmcontainer.runtime import hashing
+from pytest_vmcontainer.runtime import hashing, procnet
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.timing import Timer, time_once
 from pytest_vmcontainer.targets.base import (
@@ -345,6 +345,20 @@ class DockerTarget(Target):
             raise TargetError(f"the container exited right after start ({self.container.status})",
                               f"check the CMD of {self.spec.dockerfile}", detail=logs)
         self.wait_ready()
+
+    def listening_ports(self) -> dict[int, set[str]]:
+        """The container's own socket table. With a local engine it is read from the host, in
+        ``/proc/<pid>/net`` of the container's process (microseconds, the same table the
+        container sees); otherwise through the engine's exec API."""
+        pid = int((self.container.attrs.get("State") or {}).get("Pid") or 0)
+        tables = [Path(f"/proc/{pid}/net/{name}") for name in ("tcp", "tcp6")]
+        if pid and _local_dockerd_started() is not None and tables[0].exists():
+            try:
+                return procnet.listening("".join(t.read_text() for t in tables if t.exists()))
+            except OSError:
+                pass  # the process went away: ask the engine
+        result = self.container.exec_run(["sh", "-c", procnet.COMMAND])
+        return procnet.listening(result.output.decode("utf-8", "replace"))
 
     def service_log(self) -> str:
         if self.container is None:
