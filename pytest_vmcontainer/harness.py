@@ -108,6 +108,7 @@ class Harness:
         self.targets: dict[str, Target] = {}
         self._unions: list[PortUnion] = []
         self.swept: list[str] | None = None  # what the start-of-run sweep removed
+        self._sweeping: background.Job[None] | None = None
         self._jobs: dict[str, background.Job[Target]] = {}
         self.extras: list[Target] = []  # more instances, made from the exports
         self._made: list[Target] = []  # every extra instance ever made, discarded or not
@@ -136,8 +137,9 @@ class Harness:
                 if needs:
                     setup.ensure_host(self.progress, need_docker="docker" in needs,
                                       need_libvirt="libvirt" in needs)
-            if self.swept is None:
-                self._sweep(made)
+            if self._sweeping is None:
+                # Beside the bring-ups, not before them: it touches only dead sessions.
+                self._sweeping = background.Job("sweep", lambda: self._sweep(made))
             union = PortUnion([target.kind for target in made], self.config.guest_ports)
             self._unions.append(union)
             for target in made:
@@ -356,6 +358,7 @@ class Harness:
             self.session.close(remove=False)
             return kept
         procs.stop_all()
+        self._wait_for_sweep()
         errors = []
         everything = [*self.extras, *self.targets.values()]
         self._run_teardown_hooks(self.targets.values(), kept=False)
@@ -381,7 +384,15 @@ class Harness:
                 except Exception as error:  # a hook must not stop the teardown
                     self.progress.say(f"teardown hook failed on the {target.kind}: {error}")
 
+    def _wait_for_sweep(self) -> None:
+        if self._sweeping is not None:
+            try:
+                self._sweeping.wait()
+            except Exception as error:  # a failed sweep is the next run's to retry
+                self.progress.say(f"the sweep of dead sessions failed: {error}")
+
     def _wait_for_bring_ups(self) -> None:
+        self._wait_for_sweep()
         for job in self._jobs.values():
             try:
                 job.wait()
