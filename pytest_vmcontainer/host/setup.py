@@ -8,6 +8,7 @@ what is missing and how to get it. With everything in place it only checks
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -133,16 +134,36 @@ def is_debian() -> bool:
     return "debian" in ids
 
 
+DPKG_STATUS = Path("/var/lib/dpkg/status")  # changes whenever a package is (un)installed
+
+
 def missing_packages(packages: list[str]) -> list[str]:
+    """Packages not installed. Remembers the last answer until dpkg's status file changes,
+    so the check before every run costs no dpkg-query."""
     if not shutil.which("dpkg-query"):
         return list(packages)
+    try:
+        stamp = str(DPKG_STATUS.stat().st_mtime_ns)
+    except OSError:
+        stamp = ""
+    remembered = paths.home() / "installed-packages.json"
+    try:
+        known = json.loads(remembered.read_text())
+        if stamp and known.get("stamp") == stamp and set(packages) <= set(known["installed"]):
+            return []
+    except (OSError, ValueError, KeyError):
+        pass
     result = subprocess.run(
         ["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev}\n", *packages],
         capture_output=True, text=True, check=False,
     )
     installed = {line.split()[0] for line in result.stdout.splitlines()
                  if len(line.split()) > 1 and line.split()[1] == "ii"}
-    return [package for package in packages if package not in installed]
+    missing = [package for package in packages if package not in installed]
+    if stamp and not missing:
+        paths.ensure_dir(paths.home())
+        remembered.write_text(json.dumps({"stamp": stamp, "installed": sorted(installed)}))
+    return missing
 
 
 def _systemd_running() -> bool:

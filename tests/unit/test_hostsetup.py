@@ -1,9 +1,11 @@
-"""Daemon liveness probes: a socket file left by a killed daemon must not count as running."""
+"""Host setup: daemon liveness (a socket file left by a killed daemon is not a running
+daemon), and the package check remembered until dpkg changes."""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,3 +60,32 @@ def test_unreadable_pid_file_is_left_alone(tmp_path: Path) -> None:
     pid_file.write_text("not a pid")
     assert not remove_stale_pid_file(pid_file, "dockerd")
     assert pid_file.exists()
+
+
+def test_installed_packages_are_remembered_until_dpkg_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_vmcontainer.host import setup
+
+    monkeypatch.setenv("VMC_HOME", str(tmp_path / "home"))
+    status = tmp_path / "status"
+    status.write_text("one\n")
+    monkeypatch.setattr(setup, "DPKG_STATUS", status)
+    calls: list[list[str]] = []
+
+    def dpkg_query(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        calls.append(command)
+        lines = "".join(f"{name} ii \n" for name in command[3:] if name != "absent")
+        return subprocess.CompletedProcess(command, 0, lines, "")
+
+    monkeypatch.setattr(setup.subprocess, "run", dpkg_query)
+    monkeypatch.setattr(setup.shutil, "which", lambda name: "/usr/bin/" + name)
+    assert setup.missing_packages(["a", "b"]) == []
+    assert setup.missing_packages(["a"]) == []  # remembered: no second query
+    assert len(calls) == 1
+    assert setup.missing_packages(["a", "absent"]) == ["absent"]  # not all known: asks
+    assert setup.missing_packages(["a", "absent"]) == ["absent"]  # a miss is never remembered
+    assert len(calls) == 3
+    status.write_text("two\n")  # a package came or went
+    os.utime(status, ns=(1, 1))
+    assert setup.missing_packages(["a"]) == []
+    assert len(calls) == 4
