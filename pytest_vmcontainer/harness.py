@@ -146,8 +146,8 @@ class Harness:
                 self._jobs[target.kind] = background.Job(f"bring-up-{target.kind}",
                                                          self._bring_up_work(target, union))
 
-    def _make(self, kind: str, spec: TargetSpec | None = None) -> Target:
-        target = self.hooks.make_target(kind, spec or self._spec(kind), self.progress)
+    def _make(self, kind: str) -> Target:
+        target = self.hooks.make_target(kind, self._spec(kind), self.progress)
         if self.hooks.ready is not None:
             target.extra_ready = self.hooks.ready
         return target
