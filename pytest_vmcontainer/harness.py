@@ -323,7 +323,11 @@ class Harness:
         return target
 
     def primed(self, kind: str) -> bool:
-        """Whether an instance was already made from this run's export of ``kind``."""
+        """Whether a new instance from this run's export of ``kind`` starts as later ones will:
+        the export says so (``Export.starts_warm``), or an instance was already made from it."""
+        export = self.exports.get(kind)
+        if export is not None and export.starts_warm:
+            return True
         return any(t.kind == kind and t.was_ready for t in self._made)
 
     def discard(self, target: Target) -> None:

@@ -52,7 +52,9 @@ class Instances(Protocol):
         ``ready_path``)."""
 
     def primed(self, kind: str) -> bool:
-        """Whether an instance was already started from this run's export of ``kind``."""
+        """Whether a new instance from this run's export of ``kind`` starts as later ones
+        will (else the first one is not timed): one was already started from it, or the
+        export is the disk the target itself booted from."""
 
     def discard(self, target: Target) -> None:
         """Destroy an instance made by ``extra``."""
@@ -128,8 +130,9 @@ def probe_size(ctx: ProbeContext, target: Target) -> Measured:
 def probe_boot(ctx: ProbeContext, target: Target, phase: str) -> Measured:
     """Cold: a new instance from the exported artifact; warm: the same instance, stopped first.
 
-    The very first instance made from an export is not timed: for a VM it uploads the
-    box image into the libvirt pool, which is not part of a boot.
+    The very first instance made from an export is not timed unless the export starts
+    warm: a VM from ``vagrant package`` uploads the box image into the libvirt pool, which
+    is not part of a boot; the VM cache entry is in the pool before the run's first boot.
     """
     source = ctx.instances
     source.export(target.kind)

@@ -91,6 +91,10 @@ class Export:
     # image, its layers above the base's), written beside ``path``; None: all of it moves.
     delta_path: Path | None = None
     delta_what: str = ""
+    # True when a new instance's first start finds everything in place, as later ones do:
+    # the export is the disk the target itself booted from, already in the libvirt pool and
+    # the host's page cache (the VM cache entry). Otherwise the first one is not timed.
+    starts_warm: bool = False
 
 
 class Leftovers(abc.ABC):

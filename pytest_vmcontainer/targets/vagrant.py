@@ -493,7 +493,8 @@ class VagrantTarget(Target):
 
             seconds = time_once(pack, timer)
             return Export(path, path.stat().st_size, seconds,
-                          "libvirt box of the provisioned disk (qemu-img convert, tar)")
+                          "libvirt box of the provisioned disk (qemu-img convert, tar)",
+                          starts_warm=True)
         try:
             seconds = time_once(lambda: self.package(path), timer)
         except VmcError:
