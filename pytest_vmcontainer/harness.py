@@ -107,7 +107,6 @@ class Harness:
         self.session: lifecycle.Session | None = None
         self.targets: dict[str, Target] = {}
         self._unions: list[PortUnion] = []
-        self.swept: list[str] | None = None  # what the start-of-run sweep removed
         self._sweeping: background.Job[None] | None = None
         self._jobs: dict[str, background.Job[Target]] = {}
         self.extras: list[Target] = []  # more instances, made from the exports
@@ -186,7 +185,6 @@ class Harness:
                 swept += lifecycle.sweep(sources, include_marked=True, only=stale)
         if swept:
             self.progress.say(f"swept: {', '.join(swept)}")
-        self.swept = swept
 
     def _spec(self, kind: str) -> TargetSpec:
         assert self.session is not None
