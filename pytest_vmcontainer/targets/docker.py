@@ -116,17 +116,27 @@ def remove_orphaned_images(client: Any) -> list[str]:
     return removed
 
 
-def _local_dockerd_started() -> str | None:
-    """When the local dockerd started (its pid file's time, ISO UTC), if it is local."""
-    import datetime
+def _local_dockerd_pid_file() -> Path | None:
+    """The pid file of the dockerd on this host, when that is the engine in use."""
     import os
 
     if os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock") != \
             "unix:///var/run/docker.sock":
         return None
+    pid_file = Path("/var/run/docker.pid")
+    return pid_file if pid_file.exists() else None
+
+
+def _local_dockerd_started() -> str | None:
+    """When the local dockerd started (its pid file's time, ISO UTC), if it is local."""
+    import datetime
+
+    pid_file = _local_dockerd_pid_file()
+    if pid_file is None:
+        return None
     try:
-        started = Path("/var/run/docker.pid").stat().st_mtime
-    except OSError:
+        started = pid_file.stat().st_mtime
+    except OSError:  # dockerd stopped in between
         return None
     return datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat()
 
@@ -352,7 +362,7 @@ class DockerTarget(Target):
         container sees); otherwise through the engine's exec API."""
         pid = int((self.container.attrs.get("State") or {}).get("Pid") or 0)
         tables = [Path(f"/proc/{pid}/net/{name}") for name in ("tcp", "tcp6")]
-        if pid and _local_dockerd_started() is not None and tables[0].exists():
+        if pid and _local_dockerd_pid_file() is not None and tables[0].exists():
             try:
                 return procnet.listening("".join(t.read_text() for t in tables if t.exists()))
             except OSError:
