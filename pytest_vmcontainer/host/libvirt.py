@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from pytest_vmcontainer.errors import HostSetupError
 from pytest_vmcontainer.host import paths
 
 DEFAULT_LIBVIRT_URI = "qemu:///system"
@@ -42,6 +43,16 @@ def pool_volumes() -> list[str]:
     """Names of the volumes in the harness's storage pool."""
     rows = run_virsh("vol-list", POOL_NAME).stdout.splitlines()[2:]  # after the two header rows
     return [row.split()[0] for row in rows if row.split()]
+
+
+def pool_path() -> Path:
+    """Where the harness's libvirt pool keeps its volumes."""
+    xml = run_virsh("pool-dumpxml", POOL_NAME).stdout
+    start, end = xml.find("<path>"), xml.find("</path>")
+    if start < 0 or end < 0:
+        raise HostSetupError(f"the libvirt pool {POOL_NAME} has no path",
+                             "run 'python -m pytest_vmcontainer setup'")
+    return Path(xml[start + len("<path>"):end].strip())
 
 
 def delete_volume(name: str) -> None:

@@ -129,19 +129,9 @@ def hold(entry: Entry) -> IO[str]:
     return lock
 
 
-def _pool_path() -> Path:
-    """Where the harness's libvirt pool keeps its volumes."""
-    xml = libvirt.run_virsh("pool-dumpxml", libvirt.POOL_NAME).stdout
-    start, end = xml.find("<path>"), xml.find("</path>")
-    if start < 0 or end < 0:
-        raise TargetError(f"the libvirt pool {libvirt.POOL_NAME} has no path",
-                          "run 'python -m pytest_vmcontainer setup'")
-    return Path(xml[start + len("<path>"):end].strip())
-
-
 def _in_pool(entry: Entry) -> None:
     """The entry's image as the pool volume vagrant-libvirt expects (a hard link: no copy)."""
-    volume = _pool_path() / entry.volume_name()
+    volume = libvirt.pool_path() / entry.volume_name()
     if not volume.exists():
         os.link(entry.directory / "box.img", volume)
         libvirt.run_virsh("pool-refresh", libvirt.POOL_NAME)
