@@ -622,7 +622,7 @@ class VagrantTarget(Target):
         """Also the SSH config, once SSH answers: what ``attach`` (another process, an xdist
         worker) connects with, without a vagrant command of its own."""
         super().save_state()
-        if self.was_ready:
+        if self.was_ready and not self._ssh_config.exists():  # readiness wrote it, usually
             self._ssh_config.write_text(self.vagrant.ssh_config())
 
     @property
