@@ -42,6 +42,7 @@ class HarnessConfig:
     keep: str = "never"
     reuse: bool = False
     vm_cache: bool = True
+    vm_restore: bool = True
     setup_host: bool = True
     pinned_ports: dict[str, dict[int, int]] = field(default_factory=dict)  # kind -> ports
 
@@ -195,7 +196,16 @@ class Harness:
             ready_path=self.config.ready_path, ready_port=self.config.ready_port,
             boot_timeout=self.config.boot_timeout, ready_timeout=self.config.ready_timeout,
             pinned_ports=self.config.pinned_ports.get(kind, {}), log_dir=self._log_dir(),
-            rebuild_bases=self.config.rebuild_bases, vm_cache=self.config.vm_cache)
+            rebuild_bases=self.config.rebuild_bases, vm_cache=self.config.vm_cache,
+            vm_restore=self.restores)
+
+    @property
+    def restores(self) -> bool:
+        """Whether VMs may be restored from saved states: not for targets that outlive the
+        run (kept, reused), whose saved state the next run could not restore while they live."""
+        config = self.config
+        return config.vm_cache and config.vm_restore and config.keep == "never" and \
+            not config.reuse
 
     @staticmethod
     def _log_dir(keep: int = 40) -> Path:
@@ -306,9 +316,10 @@ class Harness:
     def extra(self, kind: str, label: str, **overrides: Any) -> Target:
         """A new instance of ``kind`` from its export, destroyed at teardown at the latest;
         ``overrides`` are TargetSpec fields for this instance (``volumes``, ``disk_cache``,
-        ``ready_path``)."""
+        ``ready_path``, ``vm_restore``: off unless asked for, as a measured start must boot)."""
         base = self.get(kind)
         self.export(kind)
+        overrides["vm_restore"] = bool(overrides.get("vm_restore")) and self.restores
         spec = replace(self._spec(kind), name_suffix=label, poll_max=0.1,
                        guest_ports=base.spec.guest_ports,
                        workdir=base.spec.workdir.parent / f"{kind}-{label}", **overrides)

@@ -129,6 +129,10 @@ SETTINGS = (
             "start VMs from the provisioned-VM cache when their inputs are unchanged (and fill "
             "it after a provisioning run); the flag provisions from scratch and caches nothing",
             kind="bool", flag_value="false"),
+    Setting("vmc_vm_restore", "--vmc-no-vm-restore", "VMC_VM_RESTORE", "true",
+            "restore the run's VM from a saved running state of the VM cache entry (about a "
+            "second) instead of booting it; the flag boots every VM. Measured starts always "
+            "boot", kind="bool", flag_value="false"),
     Setting("vmc_rebuild_bases", "--vmc-rebuild-bases", "VMC_REBUILD_BASES", "false",
             "rebuild the Docker base image and the Vagrant box even if cached", kind="bool",
             flag_value="true"),

@@ -66,6 +66,9 @@ class TargetSpec:
     # bypasses the host's page cache); None keeps the provider's default.
     disk_cache: str | None = None
     vm_cache: bool = True  # start a VM from the provisioned-VM cache when it has its inputs
+    # Restore a saved running VM of the cache entry instead of booting (targets.vmsaved):
+    # for the run's VM and instances whose start is not what a row measures.
+    vm_restore: bool = False
 
     def pick_host_ports(self) -> dict[int, int]:
         return {guest: portlib.ensure_free(self.pinned_ports[guest]) if guest in self.pinned_ports

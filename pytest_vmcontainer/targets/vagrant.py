@@ -14,6 +14,7 @@ with the plugin.
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import shlex
@@ -31,7 +32,7 @@ from pytest_vmcontainer.runtime import procs
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.timing import Timer, time_once
 from pytest_vmcontainer.runtime.waiting import wait_for
-from pytest_vmcontainer.targets import vmcache
+from pytest_vmcontainer.targets import vmcache, vmsaved
 from pytest_vmcontainer.targets.base import Export, Leftovers, Target, TargetSpec, resource_prefix
 from pytest_vmcontainer.targets.vagrantcli import TrackedVagrant, vagrant_env
 
@@ -161,6 +162,8 @@ class VagrantTarget(Target):
         self.started_from: vmcache.Entry | None = None  # set when this VM starts from it
         self._cache_lock: IO[str] | None = None
         self._cache_writer: vmcache.Writer | None = None
+        self.slot: vmsaved.Slot | None = None  # the saved running VM this one restores from
+        self._slot_lock: vmsaved.SlotLock | None = None
 
     @property
     def mode(self) -> str:
@@ -252,6 +255,8 @@ class VagrantTarget(Target):
 
     @property
     def domain_prefix(self) -> str:
+        if self.slot is not None:  # libvirt restores a saved VM only under its saved name
+            return resource_prefix(self.slot.id)
         suffix = f"{self.spec.name_suffix}-" if self.spec.name_suffix else ""
         return resource_prefix(self.spec.session_id) + suffix
 
@@ -337,13 +342,19 @@ class VagrantTarget(Target):
             vmcache.prepare_start(self.cache_entry)
             self._cache_lock = vmcache.hold(self.cache_entry)
             (self.spec.workdir / "vm-cache-key").write_text(self.cache_entry.key)
+            if self.spec.vm_restore:
+                self._take_slot()
         self._vagrant = None  # made again with the forwards just picked
         self.save_state()  # first: a reused VM must come back on the same forwards and MAC
         if self.started_from is not None:
+            if self.slot is not None and self.slot.saved() and self._restored():
+                return
             self.origin = "from the VM cache"
             self._run_streamed(f"vagrant up --no-provision (VM cache {self.started_from.key[:12]})",
                                provision=False)
             self.wait_ready()
+            if self.slot is not None:
+                self._save_into_slot()
             return
         self.origin = "provisioned"
         self._run_streamed(f"vagrant up {self.spec.vagrantfile}", provision=True)
@@ -366,6 +377,106 @@ class VagrantTarget(Target):
                 "box": self.machine.box if self.machine else None,
                 "vagrantfile": str(self.spec.vagrantfile), "session": self.spec.session_id})
         self.origin = f"provisioned, then cached as {cache_key[:12]}"
+
+    # --- saved running VMs (vmsaved): restored instead of booted ----------------------------
+
+    def _take_slot(self) -> None:
+        assert self.cache_entry is not None
+        variant = (f"ports={sorted({22, *self.spec.guest_ports})} cache={self.spec.disk_cache} "
+                   f"driver={self.accel.libvirt_driver}")
+        taken = vmsaved.take(self.cache_entry.key, variant)
+        if taken is not None:
+            self.slot, self._slot_lock = taken
+
+    def _forwards(self) -> dict[int, int]:
+        return {22: self.ssh_port, **self.host_ports}
+
+    def _save_into_slot(self) -> None:
+        """``virsh save`` of the VM just booted and ready, its disk kept beside the state, then
+        restored at once: this run goes on as later runs will start."""
+        slot = self.slot
+        assert slot is not None
+        with self.progress.step(f"vm: saving the ready VM for later runs ({slot.id})"):
+            ssh_config = self._ssh_config.read_text() if self._ssh_config.exists() \
+                else self.vagrant.ssh_config()
+            disk = self._disk_path()
+            slot.begin()
+            # The definition Vagrant made: the restored VM is defined with it, so that a
+            # later vagrant up (a warm boot) finds the domain as it made it.
+            slot.definition.write_text(libvirt.run_virsh(
+                "dumpxml", "--inactive", "--security-info", self.resource_name).stdout)
+            saved = libvirt.run_virsh("save", self.resource_name, str(slot.state))
+            if saved.returncode != 0:  # the VM runs on, booted; the slot stays empty
+                slot.forget()
+                self.progress.say(f"vm: not saved ({saved.stderr.strip()}); it runs on as booted")
+                return
+            self._host = None
+            # The state file holds the definition; the restore defines the domain again.
+            libvirt.run_virsh("undefine", self.resource_name, "--nvram")
+            os.rename(disk, slot.disk)
+            libvirt.run_virsh("pool-refresh", libvirt.POOL_NAME)
+            slot.ssh_config.write_text(ssh_config)
+            slot.commit({"domain": self.resource_name, "session": self.spec.session_id,
+                         "vagrantfile": str(self.spec.vagrantfile)})
+        if not self._restored():
+            raise TargetError(f"the VM saved in {slot.directory} could not be restored",
+                              f"see {self.log_path}")
+
+    def _restored(self) -> bool:
+        """Restore the slot's saved VM; False (nothing left of the attempt, the slot emptied)
+        when libvirt refuses, so the caller boots instead."""
+        slot = self.slot
+        assert slot is not None
+        try:
+            with self.progress.step(f"vm: restoring the saved VM ({slot.id}, "
+                                    f"{self.mode.upper()})"):
+                self._restore_domain(slot)
+            self.wait_ready()  # a saved state that does not serve is not trusted again
+        except VmcError as error:
+            self.progress.say(f"vm: restore failed, booting instead: {error}")
+            remove_libvirt_leftovers(self.domain_prefix)
+            shutil.rmtree(self.dotfile_path, ignore_errors=True)
+            slot.forget()
+            return False
+        self.origin = "restored from the VM cache"
+        # Every restore continues one saved boot: stir the kernel's pool with host randomness.
+        self.run(f"echo {secrets.token_hex(64)} > /dev/urandom")
+        return True
+
+    def _restore_domain(self, slot: vmsaved.Slot) -> None:
+        remove_libvirt_leftovers(self.domain_prefix)  # what a crashed run of this slot left
+        shutil.rmtree(self.dotfile_path, ignore_errors=True)
+        overlay = libvirt.pool_path() / f"{self.resource_name}.img"
+        if procs.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                      str(slot.disk), str(overlay)], self.cancelled) != 0:
+            raise TargetError(f"qemu-img could not make an overlay of {slot.disk}",
+                              f"check the free space in {overlay.parent}")
+        libvirt.run_virsh("pool-refresh", libvirt.POOL_NAME)
+        saved = libvirt.run_virsh("save-image-dumpxml", "--security-info", str(slot.state))
+        running, defined = self.spec.workdir / "restore.xml", self.spec.workdir / "define.xml"
+        boxes = self._vagrant_home() / "boxes"
+        running.write_text(vmsaved.restore_xml(saved.stdout, overlay, self._forwards(), boxes))
+        defined.write_text(vmsaved.restore_xml(slot.definition.read_text(), overlay,
+                                               self._forwards(), boxes))
+        for args in (("restore", str(slot.state), "--xml", str(running)),
+                     ("define", str(defined))):  # persistent: a halt keeps it
+            result = libvirt.run_virsh(*args)
+            if result.returncode != 0:
+                raise TargetError(f"virsh {args[0]} failed: {result.stderr.strip()}",
+                                  "python -m pytest_vmcontainer clean removes saved VMs")
+        # Vagrant's machine directory, so that vagrant halt/up/ssh find the domain.
+        uuid = libvirt.run_virsh("domuuid", self.resource_name).stdout.strip()
+        machine_dir = self.dotfile_path / "machines" / self._machine_name / "libvirt"
+        machine_dir.mkdir(parents=True, exist_ok=True)
+        (machine_dir / "id").write_text(uuid)
+        self._ssh_config.write_text(vmsaved.ssh_config_on(
+            slot.ssh_config.read_text(), self.ssh_port, self._vagrant_home() / "boxes"))
+        wait_for(lambda: libvirt.run_virsh("domtime", self.resource_name, "--now")
+                 .returncode == 0, timeout=30, what="the guest clock set through the agent")
+
+    @property
+    def _machine_name(self) -> str:
+        return self.machine.name if self.machine else "default"
 
     def disk_cache_mode(self) -> str | None:
         """The cache mode libvirt runs the VM's disk with (read back from the domain: what
@@ -457,6 +568,9 @@ class VagrantTarget(Target):
         (``procs.stop_all``)."""
         remove_libvirt_leftovers(self.domain_prefix)
         shutil.rmtree(self.dotfile_path, ignore_errors=True)
+        if self._slot_lock is not None:  # after the domain: the sweep may take it from here
+            self._slot_lock.release()
+            self._slot_lock = None
         if self.exported:
             remove_app_boxes(self.app_box_name)
         if self._cache_lock is not None:

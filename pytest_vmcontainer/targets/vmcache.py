@@ -52,6 +52,11 @@ def cache_dir() -> Path:
     return paths.ensure_dir(paths.home() / "vm-cache")
 
 
+def saved_dir(cache_key: str) -> Path:
+    """Saved running VMs of one entry (``vmsaved``): removed with the entry."""
+    return cache_dir() / "saved" / cache_key
+
+
 @dataclass(frozen=True)
 class Entry:
     key: str
@@ -235,6 +240,7 @@ def _remove(entry: Entry, in_use: set[str]) -> bool:
         if entry.committed():
             libvirt.delete_volume(entry.volume_name())
         shutil.rmtree(entry.box_root, ignore_errors=True)
+        shutil.rmtree(saved_dir(entry.key), ignore_errors=True)
     entry.lock_path.unlink(missing_ok=True)
     return True
 

@@ -1,0 +1,118 @@
+"""Saved running VMs (targets.vmsaved): the restore definition, slot names and slot locks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_vmcontainer.errors import TargetError
+from pytest_vmcontainer.harness import Harness, HarnessConfig
+from pytest_vmcontainer.host import paths
+from pytest_vmcontainer.runtime.progress import quiet
+from pytest_vmcontainer.targets import vmsaved
+from pytest_vmcontainer.targets.vagrant import _RESOURCE_NAME
+
+SAVED = """<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>vmc-s0123456789abn0-default</name>
+  <uuid>6f1c8d52-2c1e-4b7e-9d2a-0d4a1e7f0c11</uuid>
+  <os>
+    <type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type>
+    <kernel>/home/sessions/1a2b/vm/vagrant.d/boxes/b-VAGRANTSLASH-k/0/libvirt/vmlinuz</kernel>
+    <initrd>/home/sessions/1a2b/vm/vagrant.d/boxes/b-VAGRANTSLASH-k/0/libvirt/initrd.img</initrd>
+  </os>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2' cache='none'/>
+      <source file='/pool/vmc-s0123456789abn0-default.img'/>
+      <backingStore type='file'><format type='qcow2'/><source file='/pool/box.img'/></backingStore>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+  </devices>
+  <qemu:commandline>
+    <qemu:arg value='-netdev'/>
+    <qemu:arg value='user,id=f,hostfwd=tcp:127.0.0.1:40001-:22,hostfwd=tcp:127.0.0.1:40002-:80'/>
+  </qemu:commandline>
+</domain>"""
+
+
+def test_a_restore_keeps_name_and_uuid_and_moves_disk_and_forwards(tmp_path: Path) -> None:
+    xml = vmsaved.restore_xml(SAVED, tmp_path / "new.img", {22: 50022, 80: 50080},
+                              tmp_path / "boxes")
+    assert "<name>vmc-s0123456789abn0-default</name>" in xml
+    assert "6f1c8d52-2c1e-4b7e-9d2a-0d4a1e7f0c11" in xml
+    assert f"file=\"{tmp_path / 'new.img'}\"" in xml and "backingStore" not in xml
+    assert "cache=\"none\"" in xml
+    assert "hostfwd=tcp:127.0.0.1:50022-:22,hostfwd=tcp:127.0.0.1:50080-:80" in xml
+    assert "40001" not in xml and "40002" not in xml
+    assert f"<kernel>{tmp_path}/boxes/b-VAGRANTSLASH-k/0/libvirt/vmlinuz</kernel>" in xml
+    assert f"<initrd>{tmp_path}/boxes/b-VAGRANTSLASH-k/0/libvirt/initrd.img</initrd>" in xml
+
+
+@pytest.mark.parametrize("forwards", [{22: 1, 80: 2, 8080: 3}, {22: 1}])
+def test_a_restore_refuses_forwards_other_than_the_saved_ones(tmp_path: Path,
+                                                              forwards: dict[int, int]) -> None:
+    with pytest.raises(TargetError, match="forward"):
+        vmsaved.restore_xml(SAVED, tmp_path / "new.img", forwards, tmp_path)
+
+
+def test_slot_ids_differ_by_entry_and_variant_and_read_as_session_ids() -> None:
+    ids = vmsaved.slot_ids("k" * 24, "ports=[22, 80] cache=None driver=qemu")
+    assert len(ids) == vmsaved.SLOTS_PER_VARIANT and len(set(ids)) == len(ids)
+    assert all(vmsaved.is_slot_id(slot_id) for slot_id in ids)
+    assert not set(ids) & set(vmsaved.slot_ids("k" * 24, "ports=[22, 80] cache=none"))
+    assert not set(ids) & set(vmsaved.slot_ids("j" * 24, "ports=[22, 80] cache=None driver=qemu"))
+    # The sweep reads a domain's session from its name: a slot's domain reads as its slot.
+    match = _RESOURCE_NAME.match(f"vmc-{ids[0]}-default")
+    assert match is not None and match.group(1) == ids[0]
+
+
+def test_a_slot_serves_one_run_at_a_time_and_is_left_clean(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path))
+    first = vmsaved.take("k" * 24, "v")
+    second = vmsaved.take("k" * 24, "v")
+    third = vmsaved.take("k" * 24, "v")
+    assert first is not None and second is not None and third is None
+    assert first[0].id != second[0].id
+    assert (paths.sessions_dir() / first[0].id / "lock").exists()
+    first[1].release()
+    again = vmsaved.take("k" * 24, "v")
+    assert again is not None and again[0].id == first[0].id
+    for _slot, lock in (again, second):
+        lock.release()
+    assert not list(paths.sessions_dir().iterdir())  # nothing left for the leak checks
+
+
+def test_a_slot_is_saved_only_once_committed(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path))
+    slot = vmsaved.Slot("k" * 24, vmsaved.slot_ids("k" * 24, "v")[0])
+    slot.begin()
+    slot.state.write_bytes(b"state")
+    slot.disk.write_bytes(b"disk")
+    slot.definition.write_text("<domain/>")
+    slot.ssh_config.write_text("Host default\n")
+    assert not slot.saved()  # an interrupted save is never restored
+    slot.commit({"domain": "d"})
+    assert slot.saved()
+    slot.forget()
+    assert not slot.directory.exists()
+
+
+def test_an_ssh_config_follows_the_new_forward_and_the_shared_boxes(tmp_path: Path) -> None:
+    key = "/h/sessions/1a2b/vm/vagrant.d/boxes/b-VAGRANTSLASH-k/0/libvirt/vagrant_key"
+    text = f"Host default\n  Port 40001\n  User vagrant\n  IdentityFile {key}\n"
+    assert vmsaved.ssh_config_on(text, 50022, tmp_path / "boxes") == (
+        f"Host default\n  Port 50022\n  User vagrant\n"
+        f"  IdentityFile {tmp_path}/boxes/b-VAGRANTSLASH-k/0/libvirt/vagrant_key\n")
+
+
+@pytest.mark.parametrize(("settings", "restores"), [
+    ({}, True), ({"vm_restore": False}, False), ({"vm_cache": False}, False),
+    ({"keep": "on-failure"}, False), ({"reuse": True}, False)])
+def test_vms_are_restored_only_when_nothing_outlives_the_run(
+        settings: dict[str, object], restores: bool) -> None:
+    config = HarnessConfig(vagrantfile=Path("Vagrantfile"), dockerfile=Path("Dockerfile"),
+                           **settings)  # type: ignore[arg-type]
+    assert Harness(config, quiet()).restores is restores
