@@ -505,13 +505,16 @@ class VagrantTarget(Target):
 
     def state(self) -> dict[str, Any]:
         return {**super().state(), "ssh_port": self.ssh_port, "mac": self.mac,
-                "machine": asdict(self.machine) if self.machine else None}
+                "machine": asdict(self.machine) if self.machine else None,
+                "slot": asdict(self.slot) if self.slot else None}
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.ssh_port, self.mac = int(state["ssh_port"]), str(state["mac"])
         self.host_ports = {int(g): int(h) for g, h in state["forwards"].items()}
         machine = state.get("machine")
         self.machine = MachineConfig.from_json(machine) if machine else None
+        slot = state.get("slot")  # a restored VM runs under its slot's name
+        self.slot = vmsaved.Slot(str(slot["cache_key"]), str(slot["id"])) if slot else None
         self._vagrant = None  # made again with the saved ports
 
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,8 @@ from pytest_vmcontainer.harness import Harness, HarnessConfig
 from pytest_vmcontainer.host import paths
 from pytest_vmcontainer.runtime.progress import quiet
 from pytest_vmcontainer.targets import vmsaved
-from pytest_vmcontainer.targets.vagrant import _RESOURCE_NAME
+from pytest_vmcontainer.targets.base import TargetSpec
+from pytest_vmcontainer.targets.vagrant import _RESOURCE_NAME, VagrantTarget
 
 SAVED = """<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>vmc-s0123456789abn0-default</name>
@@ -116,3 +119,15 @@ def test_vms_are_restored_only_when_nothing_outlives_the_run(
     config = HarnessConfig(vagrantfile=Path("Vagrantfile"), dockerfile=Path("Dockerfile"),
                            **settings)  # type: ignore[arg-type]
     assert Harness(config, quiet()).restores is restores
+
+
+def test_an_xdist_worker_attaches_to_a_restored_vm_under_its_slots_name(tmp_path: Path) -> None:
+    spec = TargetSpec(session_id="1a2b3c4d", workdir=tmp_path / "vm",
+                      vagrantfile=tmp_path / "Vagrantfile", dockerfile=tmp_path / "Dockerfile")
+    vm = VagrantTarget(spec)
+    vm.slot = vmsaved.Slot("k" * 24, "s0123456789abn0")
+    state = json.loads(json.dumps(vm.state()))  # as target.json carries it to the worker
+    attached = VagrantTarget.attach(replace(spec, workdir=tmp_path / "worker"), state)
+    assert attached.resource_name == vm.resource_name == "vmc-s0123456789abn0-default"
+    booted = VagrantTarget(spec)
+    assert VagrantTarget.attach(spec, booted.state()).resource_name == "vmc-1a2b3c4d-default"
