@@ -101,7 +101,8 @@ def test_sigint_during_vagrant_up_leaves_nothing(
     before = set(libvirt_names("vmc-"))
     domains, returncode, output = _interrupt_when(
         pytester.path, ["--target=vm", f"--vagrantfile={ROOT / 'Vagrantfile'}",
-                        f"--vmc-provision-inputs={ROOT / 'fixtures'}"],
+                        f"--vmc-provision-inputs={ROOT / 'fixtures'}",
+                        "--vmc-no-vm-restore"],  # a boot, not a restore (test_vm_saved)
         lambda: [n for n in libvirt_names("vmc-") if n.endswith("-default") and n not in before],
         "the VM's domain", ready_timeout=300)
     assert returncode == 2, output  # pytest's "interrupted"

@@ -1,5 +1,6 @@
-"""The provisioned-VM cache on real Vagrant/libvirt: a fresh VM from the cache, no stale hit,
-and an interrupted write that leaves nothing a later run would trust."""
+"""The provisioned-VM cache on real Vagrant/libvirt: a fresh VM from the cache (booted, then
+restored from its saved state), no stale hit, and an interrupted write that leaves nothing a
+later run would trust."""
 
 from __future__ import annotations
 
@@ -51,13 +52,21 @@ def test_a_second_run_starts_a_fresh_vm_from_the_cache(tmp_path: Path, bases: No
     assert re.search(r"vm: vmc-\w+-default \(.*provisioned, then cached as \w+\)", first.stdout)
     assert len(_entries(project)) == 1
 
-    second = _run(project, "-k", "fresh")
+    second = _run(project, "-k", "fresh")  # boots from the cache, saves it ready, restores
     assert second.returncode == 0, second.stdout
     assert re.search(r"vm: vmc-\w+-default \(.*from the VM cache\)", second.stdout)
-    first_seen, second_seen = (project / "seen.txt").read_text().splitlines()
-    assert first_seen.split()[0] != second_seen.split()[0]  # a new domain
-    assert second_seen.split()[1] == "1", second_seen  # without the first run's file
-    for output in (first.stdout, second.stdout):
+    assert "saving the ready VM for later runs" in second.stdout, second.stdout
+    third = _run(project)  # restored; writes a file in its VM
+    fourth = _run(project, "-k", "fresh")  # restored again, from the same saved state
+    for later in (third, fourth):
+        assert later.returncode == 0, later.stdout
+        assert "restored from the VM cache" in later.stdout, later.stdout
+        assert "vagrant up" not in later.stdout, later.stdout  # no boot
+    seen = [line.split() for line in (project / "seen.txt").read_text().splitlines()]
+    assert seen[0][0] != seen[1][0]  # a new domain
+    assert [rc for _name, rc, *_origin in seen] == ["0", "1", "0", "1"], seen  # each run's VM
+    # is without the files earlier runs' tests made, restored ones included
+    for output in (first.stdout, second.stdout, third.stdout, fourth.stdout):
         session = re.search(r"vmc-(\w+)-default", output)
         assert session and leftovers(session.group(1)) == []
 
