@@ -9,7 +9,9 @@ first HTTP 200 through 127.0.0.1, then removed:
                           provisioned disk (the plumbing layered as the harness does it), to 200
              raw up       plain ``vagrant up`` with provisioning, from the base box, to 200
              plugin cold  Harness with an empty VM cache: provision, cache the disk, boot it
-             plugin cache Harness: a new VM from the cache (what every run after the first does)
+             plugin cache Harness: a new VM booted from the cache (--vmc-no-vm-restore)
+             plugin restored  Harness: the cache entry's saved running VM restored on a new
+                          overlay (what every run after the first does; targets/vmsaved.py)
              plugin reuse Harness with --vmc-reuse, second run (the VM kept from the first)
 
 Rounds are interleaved where they are cheap (containers, cache, raw boot); the cold variants
@@ -124,7 +126,7 @@ def raw_vagrant(provision: bool, box: str | None) -> float:
 
 def _cache_entry() -> vmcache.Entry:
     """The shipped VM's cache entry (made by a plugin run if there is none)."""
-    plugin("vm")
+    plugin("vm", vm_restore=False)
     newest = vmcache.entries()[-1]
     return newest
 
@@ -142,7 +144,8 @@ def main() -> int:
         "container raw docker": raw_docker,
         "container plugin": lambda: plugin("container"),
         "vm raw boot (cached disk)": lambda: raw_vagrant(False, entry.box_name),
-        "vm plugin from cache": lambda: plugin("vm"),
+        "vm plugin from cache": lambda: plugin("vm", vm_restore=False),
+        "vm plugin restored": lambda: plugin("vm"),
     }
     seconds: dict[str, list[float]] = {name: [] for name in cheap}
     for round_number in range(args.rounds):
@@ -184,6 +187,8 @@ RATIOS = (
     ("vm plugin from cache / raw boot of the disk", "vm plugin from cache",
      "vm raw boot (cached disk)"),
     ("vm plugin from cache / raw vagrant up", "vm plugin from cache", "vm raw up (provisioning)"),
+    ("vm plugin restored / raw boot of the disk", "vm plugin restored",
+     "vm raw boot (cached disk)"),
     ("vm plugin cold / raw vagrant up", "vm plugin cold (provision + cache)",
      "vm raw up (provisioning)"),
 )
