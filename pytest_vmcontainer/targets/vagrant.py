@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from pytest_vmcontainer.errors import PortInUse, TargetError, VmcError, WaitTimeout
+from pytest_vmcontainer.errors import Cancelled, PortInUse, TargetError, VmcError, WaitTimeout
 from pytest_vmcontainer.host import accel as accellib
 from pytest_vmcontainer.host import bases, libvirt, paths
 from pytest_vmcontainer.host.ports import free_port
@@ -418,9 +418,9 @@ class VagrantTarget(Target):
             slot.ssh_config.write_text(ssh_config)
             slot.commit({"domain": self.resource_name, "session": self.spec.session_id,
                          "vagrantfile": str(self.spec.vagrantfile)})
-        if not self._restored():
-            raise TargetError(f"the VM saved in {slot.directory} could not be restored",
-                              f"see {self.log_path}")
+        if not self._restored():  # the state just saved does not restore here: boot again
+            self._run_streamed("vagrant up --no-provision (the restore failed)", provision=False)
+            self.wait_ready()
 
     def _restored(self) -> bool:
         """Restore the slot's saved VM; False (nothing left of the attempt, the slot emptied)
@@ -432,6 +432,8 @@ class VagrantTarget(Target):
                                     f"{self.mode.upper()})"):
                 self._restore_domain(slot)
             self.wait_ready()  # a saved state that does not serve is not trusted again
+        except Cancelled:
+            raise  # teardown stopped the restore: the saved state is fine
         except VmcError as error:
             self.progress.say(f"vm: restore failed, booting instead: {error}")
             remove_libvirt_leftovers(self.domain_prefix)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vmcontainer.errors import TargetError
+from pytest_vmcontainer.errors import Cancelled, TargetError
 from pytest_vmcontainer.harness import Harness, HarnessConfig
 from pytest_vmcontainer.host import paths
 from pytest_vmcontainer.runtime.progress import quiet
-from pytest_vmcontainer.targets import vmsaved
+from pytest_vmcontainer.targets import vagrant, vmsaved
 from pytest_vmcontainer.targets.base import TargetSpec
 from pytest_vmcontainer.targets.vagrant import _RESOURCE_NAME, VagrantTarget
 
@@ -131,3 +131,28 @@ def test_an_xdist_worker_attaches_to_a_restored_vm_under_its_slots_name(tmp_path
     assert attached.resource_name == vm.resource_name == "vmc-s0123456789abn0-default"
     booted = VagrantTarget(spec)
     assert VagrantTarget.attach(spec, booted.state()).resource_name == "vmc-1a2b3c4d-default"
+
+
+@pytest.mark.parametrize(("error", "kept"), [
+    (TargetError("virsh restore failed: error: ...", "remedy"), False),
+    (Cancelled("the run was interrupted"), True)])
+def test_a_refused_restore_empties_the_slot_and_an_interrupted_one_keeps_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception, kept: bool) -> None:
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path))
+    monkeypatch.setattr(vagrant, "remove_libvirt_leftovers", lambda prefix: [])
+    spec = TargetSpec(session_id="1a2b3c4d", workdir=tmp_path / "vm",
+                      vagrantfile=tmp_path / "Vagrantfile", dockerfile=tmp_path / "Dockerfile")
+    vm = VagrantTarget(spec)
+    vm.slot = vmsaved.Slot("k" * 24, "s0123456789abn0")
+    vm.slot.begin()
+
+    def refuse(slot: vmsaved.Slot) -> None:
+        raise error
+
+    monkeypatch.setattr(vm, "_restore_domain", refuse)
+    if kept:
+        with pytest.raises(Cancelled):
+            vm._restored()
+    else:
+        assert vm._restored() is False  # the caller boots instead
+    assert vm.slot.directory.exists() is kept
