@@ -14,7 +14,6 @@ with the plugin.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import shlex
@@ -413,7 +412,7 @@ class VagrantTarget(Target):
             self._host = None
             # The state file holds the definition; the restore defines the domain again.
             libvirt.run_virsh("undefine", self.resource_name, "--nvram")
-            os.rename(disk, slot.disk)
+            shutil.move(disk, slot.disk)  # a rename where the pool and VMC_HOME share a disk
             libvirt.run_virsh("pool-refresh", libvirt.POOL_NAME)
             slot.ssh_config.write_text(ssh_config)
             slot.commit({"domain": self.resource_name, "session": self.spec.session_id,
