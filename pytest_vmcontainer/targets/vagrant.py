@@ -435,8 +435,7 @@ class VagrantTarget(Target):
             raise  # teardown stopped the restore: the saved state is fine
         except VmcError as error:
             self.progress.say(f"vm: restore failed, booting instead: {error}")
-            remove_libvirt_leftovers(self.domain_prefix)
-            shutil.rmtree(self.dotfile_path, ignore_errors=True)
+            self._remove_machine()
             slot.forget()
             return False
         self.origin = "restored from the VM cache"
@@ -445,8 +444,7 @@ class VagrantTarget(Target):
         return True
 
     def _restore_domain(self, slot: vmsaved.Slot) -> None:
-        remove_libvirt_leftovers(self.domain_prefix)  # what a crashed run of this slot left
-        shutil.rmtree(self.dotfile_path, ignore_errors=True)
+        self._remove_machine()  # what a crashed run of this slot left
         overlay = libvirt.pool_path() / f"{self.resource_name}.img"
         if procs.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
                       str(slot.disk), str(overlay)], self.cancelled) != 0:
@@ -471,7 +469,7 @@ class VagrantTarget(Target):
         machine_dir.mkdir(parents=True, exist_ok=True)
         (machine_dir / "id").write_text(uuid)
         self._ssh_config.write_text(vmsaved.ssh_config_on(
-            slot.ssh_config.read_text(), self.ssh_port, self._vagrant_home() / "boxes"))
+            slot.ssh_config.read_text(), self.ssh_port, boxes))
         wait_for(lambda: libvirt.run_virsh("domtime", self.resource_name, "--now")
                  .returncode == 0, timeout=30, what="the guest clock set through the agent")
 
@@ -554,8 +552,7 @@ class VagrantTarget(Target):
         with self.progress.step("vm: shutdown (libvirt)"):
             libvirt.run_virsh("shutdown", self.resource_name)
             try:
-                wait_for(lambda: libvirt.run_virsh("domstate", self.resource_name)
-                         .stdout.strip() == "shut off", timeout=GRACEFUL_HALT_S,
+                wait_for(lambda: self._domain_state() == "shut off", timeout=GRACEFUL_HALT_S,
                          what="the guest's shutdown", interval=0.2)
             except WaitTimeout:
                 libvirt.run_virsh("destroy", self.resource_name)
@@ -570,8 +567,7 @@ class VagrantTarget(Target):
         directory: what ``vagrant destroy`` does, without starting Ruby for every instance
         (5-10 s each under TCG). Callers stop our running vagrant command first
         (``procs.stop_all``)."""
-        remove_libvirt_leftovers(self.domain_prefix)
-        shutil.rmtree(self.dotfile_path, ignore_errors=True)
+        self._remove_machine()
         if self._slot_lock is not None:  # after the domain: the sweep may take it from here
             self._slot_lock.release()
             self._slot_lock = None
@@ -584,8 +580,17 @@ class VagrantTarget(Target):
             self._cache_writer.discard()
         self._host = None
 
+    def _remove_machine(self) -> None:
+        """The domain and its volumes (through libvirt), then Vagrant's machine directory."""
+        remove_libvirt_leftovers(self.domain_prefix)
+        shutil.rmtree(self.dotfile_path, ignore_errors=True)
+
+    def _domain_state(self) -> str:
+        """libvirt's word for the domain's state ("running", "shut off"); "" when it is gone."""
+        return libvirt.run_virsh("domstate", self.resource_name).stdout.strip()
+
     def alive(self) -> str | None:
-        state = libvirt.run_virsh("domstate", self.resource_name).stdout.strip()
+        state = self._domain_state()
         if state == "running":
             return None
         return (f"the VM {self.resource_name} is {state or 'gone'}" +
