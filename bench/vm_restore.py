@@ -27,25 +27,22 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import re
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree
 
 from pytest_vmcontainer.harness import Harness, HarnessConfig
-from pytest_vmcontainer.host import bases, libvirt, setup
+from pytest_vmcontainer.host import bases, libvirt, paths, setup
 from pytest_vmcontainer.host.ports import free_port
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.waiting import http_ok, wait_for
+from pytest_vmcontainer.targets import vmsaved
 from pytest_vmcontainer.targets.vagrant import VagrantTarget
 
 ROOT = Path(__file__).resolve().parent.parent
-QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
-HOSTFWD = re.compile(r"hostfwd=tcp:127\.0\.0\.1:(\d+)-:(\d+)")
 
 
 def parity_values(host: Any) -> dict[str, Any]:
@@ -95,28 +92,14 @@ class Restored:
         self.vm, self.state, self.disk = vm, state, disk
 
     def xml(self) -> str:
-        """The saved domain on the new overlay, with new forwards. Its name and UUID stay:
-        libvirt refuses a restore whose name or UUID differs from the saved one ("Target
-        domain uuid/name ... does not match source"), so one saved state gives one running
-        instance at a time, under the saved name."""
-        ElementTree.register_namespace("qemu", QEMU_NS)
+        """The saved domain on the new overlay, with new forwards, as the harness restores it
+        (``vmsaved.restore_xml``). Its name and UUID stay: libvirt refuses a restore whose
+        name or UUID differs from the saved one ("Target domain uuid/name ... does not match
+        source"), so one saved state gives one running instance at a time."""
         saved = libvirt.run_virsh("save-image-dumpxml", "--security-info", str(self.state))
-        root = ElementTree.fromstring(saved.stdout)
-        disk = root.find("./devices/disk[@device='disk']")
-        assert disk is not None
-        disk.find("source").set("file", str(self.overlay))  # type: ignore[union-attr]
-        for backing in disk.findall("backingStore"):
-            disk.remove(backing)
-        for arg in root.iter(f"{{{QEMU_NS}}}arg"):
-            value = arg.get("value", "")
-            if "hostfwd=" in value:
-                arg.set("value", HOSTFWD.sub(self._new_forward, value))
-        return ElementTree.tostring(root, encoding="unicode")
-
-    def _new_forward(self, match: re.Match[str]) -> str:
-        guest = int(match.group(2))
-        self.ports[guest] = free_port()
-        return f"hostfwd=tcp:127.0.0.1:{self.ports[guest]}-:{guest}"
+        self.ports = {guest: free_port() for guest in (22, *self.vm.spec.guest_ports)}
+        return vmsaved.restore_xml(saved.stdout, self.overlay, self.ports,
+                                   paths.vagrant_home() / "boxes")
 
     def restore(self) -> dict[str, float]:
         """Seconds for each step, restore request to HTTP 200 through the new forward."""
@@ -132,9 +115,9 @@ class Restored:
         wait_for(http_ok(f"http://127.0.0.1:{self.ports[80]}/"), timeout=120,
                  what="the restored VM's HTTP 200", interval=0.05, max_interval=0.2)
         served = time.perf_counter()
-        self.ssh_config.write_text(re.sub(
-            r"(?m)^(\s*Port\s+)\d+", rf"\g<1>{self.ports[22]}",
-            (self.vm.spec.workdir / "ssh_config").read_text()))
+        self.ssh_config.write_text(vmsaved.ssh_config_on(
+            (self.vm.spec.workdir / "ssh_config").read_text(), self.ports[22],
+            paths.vagrant_home() / "boxes"))
         return {"restore_s": restored - started, "to_200_s": served - started}
 
     def set_clock(self) -> float:

@@ -153,8 +153,7 @@ def take(cache_key: str, variant: str) -> tuple[Slot, SlotLock] | None:
 def restore_xml(saved_xml: str, overlay: Path, forwards: dict[int, int], boxes: Path) -> str:
     """The saved domain on a new disk overlay, its QEMU host forwards moved to ``forwards``
     (guest port -> host port on 127.0.0.1), its kernel and initrd read from ``boxes``
-    (``in_boxes``). Name and UUID
-    stay: libvirt restores only under them."""
+    (``in_boxes``). Name and UUID stay: libvirt restores only under them."""
     ElementTree.register_namespace("qemu", QEMU_NS)
     root = ElementTree.fromstring(saved_xml)
     for boot_file in (root.find("./os/kernel"), root.find("./os/initrd")):
