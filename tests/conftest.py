@@ -2,8 +2,9 @@
 bring up no VM, then those that do. A failure in a quick lane shows in seconds, not after
 the VM lane's minutes.
 
-Every test under ``integration/`` is marked ``integration`` and must say its lane with
-``container`` (real engines, no VM brought up) or ``vm`` (brings up a VM). Lanes run in
+Every test under ``integration/`` is marked ``integration``; one that brings up a VM is
+marked ``vm`` by its author, and every other one is marked ``container`` here (real engines,
+no VM), so ``-m container`` and ``-m vm`` select the two real-engine lanes. Lanes run in
 that order unless another order is asked for (``--random-order``, ``--reverse``): the
 suite passes in any order, and those options are how that is shown.
 """
@@ -36,15 +37,11 @@ def _other_order_asked(config: pytest.Config) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    unlaned = []
     for item in items:
         if item.path.is_relative_to(INTEGRATION):
             item.add_marker(pytest.mark.integration)
-            if lane(item) == "unit":
-                unlaned.append(item.nodeid)
-    if unlaned:
-        raise pytest.UsageError("integration tests without a lane marker (container or vm): "
-                                + ", ".join(unlaned))
+            if not item.get_closest_marker("vm"):
+                item.add_marker(pytest.mark.container)
     if not _other_order_asked(config):
         # Stable: file order within a lane, but the tests that need the box (built in the
         # background on a cold machine) after the others of their lane.
