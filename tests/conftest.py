@@ -43,7 +43,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if not item.get_closest_marker("vm"):
                 item.add_marker(pytest.mark.container)
     if not _other_order_asked(config):
-        # Stable: file order within a lane, but the tests that need the box (built in the
-        # background on a cold machine) after the others of their lane.
-        items.sort(key=lambda item: (LANES.index(lane(item)),
-                                     "bases" in getattr(item, "fixturenames", ())))
+        items.sort(key=_place)
+
+
+def _place(item: pytest.Item) -> tuple[int, bool, bool]:
+    """Lane first; within a lane, file order (a stable sort), except that the tests waiting
+    for what is prepared in the background on a cold machine (the box, then the shipped
+    VM's warm-up) come after those that need none of it."""
+    fixtures = getattr(item, "fixturenames", ())
+    return LANES.index(lane(item)), "bases" in fixtures, "shipped_vm" in fixtures
