@@ -67,8 +67,11 @@ def _cmd_up(args: argparse.Namespace, progress: Progress) -> int:
     kinds = list(TARGETS[args.target])
     pinned = {kind: {80: port} for kind, port in (("vm", args.vm_port),
                                                   ("container", args.container_port)) if port}
-    vagrantfile = _existing(args.vagrantfile) if "vm" in kinds else Path(args.vagrantfile)
-    dockerfile = _existing(args.dockerfile) if "container" in kinds else Path(args.dockerfile)
+    # Both resolved, so that the two "fixtures" below are one input whichever is checked: the
+    # VM cache's key counts each input, and must be a pytest run's for the same files.
+    vagrantfile = _existing(args.vagrantfile) if "vm" in kinds else Path(args.vagrantfile).resolve()
+    dockerfile = (_existing(args.dockerfile) if "container" in kinds
+                  else Path(args.dockerfile).resolve())
     # As in the plugin's default: the provisioning inputs sit next to the project's files.
     inputs = tuple(sorted(p for p in {vagrantfile.parent / "fixtures",
                                       dockerfile.parent / "fixtures"} if p.exists()))

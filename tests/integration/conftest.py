@@ -35,7 +35,9 @@ from pytest_vmcontainer.targets.vagrant import libvirt_names
 
 ROOT = Path(__file__).resolve().parents[2]
 WARM_UP_RUNS = 3  # provision and cache; boot from the cache and save; (a retry)
-WARMED = ("saving the ready VM for later runs", "restored from the VM cache")
+# What `up` prints once a saved state exists: it saved one, or restored one (a restore that
+# fails boots and saves again). "restored from the VM cache" is pytest's wording, not up's.
+WARMED = ("saving the ready VM for later runs", "restoring the saved VM")
 
 
 class Prepared:

@@ -69,6 +69,28 @@ def test_up_with_a_missing_vagrantfile(capsys: pytest.CaptureFixture[str],
                    "pass the path of an existing file\n")
 
 
+@pytest.mark.usefixtures("restore_sigterm")
+@pytest.mark.parametrize("selected", ["vm", "container", "both"])
+def test_up_has_the_provisioning_inputs_of_a_pytest_run(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path, selected: str) -> None:
+    """One "fixtures" input whichever file is checked: with --target=vm it was counted twice
+    (once resolved, once relative), so up's VM cache key was never a pytest run's."""
+    for name in ("Vagrantfile", "Dockerfile", "fixtures/provision.sh"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VMC_HOME", str(tmp_path / "home"))
+    seen = []
+
+    def record(self: Harness, kinds: list[str]) -> None:
+        seen.append(self.config.provision_inputs)
+        raise TargetError("recorded", "no bring-up in unit tests")
+
+    monkeypatch.setattr(Harness, "start", record)
+    assert cli.main(["up", f"--target={selected}"]) == 1
+    assert seen == [(tmp_path / "fixtures",)]
+
+
 def test_up_rejects_a_bogus_target(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as raised:
         cli.main(["up", "--target", "bogus"])
