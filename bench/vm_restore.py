@@ -39,7 +39,7 @@ from pytest_vmcontainer.host import bases, libvirt, paths, setup
 from pytest_vmcontainer.host.ports import free_port
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.waiting import http_ok, wait_for
-from pytest_vmcontainer.targets import vmsaved
+from pytest_vmcontainer.targets import domainxml
 from pytest_vmcontainer.targets.vagrant import VagrantTarget
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,12 +93,12 @@ class Restored:
 
     def xml(self) -> str:
         """The saved domain on the new overlay, with new forwards, as the harness restores it
-        (``vmsaved.restore_xml``). Its name and UUID stay: libvirt refuses a restore whose
+        (``domainxml.restore_xml``). Its name and UUID stay: libvirt refuses a restore whose
         name or UUID differs from the saved one ("Target domain uuid/name ... does not match
         source"), so one saved state gives one running instance at a time."""
         saved = libvirt.run_virsh("save-image-dumpxml", "--security-info", str(self.state))
         self.ports = {guest: free_port() for guest in (22, *self.vm.spec.guest_ports)}
-        return vmsaved.restore_xml(saved.stdout, self.overlay, self.ports,
+        return domainxml.restore_xml(saved.stdout, self.overlay, self.ports,
                                    paths.vagrant_home() / "boxes")
 
     def restore(self) -> dict[str, float]:
@@ -115,7 +115,7 @@ class Restored:
         wait_for(http_ok(f"http://127.0.0.1:{self.ports[80]}/"), timeout=120,
                  what="the restored VM's HTTP 200", interval=0.05, max_interval=0.2)
         served = time.perf_counter()
-        self.ssh_config.write_text(vmsaved.ssh_config_on(
+        self.ssh_config.write_text(domainxml.ssh_config_on(
             (self.vm.spec.workdir / "ssh_config").read_text(), self.ports[22],
             paths.vagrant_home() / "boxes"))
         return {"restore_s": restored - started, "to_200_s": served - started}

@@ -1,7 +1,8 @@
 """Readiness as wait strategies with timeouts (never bare sleeps).
 
 A condition is a callable returning a truthy value when ready; exceptions it
-raises count as "not yet" and the last one is kept for the timeout message.
+raises count as "not yet" and the last one is kept for the timeout message, except
+``Cancelled``: a bring-up that teardown stopped stops waiting at once.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from pytest_vmcontainer.errors import WaitTimeout
+from pytest_vmcontainer.errors import Cancelled, WaitTimeout
 
 T = TypeVar("T")
 
 __all__ = ["LOOPBACK", "HttpResponse", "WaitTimeout", "http_get", "http_ok", "require_loopback",
-           "tcp_open", "wait_for"]
+           "ssh_banner", "tcp_open", "wait_for"]
 
 LOOPBACK = "127.0.0.1"
 
@@ -34,6 +35,8 @@ def wait_for(condition: Callable[[], T | None], *, timeout: float, what: str,
             result = condition()
             if result:
                 return result
+        except Cancelled:
+            raise
         except Exception as exc:  # a condition signals "not yet" by raising
             last_error = exc
         remaining = deadline - time.monotonic()
@@ -88,5 +91,18 @@ def tcp_open(port: int) -> Callable[[], bool]:
     def condition() -> bool:
         with socket.create_connection((LOOPBACK, port), timeout=1.0):
             return True
+
+    return condition
+
+
+def ssh_banner(port: int) -> Callable[[], bool]:
+    """Condition: an SSH server answers on 127.0.0.1:port with its banner. An accepted
+    connection is not enough: QEMU's user-mode forward accepts whether or not the guest
+    listens, then closes."""
+
+    def condition() -> bool:
+        with socket.create_connection((LOOPBACK, port), timeout=2.0) as connection:
+            connection.settimeout(2.0)
+            return connection.recv(64).startswith(b"SSH-")
 
     return condition

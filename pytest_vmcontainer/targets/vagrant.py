@@ -30,8 +30,8 @@ from pytest_vmcontainer.host.ports import free_port
 from pytest_vmcontainer.runtime import procs
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.timing import Timer, time_once
-from pytest_vmcontainer.runtime.waiting import wait_for
-from pytest_vmcontainer.targets import vmcache, vmsaved
+from pytest_vmcontainer.runtime.waiting import ssh_banner, wait_for
+from pytest_vmcontainer.targets import domainxml, vmcache, vmsaved
 from pytest_vmcontainer.targets.base import Export, Leftovers, Target, TargetSpec, resource_prefix
 from pytest_vmcontainer.targets.vagrantcli import TrackedVagrant, vagrant_env
 
@@ -349,8 +349,7 @@ class VagrantTarget(Target):
             if self.slot is not None and self.slot.saved() and self._restored():
                 return
             self.origin = "from the VM cache"
-            self._run_streamed(f"vagrant up --no-provision (VM cache {self.started_from.key[:12]})",
-                               provision=False)
+            self._boot_from_cache(self.started_from)
             self.wait_ready()
             if self.slot is not None:
                 self._save_into_slot()
@@ -372,6 +371,7 @@ class VagrantTarget(Target):
                 writer.add_disk(self._disk_path(), self.cancelled)
                 writer.add_box_files(machine_key=self._inserted_key())
             self.start()  # the boot that proves the cached state boots
+            writer.add_boot_files(self._definition(), self._ssh_config.read_text())
             self.cache_entry = writer.commit({
                 "box": self.machine.box if self.machine else None,
                 "vagrantfile": str(self.spec.vagrantfile), "session": self.spec.session_id})
@@ -402,8 +402,7 @@ class VagrantTarget(Target):
             slot.begin()
             # The definition Vagrant made: the restored VM is defined with it, so that a
             # later vagrant up (a warm boot) finds the domain as it made it.
-            slot.definition.write_text(libvirt.run_virsh(
-                "dumpxml", "--inactive", "--security-info", self.resource_name).stdout)
+            slot.definition.write_text(self._definition())
             saved = libvirt.run_virsh("save", self.resource_name, str(slot.state))
             if saved.returncode != 0:  # the VM runs on, booted; the slot stays empty
                 slot.forget()
@@ -445,17 +444,12 @@ class VagrantTarget(Target):
 
     def _restore_domain(self, slot: vmsaved.Slot) -> None:
         self._remove_machine()  # what a crashed run of this slot left
-        overlay = libvirt.pool_path() / f"{self.resource_name}.img"
-        if procs.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
-                      str(slot.disk), str(overlay)], self.cancelled) != 0:
-            raise TargetError(f"qemu-img could not make an overlay of {slot.disk}",
-                              f"check the free space in {overlay.parent}")
-        libvirt.run_virsh("pool-refresh", libvirt.pool_name())
+        overlay = self._overlay_of(slot.disk)
         saved = libvirt.run_virsh("save-image-dumpxml", "--security-info", str(slot.state))
         running, defined = self.spec.workdir / "restore.xml", self.spec.workdir / "define.xml"
         boxes = self._vagrant_home() / "boxes"
-        running.write_text(vmsaved.restore_xml(saved.stdout, overlay, self._forwards(), boxes))
-        defined.write_text(vmsaved.restore_xml(slot.definition.read_text(), overlay,
+        running.write_text(domainxml.restore_xml(saved.stdout, overlay, self._forwards(), boxes))
+        defined.write_text(domainxml.restore_xml(slot.definition.read_text(), overlay,
                                                self._forwards(), boxes))
         for args in (("restore", str(slot.state), "--xml", str(running)),
                      ("define", str(defined))):  # persistent: a halt keeps it
@@ -463,15 +457,84 @@ class VagrantTarget(Target):
             if result.returncode != 0:
                 raise TargetError(f"virsh {args[0]} failed: {result.stderr.strip()}",
                                   "python -m pytest_vmcontainer clean removes saved VMs")
-        # Vagrant's machine directory, so that vagrant halt/up/ssh find the domain.
+        self._adopt_domain(slot.ssh_config, boxes)
+        wait_for(lambda: libvirt.run_virsh("domtime", self.resource_name, "--now")
+                 .returncode == 0, timeout=30, what="the guest clock set through the agent")
+
+    # --- VMs started from a kept definition, without Vagrant (domainxml) -------------------
+
+    def _boot_from_cache(self, entry: vmcache.Entry) -> None:
+        """A new domain from the entry's kept definition, booted through libvirt: what
+        ``vagrant up --no-provision`` does, without Ruby, the guest agent's IP round trip or
+        the pauses between its SSH attempts. An entry written before definitions were kept
+        boots through Vagrant."""
+        if entry.boot_files is None:
+            self._run_streamed(f"vagrant up --no-provision (VM cache {entry.key[:12]})",
+                               provision=False)
+            return
+        definition, ssh_config = entry.boot_files
+        with self.progress.step(f"vm: booting from the VM cache {entry.key[:12]} (libvirt, "
+                                f"{self.mode.upper()})"):
+            self._remove_machine()  # what a crashed run under this name left
+            overlay = self._overlay_of(libvirt.pool_path() / entry.volume_name())
+            boxes = self._vagrant_home() / "boxes"
+            defined = self.spec.workdir / "define.xml"
+            defined.write_text(domainxml.boot_xml(
+                definition.read_text(), self.resource_name, overlay, self._forwards(), boxes,
+                self.mac, self.accel.libvirt_driver, self.spec.disk_cache))
+            self._virsh("define", str(defined))
+            self._adopt_domain(ssh_config, boxes)
+            self._boot_defined()
+
+    def _boot_defined(self) -> None:
+        """Start the defined, shut-off domain; return once its SSH server answers."""
+        self.check_cancelled()
+        self._virsh("start", self.resource_name)
+
+        def answers() -> bool:
+            self.check_cancelled()
+            return ssh_banner(self.ssh_port)()
+
+        try:
+            wait_for(answers, timeout=self.spec.boot_timeout, what="SSH", interval=0.2)
+        except WaitTimeout:
+            raise TargetError(
+                f"the VM did not answer SSH within its boot timeout "
+                f"({self.spec.boot_timeout:.0f}s, {self.mode.upper()})",
+                "raise the boot timeout (pytest --vmc-boot-timeout, up --boot-timeout), or "
+                f"check the guest in /var/log/libvirt/qemu/{self.resource_name}.log") from None
+
+    def _overlay_of(self, backing: Path) -> Path:
+        """A new copy-on-write disk over ``backing``, in the pool, named after this VM."""
+        overlay = libvirt.pool_path() / f"{self.resource_name}.img"
+        if procs.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                      str(backing), str(overlay)], self.cancelled) != 0:
+            raise TargetError(f"qemu-img could not make an overlay of {backing}",
+                              f"check the free space in {overlay.parent}")
+        libvirt.run_virsh("pool-refresh", libvirt.pool_name())
+        return overlay
+
+    def _adopt_domain(self, ssh_config: Path, boxes: Path) -> None:
+        """Vagrant's machine directory for a domain the harness defined, so that vagrant
+        halt/up/ssh find it, and its SSH config on this VM's port."""
         uuid = libvirt.run_virsh("domuuid", self.resource_name).stdout.strip()
         machine_dir = self.dotfile_path / "machines" / self._machine_name / "libvirt"
         machine_dir.mkdir(parents=True, exist_ok=True)
         (machine_dir / "id").write_text(uuid)
-        self._ssh_config.write_text(vmsaved.ssh_config_on(
-            slot.ssh_config.read_text(), self.ssh_port, boxes))
-        wait_for(lambda: libvirt.run_virsh("domtime", self.resource_name, "--now")
-                 .returncode == 0, timeout=30, what="the guest clock set through the agent")
+        self._ssh_config.write_text(domainxml.ssh_config_on(
+            ssh_config.read_text(), self.ssh_port, boxes))
+
+    def _virsh(self, *args: str) -> None:
+        result = libvirt.run_virsh(*args)
+        if result.returncode != 0:
+            raise TargetError(f"virsh {args[0]} failed: {result.stderr.strip()}",
+                              f"see /var/log/libvirt/qemu/{self.resource_name}.log")
+
+    def _definition(self) -> str:
+        """The domain's persistent definition as libvirt holds it (what a later VM starts
+        from: ``domainxml``)."""
+        return libvirt.run_virsh("dumpxml", "--inactive", "--security-info",
+                                 self.resource_name).stdout
 
     @property
     def _machine_name(self) -> str:
@@ -559,7 +622,13 @@ class VagrantTarget(Target):
         self._host = None
 
     def start(self) -> None:
-        self._run_streamed("vagrant up --no-provision", provision=False)
+        """Boot the halted VM: through libvirt when its domain is defined and its SSH config
+        known (every VM the harness halts), else with ``vagrant up --no-provision``."""
+        if self._domain_state() == "shut off" and self._ssh_config.exists():
+            with self.progress.step(f"vm: start (libvirt, {self.mode.upper()})"):
+                self._boot_defined()
+        else:
+            self._run_streamed("vagrant up --no-provision", provision=False)
         self.wait_ready()
 
     def destroy(self) -> None:
@@ -615,7 +684,8 @@ class VagrantTarget(Target):
         path = directory / "app.box"
         if self.cache_entry is not None:
             entry = self.cache_entry
-            command = ["tar", "-C", str(entry.directory), "--exclude", vmcache.ENTRY_FILE,
+            command = ["tar", "-C", str(entry.directory),
+                       *(f"--exclude={name}" for name in vmcache.HARNESS_FILES),
                        "-cf", str(path), "."]
 
             def pack() -> None:

@@ -41,6 +41,11 @@ BOX_PREFIX = "pytest-vmcontainer-cache"  # not "vmc-...": those are session name
 KEEP_ENTRIES = 3
 ENTRY_FILE = "vmc-cache.json"  # what an entry is, written last before the commit
 MACHINE_KEY = "machine_private_key"  # the key Vagrant inserted at the first boot, if any
+# The proving boot's libvirt definition and SSH config: later VMs from the entry are defined
+# and booted from them without Vagrant (``domainxml.boot_xml``).
+DEFINITION_FILE = "vmc-definition.xml"
+SSH_CONFIG_FILE = "vmc-ssh-config"
+HARNESS_FILES = (ENTRY_FILE, DEFINITION_FILE, SSH_CONFIG_FILE)  # not part of an exported box
 
 
 def _escaped(box_name: str) -> str:
@@ -82,6 +87,13 @@ class Entry:
     def machine_key(self) -> Path | None:
         path = self.directory / MACHINE_KEY
         return path if path.exists() else None
+
+    @property
+    def boot_files(self) -> tuple[Path, Path] | None:
+        """(the libvirt definition, the SSH config) a VM boots from without Vagrant; None for
+        an entry written before they were kept."""
+        files = (self.directory / DEFINITION_FILE, self.directory / SSH_CONFIG_FILE)
+        return files if all(path.exists() for path in files) else None
 
     def committed(self) -> bool:
         return (self.directory / ENTRY_FILE).exists() and (self.directory / "box.img").exists()
@@ -182,7 +194,7 @@ class Writer:
         """The source box's other files (metadata, embedded Vagrantfile, kernel, key)."""
         if self.source_box is not None and self.source_box.is_dir():
             for item in self.source_box.iterdir():
-                if item.is_file() and item.name not in ("box.img", ENTRY_FILE, MACHINE_KEY):
+                if item.is_file() and item.name not in ("box.img", MACHINE_KEY, *HARNESS_FILES):
                     shutil.copy2(item, self.partial / item.name)
         if not (self.partial / "metadata.json").exists():
             size = json.loads(subprocess.run(
@@ -193,6 +205,11 @@ class Writer:
         if machine_key is not None:
             shutil.copyfile(machine_key, self.partial / MACHINE_KEY)
             (self.partial / MACHINE_KEY).chmod(0o600)
+
+    def add_boot_files(self, definition: str, ssh_config: str) -> None:
+        """What a later VM needs to boot from the entry without Vagrant (``boot_files``)."""
+        (self.partial / DEFINITION_FILE).write_text(definition)
+        (self.partial / SSH_CONFIG_FILE).write_text(ssh_config)
 
     def commit(self, description: dict[str, Any]) -> Entry:
         """Rename the entry into place; from now on runs with this key start from it."""

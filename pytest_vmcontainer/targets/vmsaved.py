@@ -32,16 +32,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
-from xml.etree import ElementTree
 
-from pytest_vmcontainer.errors import TargetError
 from pytest_vmcontainer.host import paths
 from pytest_vmcontainer.targets import vmcache
 
 SLOTS_PER_VARIANT = 2  # runs at once that restore the same VM; the next ones boot
-QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
-_HOSTFWD = re.compile(r"hostfwd=tcp:127\.0\.0\.1:(\d+)-:(\d+)")
-_IN_BOXES = re.compile(r"/[^\s\"'<>]*/vagrant\.d/boxes/")  # a box's files in a VAGRANT_HOME
 _SAVED_FILE = "saved.json"  # written last: a slot without it holds nothing to trust
 
 
@@ -148,53 +143,3 @@ def take(cache_key: str, variant: str) -> tuple[Slot, SlotLock] | None:
         if lock is not None:
             return Slot(cache_key, slot_id), lock
     return None
-
-
-def restore_xml(saved_xml: str, overlay: Path, forwards: dict[int, int], boxes: Path) -> str:
-    """The saved domain on a new disk overlay, its QEMU host forwards moved to ``forwards``
-    (guest port -> host port on 127.0.0.1), its kernel and initrd read from ``boxes``
-    (``in_boxes``). Name and UUID stay: libvirt restores only under them."""
-    ElementTree.register_namespace("qemu", QEMU_NS)
-    root = ElementTree.fromstring(saved_xml)
-    for boot_file in (root.find("./os/kernel"), root.find("./os/initrd")):
-        if boot_file is not None and boot_file.text:
-            boot_file.text = in_boxes(boot_file.text, boxes)
-    disk = root.find("./devices/disk[@device='disk']")
-    source = disk.find("source") if disk is not None else None
-    if disk is None or source is None:
-        raise TargetError("the saved VM has no disk in its definition",
-                          "remove the saved state: python -m pytest_vmcontainer clean")
-    source.set("file", str(overlay))
-    for backing in disk.findall("backingStore"):
-        disk.remove(backing)  # libvirt reads the chain from the new overlay
-
-    def moved(match: re.Match[str]) -> str:
-        guest = int(match.group(2))
-        if guest not in forwards:
-            raise TargetError(f"the saved VM forwards guest port {guest}, this one does not",
-                              "remove the saved state: python -m pytest_vmcontainer clean")
-        return f"hostfwd=tcp:127.0.0.1:{forwards[guest]}-:{guest}"
-
-    found: set[int] = set()
-    for arg in root.iter(f"{{{QEMU_NS}}}arg"):
-        value = arg.get("value", "")
-        found.update(int(m.group(2)) for m in _HOSTFWD.finditer(value))
-        if "hostfwd=" in value:
-            arg.set("value", _HOSTFWD.sub(moved, value))
-    missing = sorted(set(forwards) - found)
-    if missing:
-        raise TargetError(f"the saved VM does not forward guest ports {missing}",
-                          "remove the saved state: python -m pytest_vmcontainer clean")
-    return ElementTree.tostring(root, encoding="unicode")
-
-
-def in_boxes(text: str, boxes: Path) -> str:
-    """``text`` with the paths into the saving run's boxes (through its own VAGRANT_HOME,
-    gone with it) moved to ``boxes``."""
-    return _IN_BOXES.sub(lambda _match: f"{boxes}/", text)
-
-
-def ssh_config_on(text: str, port: int, boxes: Path) -> str:
-    """A saved ``vagrant ssh-config`` with the new SSH forward's port and the box's key
-    read from ``boxes``."""
-    return in_boxes(re.sub(r"(?m)^(\s*Port\s+)\d+", rf"\g<1>{port}", text), boxes)

@@ -27,7 +27,7 @@ from pytest_vmcontainer.host import bases as images
 from pytest_vmcontainer.host import paths
 from pytest_vmcontainer.host import setup as hostsetup
 from pytest_vmcontainer.runtime import procs
-from pytest_vmcontainer.runtime.background import Job
+from pytest_vmcontainer.runtime.background import Job, StillRunning
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, SESSION_LABEL
 from pytest_vmcontainer.targets.docker import connect
@@ -98,8 +98,10 @@ class Prepared:
     def wait(self, request: pytest.FixtureRequest, job: Job[Any] | None) -> Any:
         """The job's result, saying on the terminal when the test has to wait for it."""
         assert job is not None, "not prepared: the lane markers and the fixtures disagree"
-        if job.done:
-            return job.wait()
+        try:
+            return job.wait(timeout=1.0)
+        except StillRunning:
+            pass
         started = time.monotonic()
         with _visible(request):
             print(f"\n[tests] waiting for {job.name} (log {self.log})", flush=True)

@@ -12,7 +12,7 @@ from pytest_vmcontainer.errors import Cancelled, TargetError
 from pytest_vmcontainer.harness import Harness, HarnessConfig
 from pytest_vmcontainer.host import paths
 from pytest_vmcontainer.runtime.progress import quiet
-from pytest_vmcontainer.targets import vagrant, vmsaved
+from pytest_vmcontainer.targets import domainxml, vagrant, vmsaved
 from pytest_vmcontainer.targets.base import TargetSpec
 from pytest_vmcontainer.targets.vagrant import _RESOURCE_NAME, VagrantTarget
 
@@ -40,7 +40,7 @@ SAVED = """<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qem
 
 
 def test_a_restore_keeps_name_and_uuid_and_moves_disk_and_forwards(tmp_path: Path) -> None:
-    xml = vmsaved.restore_xml(SAVED, tmp_path / "new.img", {22: 50022, 80: 50080},
+    xml = domainxml.restore_xml(SAVED, tmp_path / "new.img", {22: 50022, 80: 50080},
                               tmp_path / "boxes")
     assert "<name>vmc-s0123456789abn0-default</name>" in xml
     assert "6f1c8d52-2c1e-4b7e-9d2a-0d4a1e7f0c11" in xml
@@ -56,7 +56,7 @@ def test_a_restore_keeps_name_and_uuid_and_moves_disk_and_forwards(tmp_path: Pat
 def test_a_restore_refuses_forwards_other_than_the_saved_ones(tmp_path: Path,
                                                               forwards: dict[int, int]) -> None:
     with pytest.raises(TargetError, match="forward"):
-        vmsaved.restore_xml(SAVED, tmp_path / "new.img", forwards, tmp_path)
+        domainxml.restore_xml(SAVED, tmp_path / "new.img", forwards, tmp_path)
 
 
 def test_slot_ids_differ_by_entry_and_variant_and_read_as_session_ids() -> None:
@@ -106,7 +106,7 @@ def test_a_slot_is_saved_only_once_committed(tmp_path: Path,
 def test_an_ssh_config_follows_the_new_forward_and_the_shared_boxes(tmp_path: Path) -> None:
     key = "/h/sessions/1a2b/vm/vagrant.d/boxes/b-VAGRANTSLASH-k/0/libvirt/vagrant_key"
     text = f"Host default\n  Port 40001\n  User vagrant\n  IdentityFile {key}\n"
-    assert vmsaved.ssh_config_on(text, 50022, tmp_path / "boxes") == (
+    assert domainxml.ssh_config_on(text, 50022, tmp_path / "boxes") == (
         f"Host default\n  Port 50022\n  User vagrant\n"
         f"  IdentityFile {tmp_path}/boxes/b-VAGRANTSLASH-k/0/libvirt/vagrant_key\n")
 

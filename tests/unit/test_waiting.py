@@ -9,11 +9,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from pytest_vmcontainer.errors import Cancelled
 from pytest_vmcontainer.runtime.waiting import (
     WaitTimeout,
     http_get,
     http_ok,
     require_loopback,
+    ssh_banner,
     tcp_open,
     wait_for,
 )
@@ -145,3 +147,41 @@ def test_tcp_open() -> None:
         with pytest.raises(WaitTimeout, match="refused"):
             wait_for(tcp_open(closed.getsockname()[1]), timeout=0.05, what="port",
                      interval=0.01)
+
+
+def test_a_cancelled_bring_up_stops_waiting_at_once() -> None:
+    calls = []
+
+    def condition() -> bool:
+        calls.append(1)
+        raise Cancelled("the vm bring-up was cancelled by teardown")
+
+    with pytest.raises(Cancelled):
+        wait_for(condition, timeout=60, what="never")
+    assert len(calls) == 1
+
+
+def test_ssh_banner_wants_the_server_to_speak() -> None:
+    with socket.socket() as quiet, socket.socket() as sshd:
+        for server in (quiet, sshd):
+            server.bind(("127.0.0.1", 0))
+            server.listen()
+
+        def answer() -> None:
+            connection, _ = sshd.accept()
+            with connection:
+                connection.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n")
+
+        thread = threading.Thread(target=answer)
+        thread.start()
+        assert ssh_banner(sshd.getsockname()[1])()
+        thread.join()
+
+        def accept_and_close() -> None:  # what a forward does when nothing listens inside
+            connection, _ = quiet.accept()
+            connection.close()
+
+        thread = threading.Thread(target=accept_and_close)
+        thread.start()
+        assert not ssh_banner(quiet.getsockname()[1])()
+        thread.join()
