@@ -380,7 +380,9 @@ class Harness:
                 target.destroy()
             except Exception as error:  # keep going: the other target must go too
                 errors.append(f"{target.resource_name}: {error}")
-        self.session.close(remove=True)
+        # A session whose targets could not all go keeps its directory: the sweep of a later
+        # run (or clean) finds the dead session and removes the rest.
+        self.session.close(remove=not errors)
         if errors:
             raise TargetError("teardown could not remove everything ("
                               + "; ".join(errors) + ")",

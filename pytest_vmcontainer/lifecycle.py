@@ -4,9 +4,10 @@ Every run holds an exclusive lock on its own directory under ``sessions/`` for
 as long as its process lives; every container, libvirt domain and volume it
 creates carries its session id (a label, a name prefix). A session whose lock
 can be taken is dead, so its leftovers can be removed without touching a run
-still in progress. Kept targets (--vmc-keep) and reusable targets
-(--vmc-reuse) are marked and left alone; ``python -m pytest_vmcontainer clean``
-removes those too.
+still in progress. Only sessions of this ``VMC_HOME`` are judged: the containers
+and domains of another home's sessions are left to that home. Kept targets
+(--vmc-keep) and reusable targets (--vmc-reuse) are marked and left alone;
+``python -m pytest_vmcontainer clean`` removes those too.
 """
 
 from __future__ import annotations
@@ -89,9 +90,15 @@ class Session:
 
 def _is_dead_and_unmarked(session_dir: Path, ignore_markers: bool = False) -> bool:
     """True when no process holds the session's lock and (unless ``ignore_markers``) it
-    was not kept or reused."""
+    was not kept or reused.
+
+    A session with no directory here is not this home's: another ``VMC_HOME`` on this
+    machine made it (a CI job's, a test's), and only that home's runs judge it. Every run
+    makes its directory before anything carrying its id, and keeps it until all of that
+    is gone, so a crashed run of this home always leaves its directory behind.
+    """
     if not session_dir.is_dir():
-        return True
+        return False
     marked = (session_dir / KEPT_MARKER).exists() or (session_dir / REUSE_MARKER).exists()
     if marked and not ignore_markers:
         return False

@@ -49,11 +49,13 @@ def test_a_volume_is_mounted_and_goes_with_its_container(docker_client: Any,
 
 def test_the_sweep_removes_the_volumes_of_a_dead_session(docker_client: Any,
                                                          leak_check: None) -> None:
-    dead = secrets.token_hex(4)  # no session directory, no lock holder: a crashed run
+    dead = secrets.token_hex(4)
+    lifecycle.Session.open(dead).close(remove=False)  # its directory, no lock holder: a crash
     volume = docker_client.volumes.create(name=f"vmc-{dead}-container-storage-data",
                                           labels={OWNER_LABEL: OWNER, SESSION_LABEL: dead})
     source = DockerLeftovers()
     assert source.by_session()[dead] == [f"volume {volume.name}"]
-    assert lifecycle.sweep([source], only={dead}) == [f"volume {volume.name}"]
+    assert lifecycle.sweep([source], only={dead}) == [f"volume {volume.name}",
+                                                      f"session dir {dead}"]
     with pytest.raises(docker.errors.NotFound):
         docker_client.volumes.get(volume.name)

@@ -10,6 +10,7 @@ import pytest
 
 from pytest_vmcontainer import lifecycle
 from pytest_vmcontainer.lifecycle import KEPT_MARKER, REUSE_MARKER, Session, _is_dead_and_unmarked
+from pytest_vmcontainer.targets.base import Leftovers
 
 
 @pytest.fixture(autouse=True)
@@ -80,8 +81,11 @@ def test_mark_and_reuse_marker_protect_a_dead_session() -> None:
     assert _is_dead_and_unmarked(session.dir)
 
 
-def test_missing_session_dir_counts_as_dead(vmc_home: Path) -> None:
-    assert _is_dead_and_unmarked(vmc_home / "sessions" / "gone")
+def test_a_session_without_a_dir_here_is_another_homes(vmc_home: Path) -> None:
+    """What carries a session id unknown to this VMC_HOME belongs to another home's run,
+    live or kept: neither the sweep nor clean may touch it."""
+    assert not _is_dead_and_unmarked(vmc_home / "sessions" / "elsewhere")
+    assert not _is_dead_and_unmarked(vmc_home / "sessions" / "elsewhere", ignore_markers=True)
 
 
 def test_close_twice_is_harmless() -> None:
@@ -102,3 +106,33 @@ def test_stale_reuse_sessions_share_the_files_but_not_the_id() -> None:
     Session.open("plain").close(remove=False)  # not a reuse session
     assert lifecycle.stale_reuse_sessions(markers, current="rnew") == {"rold"}
     assert lifecycle.stale_reuse_sessions(other, current="rnew") == {"rq"}
+
+
+class _FakeSource(Leftovers):
+    """Leftovers of a backend, as plain names by session id."""
+
+    def __init__(self, by_session: dict[str, list[str]]) -> None:
+        self.things = by_session
+
+    def by_session(self) -> dict[str, list[str]]:
+        return {session: list(names) for session, names in self.things.items()}
+
+    def remove(self, session_id: str) -> list[str]:
+        return self.things.pop(session_id, [])
+
+
+def test_the_sweep_removes_only_dead_sessions_of_its_own_home() -> None:
+    live = Session.open("live")
+    Session.open("dead").close(remove=False)  # a crashed run: its directory, no lock holder
+    kept = Session.open("kept", marker=KEPT_MARKER)
+    kept.close(remove=False)
+    source = _FakeSource({"live": ["container live"], "dead": ["container dead"],
+                          "kept": ["container kept"], "other": ["container other"]})
+    try:
+        assert lifecycle.sweep([source]) == ["container dead", "session dir dead"]
+        # clean: kept targets too, still never a live run's or another home's
+        assert lifecycle.sweep([source], include_marked=True) == [
+            "container kept", "session dir kept"]
+        assert sorted(source.things) == ["live", "other"]
+    finally:
+        live.close()
