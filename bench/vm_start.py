@@ -105,7 +105,7 @@ def raw_vagrant(provision: bool, box: str | None) -> float:
     (home / "boxes").symlink_to(paths.vagrant_home() / "boxes")
     shutil.copyfile(PLUMBING, home / "Vagrantfile")
     ssh, http = free_port(), free_port()
-    plumbing = {"ssh_port": ssh, "mac": "52:54:00:be:0c:01", "pool": libvirt.POOL_NAME,
+    plumbing = {"ssh_port": ssh, "mac": "52:54:00:be:0c:01", "pool": libvirt.pool_name(),
                 "driver": MODE.libvirt_driver, "domain_prefix": "vmc-benchraw-",
                 "forwards": {"80": http}, "box": box}
     env = libvirt.vagrant_env({"VAGRANT_HOME": str(home), "VAGRANT_DOTFILE_PATH": str(work / "dot"),

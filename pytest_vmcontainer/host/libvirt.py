@@ -2,12 +2,16 @@
 
 Every libvirt call goes to one URI (``VMC_LIBVIRT_URI``, default
 ``qemu:///system``) and every disk to one dir pool of our own, so nothing the
-harness creates mixes with other pools. ``vagrant_env`` is the environment every
-vagrant command gets: the libvirt provider on that URI, no update checks, no colour.
+harness creates mixes with other pools. Each ``VMC_HOME`` has its own pool, named
+after the home: vagrant-libvirt names a box's volume after the box alone, so two homes
+sharing a pool would boot each other's box (each built with its own SSH key).
+``vagrant_env`` is the environment every vagrant command gets: the libvirt provider on
+that URI, no update checks, no colour.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from collections.abc import Mapping
@@ -18,7 +22,12 @@ from pytest_vmcontainer.host import paths
 
 DEFAULT_LIBVIRT_URI = "qemu:///system"
 LIBVIRT_URI_ENV = "VMC_LIBVIRT_URI"
-POOL_NAME = "pytest-vmcontainer"
+POOL_PREFIX = "pytest-vmcontainer-"
+
+
+def pool_name() -> str:
+    """The libvirt pool of this ``VMC_HOME``."""
+    return POOL_PREFIX + hashlib.sha256(str(paths.home()).encode()).hexdigest()[:12]
 
 
 def libvirt_uri() -> str:
@@ -41,22 +50,22 @@ def domain_names() -> list[str]:
 
 def pool_volumes() -> list[str]:
     """Names of the volumes in the harness's storage pool."""
-    rows = run_virsh("vol-list", POOL_NAME).stdout.splitlines()[2:]  # after the two header rows
+    rows = run_virsh("vol-list", pool_name()).stdout.splitlines()[2:]  # after the two header rows
     return [row.split()[0] for row in rows if row.split()]
 
 
 def pool_path() -> Path:
     """Where the harness's libvirt pool keeps its volumes."""
-    xml = run_virsh("pool-dumpxml", POOL_NAME).stdout
+    xml = run_virsh("pool-dumpxml", pool_name()).stdout
     start, end = xml.find("<path>"), xml.find("</path>")
     if start < 0 or end < 0:
-        raise HostSetupError(f"the libvirt pool {POOL_NAME} has no path",
+        raise HostSetupError(f"the libvirt pool {pool_name()} has no path",
                              "run 'python -m pytest_vmcontainer setup'")
     return Path(xml[start + len("<path>"):end].strip())
 
 
 def delete_volume(name: str) -> None:
-    run_virsh("vol-delete", "--pool", POOL_NAME, name)
+    run_virsh("vol-delete", "--pool", pool_name(), name)
 
 
 def quiet_ok(command: list[str], timeout: float = 10.0) -> bool:
@@ -68,16 +77,22 @@ def quiet_ok(command: list[str], timeout: float = 10.0) -> bool:
 
 
 def ensure_storage_pool(pool_dir: Path) -> None:
-    """A dedicated libvirt dir pool, so box volumes and VM disks never mix with other pools."""
-    command = virsh()
-    if not quiet_ok([*command, "pool-info", POOL_NAME]):
-        subprocess.run([*command, "pool-define-as", POOL_NAME, "dir", "--target", str(pool_dir)],
+    """This home's dir pool, so box volumes and VM disks never mix with other pools."""
+    command, name = virsh(), pool_name()
+    if not quiet_ok([*command, "pool-info", name]):
+        subprocess.run([*command, "pool-define-as", name, "dir", "--target", str(pool_dir)],
                        check=True, capture_output=True)
-        subprocess.run([*command, "pool-autostart", POOL_NAME], check=True, capture_output=True)
-    info = subprocess.run([*command, "pool-info", POOL_NAME], capture_output=True, text=True,
+        subprocess.run([*command, "pool-autostart", name], check=True, capture_output=True)
+    info = subprocess.run([*command, "pool-info", name], capture_output=True, text=True,
                           check=True).stdout
     if "running" not in info:
-        subprocess.run([*command, "pool-start", POOL_NAME], check=True, capture_output=True)
+        subprocess.run([*command, "pool-start", name], check=True, capture_output=True)
+
+
+def remove_storage_pool() -> None:
+    """Stop and undefine this home's pool (its files stay): for a home that is going away."""
+    run_virsh("pool-destroy", pool_name())
+    run_virsh("pool-undefine", pool_name())
 
 
 def vagrant_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

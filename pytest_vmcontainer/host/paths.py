@@ -45,5 +45,7 @@ def sessions_dir() -> Path:
 
 
 def pool_dir() -> Path:
-    """The libvirt storage pool that holds box base volumes and VM disks."""
-    return ensure_dir(ensure_dir(home()) / "pool")
+    """The libvirt storage pool that holds box base volumes and VM disks. (Before each home
+    had a pool of its own, one pool named pytest-vmcontainer used ``pool``: a new
+    directory keeps the two apart on a machine that still has that pool.)"""
+    return ensure_dir(ensure_dir(home()) / "libvirt-pool")

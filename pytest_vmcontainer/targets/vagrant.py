@@ -293,7 +293,7 @@ class VagrantTarget(Target):
         machine = self.machine
         return {
             "ssh_port": self.ssh_port, "mac": self.mac, "driver": self.accel.libvirt_driver,
-            "domain_prefix": self.domain_prefix, "pool": libvirt.POOL_NAME,
+            "domain_prefix": self.domain_prefix, "pool": libvirt.pool_name(),
             "boot_timeout": int(self.spec.boot_timeout),
             "forwards": {str(guest): host for guest, host in self.host_ports.items()},
             # The project's own forwards are replaced by the harness's (free ports, no
@@ -413,7 +413,7 @@ class VagrantTarget(Target):
             # The state file holds the definition; the restore defines the domain again.
             libvirt.run_virsh("undefine", self.resource_name, "--nvram")
             shutil.move(disk, slot.disk)  # a rename where the pool and VMC_HOME share a disk
-            libvirt.run_virsh("pool-refresh", libvirt.POOL_NAME)
+            libvirt.run_virsh("pool-refresh", libvirt.pool_name())
             slot.ssh_config.write_text(ssh_config)
             slot.commit({"domain": self.resource_name, "session": self.spec.session_id,
                          "vagrantfile": str(self.spec.vagrantfile)})
@@ -450,7 +450,7 @@ class VagrantTarget(Target):
                       str(slot.disk), str(overlay)], self.cancelled) != 0:
             raise TargetError(f"qemu-img could not make an overlay of {slot.disk}",
                               f"check the free space in {overlay.parent}")
-        libvirt.run_virsh("pool-refresh", libvirt.POOL_NAME)
+        libvirt.run_virsh("pool-refresh", libvirt.pool_name())
         saved = libvirt.run_virsh("save-image-dumpxml", "--security-info", str(slot.state))
         running, defined = self.spec.workdir / "restore.xml", self.spec.workdir / "define.xml"
         boxes = self._vagrant_home() / "boxes"

@@ -139,7 +139,7 @@ def _in_pool(entry: Entry) -> None:
     volume = libvirt.pool_path() / entry.volume_name()
     if not volume.exists():
         os.link(entry.directory / "box.img", volume)
-        libvirt.run_virsh("pool-refresh", libvirt.POOL_NAME)
+        libvirt.run_virsh("pool-refresh", libvirt.pool_name())
 
 
 class Writer:
