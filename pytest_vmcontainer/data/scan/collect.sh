@@ -1,0 +1,92 @@
+# The parity scan's collector: read-only, run once per target as root.
+# POSIX sh, coreutils and /proc only (plus awk, find and sed, which every Debian
+# has): the image may have no Python, ss or ps. Each section starts with a line
+# "@@ NAME"; pytest_vmcontainer/scan/collect.py parses them. Few processes are
+# started on purpose: each one costs tens of milliseconds in a VM under TCG.
+#
+# Environment: VMC_SCAN_PATHS, more paths to list besides /etc (space-separated);
+# VMC_SCAN_STATIC=1, files only (no /proc): a base's root filesystem under chroot.
+export LC_ALL=C QUOTING_STYLE=literal
+paths="/etc ${VMC_SCAN_PATHS:-}"
+max_bytes=1048576   # larger files are listed, not hashed
+max_files=20000     # a bound on what one scan reports
+
+s() { printf '\n@@ %s\n' "$1"; }
+
+s version; echo 1
+s os; cat /etc/os-release 2>/dev/null
+s dpkg
+if [ -r /var/lib/dpkg/status ]; then
+    awk '/^Package: /{p=$2} /^Version: /{v=$2} /^Status: /{st=$4}
+         /^$/{if (p != "" && st == "installed") print p "\t" v; p=""; v=""; st=""}
+         END{if (p != "" && st == "installed") print p "\t" v}' /var/lib/dpkg/status
+fi
+s apk
+[ -r /lib/apk/db/installed ] && sed -n -e 's/^P:/P\t/p' -e 's/^V:/V\t/p' /lib/apk/db/installed
+s passwd; cat /etc/passwd 2>/dev/null
+s group; cat /etc/group 2>/dev/null
+s conf; head -v -n 40 /etc/timezone /etc/default/locale /etc/locale.conf /etc/resolv.conf \
+    /etc/nsswitch.conf 2>/dev/null
+s files
+# shellcheck disable=SC2086 # the paths are split on purpose
+find $paths \( -type f -o -type l -o -type d \) -exec stat -c '%F	%a	%U	%G	%s	%N' {} + \
+    2>/dev/null | head -n "$max_files"
+s sha256
+# shellcheck disable=SC2086
+find $paths -type f -size -"$max_bytes"c -exec sha256sum {} + 2>/dev/null | head -n "$max_files"
+
+[ "${VMC_SCAN_STATIC:-0}" = 1 ] && exit 0
+
+s self; echo $$
+s kernel; cat /proc/sys/kernel/osrelease 2>/dev/null
+s sysctl
+# One head for all: /proc/sys files cannot be read a byte at a time (the shell's read does).
+cd /proc/sys 2>/dev/null && head -v -n 1 kernel/domainname kernel/msgmax kernel/msgmnb \
+    kernel/msgmni kernel/sem kernel/shmall kernel/shmmax kernel/shmmni fs/mqueue/msg_max \
+    fs/mqueue/msgsize_max fs/mqueue/queues_max net/core/somaxconn net/ipv4/ip_forward \
+    net/ipv4/ip_local_port_range net/ipv4/ip_unprivileged_port_start \
+    net/ipv4/ping_group_range net/ipv4/tcp_fin_timeout net/ipv4/tcp_keepalive_time \
+    net/ipv4/tcp_syncookies net/ipv4/tcp_tw_reuse net/ipv4/conf/all/forwarding \
+    net/ipv6/conf/all/disable_ipv6 net/unix/max_dgram_qlen 2>/dev/null
+cd /
+for table in tcp tcp6 udp udp6; do
+    s "$table"; cat "/proc/net/$table" 2>/dev/null
+done
+# Listening sockets' inodes (TCP LISTEN, unconnected UDP), then the processes holding them.
+listen=" "
+for table in tcp tcp6 udp udp6; do
+    case $table in tcp*) want=0A ;; *) want=07 ;; esac
+    [ -r "/proc/net/$table" ] || continue
+    while read -r _ _ _ st _ _ _ _ _ inode _; do
+        [ "$st" = "$want" ] && listen="$listen$inode "
+    done < "/proc/net/$table"
+done
+s sockets
+sockets=$(ls -l /proc/[0-9]*/fd 2>/dev/null | while IFS= read -r line; do
+    case $line in
+        /proc/*/fd:) pid=${line#/proc/}; pid=${pid%%/*} ;;
+        *"socket:["*) inode=${line##*socket:[}; inode=${inode%]}
+            case $listen in *" $inode "*) printf '%s %s\n' "$pid" "$inode" ;; esac ;;
+    esac
+done)
+printf '%s\n' "$sockets"
+servers=" "
+# shellcheck disable=SC2086 # pairs "pid inode", split on purpose
+set -- $sockets
+while [ $# -ge 2 ]; do
+    case $servers in *" $1 "*) ;; *) servers="$servers$1 " ;; esac
+    shift 2
+done
+s status; head -v -n 12 /proc/[0-9]*/status 2>/dev/null
+s cmdline; head -v -c 4096 /proc/[0-9]*/cmdline 2>/dev/null
+environs=""; limits=""; cwds=""
+for pid in $servers; do
+    environs="$environs /proc/$pid/environ"; limits="$limits /proc/$pid/limits"
+    cwds="$cwds /proc/$pid/cwd"
+done
+if [ "$servers" != " " ]; then
+    # shellcheck disable=SC2086
+    { s environ; head -v -c 65536 $environs; s limits; head -v -n 40 $limits; s cwd; ls -ld $cwds
+    } 2>/dev/null
+fi
+s end

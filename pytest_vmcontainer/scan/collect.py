@@ -1,0 +1,314 @@
+"""Run the collector (``data/scan/collect.sh``) on a host and parse what it prints.
+
+The collector is one POSIX sh script, run as one command per host; everything it
+prints is parsed here, into a ``Scan`` whose values are plain strings. What would
+identify the collection itself is left out while parsing: PIDs are never kept, and
+the collector's own processes (with the login session that runs it) and kernel
+threads are not processes of the host's.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from pytest_vmcontainer.errors import TargetError
+from pytest_vmcontainer.runtime import procnet
+from pytest_vmcontainer.scan.model import Scan, Server
+
+COLLECTOR = Path(__file__).resolve().parent.parent / "data" / "scan" / "collect.sh"
+STATIC = ("package", "user", "group", "file", "system")  # what a root filesystem alone shows
+LIVE = ("port", "process", "environment", "limit", "sysctl")
+FORMAT_VERSION = "1"
+
+# A host's runner: runs one shell command as root, gives (exit status, stdout bytes).
+Runner = Callable[[str], tuple[int, bytes]]
+
+
+def command(paths: Sequence[str] = (), static: bool = False) -> str:
+    """The one shell command that collects everything (the script with its settings)."""
+    settings = f"VMC_SCAN_PATHS={shlex.quote(' '.join(paths))}"
+    if static:
+        settings += " VMC_SCAN_STATIC=1"
+    return f"{settings}; export VMC_SCAN_PATHS VMC_SCAN_STATIC\n{COLLECTOR.read_text()}"
+
+
+def collect(run: Runner, what: str, paths: Sequence[str] = ()) -> Scan:
+    """Run the collector through ``run`` and parse it; the round trip is timed."""
+    started = time.monotonic()
+    try:
+        status, out = run(command(paths))
+    except Exception as error:  # any backend's failure to run a command
+        raise TargetError(f"the parity scan could not run on {what} ({error})",
+                          "check that the host answers commands as root "
+                          "(an ssh:// host needs ?sudo=true or a root login)") from None
+    seconds = time.monotonic() - started
+    text = out.decode("utf-8", errors="replace")
+    if "\n@@ end" not in text:
+        raise TargetError(f"the parity scan on {what} stopped early (exit {status}): "
+                          f"{text.strip()[-200:] or 'no output'}",
+                          "check that /bin/sh runs there and the scan runs as root")
+    scan = parse(text)
+    scan.seconds = round(seconds, 3)
+    return scan
+
+
+def collect_both(runs: Mapping[str, Runner], what: Mapping[str, str],
+                 paths: Sequence[str] = ()) -> dict[str, Scan]:
+    """Both hosts at the same time, one thread each; the first error is raised."""
+    results: dict[str, Scan] = {}
+    errors: list[BaseException] = []
+
+    def work(side: str) -> None:
+        try:
+            results[side] = collect(runs[side], what[side], paths)
+        except BaseException as error:  # handed to the caller below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(side,), name=f"scan-{side}", daemon=True)
+               for side in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def sections(text: str) -> dict[str, str]:
+    """"@@ name" lines split the output; each section's text, without its last newline."""
+    found: dict[str, str] = {}
+    for chunk in re.split(r"\n@@ ", "\n" + text)[1:]:
+        name, _, body = chunk.partition("\n")
+        found[name.strip()] = body.rstrip("\n")
+    return found
+
+
+def headed(text: str) -> dict[str, str]:
+    """``head -v`` output of several files: file name -> its text."""
+    parts = re.split(r"(?:^|\n)==> (.+?) <==\n", text)
+    return {parts[i]: parts[i + 1].rstrip("\n") for i in range(1, len(parts) - 1, 2)}
+
+
+def _pid_of(name: str) -> int | None:
+    match = re.match(r"/proc/(\d+)/", name)
+    return int(match.group(1)) if match else None
+
+
+def _packages(found: dict[str, str]) -> dict[str, str]:
+    packages = dict(line.split("\t", 1) for line in found.get("dpkg", "").splitlines()
+                    if "\t" in line)
+    name = None
+    for line in found.get("apk", "").splitlines():
+        key, _, value = line.partition("\t")
+        if key == "P":
+            name = value
+        elif key == "V" and name:
+            packages[name] = value
+    return packages
+
+
+def _users(text: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(facts, uid -> name)."""
+    facts: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 7:
+            facts[fields[0]] = (f"uid={fields[2]} gid={fields[3]} home={fields[5]} "
+                                f"shell={fields[6]}")
+            names.setdefault(fields[2], fields[0])
+    return facts, names
+
+
+def _groups(text: str) -> dict[str, str]:
+    facts = {}
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 4:
+            members = ",".join(sorted(m for m in fields[3].split(",") if m))
+            facts[fields[0]] = f"gid={fields[2]}" + (f" members={members}" if members else "")
+    return facts
+
+
+def _files(found: dict[str, str]) -> dict[str, str]:
+    hashes = {}
+    for line in found.get("sha256", "").splitlines():
+        digest, _, path = line.partition("  ")
+        hashes[path] = digest
+    facts = {}
+    for line in found.get("files", "").splitlines():
+        fields = line.split("\t", 5)
+        if len(fields) != 6:
+            continue
+        kind, mode, user, group, size, name = fields
+        if kind == "symbolic link":
+            path, _, target = name.partition(" -> ")
+            facts[path] = f"link -> {target}"
+        elif kind == "directory":
+            facts[name] = f"dir {mode} {user}:{group}"
+        else:
+            content = (f"sha256:{hashes[name][:16]}" if name in hashes
+                       else f"{size} bytes, not hashed")
+            facts[name] = f"file {mode} {user}:{group} {content}"
+    return facts
+
+
+def _conf_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines()
+            if line.strip() and not line.lstrip().startswith(("#", ";"))]
+
+
+def _system(found: dict[str, str], files: dict[str, str]) -> dict[str, str]:
+    conf = headed(found.get("conf", ""))
+    facts = {}
+    release = dict(line.split("=", 1) for line in found.get("os", "").splitlines() if "=" in line)
+    if "PRETTY_NAME" in release:
+        facts["os"] = release["PRETTY_NAME"].strip('"')
+    if found.get("kernel"):
+        facts["kernel"] = found["kernel"].strip()
+    timezone = conf.get("/etc/timezone", "").strip()
+    link = files.get("/etc/localtime", "")
+    facts["timezone"] = timezone or (link.removeprefix("link -> ") if link else "(not set)")
+    locale = _conf_lines(conf.get("/etc/default/locale", "") or conf.get("/etc/locale.conf", ""))
+    facts["locale"] = "; ".join(locale) or "(not set)"
+    resolver = _conf_lines(conf.get("/etc/resolv.conf", ""))
+    for key in ("nameserver", "search", "options"):
+        values = [line.split(None, 1)[1] for line in resolver
+                  if line.split(None, 1)[0] == key and " " in line]
+        facts[f"resolver {key}"] = ", ".join(values) or "(none)"
+    hosts = [line for line in _conf_lines(conf.get("/etc/nsswitch.conf", ""))
+             if line.startswith("hosts:")]
+    facts["nsswitch hosts"] = " ".join(hosts[0].split()[1:]) if hosts else "(not set)"
+    return facts
+
+
+def _processes(found: dict[str, str], names: dict[str, str]) -> dict[int, tuple[str, str, int]]:
+    """pid -> (key "name (user)", arguments, parent pid), without kernel threads and without
+    the collector with its own session (its parents up to a child of init, and its children)."""
+    info: dict[int, dict[str, str]] = {}
+    for path, text in headed(found.get("status", "")).items():
+        pid = _pid_of(path)
+        if pid is not None:
+            info[pid] = {k: v.strip() for k, _, v in (line.partition(":")
+                                                       for line in text.splitlines())}
+    args: dict[int, str] = {}
+    for path, text in headed(found.get("cmdline", "")).items():
+        pid = _pid_of(path)
+        if pid is not None:
+            args[pid] = " ".join(text.replace("\0", " ").split())
+    parent = {pid: int(fields.get("PPid", "0") or 0) for pid, fields in info.items()}
+    own = {int(found.get("self", "0").strip() or 0)}
+    pid = next(iter(own))
+    while parent.get(pid, 0) not in (0, 1):  # the session that runs the collector
+        pid = parent[pid]
+        own.add(pid)
+    changed = True
+    while changed:  # and whatever it started
+        grown = {child for child, ppid in parent.items() if ppid in own}
+        changed = not grown <= own
+        own |= grown
+    processes = {}
+    for pid, fields in info.items():
+        if pid in own or pid == 2 or parent[pid] == 2 or not args.get(pid):
+            continue  # kernel threads have no arguments; zombies neither
+        if "VMC_SCAN_PATHS=" in args[pid]:
+            continue  # another scan's collector, running at the same time on this host
+        uid = (fields.get("Uid") or "?").split()[0]
+        key = f"{fields.get('Name', '?')} ({names.get(uid, uid)})"
+        processes[pid] = (key, args[pid], parent[pid])
+    return processes
+
+
+_LIMIT = re.compile(r"^(Max [a-z ]+?)\s{2,}(\S+)\s+(\S+)")
+
+
+def _listening(found: dict[str, str]) -> dict[str, tuple[str, int]]:
+    """Socket inode -> (item "tcp 0.0.0.0:80", port)."""
+    sockets = {}
+    for table in ("tcp", "tcp6", "udp", "udp6"):
+        wanted = "0A" if table.startswith("tcp") else "07"
+        for line in found.get(table, "").splitlines():
+            fields = line.split()
+            if len(fields) < 10 or fields[3] != wanted or ":" not in fields[1]:
+                continue
+            hex_host, _, hex_port = fields[1].partition(":")
+            try:
+                host, port = procnet.address(hex_host), int(hex_port, 16)
+            except ValueError:
+                continue
+            shown = f"[{host}]" if ":" in host else host
+            sockets[fields[9]] = (f"{table.rstrip('6')} {shown}:{port}", port)
+    return sockets
+
+
+def _live(found: dict[str, str], names: dict[str, str], scan: Scan) -> None:
+    processes = _processes(found, names)
+    grouped: dict[str, Counter[str]] = {}
+    for key, arguments, _ in processes.values():
+        grouped.setdefault(key, Counter())[arguments] += 1
+    scan.facts["process"] = {key: "; ".join(f"{n}x {a}" if n > 1 else a
+                                            for a, n in sorted(counts.items()))
+                             for key, counts in grouped.items()}
+    sockets = _listening(found)
+    owners: dict[str, set[str]] = {item: set() for item, _ in sockets.values()}
+    for line in found.get("sockets", "").splitlines():
+        pid_text, _, inode = line.partition(" ")
+        if inode not in sockets or not pid_text.isdigit():
+            continue
+        item, port = sockets[inode]
+        key = processes.get(int(pid_text), ("the scan's own session", "", 0))[0]
+        owners[item].add(key)
+        if int(pid_text) in processes:
+            server = scan.servers.setdefault(key, Server())
+            if port not in server.ports:
+                server.ports.append(port)
+                server.ports.sort()
+            _server_details(found, int(pid_text), server)
+    scan.facts["port"] = {item: ", ".join(sorted(keys)) or "(no process seen)"
+                          for item, keys in owners.items()}
+    scan.facts["sysctl"] = {name.replace("/", "."): " ".join(value.split())
+                            for name, value in headed(found.get("sysctl", "")).items()}
+
+
+def _server_details(found: dict[str, str], pid: int, server: Server) -> None:
+    """The environment, limits and working directory of the first such process seen."""
+    if server.limits:
+        return
+    environ = headed(found.get("environ", "")).get(f"/proc/{pid}/environ", "")
+    server.environment = dict(sorted(entry.split("=", 1) for entry in environ.split("\0")
+                                     if "=" in entry))
+    limits = headed(found.get("limits", "")).get(f"/proc/{pid}/limits", "")
+    for line in limits.splitlines():
+        match = _LIMIT.match(line)
+        if match:
+            server.limits[match.group(1)] = f"{match.group(2)} / {match.group(3)}"
+    for line in found.get("cwd", "").splitlines():
+        if f"/proc/{pid}/cwd -> " in line:
+            server.cwd = line.split(" -> ", 1)[1]
+
+
+def parse(text: str) -> Scan:
+    """The collector's output as a Scan (static output: files, packages, users only)."""
+    found = sections(text)
+    if found.get("version", "").strip() != FORMAT_VERSION:
+        raise ValueError(f"not the output of collector version {FORMAT_VERSION}")
+    users, names = _users(found.get("passwd", ""))
+    files = _files(found)
+    scan = Scan(facts={"package": _packages(found), "user": users,
+                       "group": _groups(found.get("group", "")), "file": files,
+                       "system": _system(found, files)})
+    if "self" in found:
+        _live(found, names, scan)
+    scan.categories = [c for c in (*STATIC, *LIVE) if c in scan.facts or (
+        c in ("environment", "limit") and "self" in found)]
+    return scan
