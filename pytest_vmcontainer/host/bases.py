@@ -243,10 +243,9 @@ def scan_rootfs(rootfs: Path, out: Path, log: Path) -> None:
     if not null.is_char_device():  # the collector's 2>/dev/null would create a file there
         return
     partial = out.with_suffix(".partial")
-    with open(SCAN_COLLECTOR, "rb") as script, open(partial, "wb") as output, \
-            open(log, "ab") as errors:
-        returncode = procs.run(["chroot", str(rootfs), "/bin/sh", "-s"], None, stdin=script,
-                               stdout=output, stderr=errors,
+    with open(partial, "wb") as output, open(log, "ab") as errors:
+        returncode = procs.run(["chroot", str(rootfs), "/bin/sh", "-c",
+                                SCAN_COLLECTOR.read_text()], None, stdout=output, stderr=errors,
                                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
                                     "VMC_SCAN_STATIC": "1"})
     if returncode == 0:
