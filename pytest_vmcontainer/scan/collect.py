@@ -25,6 +25,7 @@ COLLECTOR = Path(__file__).resolve().parent.parent / "data" / "scan" / "collect.
 STATIC = ("package", "user", "group", "file", "system")  # what a root filesystem alone shows
 LIVE = ("port", "process", "environment", "limit", "sysctl")
 FORMAT_VERSION = "1"
+TIMEOUT = 120.0  # seconds a host may take to answer the scan (a TCG VM takes a few)
 
 # A host's runner: runs one shell command as root, gives (exit status, stdout bytes).
 Runner = Callable[[str], tuple[int, bytes]]
@@ -59,8 +60,9 @@ def collect(run: Runner, what: str, paths: Sequence[str] = ()) -> Scan:
 
 
 def collect_both(runs: Mapping[str, Runner], what: Mapping[str, str],
-                 paths: Sequence[str] = ()) -> dict[str, Scan]:
-    """Both hosts at the same time, one thread each; the first error is raised."""
+                 paths: Sequence[str] = (), timeout: float = TIMEOUT) -> dict[str, Scan]:
+    """Both hosts at the same time, one thread each; the first error is raised, and a host
+    that has not answered within ``timeout`` seconds is one (its thread is left behind)."""
     results: dict[str, Scan] = {}
     errors: list[BaseException] = []
 
@@ -74,8 +76,14 @@ def collect_both(runs: Mapping[str, Runner], what: Mapping[str, str],
                for side in runs]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + timeout
     for thread in threads:
-        thread.join()
+        thread.join(max(0.0, deadline - time.monotonic()))
+    late = [side for side in runs if side not in results and not errors]
+    if late:
+        raise TargetError(f"the parity scan of {', '.join(what[side] for side in late)} did "
+                          f"not finish within {timeout:.0f}s", "check that the host answers "
+                          "commands; --vmc-scan=off skips the scan")
     if errors:
         raise errors[0]
     return results

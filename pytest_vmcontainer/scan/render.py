@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 from collections import Counter
 from pathlib import Path
@@ -13,6 +12,7 @@ JSON_NAME = "scan.json"
 TITLE = "vmcontainer parity scan"
 ABSENT = "(absent)"
 VALUE_WIDTH = 48
+TERMINAL_LINES = 25  # per category; scan.json and the reports hold every difference
 
 
 def shown(value: str | None, width: int = VALUE_WIDTH) -> str:
@@ -56,9 +56,12 @@ def terminal_lines(result: ScanResult) -> list[str]:
     for category, differences in by_category(result.unexpected):
         lines.append(f"{category}:")
         width = min(max(len(d.item) for d in differences), 40)
-        for d in differences:
+        for d in differences[:TERMINAL_LINES]:
             lines.append(f"  {shown(d.item, 40):<{width}}  {sides[0]}: {shown(d.vm)}  "
                          f"{sides[1]}: {shown(d.container)}")
+        if len(differences) > TERMINAL_LINES:
+            lines.append(f"  ... and {len(differences) - TERMINAL_LINES} more (scan.json, "
+                         "--vmc-report, has them all)")
     counts = expected_counts(result)
     if counts:
         lines.append(f"expected differences: {len(result.expected)} ("
@@ -89,24 +92,6 @@ def markdown_lines(result: ScanResult) -> list[str]:
         lines.append("")
     lines += [f"- {_md(note)}" for note in result.notes]
     return lines
-
-
-def html_value(value: str | None, width: int = VALUE_WIDTH) -> str:
-    """A value cut to ``width``; the whole of a long one is one click away."""
-    text = ABSENT if value is None else value
-    if len(text) <= width:
-        return f"<code>{html.escape(text)}</code>"
-    return (f"<details><summary><code>{html.escape(text[: width - 3])}...</code></summary>"
-            f"<pre>{html.escape(text)}</pre></details>")
-
-
-def html_rows(differences: list[Difference]) -> str:
-    rows = [f"<tr><td>{html.escape(d.category)}</td><td>{html_value(d.item, 60)}</td>"
-            f"<td>{html_value(d.vm)}</td><td>{html_value(d.container)}</td>"
-            f"<td>{html.escape(d.expected or 'unexpected')}</td></tr>" for d in differences]
-    return ('<table class="fit"><thead><tr><th>category</th><th>item</th><th>vm</th>'
-            "<th>container</th><th>why</th></tr></thead><tbody>\n" + "\n".join(rows)
-            + "\n</tbody></table>")
 
 
 def write_json(result: ScanResult, directory: Path) -> Path:
