@@ -217,8 +217,10 @@ def _processes(found: dict[str, str], names: dict[str, str]) -> dict[int, tuple[
     parent = {pid: int(fields.get("PPid", "0") or 0) for pid, fields in info.items()}
     own = {int(found.get("self", "0").strip() or 0)}
     pid = next(iter(own))
-    while parent.get(pid, 0) not in (0, 1):  # the session that runs the collector
-        pid = parent[pid]
+    while parent.get(pid, 0) not in (0, 1):  # the session that runs the collector, up to
+        pid = parent[pid]  # the service that started it (a child of init, or of no one)
+        if parent.get(pid, 0) in (0, 1):
+            break
         own.add(pid)
     changed = True
     while changed:  # and whatever it started
