@@ -48,7 +48,6 @@ IDENTITY = (
     Rule("file", "/etc/ssh/ssh_host_*", "SSH host keys are made for each machine"),
     Rule("file", "/etc/.pwd.lock", "a lock file, written when users change"),
     Rule("file", "/etc/shadow", "holds the day each password last changed"),
-    Rule("file", "/etc/gshadow", _MACHINE),
     Rule("file", "/etc/*-", "backups of the previous passwd, group and shadow files"),
     Rule("file", "/etc/ld.so.cache", "rebuilt by ldconfig; its bytes follow the install order"),
     Rule("file", "/etc/adjtime", "the clock's drift, written at shutdown"),
