@@ -30,6 +30,7 @@ def scan_hosts(hosts: Mapping[str, Any], labels: Mapping[str, str], paths: Seque
                user_rules: Sequence[Rule] = (), bases: compare.Bases | None = None,
                ports: Collection[int] | None = None) -> ScanResult:
     """Scan the "vm" and "container" sides' testinfra Hosts at once, and compare them."""
-    scans = collect.collect_both({side: runner(hosts[side]) for side in SIDES}, labels, paths)
+    scans = collect.collect_both({side: runner(hosts[side]) for side in SIDES}, labels, paths,
+                                 ports)
     return compare.compare(scans["vm"], scans["container"], user_rules, bases, ports,
                            hosts=dict(labels))

@@ -14,7 +14,7 @@ import shlex
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 from pytest_vmcontainer.errors import TargetError
@@ -31,19 +31,24 @@ TIMEOUT = 120.0  # seconds a host may take to answer the scan (a TCG VM takes a 
 Runner = Callable[[str], tuple[int, bytes]]
 
 
-def command(paths: Sequence[str] = (), static: bool = False) -> str:
+def command(paths: Sequence[str] = (), static: bool = False,
+            ports: Collection[int] | None = None) -> str:
     """The one shell command that collects everything (the script with its settings)."""
     settings = f"VMC_SCAN_PATHS={shlex.quote(' '.join(paths))}"
+    if ports:
+        settings += f" VMC_SCAN_PORTS={shlex.quote(' '.join(str(p) for p in sorted(ports)))}"
     if static:
         settings += " VMC_SCAN_STATIC=1"
-    return f"{settings}; export VMC_SCAN_PATHS VMC_SCAN_STATIC\n{COLLECTOR.read_text()}"
+    return (f"{settings}; export VMC_SCAN_PATHS VMC_SCAN_PORTS VMC_SCAN_STATIC\n"
+            f"{COLLECTOR.read_text()}")
 
 
-def collect(run: Runner, what: str, paths: Sequence[str] = ()) -> Scan:
+def collect(run: Runner, what: str, paths: Sequence[str] = (),
+            ports: Collection[int] | None = None) -> Scan:
     """Run the collector through ``run`` and parse it; the round trip is timed."""
     started = time.monotonic()
     try:
-        status, out = run(command(paths))
+        status, out = run(command(paths, ports=ports))
     except Exception as error:  # any backend's failure to run a command
         raise TargetError(f"the parity scan could not run on {what} ({error})",
                           "check that the host answers commands as root "
@@ -60,7 +65,8 @@ def collect(run: Runner, what: str, paths: Sequence[str] = ()) -> Scan:
 
 
 def collect_both(runs: Mapping[str, Runner], what: Mapping[str, str],
-                 paths: Sequence[str] = (), timeout: float = TIMEOUT) -> dict[str, Scan]:
+                 paths: Sequence[str] = (), ports: Collection[int] | None = None,
+                 timeout: float = TIMEOUT) -> dict[str, Scan]:
     """Both hosts at the same time, one thread each; the first error is raised, and a host
     that has not answered within ``timeout`` seconds is one (its thread is left behind)."""
     results: dict[str, Scan] = {}
@@ -68,7 +74,7 @@ def collect_both(runs: Mapping[str, Runner], what: Mapping[str, str],
 
     def work(side: str) -> None:
         try:
-            results[side] = collect(runs[side], what[side], paths)
+            results[side] = collect(runs[side], what[side], paths, ports)
         except BaseException as error:  # handed to the caller below
             errors.append(error)
 
@@ -270,24 +276,33 @@ def _live(found: dict[str, str], names: dict[str, str], scan: Scan) -> None:
                                             for a, n in sorted(counts.items()))
                              for key, counts in grouped.items()}
     sockets = _listening(found)
-    owners: dict[str, set[str]] = {item: set() for item, _ in sockets.values()}
+    holders: dict[str, set[int]] = {inode: set() for inode in sockets}
     for line in found.get("sockets", "").splitlines():
         pid_text, _, inode = line.partition(" ")
-        if inode not in sockets or not pid_text.isdigit():
-            continue
+        if inode in holders and pid_text.isdigit():
+            holders[inode].add(int(pid_text))
+    owners: dict[str, set[str]] = {item: set() for item, _ in sockets.values()}
+    for inode, pids in holders.items():
         item, port = sockets[inode]
-        key = processes.get(int(pid_text), ("the scan's own session", "", 0))[0]
-        owners[item].add(key)
-        if int(pid_text) in processes:
-            server = scan.servers.setdefault(key, Server())
-            if port not in server.ports:
-                server.ports.append(port)
-                server.ports.sort()
-            _server_details(found, int(pid_text), server)
+        # The process that opened the socket, not the children that inherited it: root in a
+        # container (no CAP_SYS_PTRACE) cannot see the sockets of another user's processes.
+        for pid in sorted(pid for pid in pids if _parent(processes, pid) not in pids):
+            key = processes[pid][0] if pid in processes else "the scan's own session"
+            owners[item].add(key)
+            if pid in processes:
+                server = scan.servers.setdefault(key, Server())
+                if port not in server.ports:
+                    server.ports.append(port)
+                    server.ports.sort()
+                _server_details(found, pid, server)
     scan.facts["port"] = {item: ", ".join(sorted(keys)) or "(no process seen)"
                           for item, keys in owners.items()}
     scan.facts["sysctl"] = {name.replace("/", "."): " ".join(value.split())
                             for name, value in headed(found.get("sysctl", "")).items()}
+
+
+def _parent(processes: dict[int, tuple[str, str, int]], pid: int) -> int:
+    return processes[pid][2] if pid in processes else 0
 
 
 def _server_details(found: dict[str, str], pid: int, server: Server) -> None:
@@ -297,6 +312,8 @@ def _server_details(found: dict[str, str], pid: int, server: Server) -> None:
     environ = headed(found.get("environ", "")).get(f"/proc/{pid}/environ", "")
     server.environment = dict(sorted(entry.split("=", 1) for entry in environ.split("\0")
                                      if "=" in entry))
+    if not server.environment:
+        server.environment, server.environment_from = _launch_environment(found, pid)
     limits = headed(found.get("limits", "")).get(f"/proc/{pid}/limits", "")
     for line in limits.splitlines():
         match = _LIMIT.match(line)
@@ -305,6 +322,41 @@ def _server_details(found: dict[str, str], pid: int, server: Server) -> None:
     for line in found.get("cwd", "").splitlines():
         if f"/proc/{pid}/cwd -> " in line:
             server.cwd = line.split(" -> ", 1)[1]
+
+
+# What the collector's own start adds to the environment docker exec gives it.
+_COLLECTOR_VARIABLES = ("VMC_SCAN_PATHS", "VMC_SCAN_PORTS", "VMC_SCAN_STATIC", "PWD", "OLDPWD",
+                        "SHLVL", "_")
+
+
+def _assignments(words: list[str]) -> dict[str, str]:
+    return dict(sorted(word.split("=", 1) for word in words if "=" in word))
+
+
+def _launch_environment(found: dict[str, str], pid: int) -> tuple[dict[str, str], str]:
+    """For a process that overwrote its environment in /proc (a process title): what it was
+    started with, from its systemd unit or the container's configuration, and which."""
+    unit = next((name.split()[2] for name in found if name.startswith(f"unit {pid} ")), None)
+    if unit is not None:
+        manager = _assignments(found.get("manager", "").splitlines())
+        try:
+            own = _assignments(shlex.split(found[f"unit {pid} {unit}"]))
+        except ValueError:
+            own = {}
+        return {**manager, **own}, f"the systemd unit {unit}"
+    if "containerenv" in found:
+        exported = []
+        for line in found["containerenv"].splitlines():
+            line = line.removeprefix("export ").removeprefix("declare -x ")
+            try:
+                exported += shlex.split(line)
+            except ValueError:
+                continue
+        environment = _assignments(exported)
+        for name in _COLLECTOR_VARIABLES:
+            environment.pop(name, None)
+        return environment, "the container's configuration"
+    return {}, "nowhere: the process overwrote it"
 
 
 def parse(text: str) -> Scan:

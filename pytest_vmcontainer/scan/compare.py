@@ -59,6 +59,19 @@ def _facts(scan: Scan, ports: Collection[int] | None,
     return facts
 
 
+def _environment_notes(vm: Scan, container: Scan, common: set[str]) -> list[str]:
+    """Say where an environment was not the process's own (see ``Server.environment_from``)."""
+    notes = []
+    for key in sorted(common):
+        sources = {side: scan.servers[key].environment_from
+                   for side, scan in zip(SIDES, (vm, container), strict=True)}
+        if any(sources.values()):
+            notes.append(f"{key}: environment read from " + ", ".join(
+                f"{source or 'the process'} ({side})" for side, source in sources.items())
+                + "; the process overwrote its own in /proc (its title)")
+    return notes
+
+
 def compare(vm: Scan, container: Scan, user_rules: Sequence[scan_rules.Rule] = (),
             bases: Bases | None = None, ports: Collection[int] | None = None,
             hosts: dict[str, str] | None = None) -> ScanResult:
@@ -69,6 +82,7 @@ def compare(vm: Scan, container: Scan, user_rules: Sequence[scan_rules.Rule] = (
     explained = (*user_rules, *scan_rules.NATURE)
     differences, same, ignored = [], 0, 0
     notes = [bases.missing] if bases.missing else []
+    notes += _environment_notes(vm, container, common)
     for category in CATEGORIES:
         if category not in vm.categories or category not in container.categories:
             missing = [side for side, scan in zip(SIDES, (vm, container), strict=True)

@@ -26,6 +26,9 @@ class Server:
     environment: dict[str, str] = field(default_factory=dict)
     limits: dict[str, str] = field(default_factory=dict)
     cwd: str = ""
+    # Where ``environment`` was read: "" is /proc/PID/environ; a daemon that sets its process
+    # title overwrites that, and then it is what its systemd unit or container starts it with.
+    environment_from: str = ""
 
 
 @dataclass

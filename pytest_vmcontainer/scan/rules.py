@@ -66,6 +66,8 @@ _INIT = "the VM boots an init (systemd); a container's PID 1 is its CMD"
 _SSH = "Vagrant reaches the VM over SSH"
 _AGENT = "libvirt talks to the VM through the guest agent"
 _DOCKER_FILES = "Docker generates this file for each container"
+_FORWARDING = ("Docker turns IPv4 forwarding on in the host, and a container's network "
+               "namespace starts with the host's")
 NATURE = (
     Rule("package", "linux-image-*", _KERNEL, "vm"),
     Rule("package", "linux-base", _KERNEL, "vm"),
@@ -121,6 +123,10 @@ NATURE = (
          "container's network namespace"),
     Rule("sysctl", "net.ipv4.ip_unprivileged_port_start", "Docker lets a container's users "
          "bind ports below 1024"),
+    Rule("sysctl", "net.ipv4.ip_forward", _FORWARDING),
+    Rule("sysctl", "net.ipv4.conf.all.forwarding", _FORWARDING),
+    Rule("sysctl", "net.ipv6.conf.all.disable_ipv6", "Docker turns IPv6 off in a container "
+         "whose network has none"),
 )
 # What a difference is, when its two values equal those of the bases the targets start from.
 FROM_BASES = "from the bases"

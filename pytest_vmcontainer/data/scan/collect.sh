@@ -5,15 +5,19 @@
 # started on purpose: each one costs tens of milliseconds in a VM under TCG.
 #
 # Environment: VMC_SCAN_PATHS, more paths to list besides /etc (space-separated);
-# VMC_SCAN_STATIC=1, files only (no /proc): a base's root filesystem under chroot.
+# VMC_SCAN_PORTS, the ports whose serving processes' environment, limits and working
+# directory are read (none: every listening process's); VMC_SCAN_STATIC=1, files only
+# (no /proc): a base's root filesystem under chroot.
+s() { printf '\n@@ %s\n' "$1"; }
+
+s version; echo 1
+# In a container, what docker exec starts with is the container's configured environment
+# (ENV lines, run -e): printed before this script changes its own.
+if [ -f /.dockerenv ] || [ -f /run/.containerenv ]; then s containerenv; export -p; fi
 export LC_ALL=C QUOTING_STYLE=literal
 paths="/etc ${VMC_SCAN_PATHS:-}"
 max_bytes=1048576   # larger files are listed, not hashed
 max_files=20000     # a bound on what one scan reports
-
-s() { printf '\n@@ %s\n' "$1"; }
-
-s version; echo 1
 s os; cat /etc/os-release 2>/dev/null
 s dpkg
 if [ -r /var/lib/dpkg/status ]; then
@@ -52,13 +56,17 @@ cd /
 for table in tcp tcp6 udp udp6; do
     s "$table"; cat "/proc/net/$table" 2>/dev/null
 done
-# Listening sockets' inodes (TCP LISTEN, unconnected UDP), then the processes holding them.
-listen=" "
+# Listening sockets' inodes (TCP LISTEN, unconnected UDP), then the processes holding them;
+# "serving": those on VMC_SCAN_PORTS (every listening one when none are given).
+listen=" "; serving=" "
 for table in tcp tcp6 udp udp6; do
     case $table in tcp*) want=0A ;; *) want=07 ;; esac
     [ -r "/proc/net/$table" ] || continue
-    while read -r _ _ _ st _ _ _ _ _ inode _; do
-        [ "$st" = "$want" ] && listen="$listen$inode "
+    while read -r _ local _ st _ _ _ _ _ inode _; do
+        [ "$st" = "$want" ] || continue
+        listen="$listen$inode "
+        port=$((0x${local##*:}))
+        case " ${VMC_SCAN_PORTS:-$port} " in *" $port "*) serving="$serving$inode " ;; esac
     done < "/proc/net/$table"
 done
 s sockets
@@ -74,7 +82,9 @@ servers=" "
 # shellcheck disable=SC2086 # pairs "pid inode", split on purpose
 set -- $sockets
 while [ $# -ge 2 ]; do
-    case $servers in *" $1 "*) ;; *) servers="$servers$1 " ;; esac
+    case $serving in *" $2 "*)
+        case $servers in *" $1 "*) ;; *) servers="$servers$1 " ;; esac ;;
+    esac
     shift 2
 done
 s status; head -v -n 12 /proc/[0-9]*/status 2>/dev/null
@@ -88,5 +98,18 @@ if [ "$servers" != " " ]; then
     # shellcheck disable=SC2086
     { s environ; head -v -c 65536 $environs; s limits; head -v -n 40 $limits; s cwd; ls -ld $cwds
     } 2>/dev/null
+    # A daemon that sets its process title (nginx, postgres) overwrites its environment in
+    # /proc; under systemd, what its unit starts it with is read instead.
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        s manager; systemctl show-environment 2>/dev/null
+        for pid in $servers; do
+            unit=""
+            while IFS= read -r line; do
+                case $line in *.service) unit=${line##*/} ;; esac
+            done < "/proc/$pid/cgroup"
+            [ -n "$unit" ] || continue
+            s "unit $pid $unit"; systemctl show -p Environment --value "$unit" 2>/dev/null
+        done
+    fi
 fi
 s end
