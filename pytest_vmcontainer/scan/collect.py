@@ -24,7 +24,10 @@ from pytest_vmcontainer.scan.model import Scan, Server
 COLLECTOR = Path(__file__).resolve().parent.parent / "data" / "scan" / "collect.sh"
 STATIC = ("package", "user", "group", "file", "system")  # what a root filesystem alone shows
 LIVE = ("port", "process", "environment", "limit", "sysctl")
-FORMAT_VERSION = "1"
+# The collector's output format; version 1 (kept in scans of bases built with it) had owner
+# names instead of ids, and the hashes in a section of their own.
+FORMAT_VERSION = "2"
+READABLE_VERSIONS = ("1", "2")
 TIMEOUT = 120.0  # seconds a host may take to answer the scan (a TCG VM takes a few)
 
 # A host's runner: runs one shell command as root, gives (exit status, stdout bytes).
@@ -122,8 +125,8 @@ def _packages(found: dict[str, str]) -> dict[str, str]:
     packages = dict(line.split("\t", 1) for line in found.get("dpkg", "").splitlines()
                     if "\t" in line)
     name = None
-    for line in found.get("apk", "").splitlines():
-        key, _, value = line.partition("\t")
+    for line in found.get("apk", "").splitlines():  # Alpine's database: "P:name", "V:version"
+        key, _, value = line.partition(":")
         if key == "P":
             name = value
         elif key == "V" and name:
@@ -144,27 +147,36 @@ def _users(text: str) -> tuple[dict[str, str], dict[str, str]]:
     return facts, names
 
 
-def _groups(text: str) -> dict[str, str]:
-    facts = {}
+def _groups(text: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(facts, gid -> name)."""
+    facts: dict[str, str] = {}
+    names: dict[str, str] = {}
     for line in text.splitlines():
         fields = line.split(":")
         if len(fields) >= 4:
             members = ",".join(sorted(m for m in fields[3].split(",") if m))
             facts[fields[0]] = f"gid={fields[2]}" + (f" members={members}" if members else "")
-    return facts
+            names.setdefault(fields[2], fields[0])
+    return facts, names
 
 
-def _files(found: dict[str, str]) -> dict[str, str]:
+def _files(found: dict[str, str], users: dict[str, str],
+           groups: dict[str, str]) -> dict[str, str]:
+    """Path -> kind, mode, owner and content hash; owners by name (``users``/``groups``: id ->
+    name), or the number when the host has no such name."""
     hashes = {}
-    for line in found.get("sha256", "").splitlines():
+    lines = found.get("files", "").splitlines()
+    for line in [*lines, *found.get("sha256", "").splitlines()]:  # sha256sum's lines
         digest, _, path = line.partition("  ")
-        hashes[path] = digest
+        if len(digest) == 64 and "\t" not in digest:
+            hashes[path] = digest
     facts = {}
-    for line in found.get("files", "").splitlines():
+    for line in lines:
         fields = line.split("\t", 5)
         if len(fields) != 6:
             continue
-        kind, mode, user, group, size, name = fields
+        kind, mode, uid, gid, size, name = fields
+        user, group = users.get(uid, uid), groups.get(gid, gid)
         if kind == "symbolic link":
             path, _, target = name.partition(" -> ")
             facts[path] = f"link -> {target}"
@@ -188,8 +200,9 @@ def _system(found: dict[str, str], files: dict[str, str]) -> dict[str, str]:
     release = dict(line.split("=", 1) for line in found.get("os", "").splitlines() if "=" in line)
     if "PRETTY_NAME" in release:
         facts["os"] = release["PRETTY_NAME"].strip('"')
-    if found.get("kernel"):
-        facts["kernel"] = found["kernel"].strip()
+    kernel = headed(found.get("sysctl", "")).get("kernel/osrelease")
+    if kernel:
+        facts["kernel"] = kernel.strip()
     timezone = conf.get("/etc/timezone", "").strip()
     link = files.get("/etc/localtime", "")
     facts["timezone"] = timezone or (link.removeprefix("link -> ") if link else "(not set)")
@@ -210,15 +223,13 @@ def _processes(found: dict[str, str], names: dict[str, str]) -> dict[int, tuple[
     """pid -> (key "name (user)", arguments, parent pid), without kernel threads and without
     the collector with its own session (its parents up to a child of init, and its children)."""
     info: dict[int, dict[str, str]] = {}
-    for path, text in headed(found.get("status", "")).items():
+    args: dict[int, str] = {}
+    for path, text in headed(found.get("procs", "")).items():
         pid = _pid_of(path)
-        if pid is not None:
+        if pid is not None and path.endswith("/status"):
             info[pid] = {k: v.strip() for k, _, v in (line.partition(":")
                                                        for line in text.splitlines())}
-    args: dict[int, str] = {}
-    for path, text in headed(found.get("cmdline", "")).items():
-        pid = _pid_of(path)
-        if pid is not None:
+        elif pid is not None and path.endswith("/cmdline"):
             args[pid] = " ".join(text.replace("\0", " ").split())
     parent = {pid: int(fields.get("PPid", "0") or 0) for pid, fields in info.items()}
     own = {int(found.get("self", "0").strip() or 0)}
@@ -298,7 +309,8 @@ def _live(found: dict[str, str], names: dict[str, str], scan: Scan) -> None:
     scan.facts["port"] = {item: ", ".join(sorted(keys)) or "(no process seen)"
                           for item, keys in owners.items()}
     scan.facts["sysctl"] = {name.replace("/", "."): " ".join(value.split())
-                            for name, value in headed(found.get("sysctl", "")).items()}
+                            for name, value in headed(found.get("sysctl", "")).items()
+                            if name != "kernel/osrelease"}  # a system fact
 
 
 def _parent(processes: dict[int, tuple[str, str, int]], pid: int) -> int:
@@ -314,7 +326,7 @@ def _server_details(found: dict[str, str], pid: int, server: Server) -> None:
                                      if "=" in entry))
     if not server.environment:
         server.environment, server.environment_from = _launch_environment(found, pid)
-    limits = headed(found.get("limits", "")).get(f"/proc/{pid}/limits", "")
+    limits = headed(found.get("environ", "")).get(f"/proc/{pid}/limits", "")
     for line in limits.splitlines():
         match = _LIMIT.match(line)
         if match:
@@ -333,17 +345,31 @@ def _assignments(words: list[str]) -> dict[str, str]:
     return dict(sorted(word.split("=", 1) for word in words if "=" in word))
 
 
+def _unit_environments(text: str) -> dict[str, dict[str, str]]:
+    """``systemctl show -p Id -p Environment UNIT...``: unit -> its Environment= settings."""
+    found: dict[str, dict[str, str]] = {}
+    unit = ""
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key == "Id":
+            unit = value
+        elif key == "Environment" and unit:
+            try:
+                found[unit] = _assignments(shlex.split(value))
+            except ValueError:
+                continue
+    return found
+
+
 def _launch_environment(found: dict[str, str], pid: int) -> tuple[dict[str, str], str]:
     """For a process that overwrote its environment in /proc (a process title): what it was
     started with, from its systemd unit or the container's configuration, and which."""
-    unit = next((name.split()[2] for name in found if name.startswith(f"unit {pid} ")), None)
+    unit = next((line.split()[1] for line in found.get("unitpids", "").splitlines()
+                 if line.split()[:1] == [str(pid)] and len(line.split()) == 2), None)
     if unit is not None:
         manager = _assignments(found.get("manager", "").splitlines())
-        try:
-            own = _assignments(shlex.split(found[f"unit {pid} {unit}"]))
-        except ValueError:
-            own = {}
-        return {**manager, **own}, f"the systemd unit {unit}"
+        return {**manager, **_unit_environments(found.get("units", "")).get(unit, {})}, \
+            f"the systemd unit {unit}"
     if "containerenv" in found:
         exported = []
         for line in found["containerenv"].splitlines():
@@ -362,12 +388,13 @@ def _launch_environment(found: dict[str, str], pid: int) -> tuple[dict[str, str]
 def parse(text: str) -> Scan:
     """The collector's output as a Scan (static output: files, packages, users only)."""
     found = sections(text)
-    if found.get("version", "").strip() != FORMAT_VERSION:
-        raise ValueError(f"not the output of collector version {FORMAT_VERSION}")
+    if found.get("version", "").strip() not in READABLE_VERSIONS:
+        raise ValueError(f"not the output of the collector (versions "
+                         f"{', '.join(READABLE_VERSIONS)})")
     users, names = _users(found.get("passwd", ""))
-    files = _files(found)
-    scan = Scan(facts={"package": _packages(found), "user": users,
-                       "group": _groups(found.get("group", "")), "file": files,
+    groups, group_names = _groups(found.get("group", ""))
+    files = _files(found, names, group_names)
+    scan = Scan(facts={"package": _packages(found), "user": users, "group": groups, "file": files,
                        "system": _system(found, files)})
     if "self" in found:
         _live(found, names, scan)

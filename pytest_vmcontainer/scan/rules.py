@@ -113,7 +113,6 @@ NATURE = (
     Rule("file", "/etc/modules*", _KERNEL, "vm"),
     Rule("file", "/etc/udev*", _INIT, "vm"),
     Rule("file", "/etc/dbus-1*", _INIT, "vm"),
-    Rule("file", "/etc/systemd/*", _INIT),
     Rule("file", "/etc/qemu*", _AGENT, "vm"),
     Rule("file", "/etc/default/qemu-guest-agent", _AGENT, "vm"),
     Rule("system", "kernel", _KERNEL),

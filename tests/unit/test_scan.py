@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -60,9 +61,9 @@ def test_pids_and_the_collectors_own_session_are_not_processes() -> None:
                 72: "nginx: worker process"}
     cmdline = "\n".join(f"==> /proc/{pid}/cmdline <==\n{args.replace(' ', chr(0))}\0"
                         for pid, args in cmdlines.items())
-    text = (f"@@ version\n1\n@@ passwd\nroot:x:0:0::/root:/bin/sh\n"
+    text = (f"@@ version\n2\n@@ passwd\nroot:x:0:0::/root:/bin/sh\n"
             f"www-data:x:33:33::/var/www:/usr/sbin/nologin\n@@ self\n63\n"
-            f"@@ status\n{status}\n@@ cmdline\n{cmdline}\n@@ end\n")
+            f"@@ procs\n{status}\n{cmdline}\n@@ end\n")
     processes = collect.parse(text).items("process")
     assert processes == {"systemd (root)": "/sbin/init",
                          "sshd (root)": "sshd: /usr/sbin/sshd -D [listener]",
@@ -196,3 +197,66 @@ def test_terminal_lines_group_the_unexpected_and_count_the_expected() -> None:
                for line in lines)
     assert any(line.startswith("expected differences: 1 (1 the VM boots its own kernel")
                for line in lines)
+
+
+# ---------------------------------------------------------------------------- recorded scans
+
+
+def recorded(name: str) -> dict[str, str]:
+    data: dict[str, str] = json.loads((DATA / f"scan-{name}.json").read_text())
+    return data
+
+
+def test_the_recorded_nginx_pair_shows_only_real_findings() -> None:
+    """A real VM (TCG) and container scan of the shipped files, with their bases' scans:
+    what remains unexpected is what the README explains, each a VM-against-container fact."""
+    vm, container = (collect.parse(recorded(kind)["raw"]) for kind in ("vm", "container"))
+    bases = recorded("bases")
+    result = compare(vm, container, bases=Bases(collect.parse(bases["vm"]),
+                                                collect.parse(bases["container"])), ports={80})
+    assert {(d.category, d.item) for d in result.unexpected} == {
+        ("process", "nginx (root)"),
+        ("environment", "nginx (root): HOME"), ("environment", "nginx (root): LANG"),
+        ("limit", "nginx (root): Max open files"), ("limit", "nginx (root): Max processes"),
+        ("limit", "nginx (root): Max pending signals"),
+        ("sysctl", "net.unix.max_dgram_qlen")}
+    reasons = {d.expected for d in result.expected}
+    assert FROM_BASES in reasons and len(result.expected) > 200
+    shown = json.dumps([d.to_json() for d in result.differences])
+    for noise in ("machine-id", "ssh_host_", "/etc/hostname", "INVOCATION_ID"):
+        assert noise not in shown
+    assert not re.search(r"/proc/\d", shown)  # no PID anywhere
+    assert result.ignored >= 10
+    assert any("environment read from the systemd unit nginx.service (vm)" in note
+               for note in result.notes)
+
+
+def test_every_category_is_collected_from_the_recordings() -> None:
+    for kind in ("vm", "container"):
+        parsed = collect.parse(recorded(kind)["raw"])
+        assert set(parsed.categories) == set(CATEGORIES)
+        assert all(parsed.items(category) for category in CATEGORIES
+                   if category not in ("environment", "limit")), kind
+        assert parsed.servers["nginx (root)"].ports == [80]
+    vm = collect.parse(recorded("vm")["raw"])
+    assert vm.items("port")["tcp 0.0.0.0:22"] == "sshd (root)"
+    assert vm.items("system")["os"] == "Debian GNU/Linux 12 (bookworm)"
+    assert not any(item.startswith(("kworker", "kthreadd")) for item in vm.items("process"))
+
+
+def test_a_base_scanned_with_the_first_output_format_still_reads() -> None:
+    box = collect.parse(recorded("bases")["vm"])
+    assert box.categories == list(collect.STATIC)
+    assert box.items("file")["/etc/passwd"].startswith("file 644 root:root sha256:")
+
+
+def test_the_collector_runs_here_as_plain_sh(tmp_path: Path) -> None:
+    import subprocess
+
+    done = subprocess.run(["sh", "-c", collect.command(paths=[str(tmp_path)], ports={1})],
+                          capture_output=True, check=True)
+    (tmp_path / "x").write_text("x")
+    parsed = collect.parse(done.stdout.decode("utf-8", errors="replace"))
+    assert collect.sections(done.stdout.decode("utf-8", errors="replace"))["version"] == \
+        collect.FORMAT_VERSION
+    assert str(tmp_path) in parsed.items("file")
