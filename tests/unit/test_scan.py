@@ -260,3 +260,24 @@ def test_the_collector_runs_here_as_plain_sh(tmp_path: Path) -> None:
     assert collect.sections(done.stdout.decode("utf-8", errors="replace"))["version"] == \
         collect.FORMAT_VERSION
     assert str(tmp_path) in parsed.items("file")
+
+
+# ---------------------------------------------------------------------------- saved reports
+
+
+def test_a_saved_report_and_a_merge_carry_the_scan(tmp_path: Path) -> None:
+    from pytest_vmcontainer import runreport
+
+    runs = DATA / "run-vm.json", DATA / "run-container.json"
+    result = compare(scan(user={"app": "uid=1001"}), scan())
+    with_scan = runreport.load(runs[0])
+    with_scan.scan = result
+    written = runreport.write(with_scan, tmp_path / "vm")
+    assert json.loads(written["scan"].read_text())["differences"][0]["item"] == "app"
+    again = runreport.load(written["json"])
+    assert again.scan is not None and again.scan.differences == result.differences
+    merged = runreport.merge(runreport.load(runs[1]), again, ["c", "v"])
+    assert merged.scan is not None and merged.scan.same == result.same
+    assert "parity scan:" in runreport.terminal_lines(merged)
+    assert "| scan | user: app |" in (runreport.write(merged, tmp_path / "m")["markdown"]
+                                      .read_text())
