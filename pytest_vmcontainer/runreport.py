@@ -127,7 +127,9 @@ def valueless(report: RunReport) -> str:
     columns = report.columns()
     failing = [row.test + " (" + ", ".join(f"{k} {row.outcomes.get(k, '-')}" for k in columns)
                + ")" for row in rows if any(row.outcomes.get(k) != "passed" for k in columns)]
-    return (f"{len(rows)} tests recorded no value and are not in the matrix; "
+    tests = f"{len(rows)} test{'s' if len(rows) > 1 else ''}"
+    return (f"{tests} recorded no value and {'are' if len(rows) > 1 else 'is'} not in the "
+            "matrix; "
             + (f"not passed on every target: {'; '.join(failing)}" if failing
                else "all passed on every target"))
 

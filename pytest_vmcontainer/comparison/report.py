@@ -403,11 +403,11 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2e
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
-td { overflow-wrap: anywhere; }
+td { overflow-wrap: anywhere; min-width: 4.5em; }
 details summary { cursor: pointer; }
 details pre { white-space: pre-wrap; overflow-wrap: anywhere; max-height: 30em; overflow-y: auto; }
 td.verdict-holds { background: #d4edda; color: #155724; }
-td.verdict-does-not-hold { background: #f8d7da; color: #721c24; }
+td.verdict-does-not-hold { background: #f8d7da; color: #721c24; white-space: nowrap; }
 td.verdict-not-measurable { background: #e2e3e5; color: #383d41; }
 td.verdict-none { background: #e2e3e5; color: #6c757d; font-style: italic; }
 .mode { font-weight: bold; }
