@@ -125,3 +125,25 @@ def test_a_host_that_is_not_one_is_one_line(docker_client: Any) -> None:
         "pytest-vmcontainer: error: 'nowhere' is not a host to scan: give a testinfra host "
         "(ssh://user@host?sudo=true, docker://NAME, local://, ...) or vm / container for a "
         "kept target")
+
+
+def test_a_kept_container_by_kind(docker_base: None, leak_check: None, tmp_path: Path) -> None:
+    """``scan container HOST``: the kept target of a run, found by its kind."""
+    import re
+
+    from pytest_vmcontainer import lifecycle, targets
+
+    up = run_cli("up", "--target=container", "--keep=always")
+    assert up.returncode == 0, up.stderr
+    session = re.search(r"kept container vmc-(\w+)-container", up.stdout + up.stderr)
+    assert session, up.stdout + up.stderr
+    try:
+        done = run_cli("scan", "container", "local://", "--session", session.group(1),
+                       "--report", str(tmp_path))
+        assert done.returncode == 0, done.stderr
+        saved = json.loads((tmp_path / "scan.json").read_text())
+        assert saved["hosts"]["vm"] == f"container vmc-{session.group(1)}-container"
+        assert saved["same"] > 0 and saved["collected_in_s"]["vm"] < 10
+    finally:
+        lifecycle.sweep(targets.default_leftovers(), include_marked=True,
+                        only={session.group(1)})
