@@ -134,28 +134,24 @@ def _packages(found: dict[str, str]) -> dict[str, str]:
     return packages
 
 
-def _users(text: str) -> tuple[dict[str, str], dict[str, str]]:
-    """(facts, uid -> name)."""
+def _user(fields: list[str]) -> str:
+    return f"uid={fields[2]} gid={fields[3]} home={fields[5]} shell={fields[6]}"
+
+
+def _group(fields: list[str]) -> str:
+    members = ",".join(sorted(m for m in fields[3].split(",") if m))
+    return f"gid={fields[2]}" + (f" members={members}" if members else "")
+
+
+def _accounts(text: str, width: int,
+              describe: Callable[[list[str]], str]) -> tuple[dict[str, str], dict[str, str]]:
+    """/etc/passwd or /etc/group (``width`` fields a line): (name -> description, id -> name)."""
     facts: dict[str, str] = {}
     names: dict[str, str] = {}
     for line in text.splitlines():
         fields = line.split(":")
-        if len(fields) >= 7:
-            facts[fields[0]] = (f"uid={fields[2]} gid={fields[3]} home={fields[5]} "
-                                f"shell={fields[6]}")
-            names.setdefault(fields[2], fields[0])
-    return facts, names
-
-
-def _groups(text: str) -> tuple[dict[str, str], dict[str, str]]:
-    """(facts, gid -> name)."""
-    facts: dict[str, str] = {}
-    names: dict[str, str] = {}
-    for line in text.splitlines():
-        fields = line.split(":")
-        if len(fields) >= 4:
-            members = ",".join(sorted(m for m in fields[3].split(",") if m))
-            facts[fields[0]] = f"gid={fields[2]}" + (f" members={members}" if members else "")
+        if len(fields) >= width:
+            facts[fields[0]] = describe(fields)
             names.setdefault(fields[2], fields[0])
     return facts, names
 
@@ -391,8 +387,8 @@ def parse(text: str) -> Scan:
     if found.get("version", "").strip() not in READABLE_VERSIONS:
         raise ValueError(f"not the output of the collector (versions "
                          f"{', '.join(READABLE_VERSIONS)})")
-    users, names = _users(found.get("passwd", ""))
-    groups, group_names = _groups(found.get("group", ""))
+    users, names = _accounts(found.get("passwd", ""), 7, _user)
+    groups, group_names = _accounts(found.get("group", ""), 4, _group)
     files = _files(found, names, group_names)
     scan = Scan(facts={"package": _packages(found), "user": users, "group": groups, "file": files,
                        "system": _system(found, files)})
