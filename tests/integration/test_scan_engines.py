@@ -34,6 +34,7 @@ DRIFT = {
     ("package", "less"), ("file", "/etc/alternatives/pager"),
     ("file", "/etc/alternatives/pager.1.gz"),
     ("user", "drifter"), ("group", "drifter"),
+    ("file", "/etc/passwd"), ("file", "/etc/group"), ("file", "/etc/gshadow"),  # useradd's
     ("file", "/etc/app.conf"), ("file", "/etc/nginx/conf.d/extra.conf"),
     ("port", "tcp 0.0.0.0:8081"),
     ("file", "/etc/systemd/system/nginx.service.d"),
