@@ -329,8 +329,10 @@ def parser() -> argparse.ArgumentParser:
         way_in.add_argument("--session", help="the session id (see 'list'); needed only when "
                             "several sessions have this kind of target")
         if name == "exec":
-            way_in.add_argument("remote_command", nargs=argparse.REMAINDER, metavar="-- COMMAND",
-                                help="the command to run")
+            # Filled by parse(): argparse with subcommands does not pass "--" on.
+            way_in.set_defaults(remote_command=[])
+            way_in.usage = ("python -m pytest_vmcontainer exec [-h] [--session SESSION] "
+                            "{vm,container} -- COMMAND")
         else:
             way_in.set_defaults(remote_command=None)
     init = commands.add_parser("init", help="write a starter project (refuses to overwrite)")
@@ -375,8 +377,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _cmd_exec(args: argparse.Namespace, progress: Progress) -> int:
-    command = args.remote_command
-    args.remote_command = command[1:] if command[:1] == ["--"] else command
     if not args.remote_command:
         raise UsageError("exec needs a command", "give it after --, e.g. exec vm -- uname -a")
     return _cmd_login(args, progress)
@@ -389,8 +389,20 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Progress], int]] = {
 }
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line; what follows the first ``--`` is the command ``exec`` runs."""
+    options, command = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) \
+        if "--" in argv else (argv, [])
+    args = parser().parse_args(options)
+    if command and args.command != "exec":
+        parser().error(f"unrecognized arguments: -- {' '.join(command)}")
+    if args.command == "exec":
+        args.remote_command = command
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse(sys.argv[1:] if argv is None else argv)
     progress = Progress(verbose=args.verbose)
     signals.sigterm_as_interrupt()  # SIGTERM unwinds like Ctrl-C: teardown runs
     try:

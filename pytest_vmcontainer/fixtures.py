@@ -27,7 +27,7 @@ from pytest_vmcontainer.run import (
 )
 
 if TYPE_CHECKING:
-    from pytest_vmcontainer.comparison.measure import Comparison
+    from pytest_vmcontainer.comparison.measure import Comparison, TestMeasurer
     from pytest_vmcontainer.targets.base import Target
 
 
@@ -87,8 +87,8 @@ def target(request: pytest.FixtureRequest, vmc_state: RunState) -> Target:
 
 
 @pytest.fixture(scope="session")
-def comparison(vmc_state: RunState) -> Comparison:
-    """Measures comparison rows on targets; its figures become the end-of-run report.
+def vmc_comparison(vmc_state: RunState) -> Comparison:
+    """The run's comparison: every row's figures, which become the end-of-run report.
 
     Refused in an xdist worker: timed rows need the host to themselves.
     """
@@ -96,6 +96,15 @@ def comparison(vmc_state: RunState) -> Comparison:
     if refusal is not None:
         fail_for(None, refusal)
     return vmc_state.get_comparison()
+
+
+@pytest.fixture
+def comparison(request: pytest.FixtureRequest, vmc_comparison: Comparison) -> TestMeasurer:
+    """Measures comparison rows on targets (``comparison.measure(row_id, target)``); each
+    figure is also a property of the test's report (``--junitxml``)."""
+    from pytest_vmcontainer.comparison.measure import TestMeasurer
+
+    return TestMeasurer(vmc_comparison, request.node.user_properties)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -176,16 +176,34 @@ class Harness:
             stale.unlink()
 
     def _sweep(self, made: list[Target]) -> None:
-        """Leftovers of crashed runs go; so do reusable targets made from older file contents."""
-        found = (type(target).leftovers() for target in made)
-        sources: list[Leftovers] = [source for source in found if source is not None]
-        swept = lifecycle.sweep(sources)
+        """Leftovers of crashed runs go; so do reusable targets made from older file contents.
+        Orphaned images wait for the teardown: a build beside this sweep may be reusing
+        their layers from docker's cache ("No such image" halfway through the build)."""
+        sources = self._leftover_sources(made)
+        swept = lifecycle.sweep(sources, orphans=False)
         if self.config.reuse:
             stale = lifecycle.stale_reuse_sessions(self._reuse_sources(), self.session_id)
             if stale:
                 swept += lifecycle.sweep(sources, include_marked=True, only=stale)
         if swept:
             self.progress.say(f"swept: {', '.join(swept)}")
+
+    @staticmethod
+    def _leftover_sources(made: Iterable[Target]) -> list[Leftovers]:
+        found = (type(target).leftovers() for target in made)
+        return [source for source in found if source is not None]
+
+    def _remove_orphans(self) -> None:
+        """What belongs to no session any more (images of deleted projects), once this run's
+        builds are over; a failure is the next run's to retry."""
+        for source in self._leftover_sources(self.targets.values()):
+            try:
+                removed = source.remove_orphans()
+            except Exception as error:  # cleanup of others' leftovers must not fail the run
+                self.progress.say(f"removing orphaned images failed: {error}")
+                continue
+            if removed:
+                self.progress.say(f"removed: {', '.join(removed)}")
 
     def _spec(self, kind: str) -> TargetSpec:
         assert self.session is not None
@@ -383,6 +401,7 @@ class Harness:
         # A session whose targets could not all go keeps its directory: the sweep of a later
         # run (or clean) finds the dead session and removes the rest.
         self.session.close(remove=not errors)
+        self._remove_orphans()
         if errors:
             raise TargetError("teardown could not remove everything ("
                               + "; ".join(errors) + ")",

@@ -174,14 +174,15 @@ def stale_reuse_sessions(markers: dict[str, str], current: str) -> set[str]:
 
 
 def sweep(sources: Sequence[Leftovers], include_marked: bool = False,
-          only: set[str] | None = None) -> list[str]:
+          only: set[str] | None = None, orphans: bool = True) -> list[str]:
     """Remove what dead sessions left: containers, libvirt domains and volumes, state dirs.
 
     ``sources`` are the backends' ``Leftovers``: they find and remove things by
     session id; this function decides which sessions are dead. With
     ``include_marked`` kept and reusable targets go too (the ``clean`` command);
     ``only`` limits the sweep to those session ids. Sessions still running are
-    never touched.
+    never touched. ``orphans`` also removes what belongs to no session (images of
+    deleted projects): not beside a build, which may be reusing their layers.
     """
     sessions = paths.sessions_dir()
     decided: dict[str, bool] = {}  # one decision per session, whatever carries its id
@@ -197,7 +198,7 @@ def sweep(sources: Sequence[Leftovers], include_marked: bool = False,
         for session_id in sorted(source.by_session()):
             if session_id and removable(session_id):
                 removed += source.remove(session_id)
-        if only is None:
+        if only is None and orphans:
             removed += source.remove_orphans()
     for directory in sorted(sessions.iterdir()):
         if directory.name.startswith(".new-") and only is None:

@@ -26,59 +26,56 @@ def _positive(figures: dict, *keys: str) -> None:
         assert isinstance(value, int | float) and math.isfinite(value) and value > 0, (key, value)
 
 
-def test_size(target, comparison, record_property):
-    figures = comparison.measure("size", target, record_property=record_property)
+def test_size(target, comparison):
+    figures = comparison.measure("size", target)
     _positive(figures, "footprint_bytes")
 
 
-def test_resource_usage(target, comparison, record_property):
-    figures = comparison.measure("resource_usage", target, record_property=record_property)
+def test_resource_usage(target, comparison):
+    figures = comparison.measure("resource_usage", target)
     _positive(figures, "idle_memory_bytes")
     assert figures["idle_cpu_percent"] >= 0
 
 
-def test_isolation(target, comparison, record_property):
-    figures = comparison.measure("isolation", target, record_property=record_property)
+def test_isolation(target, comparison):
+    figures = comparison.measure("isolation", target)
     assert figures["boot_id"] and figures["kernel_release"] and figures["pid1"]
     assert figures["visible_processes"] > 0
 
 
-def test_os_support(target, comparison, record_property):
-    figures = comparison.measure("os_support", target, record_property=record_property)
+def test_os_support(target, comparison):
+    figures = comparison.measure("os_support", target)
     assert figures["kernel_release"] and figures["host_kernel_release"]
 
 
-def test_security(target, comparison, record_property):
-    figures = comparison.measure("security", target, record_property=record_property)
+def test_security(target, comparison):
+    figures = comparison.measure("security", target)
     assert figures["seccomp"] in ("disabled", "strict", "filter")
     assert 80 in figures["listening_ports"]
 
 
-def test_performance(target, comparison, request, record_property):
+def test_performance(target, comparison, request):
     # The first of [vm] and [container] times the rounds of every selected target,
     # interleaved; the second reuses them, so it asks for no benchmark fixture.
     figures = comparison.measure(
-        "performance", target, record_property=record_property,
+        "performance", target,
         benchmark_on_demand=lambda: request.getfixturevalue("benchmark"))
     _positive(figures, "seconds", "ratio_to_native")
 
 
-def test_networking(target, comparison, benchmark, record_property):
-    figures = comparison.measure("networking", target, benchmark=benchmark,
-                                 record_property=record_property)
+def test_networking(target, comparison, benchmark):
+    figures = comparison.measure("networking", target, benchmark=benchmark)
     _positive(figures, "rps", "p50_ms")
     assert figures["errors"] == 0
 
 
-def test_portability(target, comparison, benchmark, record_property):
-    figures = comparison.measure("portability", target, benchmark=benchmark,
-                                 record_property=record_property)
+def test_portability(target, comparison, benchmark):
+    figures = comparison.measure("portability", target, benchmark=benchmark)
     _positive(figures, "export_bytes", "export_seconds")
 
 
-def test_storage(target, comparison, benchmark, record_property):
-    figures = comparison.measure("storage", target, benchmark=benchmark,
-                                 record_property=record_property)
+def test_storage(target, comparison, benchmark):
+    figures = comparison.measure("storage", target, benchmark=benchmark)
     _positive(figures, "write_mb_s", "read_mb_s", "sync_write_iops")
     assert figures["working_set_mib"] >= 256 and "O_DIRECT" in figures["method"]
     if target.kind == "container":
@@ -87,15 +84,13 @@ def test_storage(target, comparison, benchmark, record_property):
         assert figures["disk_cache"] == "none"
 
 
-def test_density(target, comparison, benchmark, record_property):
-    figures = comparison.measure("density", target, benchmark=benchmark,
-                                 record_property=record_property)
+def test_density(target, comparison, benchmark):
+    figures = comparison.measure("density", target, benchmark=benchmark)
     _positive(figures, "per_instance_bytes", "extrapolated_instances")
     assert figures["started"] >= 1
 
 
 @pytest.mark.parametrize("phase", ["cold", "warm"])
-def test_boot_time(target, phase, comparison, benchmark, record_property):
-    figures = comparison.measure("boot_time", target, benchmark=benchmark,
-                                 record_property=record_property, phase=phase)
+def test_boot_time(target, phase, comparison, benchmark):
+    figures = comparison.measure("boot_time", target, benchmark=benchmark, phase=phase)
     _positive(figures, f"{phase}_s")

@@ -1,8 +1,8 @@
 """Runs a row's probe on a target, keeps the figures, and turns them into the report.
 
-The suite's tests call ``Comparison.measure(row_id, target, ...)``; timings go
-through pytest-benchmark's pedantic mode when the test has the ``benchmark``
-fixture, and every figure is also recorded with ``record_property`` and in the
+The suite's tests call ``comparison.measure(row_id, target, ...)`` (``TestMeasurer``);
+timings go through pytest-benchmark's pedantic mode when the test has the ``benchmark``
+fixture, and every figure is also a property of the test's report and in the
 benchmark's ``extra_info`` (so saved benchmark JSON carries it).
 """
 
@@ -134,6 +134,27 @@ class Comparison:
                             with_docker=self.container_measured or bool(user_benchmarks)),
             vm_mode=vm_mode, vm_mode_reason=self.vm_mode_reason,
             settings=settings_shown, rows=results, user_benchmarks=list(user_benchmarks))
+
+
+class TestMeasurer:
+    """The ``comparison`` fixture: the run's ``Comparison``, measuring for one test.
+
+    Each figure goes into that test's report (``user_properties``), which ``--junitxml``
+    writes as properties, with no ``record_property`` (unsupported by pytest's default
+    xunit2 family, which warns for every call).
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, comparison: Comparison, properties: list[tuple[str, object]]) -> None:
+        self.run = comparison  # the figures of every test of the run
+        self._properties = properties
+
+    def measure(self, row_id: str, target: Target, **arguments: Any) -> Figures:
+        """``Comparison.measure`` for this test (see there)."""
+        arguments.setdefault("record_property",
+                             lambda name, value: self._properties.append((name, value)))
+        return self.run.measure(row_id, target, **arguments)
 
 
 def _version(command: list[str]) -> str:

@@ -238,7 +238,20 @@ class DockerTarget(Target):
     # --- build -----------------------------------------------------------------------------
 
     def build(self) -> str:
-        """Build the app image from the Dockerfile (docker's layer cache makes repeats cheap)."""
+        """Build the app image from the Dockerfile (docker's layer cache makes repeats cheap).
+
+        Once more when an image the build took cached layers from was removed under it
+        ("No such image": another run's cleanup, or ``docker image prune``)."""
+        try:
+            return self._build_once()
+        except (docker.errors.ImageNotFound, BuildError) as error:
+            if "no such image" not in str(error).lower():
+                raise
+            self.progress.say("container: an image the build reused was removed meanwhile "
+                              "(another run's cleanup?); building again")
+            return self._build_once()
+
+    def _build_once(self) -> str:
         dockerfile = self.spec.dockerfile
         tag = image_tag(self.spec)
         started = time.monotonic()

@@ -1,11 +1,21 @@
-"""Shared pieces of the real-engine tests: host setup, built bases, leak checks."""
+"""Shared pieces of the real-engine tests: host setup, bases and the shipped VM prepared in the
+background while the quick lanes run, leak checks.
+
+Once collection knows which lanes run, ``Prepared`` starts what they need: the host setup,
+the Docker base, the box (and the boot-loader box when its test is selected), and the
+shipped VM warmed into the provisioned-VM cache with a saved running state. All of that
+overlaps the unit lane (and the container lane overlaps the VM's warm-up), so a cold
+machine pays for it once, behind tests that run anyway. Fixtures wait for their piece.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Collection, Iterator
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,51 +24,168 @@ import pytest
 
 from pytest_vmcontainer import lifecycle, targets
 from pytest_vmcontainer.host import bases as images
+from pytest_vmcontainer.host import paths
 from pytest_vmcontainer.host import setup as hostsetup
+from pytest_vmcontainer.runtime import procs
+from pytest_vmcontainer.runtime.background import Job
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, SESSION_LABEL
 from pytest_vmcontainer.targets.docker import connect
 from pytest_vmcontainer.targets.vagrant import libvirt_names
 
 ROOT = Path(__file__).resolve().parents[2]
+WARM_UP_RUNS = 3  # provision and cache; boot from the cache and save; (a retry)
+WARMED = ("saving the ready VM for later runs", "restored from the VM cache")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
-            item.add_marker(pytest.mark.integration)
+class Prepared:
+    """What the selected real-engine tests need, made in background jobs (see the module doc).
+
+    Progress goes to a log file: the terminal belongs to the tests running meanwhile.
+    """
+
+    def __init__(self, vm: bool, bootloader: bool, warm_vm: bool) -> None:
+        self.cancel = threading.Event()
+        self.log = paths.ensure_dir(paths.home() / "logs") / "tests-prepared.log"
+        self._log_lock = threading.Lock()
+        self.log.write_text("")
+        self.progress = Progress(write=self._write)
+        self.engines: Job[Any] = Job("host setup", lambda: self._engines(vm))
+        self.docker_base = Job("the Docker base", lambda: images.ensure_docker_base(
+            self.progress, self.engines.wait(), cancel=self.cancel))
+        self.box = Job("the box", self._after_engines(images.PROJECT_BOX)) if vm else None
+        self.bootloader_box = Job("the boot-loader box", self._after_engines(
+            images.BOOTLOADER_BOX)) if bootloader else None
+        self.shipped_vm = Job("the shipped VM, warmed into the VM cache",
+                              self._warm_shipped_vm) if warm_vm else None
+
+    def _write(self, line: str) -> None:
+        with self._log_lock, self.log.open("a") as log:
+            log.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+
+    def _engines(self, vm: bool) -> Any:
+        hostsetup.ensure_host(self.progress, need_docker=True, need_libvirt=vm)
+        return connect()
+
+    def _after_engines(self, box: images.BoxRecipe) -> Callable[[], str]:
+        def build() -> str:
+            self.engines.wait()
+            return images.ensure_box(self.progress, cancel=self.cancel, box=box)
+        return build
+
+    def _warm_shipped_vm(self) -> None:
+        """``up --target=vm`` of the shipped files until the run restores or saves its VM: the
+        first run on a cold machine provisions and caches, the second boots from the cache
+        and saves. In a process of its own, so that leak checks count it as another run's."""
+        assert self.box is not None
+        self.box.wait()
+        for _ in range(WARM_UP_RUNS):
+            process = procs.spawn([sys.executable, "-m", "pytest_vmcontainer", "up",
+                                   "--target=vm"], self.cancel, cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            assert process.stdout is not None
+            output = process.stdout.read().decode(errors="replace")
+            self._write(output.rstrip())
+            if procs.wait(process) != 0:
+                raise RuntimeError(f"warming the shipped VM failed: {output[-2000:]}")
+            if any(word in output for word in WARMED):
+                return
+        raise RuntimeError(f"the shipped VM was not saved after {WARM_UP_RUNS} runs; see "
+                           f"{self.log}")
+
+    def wait(self, request: pytest.FixtureRequest, job: Job[Any] | None) -> Any:
+        """The job's result, saying on the terminal when the test has to wait for it."""
+        assert job is not None, "not prepared: the lane markers and the fixtures disagree"
+        if job.done:
+            return job.wait()
+        started = time.monotonic()
+        with _visible(request):
+            print(f"\n[tests] waiting for {job.name} (log {self.log})", flush=True)
+            try:
+                return job.wait()
+            finally:
+                print(f"[tests] {job.name}: waited {time.monotonic() - started:.0f}s",
+                      flush=True)
+
+    def stop(self) -> None:
+        """Ctrl-C or the end of the run: stop the builds and the warm-up by their ids."""
+        self.cancel.set()
+        procs.stop_all()
+
+
+PREPARED = pytest.StashKey[Prepared]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    selected = [item for item in session.items if item.get_closest_marker("integration")]
+    if not selected or hasattr(session.config, "workerinput"):
+        return
+    fixtures = {name for item in selected for name in getattr(item, "fixturenames", ())}
+    vm = any(item.get_closest_marker("vm") for item in selected) or "bases" in fixtures
+    session.config.stash[PREPARED] = Prepared(
+        vm=vm, bootloader="bootloader_box" in fixtures, warm_vm="shipped_vm" in fixtures)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    prepared = session.config.stash.get(PREPARED, None)
+    if prepared is not None:
+        prepared.stop()
+
+
+def _prepared(request: pytest.FixtureRequest) -> Prepared:
+    return request.config.stash[PREPARED]
 
 
 @pytest.fixture(scope="session")
-def docker_client(request: pytest.FixtureRequest) -> Iterator[Any]:
-    with _visible(request):
-        hostsetup.ensure_host(Progress())
-    client = connect()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="session")
-def bases(request: pytest.FixtureRequest, docker_client: Any) -> None:
-    """Both bases built (a cold build takes minutes: its progress is shown)."""
-    with _visible(request):
-        images.ensure_bases(Progress(), docker_client, want_box=True)
+def docker_client(request: pytest.FixtureRequest) -> Any:
+    """The Docker engine, once the host is set up (packages, dockerd, libvirtd)."""
+    prepared = _prepared(request)
+    return prepared.wait(request, prepared.engines)
 
 
 @pytest.fixture(scope="session")
 def docker_base(request: pytest.FixtureRequest, docker_client: Any) -> None:
     """The Docker base only, for tests that bring up no VM (they leave the box alone)."""
-    with _visible(request):
-        images.ensure_bases(Progress(), docker_client, want_box=False)
+    prepared = _prepared(request)
+    prepared.wait(request, prepared.docker_base)
 
 
 @pytest.fixture(scope="session")
-def bootloader_box(request: pytest.FixtureRequest, docker_client: Any) -> str:
+def bases(request: pytest.FixtureRequest, docker_base: None) -> None:
+    """Both bases built (a cold build takes minutes: see the prepared log)."""
+    prepared = _prepared(request)
+    prepared.wait(request, prepared.box)
+
+
+@pytest.fixture(scope="session")
+def bootloader_box(request: pytest.FixtureRequest, bases: None) -> str:
     """The box built like a public one (GRUB, Vagrant's key replacement), built before the
-    run that uses it, so a cold build (minutes, with progress) is not counted against that
-    run's timeout; the run's VagrantTarget.prepare then finds it current."""
-    with _visible(request):
-        return images.ensure_box(Progress(), box=images.BOOTLOADER_BOX)
+    run that uses it, so that its cold build is not counted against that run's timeout."""
+    prepared = _prepared(request)
+    name: str = prepared.wait(request, prepared.bootloader_box)
+    return name
+
+
+@pytest.fixture(scope="session")
+def shipped_vm(request: pytest.FixtureRequest, bases: None) -> None:
+    """The shipped Vagrantfile's VM is in the provisioned-VM cache and has a saved running
+    state: runs of the shipped files restore it in seconds, whichever test comes first."""
+    prepared = _prepared(request)
+    prepared.wait(request, prepared.shipped_vm)
+
+
+@pytest.fixture
+def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A ``VMC_HOME`` of this test's own (for this process and the runs it starts), for tests
+    that clean, evict or sweep: whatever they remove, the shared home's caches and every
+    other run's targets stay. Ask for it before ``leak_check``."""
+    home = tmp_path / "vmc-home"
+    home.mkdir()
+    monkeypatch.setenv(paths.HOME_ENV, str(home))
+    yield home
+    from pytest_vmcontainer.host import libvirt
+
+    libvirt.remove_storage_pool()  # this home's, when a run made one
 
 
 def _visible(request: pytest.FixtureRequest) -> Any:

@@ -28,8 +28,10 @@ def _session_id(output: str) -> str:
     return match.group(1)
 
 
+@pytest.mark.vm
 def test_parity_suite_on_both_and_cleanup_after_a_failing_test(
-        pytester: pytest.Pytester, docker_client: Any, bases: None, leak_check: None) -> None:
+        pytester: pytest.Pytester, docker_client: Any, shipped_vm: None,
+        leak_check: None) -> None:
     failing = pytester.makepyfile(test_failing="""
         def test_fails_on_purpose(host):
             assert host.file("/etc/nginx/nginx.conf").exists
@@ -50,6 +52,7 @@ def test_parity_suite_on_both_and_cleanup_after_a_failing_test(
     assert leftovers(_session_id(result.stdout.str())) == []
 
 
+@pytest.mark.vm
 def test_vm_provisioning_failure_fails_vm_tests_only(
         pytester: pytest.Pytester, tmp_path: Path, bases: None, leak_check: None) -> None:
     vagrantfile = (ROOT / "Vagrantfile").read_text().replace(
@@ -95,8 +98,10 @@ def _interrupt_when(directory: Path, args: list[str], ready: Callable[[], T], wh
     return seen, run.returncode, output
 
 
+@pytest.mark.vm
 def test_sigint_during_vagrant_up_leaves_nothing(
-        pytester: pytest.Pytester, docker_client: Any, bases: None, leak_check: None) -> None:
+        pytester: pytest.Pytester, docker_client: Any, shipped_vm: None,
+        leak_check: None) -> None:
     pytester.makepyfile(test_vm="def test_vm(vm):\n    assert vm.mode\n")
     before = set(libvirt_names("vmc-"))
     domains, returncode, output = _interrupt_when(
@@ -111,7 +116,7 @@ def test_sigint_during_vagrant_up_leaves_nothing(
 
 
 def test_sigint_during_image_build_leaves_nothing(
-        pytester: pytest.Pytester, tmp_path: Path, docker_client: Any, bases: None,
+        pytester: pytest.Pytester, tmp_path: Path, docker_client: Any, docker_base: None,
         leak_check: None) -> None:
     marker = f"vmc-sigint-build-{os.getpid()}-{id(tmp_path):x}"  # finds this build's RUN step
     original = "RUN sh /tmp/provision/provision.sh"
@@ -137,7 +142,8 @@ def test_sigint_during_image_build_leaves_nothing(
 
 
 def test_sigterm_during_tests_removes_the_container(
-        pytester: pytest.Pytester, docker_client: Any, bases: None, leak_check: None) -> None:
+        pytester: pytest.Pytester, docker_client: Any, docker_base: None,
+        leak_check: None) -> None:
     started = pytester.path / "started"
     pytester.makepyfile(test_slow=f"""
         import pathlib, time
@@ -162,7 +168,8 @@ def test_sigterm_during_tests_removes_the_container(
 
 
 def test_keep_on_failure_then_clean(pytester: pytest.Pytester, docker_client: Any,
-                                    bases: None) -> None:
+                                    docker_base: None, own_home: Path,
+                                    leak_check: None) -> None:
     pytester.makepyfile(test_fail="def test_fail(container):\n    assert False\n")
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--target=container", "--vmc-keep=on-failure",
@@ -179,7 +186,8 @@ def test_keep_on_failure_then_clean(pytester: pytest.Pytester, docker_client: An
 
 
 def test_reuse_keeps_the_container_until_its_inputs_change(
-        pytester: pytest.Pytester, tmp_path: Path, docker_client: Any, bases: None) -> None:
+        pytester: pytest.Pytester, tmp_path: Path, docker_client: Any, docker_base: None,
+        own_home: Path, leak_check: None) -> None:
     project = write_project(tmp_path / "project")
     seen = tmp_path / "seen"
     pytester.makepyfile(test_id=f"""

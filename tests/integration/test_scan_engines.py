@@ -14,7 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import ROOT, write_project
+
+pytestmark = pytest.mark.vm
 
 DRIFTING_PROVISION = """
 if [ -d /run/systemd/system ]; then

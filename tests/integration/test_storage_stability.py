@@ -3,7 +3,9 @@
 The row that used to flip: with QEMU's default disk cache the VM's O_DIRECT reads
 came from the host's page cache, so one run said "does not hold" and the next
 "not measurable". With cache=none for the measured VM and intervals over the
-rounds, two consecutive runs must give the same verdict.
+rounds, two consecutive runs must give the same verdict, and decide the same figures
+the same way. A row that decides nothing would agree with itself forever, so at least
+one figure (write or read, container/VM) must be decided in each run.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ from typing import Any
 
 import pytest
 
+from pytest_vmcontainer.comparison import rows, stats
 from pytest_vmcontainer.comparison.report import load_report
 from tests.integration.conftest import ROOT
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
+FIGURES = ("write, container/VM", "read, container/VM")
 
 
 def _storage_verdict(pytester: pytest.Pytester, reports: Path) -> dict[str, Any]:
@@ -23,8 +29,8 @@ def _storage_verdict(pytester: pytest.Pytester, reports: Path) -> dict[str, Any]
         "--rootdir", str(ROOT), "-p", "no:cacheprovider", "--target=both", "-k", "storage",
         f"--vmc-report={reports}", "--vmc-rounds=3", "--vmc-warmup=1", timeout=2400)
     result.assert_outcomes(passed=2)
-    rows = {row["id"]: row for row in load_report(reports / "comparison.json")["rows"]}
-    storage = rows["storage"]
+    found = {row["id"]: row for row in load_report(reports / "comparison.json")["rows"]}
+    storage = found["storage"]
     assert storage["figures"]["vm"]["disk_cache"] == "none"
     assert storage["figures"]["vm"]["working_set_mib"] >= 256
     assert "volume_write_mb_s" in storage["figures"]["container"]
@@ -32,10 +38,25 @@ def _storage_verdict(pytester: pytest.Pytester, reports: Path) -> dict[str, Any]
     return verdict
 
 
+def _sides(verdict: dict[str, Any]) -> dict[str, str]:
+    """Each figure's decision against the row's margin, from the intervals the verdict kept."""
+    sides = {}
+    for figure in FIGURES:
+        interval = stats.Interval(**verdict["evidence"][figure])
+        assert interval.known, (figure, interval)  # measured, with enough rounds
+        sides[figure] = stats.against(interval, rows.MARGIN).side
+    return sides
+
+
 def test_two_runs_of_the_storage_row_give_the_same_verdict(
-        pytester: pytest.Pytester, tmp_path: Path, docker_client: Any, bases: None,
+        pytester: pytest.Pytester, tmp_path: Path, docker_client: Any, shipped_vm: None,
         leak_check: None) -> None:
     first = _storage_verdict(pytester, tmp_path / "first")
     second = _storage_verdict(pytester, tmp_path / "second")
     assert "page cache" not in first["reason"], first  # the cache mode was accepted
     assert first["status"] == second["status"], (first["reason"], second["reason"])
+    first_sides, second_sides = _sides(first), _sides(second)
+    decided = {figure: side for figure, side in first_sides.items() if side != stats.UNDECIDED}
+    assert decided, f"the row decided no figure: {first['reason']}"
+    assert decided == {f: s for f, s in second_sides.items() if f in decided}, (
+        first["reason"], second["reason"])

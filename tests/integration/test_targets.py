@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from pytest_vmcontainer.harness import Harness, HarnessConfig
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.waiting import http_get
 from tests.integration.conftest import ROOT, leftovers
+
+pytestmark = pytest.mark.vm
 
 FILES = ("/etc/nginx/nginx.conf", "/etc/nginx/sites-available/default",
          "/var/www/html/index.html")
@@ -22,7 +26,7 @@ def _facts(target: Any) -> dict[str, Any]:
             "status": response.status, "body": response.body}
 
 
-def test_both_targets_identical_then_nothing_left(docker_client: Any, bases: None,
+def test_both_targets_identical_then_nothing_left(docker_client: Any, shipped_vm: None,
                                                   leak_check: None) -> None:
     config = HarnessConfig(vagrantfile=ROOT / "Vagrantfile", dockerfile=ROOT / "Dockerfile",
                            provision_inputs=(ROOT / "fixtures",))

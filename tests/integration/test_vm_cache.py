@@ -1,6 +1,10 @@
 """The provisioned-VM cache on real Vagrant/libvirt: a fresh VM from the cache (booted, then
 restored from its saved state), no stale hit, and an interrupted write that leaves nothing a
-later run would trust."""
+later run would trust.
+
+The project's provisioner is trivial (a page served by the box's own python3, enabled at
+boot): this test is about caching, not apt.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,43 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets import vmcache
-from tests.integration.conftest import leftovers, write_project
+from tests.integration.conftest import leftovers
+
+pytestmark = pytest.mark.vm
+
+VAGRANTFILE = """
+Vagrant.configure("2") do |config|
+  config.vm.box = "pytest-vmcontainer/debian-12"
+  config.vm.network "forwarded_port", guest: 8000, host: 18000, host_ip: "127.0.0.1"
+  config.vm.provider "libvirt" do |lv|
+    lv.memory = 1024
+    lv.cpus = 2
+  end
+  config.vm.provision "shell", path: "provision.sh"
+end
+"""
+
+PROVISION = """#!/bin/sh
+set -eu
+mkdir -p /srv/page
+echo '{token}' > /srv/page/index.html
+cat > /etc/systemd/system/page.service <<UNIT
+[Service]
+ExecStart=/usr/bin/python3 -m http.server 8000 --directory /srv/page
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl enable --now page.service
+"""
 
 TESTS = """
 import pathlib
+
+from pytest_vmcontainer.runtime.waiting import http_get
 
 
 def test_writes_a_file(vm):
@@ -24,6 +59,7 @@ def test_writes_a_file(vm):
 
 
 def test_fresh(vm):
+    assert http_get(vm.url("/", port=8000)).status == 200  # enabled at boot, proven by it
     (pathlib.Path(__file__).parent / "seen.txt").open("a").write(
         vm.resource_name + " " + str(vm.run("test -e /var/tmp/made-by-an-earlier-run").rc)
         + " " + vm.origin + "\\n")
@@ -41,12 +77,27 @@ def _entries(project: Path) -> set[str]:
             if entry.info().get("vagrantfile") == str(project / "Vagrantfile")}
 
 
+def _project(directory: Path, token: str) -> Path:
+    directory.mkdir()
+    (directory / "Vagrantfile").write_text(VAGRANTFILE)
+    (directory / "provision.sh").write_text(PROVISION.format(token=token))
+    (directory / "pytest.ini").write_text("[pytest]\n")
+    (directory / "test_vm.py").write_text(TESTS)
+    return directory
+
+
 def test_a_second_run_starts_a_fresh_vm_from_the_cache(tmp_path: Path, bases: None,
                                                       leak_check: None) -> None:
-    project = write_project(tmp_path / "project")
     token = secrets.token_hex(8)  # inputs of this test only: the first run cannot hit
-    (project / "fixtures" / "index.html").write_text(f"<p>{token}</p>\n")
-    (project / "test_vm.py").write_text(TESTS)
+    project = _project(tmp_path / "project", token)
+    try:
+        _cache_runs(project, token)
+    finally:
+        vmcache.remove_entries(_entries(project))  # this test's entries, whatever happened
+    assert not _entries(project)
+
+
+def _cache_runs(project: Path, token: str) -> None:
     first = _run(project)
     assert first.returncode == 0, first.stdout
     assert re.search(r"vm: vmc-\w+-default \(.*provisioned, then cached as \w+\)", first.stdout)
@@ -72,7 +123,7 @@ def test_a_second_run_starts_a_fresh_vm_from_the_cache(tmp_path: Path, bases: No
 
     # A changed provisioning input provisions again; Ctrl-C while that disk is being
     # written into the cache leaves no entry and no half-written one.
-    (project / "fixtures" / "index.html").write_text(f"<p>{token} changed</p>\n")
+    (project / "provision.sh").write_text(PROVISION.format(token=f"{token} changed"))
     partials = set(vmcache.cache_dir().glob(".partial-*"))
     run = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
                             "--target=vm", "-k", "fresh"], cwd=project, stdout=subprocess.PIPE,
@@ -90,4 +141,3 @@ def test_a_second_run_starts_a_fresh_vm_from_the_cache(tmp_path: Path, bases: No
     assert len(_entries(project)) == 1, output  # only the first inputs' entry
     session = re.search(r"vmc-(\w+)-default", output)
     assert session and leftovers(session.group(1)) == [], output
-    vmcache.remove_entries(_entries(project))

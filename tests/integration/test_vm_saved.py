@@ -11,12 +11,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pytest_vmcontainer import lifecycle, targets
 from pytest_vmcontainer.host import libvirt
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets import vmcache, vmsaved
 from tests.integration.conftest import ROOT, leftovers
 
+pytestmark = pytest.mark.vm
 SUITE = str(ROOT / "suites" / "test_parity.py")
 
 
@@ -32,7 +35,8 @@ def _parity_run(report: Path, *args: str) -> tuple[str, dict[tuple[str, str], An
     return run.stdout, values
 
 
-def test_a_restored_vm_gives_the_parity_values_of_a_booted_one(tmp_path: Path, bases: None,
+def test_a_restored_vm_gives_the_parity_values_of_a_booted_one(tmp_path: Path,
+                                                              shipped_vm: None,
                                                               leak_check: None) -> None:
     booted_output, booted = _parity_run(tmp_path / "booted", "--vmc-no-vm-restore")
     assert re.search(r"vm: vmc-\w+-default \(.*, from the VM cache\)", booted_output)
@@ -43,7 +47,8 @@ def test_a_restored_vm_gives_the_parity_values_of_a_booted_one(tmp_path: Path, b
     assert len(booted) >= 12 and restored == booted
 
 
-def test_a_killed_runs_restored_vm_goes_with_the_next_sweep(tmp_path: Path, bases: None,
+def test_a_killed_runs_restored_vm_goes_with_the_next_sweep(tmp_path: Path,
+                                                             shipped_vm: None,
                                                              leak_check: None) -> None:
     started = tmp_path / "started"
     (tmp_path / "test_wait.py").write_text(
@@ -66,8 +71,9 @@ def test_a_killed_runs_restored_vm_goes_with_the_next_sweep(tmp_path: Path, base
     slot_id = domain.split("-")[1]
     assert vmsaved.is_slot_id(slot_id), domain  # the VM was restored, under its slot's name
     assert domain in libvirt.domain_names()  # left by the killed run...
-    removed = lifecycle.sweep(targets.default_leftovers())
-    assert f"libvirt {domain}" in removed, removed  # ...and found by the sweep
+    # ...and found by the sweep (of that slot only: this test touches no other run's state)
+    removed = lifecycle.sweep(targets.default_leftovers(), only={slot_id})
+    assert f"libvirt {domain}" in removed, removed
     assert leftovers(slot_id) == []
     # The saved state itself stays for the next run.
     assert any(vmsaved.Slot(key.name, slot_id).saved()

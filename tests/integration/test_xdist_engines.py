@@ -16,6 +16,7 @@ from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets.base import SESSION_LABEL
 from tests.integration.conftest import ROOT, leftovers, owned_containers
 
+pytestmark = pytest.mark.vm
 SUITE = str(ROOT / "suites" / "test_parity.py")
 ARGS = ("-p", "no:cacheprovider", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT),
         "--target=both")
@@ -76,7 +77,7 @@ class Census:
         self._thread.join()
 
 
-def test_two_workers_share_one_vm_and_one_container(docker_client: Any, bases: None,
+def test_two_workers_share_one_vm_and_one_container(docker_client: Any, shipped_vm: None,
                                                     leak_check: None) -> None:
     serial = _pytest("-n", "0")
     serial_output, _ = serial.communicate(timeout=1800)
@@ -96,7 +97,7 @@ def test_two_workers_share_one_vm_and_one_container(docker_client: Any, bases: N
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_during_bring_up_under_xdist_leaves_nothing(
-        docker_client: Any, bases: None, leak_check: None, sig: int) -> None:
+        docker_client: Any, shipped_vm: None, leak_check: None, sig: int) -> None:
     before = set(libvirt.domain_names())
     run = _pytest("-n", "2")
     try:

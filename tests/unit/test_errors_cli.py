@@ -74,3 +74,27 @@ def test_up_rejects_a_bogus_target(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["up", "--target", "bogus"])
     assert raised.value.code == 2
     assert "invalid choice: 'bogus'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "session", "command"), [
+    (["exec", "vm", "--", "uname", "-a"], None, ["uname", "-a"]),
+    (["exec", "vm", "--session", "1a2b", "--", "sh", "-c", "echo hi"], "1a2b",
+     ["sh", "-c", "echo hi"]),  # the option after the kind, as the README writes it
+    (["exec", "--session", "1a2b", "container", "--", "ls", "-l"], "1a2b", ["ls", "-l"]),
+    (["exec", "vm", "--", "--", "x"], None, ["--", "x"]),  # only the first -- separates
+])
+def test_exec_takes_the_command_after_the_first_double_dash(
+        argv: list[str], session: str | None, command: list[str]) -> None:
+    args = cli.parse(argv)
+    assert (args.session, args.remote_command) == (session, command)
+
+
+def test_exec_without_a_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["exec", "vm"]) == 1
+    assert "exec needs a command" in capsys.readouterr().err
+
+
+def test_a_command_after_double_dash_is_only_for_exec(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["list", "--", "uname"])
+    assert "unrecognized arguments: -- uname" in capsys.readouterr().err

@@ -120,6 +120,9 @@ class _FakeSource(Leftovers):
     def remove(self, session_id: str) -> list[str]:
         return self.things.pop(session_id, [])
 
+    def remove_orphans(self) -> list[str]:
+        return ["image of a deleted project"]
+
 
 def test_the_sweep_removes_only_dead_sessions_of_its_own_home() -> None:
     live = Session.open("live")
@@ -129,10 +132,11 @@ def test_the_sweep_removes_only_dead_sessions_of_its_own_home() -> None:
     source = _FakeSource({"live": ["container live"], "dead": ["container dead"],
                           "kept": ["container kept"], "other": ["container other"]})
     try:
-        assert lifecycle.sweep([source]) == ["container dead", "session dir dead"]
+        # Beside a build (the start of a run), orphans wait: the build may reuse their layers.
+        assert lifecycle.sweep([source], orphans=False) == ["container dead", "session dir dead"]
         # clean: kept targets too, still never a live run's or another home's
         assert lifecycle.sweep([source], include_marked=True) == [
-            "container kept", "session dir kept"]
+            "container kept", "image of a deleted project", "session dir kept"]
         assert sorted(source.things) == ["live", "other"]
     finally:
         live.close()

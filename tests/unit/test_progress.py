@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 
 import pytest
 
@@ -42,9 +41,17 @@ def test_step_reports_interrupts_as_failures() -> None:
 
 
 def test_heartbeat_while_the_step_is_quiet() -> None:
-    progress, lines = _progress(heartbeat_seconds=0.05)
+    lines: list[str] = []
+    two_beats = threading.Event()
+
+    def write(line: str) -> None:
+        lines.append(line)
+        if sum("still running" in seen for seen in lines) >= 2:
+            two_beats.set()
+
+    progress = Progress(write=write, heartbeat_seconds=0.05)
     with progress.step("cold build"):
-        time.sleep(0.18)
+        assert two_beats.wait(timeout=30)  # the step stays quiet until two heartbeats came
     beats = [line for line in lines if "still running" in line]
     assert beats, lines
     assert all(re.fullmatch(r"\[vmcontainer\] cold build: still running \(\d+s\)", b)
@@ -57,9 +64,9 @@ def test_no_heartbeat_after_the_step() -> None:
     with progress.step("quick"):
         pass
     count = len(lines)
-    time.sleep(0.06)
-    assert len(lines) == count
+    # The heartbeat thread is joined when the step ends: nothing is left to write a line.
     assert not [t for t in threading.enumerate() if t.name == "progress:quick"]
+    assert len(lines) == count
 
 
 def test_detail_only_when_verbose() -> None:

@@ -1,8 +1,9 @@
 """The parity scan in pytest runs (pytester): when it runs, where it shows, how it fails.
 
 Both kinds are the test process itself (``tests/unit/standin.py``); the collector
-really runs through testinfra's ``local://``. The "container" side's host adds a
-package to what the collector prints, so that the two sides drift by one item.
+really runs through testinfra's ``local://``, once: both sides get its output (the local
+host changes while it runs), and the "container" side's gains a package, so that the two
+sides drift by exactly one item.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from tests.unit import standin
 pytest_plugins = ["pytester"]
 
 DRIFT = '''
+import threading
 from types import SimpleNamespace
 
 _plain_host = LocalTarget._make_host
+_SCAN = {}  # the local host's one scan: both sides see the same, whatever runs meanwhile
+_SCAN_LOCK = threading.Lock()
 
 
 class DriftingHost:
@@ -30,14 +34,17 @@ class DriftingHost:
         self._host, self._kind = host, kind
 
     def run(self, command, *args):
-        result = self._host.run(command, *args)
         if "VMC_SCAN_PATHS=" not in command:
-            return result
+            return self._host.run(command, *args)
         event(f"scan {self._kind}")
-        out = result.stdout_bytes
+        with _SCAN_LOCK:
+            if "out" not in _SCAN:
+                result = self._host.run(command, *args)
+                _SCAN.update(rc=result.rc, out=result.stdout_bytes)
+        out = _SCAN["out"]
         if self._kind == "container":
             out = out.replace(b"\\n@@ apk\\n", b"\\ndrift-only-here\\t1.0\\n@@ apk\\n")
-        return SimpleNamespace(rc=result.rc, stdout_bytes=out)
+        return SimpleNamespace(rc=_SCAN["rc"], stdout_bytes=out)
 
     def __getattr__(self, name):
         return getattr(self._host, name)
