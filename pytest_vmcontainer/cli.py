@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pytest_vmcontainer import lifecycle, targets
 from pytest_vmcontainer.errors import ReportError, TargetError, UsageError, VmcError
@@ -221,6 +222,67 @@ def _cmd_report(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
+def _scan_host(spec: str, session: str | None) -> tuple[Any, str, Target | None]:
+    """(testinfra Host, label, kept target or None) for a HOST argument of ``scan``."""
+    if spec in ("vm", "container"):
+        target = _saved_target(spec, session)
+        return target.host, f"{spec} {target.resource_name}", target
+    if "://" not in spec:
+        raise UsageError(f"{spec!r} is not a host to scan",
+                         "give a testinfra host (ssh://user@host?sudo=true, docker://NAME, "
+                         "local://, ...) or vm / container for a kept target")
+    import testinfra
+
+    try:
+        return testinfra.get_host(spec), spec, None
+    except Exception as error:  # testinfra's backends raise what they like
+        raise UsageError(f"cannot use {spec} ({error})",
+                         "give a testinfra host such as ssh://user@host?sudo=true, "
+                         "docker://NAME or local://") from None
+
+
+def _cmd_scan(args: argparse.Namespace, progress: Progress) -> int:
+    """Compare any two hosts with the parity scan: HOST_A in the VM's column, HOST_B in the
+    container's, so the same noise and nature rules apply; kept targets by kind."""
+    from pytest_vmcontainer import runreport, scan
+    from pytest_vmcontainer.comparison.measure import host_facts
+    from pytest_vmcontainer.comparison.results import ComparisonReport
+    from pytest_vmcontainer.parity import ParityStore
+    from pytest_vmcontainer.scan import render
+    from pytest_vmcontainer.scan.bases import scan_bases
+    from pytest_vmcontainer.scan.compare import Bases
+    from pytest_vmcontainer.scan.rules import parse_user_rules
+
+    rules = parse_user_rules(args.expect or [], "--expect")
+    (vm_host, vm_label, vm), (ct_host, ct_label, ct) = (
+        _scan_host(spec, args.session) for spec in (args.host_a, args.host_b))
+    ports: set[int] | None = set(args.ports) if args.ports else None
+    if vm is not None and ct is not None and vm.kind == "vm" and ct.kind == "container":
+        bases = scan_bases(vm.spec.vagrantfile, ct.spec.dockerfile)
+        ports = ports or set(vm.host_ports) | set(ct.host_ports)
+    else:
+        bases = Bases(missing="bases not scanned: the hosts were given by address")
+    result = scan.scan_hosts({"vm": vm_host, "container": ct_host},
+                             {"vm": vm_label, "container": ct_label},
+                             [p for paths in args.paths or [] for p in paths.split()], rules,
+                             bases, ports)
+    for line in render.terminal_lines(result):
+        print(line)
+    if args.report:
+        empty = ComparisonReport(generated_at=runreport.now(),
+                                 host=host_facts(with_vm_tools=False, with_docker=False),
+                                 vm_mode=None, vm_mode_reason="", settings={}, rows=[])
+        report = runreport.RunReport(empty, ParityStore(), [], None, scan=result)
+        written = runreport.write(report, Path(args.report))
+        print("report: " + ", ".join(str(path) for path in written.values()))
+    if args.fail_on_diff and result.unexpected:
+        raise ReportError(f"the scan found {len(result.unexpected)} unexpected difference"
+                          f"{'s' if len(result.unexpected) > 1 else ''}",
+                          "align the hosts, or expect the difference with --expect "
+                          "'CATEGORY GLOB reason'")
+    return 0
+
+
 def _cmd_accel(args: argparse.Namespace, progress: Progress) -> int:
     if not bases.box_kernel().exists():
         raise UsageError("the box is not built yet", "run 'python -m pytest_vmcontainer build'")
@@ -291,6 +353,29 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("--fail-on-diff", action="store_true",
                       help="exit 1 when the parity matrix has unexpected differences (a merged "
                            "run's targets were never compared inside a test)")
+    scan = commands.add_parser(
+        "scan", help="compare two hosts with the parity scan (no test written)",
+        description="Compare two hosts: packages, users, groups, listening ports, processes, "
+                    "files under /etc, the serving processes' environment and limits, "
+                    "namespaced sysctls, timezone, locale and resolver. HOST_A takes the VM's "
+                    "column and HOST_B the container's, so the same rules apply.")
+    scan.add_argument("host_a", metavar="HOST_A",
+                      help="a testinfra host (ssh://user@host?sudo=true, docker://NAME, "
+                           "local://, ...), or 'vm' for the kept VM target")
+    scan.add_argument("host_b", metavar="HOST_B",
+                      help="likewise; or 'container' for the kept container target")
+    scan.add_argument("--paths", action="append", metavar="PATH",
+                      help="more paths to list besides /etc (repeatable)")
+    scan.add_argument("--ports", type=int, nargs="+", metavar="PORT",
+                      help="compare the environment and limits of the processes serving "
+                           "these ports (default: every process listening on both hosts)")
+    scan.add_argument("--expect", action="append", metavar="'CATEGORY GLOB reason'",
+                      help="a difference to show as expected (repeatable)")
+    scan.add_argument("--session", help="the session of the kept targets (see 'list')")
+    scan.add_argument("--report", metavar="DIR",
+                      help="write scan.json and the Markdown and HTML report into DIR")
+    scan.add_argument("--fail-on-diff", action="store_true",
+                      help="exit 1 when the scan finds unexpected differences")
     return top
 
 
@@ -303,7 +388,7 @@ def _cmd_exec(args: argparse.Namespace, progress: Progress) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace, Progress], int]] = {
     "setup": _cmd_setup, "build": _cmd_build, "up": _cmd_up, "clean": _cmd_clean,
     "accel": _cmd_accel, "report": _cmd_report, "list": _cmd_list, "login": _cmd_login,
-    "exec": _cmd_exec, "init": _cmd_init,
+    "exec": _cmd_exec, "init": _cmd_init, "scan": _cmd_scan,
 }
 
 

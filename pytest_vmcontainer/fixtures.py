@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_vmcontainer import shared
+from pytest_vmcontainer import scanrun, shared
 from pytest_vmcontainer.errors import VmcError
 from pytest_vmcontainer.parity import Parity
 from pytest_vmcontainer.run import (
@@ -46,6 +46,7 @@ def _get_target(state: RunState, kind: str) -> Target:
         if kind not in state.attached:
             try:
                 state.attached[kind] = shared.attach(state.shared_dir, kind)
+                scanrun.wait(state)  # the controller scans both targets before any test
             except VmcError as error:
                 fail_for(kind, error)
         return state.attached[kind]
@@ -53,7 +54,10 @@ def _get_target(state: RunState, kind: str) -> Target:
     try:
         # Start every needed target now, so that both come up concurrently.
         harness.start(sorted(state.needed | {kind}))
-        return harness.get(kind, on_wait=state.terminal.flush)
+        scanrun.start(state)
+        ready = harness.get(kind, on_wait=state.terminal.flush)
+        scanrun.wait(state)  # once both are ready, the scan runs before the first test
+        return ready
     except VmcError as error:
         fail_for(kind, error)
     finally:

@@ -19,6 +19,7 @@ from pytest_vmcontainer.errors import SettingError
 # --target values and the kinds each selects; --vmc-keep values (also used by the command line).
 TARGETS = {"both": ("vm", "container"), "vm": ("vm",), "container": ("container",)}
 KEEP = ("never", "on-failure", "always")
+SCAN = ("off", "report", "fail")
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off", "")
 
@@ -31,7 +32,8 @@ class Setting:
     default: str
     help: str
     choices: tuple[str, ...] = ()
-    kind: str = "str"  # str | bool | path | optpath | paths | int | count | ports | float
+    # str | bool | path | optpath | paths | int | count | ports | float | readypath | words | lines
+    kind: str = "str"
     flag_value: str | None = None  # a bool's flag takes no argument and stores this
 
     def parse(self, raw: str, source: str, base: Path) -> Any:
@@ -81,6 +83,10 @@ class Setting:
             return parse_ready_path(value, where)
         if self.kind == "paths":
             return tuple((base / p).resolve() for p in value.replace(",", " ").split())
+        if self.kind == "words":  # not resolved: e.g. paths inside the targets
+            return tuple(value.replace(",", " ").split())
+        if self.kind == "lines":
+            return tuple(line.strip() for line in raw.splitlines() if line.strip())
         return value
 
 
@@ -152,6 +158,17 @@ SETTINGS = (
             "time cap of that load in seconds", kind="float"),
     Setting("vmc_report", "--vmc-report", "VMC_REPORT", "",
             "directory for the comparison report (JSON, Markdown, HTML)", kind="optpath"),
+    Setting("vmc_scan", "--vmc-scan", "VMC_SCAN", "report",
+            "the parity scan of both targets before the first test: off, report (show what "
+            "differs) or fail (also a failing test item when something differs unexpectedly); "
+            "it runs only when both targets do", SCAN),
+    Setting("vmc_scan_paths", "--vmc-scan-paths", "VMC_SCAN_PATHS", "",
+            "paths inside the targets that the scan lists besides /etc (e.g. /srv/app "
+            "/usr/local/bin)", kind="words"),
+    Setting("vmc_scan_expect", "--vmc-scan-expect", "VMC_SCAN_EXPECT", "",
+            "differences the scan shows as expected: one 'CATEGORY GLOB reason' per line "
+            "(categories: package, user, group, port, process, file, environment, limit, "
+            "sysctl, system)", kind="lines"),
     Setting("vmc_host_setup", "--vmc-no-host-setup", "VMC_HOST_SETUP", "true",
             "install and start missing Debian packages and daemons (as root); the flag turns "
             "this off", kind="bool", flag_value="false"),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_vmcontainer import hookspecs, options, run, runreport, shared, targets
+from pytest_vmcontainer import hookspecs, options, run, runreport, scanrun, shared, targets
 from pytest_vmcontainer.errors import SettingError, VmcError
 from pytest_vmcontainer.run import (
     PARAMETRIZED_FIXTURES,
@@ -100,6 +100,10 @@ def pytest_configure(config: pytest.Config) -> None:
     extra_rows = [row for rows in config.hook.pytest_vmcontainer_comparison_rows() for row in rows]
     state = RunState(settings, kinds, TerminalProgress(config), hooks=harness_hooks(config),
                      extra_rows=extra_rows)
+    try:
+        scanrun.user_rules(state)  # a bad vmc_scan_expect line stops the run before it starts
+    except SettingError as error:
+        raise pytest.UsageError(str(error)) from None
     if workerinput is not None:
         state.worker = str(workerinput.get("workerid", "gw?"))
         shared_dir = workerinput.get(shared.SESSION_KEY)
@@ -155,6 +159,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         state.needed.update(kind for kind in TARGET_FIXTURES if kind in names)
         item.user_properties.extend(run.target_properties(item))
     state.needed &= set(state.kinds)
+    scanrun.add_item(session, items)
     run.note_collection(state, (item.nodeid for item in items))
     if state.shared_dir is not None and state.worker is not None:
         shared.publish_needed(state.shared_dir, state.worker, state.needed)
@@ -179,6 +184,7 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
     if kinds:
         try:
             harness.start(kinds)
+            scanrun.start(state)
         except VmcError as error:
             harness.publish_failure(kinds, error)
 
@@ -237,6 +243,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = state_of(session.config)
     # An interrupted run is not a failed one: --vmc-keep=on-failure keeps nothing after Ctrl-C.
     teardown(state, failed=bool(session.testsfailed))
+    scanrun.finish(state)
     state.terminal.flush(capture_active=False)
     try:
         run.write_report(state)

@@ -36,6 +36,8 @@ from pytest_vmcontainer.runtime.progress import Progress
 
 if TYPE_CHECKING:
     from pytest_vmcontainer.comparison.measure import Comparison
+    from pytest_vmcontainer.runtime.background import Job
+    from pytest_vmcontainer.scan.model import ScanResult
     from pytest_vmcontainer.targets.base import Target, TargetSpec
 
 TARGET_FIXTURES = ("vm", "container")
@@ -140,6 +142,8 @@ class RunState:
     previous_sigterm: Any = None
     comparison: Comparison | None = None
     user_benchmarks: UserBenchmarks = field(default_factory=UserBenchmarks)
+    scan_job: Job[ScanResult] | None = None  # the parity scan, where targets are owned
+    scan: ScanResult | None = None  # its result (see scanrun)
 
     def value(self, name: str) -> Any:
         return self.settings[name].value
@@ -304,7 +308,8 @@ def _make_run_report(state: RunState) -> runreport.RunReport:
     digest = runreport.inputs_hash(state.value("vmc_vagrantfile"), state.value("vmc_dockerfile"),
                                    state.value("vmc_provision_inputs"))
     return runreport.RunReport(comparison, state.matrix,
-                               runreport.targets_of(comparison, state.matrix), digest)
+                               runreport.targets_of(comparison, state.matrix), digest,
+                               scan=state.scan)
 
 
 def write_report(state: RunState) -> None:
@@ -352,6 +357,12 @@ def terminal_summary(state: RunState, reporter: Any) -> None:
     if matrix:
         reporter.section("vmcontainer parity matrix", sep="-")
         for line in matrix:
+            write(line)
+    if state.scan is not None:
+        from pytest_vmcontainer.scan import render
+
+        reporter.section(render.TITLE, sep="-")
+        for line in render.terminal_lines(state.scan):
             write(line)
     measured = run_report(state).comparison
     if measured.rows:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,8 @@ from pytest_vmcontainer.comparison import rows as row_rules
 from pytest_vmcontainer.comparison.results import ComparisonReport, RowResult
 from pytest_vmcontainer.errors import ReportError, SettingError
 from pytest_vmcontainer.parity import KINDS, ParityStore, TestRow
+from pytest_vmcontainer.scan import render as scan_rendering
+from pytest_vmcontainer.scan.model import ScanResult
 
 JSON_NAME = "comparison.json"
 
@@ -44,6 +46,7 @@ class RunReport:
     targets: list[str]  # the kinds that ran tests or were measured, in column order
     inputs_hash: str | None  # None: written before reports carried it
     merged_from: list[dict[str, Any]] = field(default_factory=list)
+    scan: ScanResult | None = None  # the parity scan of both targets, when the run made one
 
     def columns(self) -> tuple[str, ...]:
         return tuple(self.targets) or KINDS
@@ -53,6 +56,8 @@ class RunReport:
                                 "parity": self.parity.to_json()}
         if self.merged_from:
             data["merged_from"] = self.merged_from
+        if self.scan is not None:
+            data["scan"] = self.scan.to_json()
         return data
 
 
@@ -100,19 +105,33 @@ def value_text(seen: Mapping[str, Any], kind: str) -> str:
 
 def _check_rows(row: TestRow, columns: Sequence[str]) -> list[list[str]]:
     outcomes = [row.outcomes.get(kind, "-") for kind in columns]
-    if not row.values:
-        return [[row.test, *outcomes, "-", *["-" for _ in columns], "no values recorded"]]
     return [[row.test, *outcomes, check,
              *[value_text(row.values[check], kind) for kind in columns],
              row.verdict(check)] for check in row.values]
 
 
 def parity_table(report: RunReport) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the matrix with every value: one line per test and check."""
+    """Header and rows of the matrix with every value: one line per test and check. Tests
+    that recorded no value are left out (see ``valueless``)."""
     columns = report.columns()
     header = ["test", *columns, "check", *[f"{kind} value" for kind in columns], "parity"]
     return header, [cells for row in report.parity.ordered()
                     for cells in _check_rows(row, columns)]
+
+
+def valueless(report: RunReport) -> str:
+    """One line on the tests that recorded no value: how many, and those that did not pass."""
+    rows = [row for row in report.parity.ordered() if not row.values]
+    if not rows:
+        return ""
+    columns = report.columns()
+    failing = [row.test + " (" + ", ".join(f"{k} {row.outcomes.get(k, '-')}" for k in columns)
+               + ")" for row in rows if any(row.outcomes.get(k) != "passed" for k in columns)]
+    tests = f"{len(rows)} test{'s' if len(rows) > 1 else ''}"
+    return (f"{tests} recorded no value and {'are' if len(rows) > 1 else 'is'} not in the "
+            "matrix; "
+            + (f"not passed on every target: {'; '.join(failing)}" if failing
+               else "all passed on every target"))
 
 
 def _parity_class(cells: Sequence[str]) -> str:
@@ -124,8 +143,74 @@ def _parity_class(cells: Sequence[str]) -> str:
     return "verdict-not-measurable"
 
 
+DIFFERENCE_HEADER = ["found by", "what", "vm", "container", "why"]
+
+
+def differences(report: RunReport, expected: bool) -> list[list[str]]:
+    """The scan's and the parity matrix's differences, unexpected or expected: one list each
+    (found by, what, vm value, container value, why)."""
+    rows = []
+    if report.scan is not None:
+        found = report.scan.expected if expected else report.scan.unexpected
+        rows += [["scan", f"{d.category}: {d.item}", d.vm if d.vm is not None else "(absent)",
+                  d.container if d.container is not None else "(absent)",
+                  d.expected or "unexpected"] for d in found]
+    for row in report.parity.ordered():
+        if bool(row.expected_diff) != expected:
+            continue
+        rows += [["parity test", f"{row.test}: {check}", value_text(seen, "vm"),
+                  value_text(seen, "container"), row.expected_diff or "DIFFERS"]
+                 for check, seen in row.differences().items()]
+    return rows
+
+
+def _verdict_column(column: int) -> Callable[[int, int], str]:
+    return lambda row, c: "verdict-does-not-hold" if c == column else ""
+
+
+def _difference_section(report: RunReport) -> rendering.Section:
+    unexpected, expected = differences(report, False), differences(report, True)
+    markdown, html = [], []
+    for title, rows in (("Unexpected", unexpected), ("Expected", expected)):
+        markdown += [f"### {title} ({len(rows)})", ""]
+        html.append(f"<h3>{title} ({len(rows)})</h3>")
+        if not rows:
+            markdown += ["None.", ""]
+            html.append("<p>None.</p>")
+            continue
+        markdown += [*rendering.md_table(DIFFERENCE_HEADER, [
+            [*cells[:2], *(_cut(value, 120) for value in cells[2:4]), cells[4]]
+            for cells in rows]), ""]
+        html.append(rendering.html_markup_table(DIFFERENCE_HEADER, [
+            [rendering.escape(cells[0]), rendering.html_cut(cells[1], 70),
+             rendering.html_cut(cells[2], 50), rendering.html_cut(cells[3], 50),
+             rendering.escape(cells[4])] for cells in rows],
+            _verdict_column(4) if title == "Unexpected" else None))
+    if report.scan is None:
+        note = "No parity scan in this run (it runs when both targets do; --vmc-scan)."
+        markdown.append(note)
+        html.append(f"<p>{rendering.escape(note)}</p>")
+    return rendering.Section("Differences", markdown, "\n".join(html))
+
+
+def _scan_section(scan: ScanResult) -> rendering.Section:
+    """The scan's summary: cost per target, counts, expected differences by reason, notes."""
+    lines = [scan_rendering.summary(scan)]
+    lines += [f"{n} expected: {reason}" for reason, n in scan_rendering.expected_counts(scan)]
+    lines += [f"note: {note}" for note in scan.notes]
+    return rendering.Section("Parity scan", [f"- {rendering.md_cell(line)}" for line in lines],
+                             "<ul>" + "".join(f"<li>{rendering.escape(line)}</li>"
+                                              for line in lines) + "</ul>")
+
+
+def _cut(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def sections(report: RunReport) -> list[rendering.Section]:
-    """The run and its parity matrix, for the Markdown and HTML pages."""
+    """The differences first (scan and parity matrix, unexpected then expected), then the run,
+    the parity matrix and the scan's summary, for the Markdown and HTML pages."""
     vm_mode = report.comparison.vm_mode or report.parity.modes.get("vm")
     run_facts = [["targets", ", ".join(report.targets) or "none"],
                  ["inputs hash", report.inputs_hash or "not recorded"],
@@ -133,19 +218,32 @@ def sections(report: RunReport) -> list[rendering.Section]:
     run_facts += [["merged from", f"{run['file']} ({', '.join(run['targets']) or 'no target'}, "
                    f"{run['generated_at']})"] for run in report.merged_from]
     header, table = parity_table(report)
-    differences = report.parity.unexpected_differences()
+    unexpected = report.parity.unexpected_differences()
     summary = (f"{len(report.parity.rows)} tests; unexpected differences: "
-               + ("; ".join(differences) if differences else "none"))
-    if table:
-        markdown = [summary, "", *rendering.md_table(header, table)]
-        html = (f"<p>{rendering.escape(summary)}</p>\n" + rendering.html_table(
-            header, table, lambda r, c: _parity_class(table[r]) if c == len(header) - 1 else ""))
+               + ("; ".join(unexpected) if unexpected else "none"))
+    notes = [line for line in (summary, valueless(report)) if line]
+    if report.parity.rows:
+        markdown = [*(f"{line}  " for line in notes), ""]
+        if table:
+            markdown += rendering.md_table(header, [
+                [*cells[:-1 - len(report.columns())],
+                 *(_cut(value, 120) for value in cells[-1 - len(report.columns()):-1]),
+                 cells[-1]] for cells in table])
+        values = range(len(header) - 1 - len(report.columns()), len(header) - 1)
+        html = "".join(f"<p>{rendering.escape(line)}</p>\n" for line in notes)
+        if table:
+            html += rendering.html_markup_table(
+                header, [[rendering.html_cut(cell, 40 if c in values else 70)
+                          for c, cell in enumerate(cells)] for cells in table],
+                lambda r, c: _parity_class(table[r]) if c == len(header) - 1 else "")
     else:
         markdown = ["_No parity tests ran._"]
         html = "<p>No parity tests ran.</p>"
-    return [rendering.Section("Run", rendering.md_table(["fact", "value"], run_facts),
-                              rendering.html_table(["fact", "value"], run_facts)),
-            rendering.Section("Parity matrix", markdown, html)]
+    found = [_difference_section(report),
+             rendering.Section("Run", rendering.md_table(["fact", "value"], run_facts),
+                               rendering.html_table(["fact", "value"], run_facts)),
+             rendering.Section("Parity matrix", markdown, html)]
+    return found + ([_scan_section(report.scan)] if report.scan is not None else [])
 
 
 def terminal_lines(report: RunReport) -> list[str]:
@@ -156,12 +254,18 @@ def terminal_lines(report: RunReport) -> list[str]:
     lines += rendering.benchmark_lines(report.comparison)
     matrix = report.parity.render(report.columns())
     lines += ["parity matrix:", *matrix] if matrix else ["parity matrix: no parity tests ran"]
+    if report.scan is not None:
+        lines += ["parity scan:", *scan_rendering.terminal_lines(report.scan)]
     return lines
 
 
 def write(report: RunReport, directory: Path) -> dict[str, Path]:
-    return rendering.write_reports(report.comparison, directory, sections(report),
-                                   report.extra_json())
+    """comparison.json, .md and .html; and scan.json when the run made a scan."""
+    written = rendering.write_reports(report.comparison, directory, sections(report),
+                                      report.extra_json())
+    if report.scan is not None:
+        written["scan"] = scan_rendering.write_json(report.scan, directory)
+    return written
 
 
 # ---------------------------------------------------------------------------- reading back
@@ -184,6 +288,7 @@ def load(path: Path) -> RunReport:
         data = rendering.load_report(Path(path))
         comparison = rendering.report_from_json(data)
         parity = ParityStore.from_json(data.get("parity") or {})
+        scan = ScanResult.from_json(data["scan"]) if data.get("scan") else None
     except (OSError, ValueError, TypeError) as error:
         raise ReportError(f"cannot read {path} ({error})",
                           f"pass a {JSON_NAME} written by --vmc-report") from None
@@ -193,7 +298,7 @@ def load(path: Path) -> RunReport:
     redecide(comparison)
     found = data.get("inputs_hash")
     return RunReport(comparison, parity, [str(kind) for kind in targets],
-                     str(found) if found else None, list(data.get("merged_from") or []))
+                     str(found) if found else None, list(data.get("merged_from") or []), scan)
 
 
 # ---------------------------------------------------------------------------- merging
@@ -289,7 +394,9 @@ def merge(a: RunReport, b: RunReport, names: Sequence[str]) -> RunReport:
     merged_from = [{"file": str(name), "targets": list(run.targets),
                     "generated_at": run.comparison.generated_at}
                    for run, name in zip((a, b), names, strict=True)]
-    return RunReport(comparison, parity, targets, a.inputs_hash, merged_from)
+    # A scan needs both targets in one run: a merge carries the one either run made.
+    return RunReport(comparison, parity, targets, a.inputs_hash, merged_from,
+                     a.scan if a.scan is not None else b.scan)
 
 
 def settings_shown(settings: Mapping[str, Any]) -> dict[str, str]:

@@ -52,3 +52,11 @@ def _place(item: pytest.Item) -> tuple[int, bool, bool]:
     VM's warm-up) come after those that need none of it."""
     fixtures = getattr(item, "fixturenames", ())
     return LANES.index(lane(item)), "bases" in fixtures, "shipped_vm" in fixtures
+
+
+@pytest.fixture(autouse=True)
+def _no_parity_scan_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runs that tests start (pytester, subprocesses) do not scan their targets: the scan
+    adds a test item and a collection to every run with both targets, which the tests of
+    other features do not count. The scan's own tests turn it on with --vmc-scan."""
+    monkeypatch.setenv("VMC_SCAN", "off")

@@ -344,23 +344,24 @@ _MAIN_HEADER = ["aspect", "claim VM", "claim container", "VM", "container", "ver
 _FIGURE_HEADER = ["figure", "vm", "container", "host"]
 
 
-def _md_cell(text: str) -> str:
+def md_cell(text: str) -> str:
+    """Text as one Markdown table cell (or list item): one line, escaped."""
     return _one_line(text).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;") or " "
 
 
 def md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     """A Markdown table; each cell is made one line and escaped."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(md_cell(cell) for cell in row) + " |" for row in rows]
     return lines
 
 
 def render_markdown(report: ComparisonReport, sections: Sequence[Section] = ()) -> str:
     """The comparison as Markdown: VM mode, ``sections``, host, main table, one part per row."""
-    out = [f"# {TITLE}", "", f"Generated {_md_cell(report.generated_at)}.", "",
-           _md_cell(mode_line(report)), ""]
+    out = [f"# {TITLE}", "", f"Generated {md_cell(report.generated_at)}.", "",
+           md_cell(mode_line(report)), ""]
     for section in sections:
-        out += [f"## {_md_cell(section.title)}", "", *section.markdown, ""]
+        out += [f"## {md_cell(section.title)}", "", *section.markdown, ""]
     out += ["## Host", ""]
     host = _facts(report.host)
     out += [*md_table(["fact", "value"], host), ""] if host else ["_No host facts._", ""]
@@ -373,11 +374,11 @@ def render_markdown(report: ComparisonReport, sections: Sequence[Section] = ()) 
     else:
         out += ["_No rows measured._", ""]
     for row in report.rows:
-        out += [f"## {_md_cell(row.aspect)}", "",
-                f"- How it was measured: {_md_cell(row.how)}",
-                f"- Verdict rule: {_md_cell(row.rule)}",
-                f"- Verdict: {_md_cell(_status(row.verdict))}"
-                + (f" ({_md_cell(_reason(row.verdict))})" if _reason(row.verdict) else "")]
+        out += [f"## {md_cell(row.aspect)}", "",
+                f"- How it was measured: {md_cell(row.how)}",
+                f"- Verdict rule: {md_cell(row.rule)}",
+                f"- Verdict: {md_cell(_status(row.verdict))}"
+                + (f" ({md_cell(_reason(row.verdict))})" if _reason(row.verdict) else "")]
         missing = [who for who in ("vm", "container") if _figures(row, who) is None]
         if missing:
             out.append(f"- Not measured: {', '.join(missing)}")
@@ -389,7 +390,7 @@ def render_markdown(report: ComparisonReport, sections: Sequence[Section] = ()) 
         figures = _figure_rows(row)
         out += [*md_table(_FIGURE_HEADER, figures), ""] if figures else ["_No figures._", ""]
     if report.user_benchmarks:
-        out += [f"## {BENCHMARK_TITLE}", "", _md_cell(BENCHMARK_NOTE[0].upper()
+        out += [f"## {BENCHMARK_TITLE}", "", md_cell(BENCHMARK_NOTE[0].upper()
                                                      + BENCHMARK_NOTE[1:]) + ".", "",
                 *md_table(_BENCHMARK_HEADER, _benchmark_rows(report.user_benchmarks)), ""]
     return "\n".join(out)
@@ -402,8 +403,11 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2e
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
+td { overflow-wrap: anywhere; min-width: 4.5em; }
+details summary { cursor: pointer; }
+details pre { white-space: pre-wrap; overflow-wrap: anywhere; max-height: 30em; overflow-y: auto; }
 td.verdict-holds { background: #d4edda; color: #155724; }
-td.verdict-does-not-hold { background: #f8d7da; color: #721c24; }
+td.verdict-does-not-hold { background: #f8d7da; color: #721c24; white-space: nowrap; }
 td.verdict-not-measurable { background: #e2e3e5; color: #383d41; }
 td.verdict-none { background: #e2e3e5; color: #6c757d; font-style: italic; }
 .mode { font-weight: bold; }
@@ -426,8 +430,14 @@ _e = escape
 
 
 def html_table(header: Sequence[str], rows: Iterable[Sequence[str]],
-                cell_class: Callable[[int, int], str] | None = None) -> str:
+               cell_class: Callable[[int, int], str] | None = None) -> str:
     """A table; ``cell_class(row, column)`` gives a cell's CSS class ("" for none)."""
+    return html_markup_table(header, ([_e(cell) for cell in row] for row in rows), cell_class)
+
+
+def html_markup_table(header: Sequence[str], rows: Iterable[Sequence[str]],
+                      cell_class: Callable[[int, int], str] | None = None) -> str:
+    """``html_table`` whose cells are HTML already (``html_cut`` values, say)."""
     head = "".join(f"<th>{_e(cell)}</th>" for cell in header)
     body = []
     for r, row in enumerate(rows):
@@ -435,10 +445,18 @@ def html_table(header: Sequence[str], rows: Iterable[Sequence[str]],
         for c, cell in enumerate(row):
             css = cell_class(r, c) if cell_class else ""
             attr = f' class="{_e(css)}"' if css else ""
-            cells.append(f"<td{attr}>{_e(cell)}</td>")
+            cells.append(f"<td{attr}>{cell}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body)
             + "\n</tbody>\n</table>")
+
+
+def html_cut(text: str, width: int = 60) -> str:
+    """A value as HTML, cut to ``width`` characters; the whole of it one click away."""
+    if len(text) <= width and "\n" not in text:
+        return _e(text)
+    head = " ".join(text.split())[: width - 3]
+    return (f"<details><summary>{_e(head)}...</summary><pre>{_e(text)}</pre></details>")
 
 
 @dataclass(frozen=True)

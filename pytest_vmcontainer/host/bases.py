@@ -37,6 +37,7 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 BASE_RECIPE = DATA / "base"
 BOX_RECIPE = DATA / "box"
 BOOTLOADER_BOX_RECIPE = DATA / "box-bootloader"
+SCAN_COLLECTOR = DATA / "scan" / "collect.sh"  # the parity scan's (pytest_vmcontainer.scan)
 
 DOCKER_BASE_REPOSITORY = "pytest-vmcontainer/debian"
 DOCKER_BASE_IMAGE = f"{DOCKER_BASE_REPOSITORY}:bookworm"
@@ -227,6 +228,30 @@ def _debootstrap(rootfs: Path, include: str, log: Path, cancel: threading.Event 
     _run_logged([str(BASE_RECIPE / "finish-rootfs.sh"), str(rootfs),
                  str(BASE_RECIPE / "sources.list")], log, "finishing the root filesystem",
                 "see the log", cancel)
+
+
+def base_scan_path(kind: str, recipe_hash: str) -> Path:
+    """Where the parity scan of a base's root filesystem is kept (see ``scan_rootfs``)."""
+    return paths.ensure_dir(paths.builds_dir() / "scans") / f"{kind}-{recipe_hash}.out"
+
+
+def scan_rootfs(rootfs: Path, out: Path, log: Path) -> None:
+    """The parity scan's collector, files only, chrooted into a base's root filesystem: the
+    base's own packages, users and files, told apart later from what provisioning added.
+    A base without it is shown as "not scanned"; the build goes on."""
+    null = rootfs / "dev" / "null"
+    if not null.is_char_device():  # the collector's 2>/dev/null would create a file there
+        return
+    partial = out.with_suffix(".partial")
+    with open(partial, "wb") as output, open(log, "ab") as errors:
+        returncode = procs.run(["chroot", str(rootfs), "/bin/sh", "-c",
+                                SCAN_COLLECTOR.read_text()], None, stdout=output, stderr=errors,
+                               env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                                    "VMC_SCAN_STATIC": "1"})
+    if returncode == 0:
+        partial.replace(out)
+    else:
+        partial.unlink(missing_ok=True)
 
 
 def _log_path(kind: str) -> Path:
@@ -465,6 +490,8 @@ def ensure_box(progress: Progress, rebuild: bool = False,
             note("customizing the guest (vagrant user, network, sshd)")
             _run_logged([str(box.directory / "customize.sh"), str(rootfs), str(public_key),
                          *customize_args], log, "customizing the box", "see the log", cancel)
+            note("scanning the box's root filesystem for the parity scan")
+            scan_rootfs(rootfs, base_scan_path(box.kind, box.recipe_hash()), log)
             if box.boot == "kernel":
                 _copy_boot_files(rootfs, out)
                 note(f"making the {DISK_SIZE_GB} GB qcow2 disk")

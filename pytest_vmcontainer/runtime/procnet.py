@@ -12,7 +12,8 @@ LISTEN = "0A"
 COMMAND = "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null"
 
 
-def _address(hex_address: str) -> str:
+def address(hex_address: str) -> str:
+    """An address as /proc/net/tcp* and udp* print it (hex), as text: "0.0.0.0", "::"."""
     raw = bytes.fromhex(hex_address)
     # The kernel prints each 32-bit word of the address in host (little-endian) order.
     words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
@@ -26,9 +27,9 @@ def listening(text: str) -> dict[int, set[str]]:
         fields = line.split()
         if len(fields) < 4 or fields[3] != LISTEN or ":" not in fields[1]:
             continue
-        address, _, port = fields[1].partition(":")
+        host, _, port = fields[1].partition(":")
         try:
-            found.setdefault(int(port, 16), set()).add(_address(address))
+            found.setdefault(int(port, 16), set()).add(address(host))
         except ValueError:
             continue  # the header line, or something this parser does not know
     return found

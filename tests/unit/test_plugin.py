@@ -40,6 +40,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):
         if name.startswith("VMC_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("VMC_SCAN", "off")  # the scan's own tests turn it on (tests/conftest.py)
     monkeypatch.setenv("VMC_HOME", str(tmp_path / "vmc-home"))
 
     def refuse(self: Harness, kinds: list[str]) -> None:

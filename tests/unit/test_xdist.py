@@ -80,6 +80,7 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
     for name in list(os.environ):
         if name.startswith(("VMC_", "PYTEST_XDIST")):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("VMC_SCAN", "off")  # the scan's own tests turn it on (tests/conftest.py)
     monkeypatch.setenv("VMC_HOME", str(tmp_path / "vmc-home"))
     (pytester.path / "Vagrantfile").write_text('Vagrant.configure("2") do |config|\nend\n')
     (pytester.path / "Dockerfile").write_text("FROM scratch\n")
