@@ -343,7 +343,10 @@ class BoxRecipe:
     boot: str
 
     def recipe_hash(self) -> str:
-        return hashing.content_hash([BASE_RECIPE, self.directory], extra=[self.kind])[:16]
+        """The box's inputs: the recipes, and the parity scan's collector, whose scan of the
+        root filesystem is made with the box (a box built without one is rebuilt once)."""
+        return hashing.content_hash([BASE_RECIPE, self.directory, SCAN_COLLECTOR],
+                                    extra=[self.kind])[:16]
 
     def values(self) -> dict[str, str]:
         """The base recipe's values, overridden by the box's own ``recipe.env``, if any."""

@@ -11,11 +11,12 @@ machine pays for it once, behind tests that run anyway. Fixtures wait for their 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,7 @@ import pytest
 from pytest_vmcontainer import lifecycle, targets
 from pytest_vmcontainer.host import bases as images
 from pytest_vmcontainer.host import paths
-from pytest_vmcontainer.host import setup as hostsetup
-from pytest_vmcontainer.runtime import procs
 from pytest_vmcontainer.runtime.background import Job, StillRunning
-from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, SESSION_LABEL
 from pytest_vmcontainer.targets.docker import connect
 from pytest_vmcontainer.targets.vagrant import libvirt_names
@@ -43,37 +41,52 @@ WARMED = ("saving the ready VM for later runs", "restoring the saved VM")
 class Prepared:
     """What the selected real-engine tests need, made in background jobs (see the module doc).
 
-    Progress goes to a log file: the terminal belongs to the tests running meanwhile.
+    Each piece is ``python -m pytest_vmcontainer setup|build|up`` in a process of its own
+    session: the tests' own harnesses, which stop every process this one tracks at their
+    teardown, never stop it, and a terminal's Ctrl-C reaches it only through ``stop``.
+    Their output goes to a log file: the terminal belongs to the tests running meanwhile.
     """
 
     def __init__(self, vm: bool, bootloader: bool, warm_vm: bool) -> None:
-        self.cancel = threading.Event()
         self.log = paths.ensure_dir(paths.home() / "logs") / "tests-prepared.log"
-        self._log_lock = threading.Lock()
         self.log.write_text("")
-        self.progress = Progress(write=self._write)
-        self.engines: Job[Any] = Job("host setup", lambda: self._engines(vm))
-        self.docker_base = Job("the Docker base", lambda: images.ensure_docker_base(
-            self.progress, self.engines.wait(), cancel=self.cancel))
-        self.box = Job("the box", self._after_engines(images.PROJECT_BOX)) if vm else None
-        self.bootloader_box = Job("the boot-loader box", self._after_engines(
-            images.BOOTLOADER_BOX)) if bootloader else None
+        self._lock = threading.Lock()
+        self._children: list[subprocess.Popen[str]] = []
+        self._stopping = False
+        self.engines = Job("host setup", lambda: self._tool("setup"))
+        self.docker_base = Job("the Docker base",
+                               lambda: self._after(self.engines, "build", "--target=container"))
+        self.box = Job("the box", lambda: self._after(self.engines, "build", "--target=vm")) \
+            if vm else None
+        self.bootloader_box = Job("the boot-loader box", lambda: self._after(
+            self.engines, "build", "--target=vm", "--box", images.BOOTLOADER_BOX.name)) \
+            if bootloader else None
         self.shipped_vm = Job("the shipped VM, warmed into the VM cache",
                               self._warm_shipped_vm) if warm_vm else None
 
-    def _write(self, line: str) -> None:
-        with self._log_lock, self.log.open("a") as log:
-            log.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+    def _tool(self, *args: str) -> str:
+        """``python -m pytest_vmcontainer ARGS`` to its end; its output, also in the log."""
+        with self._lock:
+            if self._stopping:
+                raise RuntimeError("the test run is ending")
+            process = subprocess.Popen(
+                [sys.executable, "-m", "pytest_vmcontainer", *args], cwd=ROOT,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                text=True, start_new_session=True)
+            self._children.append(process)
+        output, _ = process.communicate()
+        with self._lock, self.log.open("a") as log:
+            log.write(f"{time.strftime('%H:%M:%S')} $ python -m pytest_vmcontainer "
+                      f"{' '.join(args)} (exit {process.returncode})\n{output}")
+        if process.returncode != 0:
+            last = output.strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"python -m pytest_vmcontainer {' '.join(args)} failed "
+                               f"({last[0]}); see {self.log}")
+        return output
 
-    def _engines(self, vm: bool) -> Any:
-        hostsetup.ensure_host(self.progress, need_docker=True, need_libvirt=vm)
-        return connect()
-
-    def _after_engines(self, box: images.BoxRecipe) -> Callable[[], str]:
-        def build() -> str:
-            self.engines.wait()
-            return images.ensure_box(self.progress, cancel=self.cancel, box=box)
-        return build
+    def _after(self, first: Job[Any], *args: str) -> str:
+        first.wait()
+        return self._tool(*args)
 
     def _warm_shipped_vm(self) -> None:
         """``up --target=vm`` of the shipped files until the run restores or saves its VM: the
@@ -82,15 +95,7 @@ class Prepared:
         assert self.box is not None
         self.box.wait()
         for _ in range(WARM_UP_RUNS):
-            process = procs.spawn([sys.executable, "-m", "pytest_vmcontainer", "up",
-                                   "--target=vm"], self.cancel, cwd=ROOT,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            assert process.stdout is not None
-            output = process.stdout.read().decode(errors="replace")
-            self._write(output.rstrip())
-            if procs.wait(process) != 0:
-                raise RuntimeError(f"warming the shipped VM failed: {output[-2000:]}")
-            if any(word in output for word in WARMED):
+            if any(word in self._tool("up", "--target=vm") for word in WARMED):
                 return
         raise RuntimeError(f"the shipped VM was not saved after {WARM_UP_RUNS} runs; see "
                            f"{self.log}")
@@ -112,9 +117,19 @@ class Prepared:
                       flush=True)
 
     def stop(self) -> None:
-        """Ctrl-C or the end of the run: stop the builds and the warm-up by their ids."""
-        self.cancel.set()
-        procs.stop_all()
+        """Ctrl-C or the end of the run: each piece still running gets SIGINT (by its id),
+        tears down what it made, and ends."""
+        with self._lock:
+            self._stopping = True
+            running = [child for child in self._children if child.poll() is None]
+        for child in running:
+            child.send_signal(signal.SIGINT)
+        for child in running:
+            try:
+                child.wait(timeout=300)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
 
 
 PREPARED = pytest.StashKey[Prepared]()
@@ -141,10 +156,13 @@ def _prepared(request: pytest.FixtureRequest) -> Prepared:
 
 
 @pytest.fixture(scope="session")
-def docker_client(request: pytest.FixtureRequest) -> Any:
+def docker_client(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The Docker engine, once the host is set up (packages, dockerd, libvirtd)."""
     prepared = _prepared(request)
-    return prepared.wait(request, prepared.engines)
+    prepared.wait(request, prepared.engines)
+    client = connect()
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="session")
@@ -274,11 +292,30 @@ def owned_containers(client: Any) -> list[Any]:
     return list(client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={OWNER}"}))
 
 
+def run_process(argv: list[str], cwd: Path, timeout: float,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run``, except when this test is interrupted or times out: the process
+    (a pytest run, the command line) gets SIGINT and time to tear down its targets, where
+    ``subprocess.run`` would SIGKILL it and leave them to the next run's sweep. It runs in a
+    session of its own, so a terminal's Ctrl-C reaches it once, from here."""
+    with subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(env or {})}, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL, start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except BaseException:  # KeyboardInterrupt, TimeoutExpired
+            process.send_signal(signal.SIGINT)
+            try:
+                process.communicate(timeout=300)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+            raise
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None,
             timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pytest_vmcontainer", *args], cwd=ROOT,
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    return run_process([sys.executable, "-m", "pytest_vmcontainer", *args], ROOT, timeout, env)
 
 
 def error_line(stderr: str) -> str:

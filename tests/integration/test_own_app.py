@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ROOT, error_line, leftovers, run_cli
+from tests.integration.conftest import ROOT, error_line, leftovers, run_cli, run_process
 
 VAGRANTFILE = """# The team's VM: the page on 8080, provisioned by the same script as the container.
 Vagrant.configure("2") do |config|
@@ -139,9 +139,8 @@ def _team_app(directory: Path) -> Path:
 
 
 def _pytest(directory: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-                          cwd=directory, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, check=False)
+    return run_process([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+                       directory, timeout)
 
 
 def _session_id(output: str) -> str:

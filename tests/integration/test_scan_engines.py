@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ROOT, write_project
+from tests.integration.conftest import ROOT, run_process, write_project
 
 pytestmark = pytest.mark.vm
 
@@ -72,10 +71,8 @@ def test_the_scan_finds_each_drift_and_nothing_else(tmp_path: Path, bases: None,
     provision.write_text(provision.read_text().replace(
         "apt-get clean\n", DRIFTING_PROVISION + "apt-get clean\n"))
     (project / "test_app.py").write_text(TEST)
-    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-                           "--vmc-scan=fail", "--vmc-report=report", "test_app.py"],
-                          cwd=project, capture_output=True, text=True, timeout=2400,
-                          stdin=subprocess.DEVNULL, check=False)
+    done = run_process([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                        "--vmc-scan=fail", "--vmc-report=report", "test_app.py"], project, 2400)
     assert done.returncode == 1, done.stdout  # the scan's item fails; the tests pass
     assert re.search(r"\b1 failed, 2 passed\b", done.stdout), done.stdout
     assert "FAILED vmcontainer parity scan" in done.stdout, done.stdout

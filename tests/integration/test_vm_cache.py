@@ -19,7 +19,7 @@ import pytest
 
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets import vmcache
-from tests.integration.conftest import leftovers
+from tests.integration.conftest import leftovers, run_process
 
 pytestmark = pytest.mark.vm
 
@@ -67,9 +67,8 @@ def test_fresh(vm):
 
 
 def _run(project: Path, *tests: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-                           "--target=vm", *tests], cwd=project, capture_output=True, text=True,
-                          timeout=1800, stdin=subprocess.DEVNULL, check=False)
+    return run_process([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=vm",
+                        *tests], project, 1800)
 
 
 def _entries(project: Path) -> set[str]:

@@ -17,17 +17,15 @@ from pytest_vmcontainer import lifecycle, targets
 from pytest_vmcontainer.host import libvirt
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets import vmcache, vmsaved
-from tests.integration.conftest import ROOT, leftovers
+from tests.integration.conftest import ROOT, leftovers, run_process
 
 pytestmark = pytest.mark.vm
 SUITE = str(ROOT / "suites" / "test_parity.py")
 
 
 def _parity_run(report: Path, *args: str) -> tuple[str, dict[tuple[str, str], Any]]:
-    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-                          "--target=vm", f"--vmc-report={report}", *args, SUITE], cwd=ROOT,
-                         capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL,
-                         check=False)
+    run = run_process([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=vm",
+                       f"--vmc-report={report}", *args, SUITE], ROOT, 1800)
     assert run.returncode == 0, run.stdout
     rows = json.loads((report / "comparison.json").read_text())["parity"]["rows"]
     values = {(row["test"], check): seen["vm"] for row in rows

@@ -35,9 +35,10 @@ def test_each_local_box_has_its_own_name_kind_and_recipe() -> None:
 
 
 def test_the_project_box_keeps_its_cache_key() -> None:
-    """The generalization must not rebuild the box everyone shares: same files, same formula."""
+    """The box's key is its recipes and the parity scan's collector (its scan of the box's
+    files is made with the box), nothing else: the same files give the same key."""
     assert bases.box_recipe_hash() == hashing.content_hash(
-        [bases.BASE_RECIPE, bases.BOX_RECIPE], extra=["box"])[:16]
+        [bases.BASE_RECIPE, bases.BOX_RECIPE, bases.SCAN_COLLECTOR], extra=["box"])[:16]
     assert bases.PROJECT_BOX.values()["BOX_INCLUDE"] == bases.recipe()["BOX_INCLUDE"]
     assert bases.box_dir() == bases.PROJECT_BOX.box_dir()
 
