@@ -71,6 +71,10 @@ class Cancelled(VmcError):
         super().__init__(what, "the run was interrupted (Ctrl-C or SIGTERM); nothing to do")
 
 
+class TargetStopped(TargetError):
+    """A target stopped while the harness waited for it to be ready: no wait can help."""
+
+
 class WaitTimeout(VmcError, TimeoutError):
     """A readiness condition did not hold in time; callers usually re-raise with a remedy."""
 

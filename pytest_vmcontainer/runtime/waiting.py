@@ -2,7 +2,8 @@
 
 A condition is a callable returning a truthy value when ready; exceptions it
 raises count as "not yet" and the last one is kept for the timeout message, except
-``Cancelled``: a bring-up that teardown stopped stops waiting at once.
+``Cancelled`` (teardown stopped the bring-up) and ``TargetStopped`` (the target is gone):
+no wait can help, so they end it at once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from pytest_vmcontainer.errors import Cancelled, WaitTimeout
+from pytest_vmcontainer.errors import Cancelled, TargetStopped, WaitTimeout
 
 T = TypeVar("T")
 
@@ -35,7 +36,7 @@ def wait_for(condition: Callable[[], T | None], *, timeout: float, what: str,
             result = condition()
             if result:
                 return result
-        except Cancelled:
+        except (Cancelled, TargetStopped):
             raise
         except Exception as exc:  # a condition signals "not yet" by raising
             last_error = exc

@@ -97,6 +97,8 @@ NATURE = (
     Rule("process", "systemd* (*)", _INIT, "vm"),
     Rule("process", "(sd-pam) (*)", _INIT, "vm"),
     Rule("process", "init (root)", _INIT, "vm"),
+    Rule("process", "(udev-worker) (root)", "udev's short-lived workers for the VM's devices "
+         "(a container has no udev)", "vm"),
     Rule("process", "dbus-daemon (*)", _INIT, "vm"),
     Rule("process", "agetty (root)", "login prompts on the VM's consoles", "vm"),
     Rule("process", "sshd (*)", _SSH, "vm"),

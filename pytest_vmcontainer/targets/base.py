@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_vmcontainer.errors import Cancelled, TargetError, UsageError, WaitTimeout
+from pytest_vmcontainer.errors import (
+    Cancelled,
+    TargetError,
+    TargetStopped,
+    UsageError,
+    WaitTimeout,
+)
 from pytest_vmcontainer.host import ports as portlib
 from pytest_vmcontainer.runtime import logtail, procnet
 from pytest_vmcontainer.runtime.progress import Progress, quiet
@@ -325,7 +331,14 @@ class Target(abc.ABC):
         forward = tcp_open(self.host_ports[guest_port])
 
         def condition() -> bool:
-            inside = self.listening_ports().get(guest_port, set())
+            try:
+                inside = self.listening_ports().get(guest_port, set())
+            except Exception:
+                stopped = self.alive()  # asked only when the target does not answer
+                if stopped is not None:
+                    raise TargetStopped(f"the {self.kind} stopped before port {guest_port} "
+                                        f"served: {stopped}", "see its log below") from None
+                raise
             return procnet.reachable(inside) and forward()
 
         return condition
@@ -349,6 +362,9 @@ class Target(abc.ABC):
             self.was_ready = True
         except WaitTimeout as timeout:
             raise self._not_ready(timeout) from None
+        except TargetStopped as stopped:
+            raise TargetStopped(stopped.cause, f"check what it ran (log {self.log_path})",
+                                detail=self.service_log()) from None
 
     def _not_ready(self, timeout: WaitTimeout) -> TargetError:
         try:

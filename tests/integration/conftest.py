@@ -279,7 +279,11 @@ def leak_check(docker_client: Any) -> Iterator[None]:
     volume, or a session dir. Those of other runs live on this machine are not counted."""
     before = Snapshot.take(docker_client)
     yield
-    leaked = Snapshot.take(docker_client).new_since(before, other_live_runs())
+    # Other runs live before and after the snapshot: one that ends (or starts) while it is
+    # taken is still another run's, not a leak of this test.
+    others = other_live_runs()
+    after = Snapshot.take(docker_client)
+    leaked = after.new_since(before, others | other_live_runs())
     assert not leaked, f"the run left resources behind: {leaked}"
 
 

@@ -49,7 +49,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 if ! command -v python3 >/dev/null; then  # the container's base has none, the box has one
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
-    apt-get install -y -q --no-install-recommends python3-minimal
+    apt-get install -y -q --no-install-recommends python3
     rm -rf /var/lib/apt/lists/*
 fi
 install -d /srv/app

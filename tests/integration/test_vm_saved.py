@@ -53,6 +53,7 @@ def test_a_killed_runs_restored_vm_goes_with_the_next_sweep(tmp_path: Path,
         "import pathlib, time\n\n\ndef test_wait(vm):\n"
         f"    pathlib.Path({str(started)!r}).write_text(vm.resource_name)\n"
         "    time.sleep(600)\n")
+    sessions_before = {path.name for path in lifecycle.paths.sessions_dir().iterdir()}
     run = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
                             "--target=vm", f"--vagrantfile={ROOT / 'Vagrantfile'}",
                             f"--vmc-provision-inputs={ROOT / 'fixtures'}", "test_wait.py"],
@@ -69,8 +70,11 @@ def test_a_killed_runs_restored_vm_goes_with_the_next_sweep(tmp_path: Path,
     slot_id = domain.split("-")[1]
     assert vmsaved.is_slot_id(slot_id), domain  # the VM was restored, under its slot's name
     assert domain in libvirt.domain_names()  # left by the killed run...
-    # ...and found by the sweep (of that slot only: this test touches no other run's state)
-    removed = lifecycle.sweep(targets.default_leftovers(), only={slot_id})
+    # ...and found by the sweep, of the killed run's session and slot only: this test
+    # touches no other run's state.
+    killed = {path.name for path in lifecycle.paths.sessions_dir().iterdir()} - sessions_before
+    assert slot_id in killed, killed
+    removed = lifecycle.sweep(targets.default_leftovers(), only=killed)
     assert f"libvirt {domain}" in removed, removed
     assert leftovers(slot_id) == []
     # The saved state itself stays for the next run.
