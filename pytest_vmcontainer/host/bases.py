@@ -452,16 +452,27 @@ def _make_bootloader_disk(box: BoxRecipe, rootfs: Path, work: Path, root_uuid: s
                  "-cf", str(tarball), "."], log, "packing the root filesystem", "see the log",
                 cancel)
     qcow2 = work / "box" / "box.img"
-    _run_logged(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow2), f"{DISK_SIZE_GB}G"],
-                log, "qemu-img create", "see the log", cancel)
     script = work / "make-disk.fish"
     script.write_text(string.Template((box.directory / "make-disk.fish").read_text())
                       .substitute(disk=qcow2, rootfs_tar=tarball, root_uuid=root_uuid))
-    _run_logged(["guestfish", "-x", "-f", str(script)], log,
-                "guestfish (partitioning the disk and installing GRUB)",
-                "check that libguestfs-tools works here ('libguestfs-test-tool' shows why "
-                f"not; under TCG it needs LIBGUESTFS_BACKEND_SETTINGS=force_tcg), log {log}",
-                cancel, env=_libguestfs_env())
+    for attempt in (1, 2):
+        _run_logged(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow2), f"{DISK_SIZE_GB}G"],
+                    log, "qemu-img create", "see the log", cancel)
+        try:
+            _run_logged(["guestfish", "-x", "-f", str(script)], log,
+                        "guestfish (partitioning the disk and installing GRUB)",
+                        "check that libguestfs-tools works here ('libguestfs-test-tool' shows "
+                        "why not; under TCG it needs LIBGUESTFS_BACKEND_SETTINGS=force_tcg), "
+                        f"log {log}", cancel, env=_libguestfs_env())
+            break
+        except BuildError:
+            # Seen once in about ten builds, on a loaded host: grub-install in the appliance's
+            # chroot took the disk for a bare filesystem ("cross-disk install"); the same
+            # script on a new disk then worked. A second failure is the error.
+            if attempt == 2:
+                raise
+            with open(log, "a") as out:
+                out.write("\n--- guestfish failed; once more, on a new disk ---\n")
     tarball.unlink()
     return qcow2
 

@@ -11,15 +11,16 @@ machine pays for it once, behind tests that run anyway. Fixtures wait for their 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -30,8 +31,10 @@ from pytest_vmcontainer.runtime.background import Job, StillRunning
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, SESSION_LABEL
 from pytest_vmcontainer.targets.docker import connect
 from pytest_vmcontainer.targets.vagrant import libvirt_names
+from tests import npmtools
 
 ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 WARM_UP_RUNS = 3  # provision and cache; boot from the cache and save; (a retry)
 # What `up` prints once a saved state exists: it saved one, or restored one (a restore that
 # fails boots and saves again). "restored from the VM cache" is pytest's wording, not up's.
@@ -47,7 +50,8 @@ class Prepared:
     Their output goes to a log file: the terminal belongs to the tests running meanwhile.
     """
 
-    def __init__(self, vm: bool, bootloader: bool, warm_vm: bool) -> None:
+    def __init__(self, vm: bool, bootloader: bool, warm_vm: bool, chromium: bool = False,
+                 npm: bool = False) -> None:
         self.log = paths.ensure_dir(paths.home() / "logs") / "tests-prepared.log"
         self.log.write_text("")
         self._lock = threading.Lock()
@@ -58,11 +62,19 @@ class Prepared:
                                lambda: self._after(self.engines, "build", "--target=container"))
         self.box = Job("the box", lambda: self._after(self.engines, "build", "--target=vm")) \
             if vm else None
+        # After the box, not beside it: one build at a time keeps guestfish's appliance off a
+        # loaded host (see bases._make_bootloader_disk).
         self.bootloader_box = Job("the boot-loader box", lambda: self._after(
-            self.engines, "build", "--target=vm", "--box", images.BOOTLOADER_BOX.name)) \
-            if bootloader else None
+            self.box or self.engines, "build", "--target=vm", "--box",
+            images.BOOTLOADER_BOX.name)) if bootloader else None
         self.shipped_vm = Job("the shipped VM, warmed into the VM cache",
                               self._warm_shipped_vm) if warm_vm else None
+        # Clients some tests drive, fetched once (minutes on a new machine): Debian's chromium
+        # after the host setup's apt, the npm packages at once.
+        self.chromium = Job("chromium", lambda: self._after_job(self.engines, install_chromium)) \
+            if chromium else None
+        self.npm = Job("gitlab-ci-local", lambda: npmtools.package(*npmtools.GITLAB_CI_LOCAL)) \
+            if npm else None
 
     def _tool(self, *args: str) -> str:
         """``python -m pytest_vmcontainer ARGS`` to its end; its output, also in the log."""
@@ -87,6 +99,11 @@ class Prepared:
     def _after(self, first: Job[Any], *args: str) -> str:
         first.wait()
         return self._tool(*args)
+
+    @staticmethod
+    def _after_job(first: Job[Any], work: Callable[[], T]) -> T:
+        first.wait()
+        return work()
 
     def _warm_shipped_vm(self) -> None:
         """``up --target=vm`` of the shipped files until the run restores or saves its VM: the
@@ -132,6 +149,19 @@ class Prepared:
                 child.wait()
 
 
+def install_chromium() -> str | None:
+    """Debian's chromium (for the report's browser test), installed when missing and this is
+    root on Debian; None when it is not there."""
+    found = shutil.which("chromium")
+    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env,
+                       capture_output=True, timeout=900, check=False,
+                       stdin=subprocess.DEVNULL)
+        found = shutil.which("chromium")
+    return found
+
+
 PREPARED = pytest.StashKey[Prepared]()
 
 
@@ -142,7 +172,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     fixtures = {name for item in selected for name in getattr(item, "fixturenames", ())}
     vm = any(item.get_closest_marker("vm") for item in selected) or "bases" in fixtures
     session.config.stash[PREPARED] = Prepared(
-        vm=vm, bootloader="bootloader_box" in fixtures, warm_vm="shipped_vm" in fixtures)
+        vm=vm, bootloader="bootloader_box" in fixtures, warm_vm="shipped_vm" in fixtures,
+        chromium="chromium" in fixtures,
+        npm=any(item.path.name == "test_ci_examples.py" for item in selected))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -8,9 +8,7 @@ values: what used to run off the right edge.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from pytest_vmcontainer.parity import (
     ParityStore,
 )
 from pytest_vmcontainer.scan.model import Difference, ScanResult
+from tests.integration.conftest import _prepared
 
 DATA = Path(__file__).resolve().parents[1] / "unit" / "data"
 SCREEN = (1366, 900)
@@ -36,14 +35,11 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 
 
 @pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's chromium, installed here when missing (as root); skipped if it cannot be."""
-    found = shutil.which("chromium")
-    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env,
-                       capture_output=True, timeout=900, check=False)
-        found = shutil.which("chromium")
+def chromium(request: pytest.FixtureRequest) -> str:
+    """Debian's chromium, installed in the background when missing (as root: see
+    ``conftest.install_chromium``); skipped if it cannot be."""
+    prepared = _prepared(request)
+    found: str | None = prepared.wait(request, prepared.chromium)
     if found is None:
         pytest.skip("Debian's chromium is not installed and could not be (apt-get install "
                     "-y chromium, as root)")
