@@ -216,8 +216,8 @@ def bootloader_box(request: pytest.FixtureRequest, bases: None) -> str:
     """The box built like a public one (GRUB, Vagrant's key replacement), built before the
     run that uses it, so that its cold build is not counted against that run's timeout."""
     prepared = _prepared(request)
-    name: str = prepared.wait(request, prepared.bootloader_box)
-    return name
+    prepared.wait(request, prepared.bootloader_box)
+    return images.BOOTLOADER_BOX.name
 
 
 @pytest.fixture(scope="session")
@@ -326,6 +326,42 @@ def leftovers(session_id: str) -> list[str]:
 
 def owned_containers(client: Any) -> list[Any]:
     return list(client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={OWNER}"}))
+
+
+PAGE_VAGRANTFILE = """
+Vagrant.configure("2") do |config|
+  config.vm.box = "{box}"
+  config.vm.network "forwarded_port", guest: 8000, host: 18000, host_ip: "127.0.0.1"
+  config.vm.provider "libvirt" do |lv|
+    lv.memory = 1024
+    lv.cpus = 2
+  end
+  config.vm.provision "shell", path: "provision.sh"
+end
+"""
+
+PAGE_PROVISION = """#!/bin/sh
+set -eu
+mkdir -p /srv/page
+echo '{token}' > /srv/page/index.html
+cat > /etc/systemd/system/page.service <<UNIT
+[Service]
+ExecStart=/usr/bin/python3 -m http.server 8000 --directory /srv/page
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl enable --now page.service
+"""
+
+
+def page_project(directory: Path, box: str, token: str) -> Path:
+    """A VM project whose provisioning is trivial, for tests about booting and caching, not
+    apt: a page holding ``token``, served on port 8000 by the box's own python3 and enabled
+    at boot."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "Vagrantfile").write_text(PAGE_VAGRANTFILE.format(box=box))
+    (directory / "provision.sh").write_text(PAGE_PROVISION.format(token=token))
+    return directory
 
 
 def run_process(argv: list[str], cwd: Path, timeout: float,

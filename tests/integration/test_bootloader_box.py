@@ -19,34 +19,9 @@ import secrets
 import pytest
 
 from pytest_vmcontainer.host import bases
-from tests.integration.conftest import leftovers
+from tests.integration.conftest import leftovers, page_project
 
 pytestmark = pytest.mark.vm
-
-VAGRANTFILE = """
-Vagrant.configure("2") do |config|
-  config.vm.box = "{box}"
-  config.vm.network "forwarded_port", guest: 8000, host: 18000, host_ip: "127.0.0.1"
-  config.vm.provider "libvirt" do |lv|
-    lv.memory = 1024
-    lv.cpus = 2
-  end
-  config.vm.provision "shell", path: "provision.sh"
-end
-"""
-
-PROVISION = """#!/bin/sh
-set -eu
-mkdir -p /srv/page
-echo '{token}' > /srv/page/index.html
-cat > /etc/systemd/system/page.service <<UNIT
-[Service]
-ExecStart=/usr/bin/python3 -m http.server 8000 --directory /srv/page
-[Install]
-WantedBy=multi-user.target
-UNIT
-systemctl enable --now page.service
-"""
 
 CHECKS = """
 from pytest_vmcontainer.runtime.waiting import http_get
@@ -81,8 +56,7 @@ def test_the_provisioned_page_through_the_forward(vm):
 def test_a_box_built_like_a_public_box(pytester: pytest.Pytester, bootloader_box: str,
                                        leak_check: None) -> None:
     token = secrets.token_hex(8)
-    pytester.makefile("", Vagrantfile=VAGRANTFILE.format(box=bootloader_box))
-    pytester.makefile(".sh", provision=PROVISION.format(token=token))
+    page_project(pytester.path, bootloader_box, token)
     insecure_key = bases.vagrant_insecure_key().read_text().split()[1]
     pytester.makepyfile(test_box=CHECKS.format(insecure_key=insecure_key, token=token))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--target=vm",

@@ -19,34 +19,9 @@ import pytest
 
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets import vmcache
-from tests.integration.conftest import leftovers, run_process
+from tests.integration.conftest import leftovers, page_project, run_process
 
 pytestmark = pytest.mark.vm
-
-VAGRANTFILE = """
-Vagrant.configure("2") do |config|
-  config.vm.box = "pytest-vmcontainer/debian-12"
-  config.vm.network "forwarded_port", guest: 8000, host: 18000, host_ip: "127.0.0.1"
-  config.vm.provider "libvirt" do |lv|
-    lv.memory = 1024
-    lv.cpus = 2
-  end
-  config.vm.provision "shell", path: "provision.sh"
-end
-"""
-
-PROVISION = """#!/bin/sh
-set -eu
-mkdir -p /srv/page
-echo '{token}' > /srv/page/index.html
-cat > /etc/systemd/system/page.service <<UNIT
-[Service]
-ExecStart=/usr/bin/python3 -m http.server 8000 --directory /srv/page
-[Install]
-WantedBy=multi-user.target
-UNIT
-systemctl enable --now page.service
-"""
 
 TESTS = """
 import pathlib
@@ -77,9 +52,7 @@ def _entries(project: Path) -> set[str]:
 
 
 def _project(directory: Path, token: str) -> Path:
-    directory.mkdir()
-    (directory / "Vagrantfile").write_text(VAGRANTFILE)
-    (directory / "provision.sh").write_text(PROVISION.format(token=token))
+    page_project(directory, "pytest-vmcontainer/debian-12", token)
     (directory / "pytest.ini").write_text("[pytest]\n")
     (directory / "test_vm.py").write_text(TESTS)
     return directory
@@ -122,7 +95,7 @@ def _cache_runs(project: Path, token: str) -> None:
 
     # A changed provisioning input provisions again; Ctrl-C while that disk is being
     # written into the cache leaves no entry and no half-written one.
-    (project / "provision.sh").write_text(PROVISION.format(token=f"{token} changed"))
+    page_project(project, "pytest-vmcontainer/debian-12", f"{token} changed")
     partials = set(vmcache.cache_dir().glob(".partial-*"))
     run = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
                             "--target=vm", "-k", "fresh"], cwd=project, stdout=subprocess.PIPE,
