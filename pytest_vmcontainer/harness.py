@@ -25,7 +25,13 @@ from pytest_vmcontainer.host import bases, paths, setup
 from pytest_vmcontainer.runtime import background, hashing, procs
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.timing import Timer
-from pytest_vmcontainer.targets.base import Export, Leftovers, Target, TargetSpec
+from pytest_vmcontainer.targets.base import (
+    DEFAULT_VM_CACHE_BYTES,
+    Export,
+    Leftovers,
+    Target,
+    TargetSpec,
+)
 
 
 @dataclass
@@ -42,6 +48,7 @@ class HarnessConfig:
     keep: str = "never"
     reuse: bool = False
     vm_cache: bool = True
+    vm_cache_bytes: int = DEFAULT_VM_CACHE_BYTES
     vm_restore: bool = True
     setup_host: bool = True
     pinned_ports: dict[str, dict[int, int]] = field(default_factory=dict)  # kind -> ports
@@ -215,6 +222,7 @@ class Harness:
             boot_timeout=self.config.boot_timeout, ready_timeout=self.config.ready_timeout,
             pinned_ports=self.config.pinned_ports.get(kind, {}), log_dir=self._log_dir(),
             rebuild_bases=self.config.rebuild_bases, vm_cache=self.config.vm_cache,
+            vm_cache_bytes=self.config.vm_cache_bytes,
             vm_restore=self.restores)
 
     @property

@@ -9,6 +9,7 @@ the resolution rules are unit-tested without a pytest run.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,8 @@ class Setting:
                 raise SettingError(f"{where}: {value!r} needs ports between 1 and 65535",
                                    "give port numbers separated by commas or spaces")
             return ports
+        if self.kind == "size":
+            return parse_size(value, where)
         if self.kind == "readypath":
             return parse_ready_path(value, where)
         if self.kind == "paths":
@@ -88,6 +91,19 @@ class Setting:
         if self.kind == "lines":
             return tuple(line.strip() for line in raw.splitlines() if line.strip())
         return value
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+
+
+def parse_size(value: str, where: str) -> int:
+    """Bytes from "20G", "512M", "1.5T" or a plain number of bytes (powers of 1024)."""
+    match = _SIZE.fullmatch(value)
+    if match is None:
+        raise SettingError(f"{where}: {value!r} is not a size",
+                           "give bytes or a number with K, M, G or T, e.g. 20G")
+    unit = match.group(2).lower()
+    return int(float(match.group(1)) * (1024 ** ("kmgt".index(unit) + 1) if unit else 1))
 
 
 def parse_ready_path(value: str, where: str) -> tuple[int | None, str] | None:
@@ -135,6 +151,9 @@ SETTINGS = (
             "start VMs from the provisioned-VM cache when their inputs are unchanged (and fill "
             "it after a provisioning run); the flag provisions from scratch and caches nothing",
             kind="bool", flag_value="false"),
+    Setting("vmc_vm_cache_size", "--vmc-vm-cache-size", "VMC_VM_CACHE_SIZE", "20G",
+            "disk space the provisioned-VM cache may hold (entries and their saved VMs, e.g. "
+            "20G); beyond it, the least recently used entries go first", kind="size"),
     Setting("vmc_vm_restore", "--vmc-no-vm-restore", "VMC_VM_RESTORE", "true",
             "restore the run's VM from a saved running state of the VM cache entry (about a "
             "second) instead of booting it; the flag boots every VM. Measured starts always "

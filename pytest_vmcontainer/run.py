@@ -164,6 +164,7 @@ class RunState:
                 keep=self.value("vmc_keep"),
                 reuse=self.value("vmc_reuse"),
                 vm_cache=self.value("vmc_vm_cache"),
+                vm_cache_bytes=self.value("vmc_vm_cache_size"),
                 vm_restore=self.value("vmc_vm_restore"),
                 setup_host=self.value("vmc_host_setup"),
             )

@@ -46,6 +46,9 @@ def resource_prefix(session_id: str) -> str:
     return f"vmc-{session_id}-"
 
 
+DEFAULT_VM_CACHE_BYTES = 20 * 2**30  # the provisioned-VM cache's disk budget (--vmc-vm-cache-size)
+
+
 @dataclass
 class TargetSpec:
     """What to bring up and how; the same for both backends."""
@@ -72,6 +75,7 @@ class TargetSpec:
     # bypasses the host's page cache); None keeps the provider's default.
     disk_cache: str | None = None
     vm_cache: bool = True  # start a VM from the provisioned-VM cache when it has its inputs
+    vm_cache_bytes: int = DEFAULT_VM_CACHE_BYTES  # what the VM cache may hold on disk
     # Restore a saved running VM of the cache entry instead of booting (targets.vmsaved):
     # for the run's VM and instances whose start is not what a row measures.
     vm_restore: bool = False

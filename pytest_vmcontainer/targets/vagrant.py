@@ -374,7 +374,8 @@ class VagrantTarget(Target):
             writer.add_boot_files(self._definition(), self._ssh_config.read_text())
             self.cache_entry = writer.commit({
                 "box": self.machine.box if self.machine else None,
-                "vagrantfile": str(self.spec.vagrantfile), "session": self.spec.session_id})
+                "vagrantfile": str(self.spec.vagrantfile), "session": self.spec.session_id},
+                self.spec.vm_cache_bytes)
         self.origin = f"provisioned, then cached as {cache_key[:12]}"
 
     # --- saved running VMs (vmsaved): restored instead of booted ----------------------------

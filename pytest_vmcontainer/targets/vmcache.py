@@ -16,7 +16,8 @@ Vagrant finds in the shared boxes directory; its image is hard-linked into the
 libvirt pool under the volume name vagrant-libvirt looks for, so a cached start
 uploads nothing. Entries are written under a temporary name and renamed into
 place (an interrupted write leaves nothing a later run trusts), used under a
-shared lock, and evicted newest-N-kept under an exclusive one.
+shared lock, and evicted under an exclusive one: least recently used first, once the cache
+holds more than its disk budget (``--vmc-vm-cache-size``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from pytest_vmcontainer.host import libvirt, paths
 from pytest_vmcontainer.runtime import hashing, procs
 
 BOX_PREFIX = "pytest-vmcontainer-cache"  # not "vmc-...": those are session names
-KEEP_ENTRIES = 3
 ENTRY_FILE = "vmc-cache.json"  # what an entry is, written last before the commit
 MACHINE_KEY = "machine_private_key"  # the key Vagrant inserted at the first boot, if any
 # The proving boot's libvirt definition and SSH config: later VMs from the entry are defined
@@ -142,7 +142,7 @@ def hold(entry: Entry) -> IO[str]:
     """A shared lock on ``entry`` held until the returned file is closed (for a VM's life)."""
     lock = open(entry.lock_path, "a")  # noqa: SIM115 - closed by the VM's destroy
     fcntl.flock(lock, fcntl.LOCK_SH)
-    (entry.directory / ENTRY_FILE).touch()  # last use: eviction keeps the newest
+    (entry.directory / ENTRY_FILE).touch()  # last use: eviction takes the least recent first
     return lock
 
 
@@ -211,7 +211,7 @@ class Writer:
         (self.partial / DEFINITION_FILE).write_text(definition)
         (self.partial / SSH_CONFIG_FILE).write_text(ssh_config)
 
-    def commit(self, description: dict[str, Any]) -> Entry:
+    def commit(self, description: dict[str, Any], budget_bytes: int) -> Entry:
         """Rename the entry into place; from now on runs with this key start from it."""
         (self.partial / ENTRY_FILE).write_text(json.dumps(
             {"key": self.entry.key, "created": time.time(), **description}, indent=1))
@@ -221,7 +221,7 @@ class Writer:
             return self.entry
         os.rename(self.partial, self.entry.directory)
         _in_pool(self.entry)
-        evict(KEEP_ENTRIES)
+        evict(budget_bytes, keep={self.entry.key})
         return self.entry
 
 
@@ -267,14 +267,27 @@ def kept_keys() -> set[str]:
     return {path.read_text().strip() for path in paths.sessions_dir().glob("*/vm/vm-cache-key")}
 
 
-def evict(keep: int) -> list[str]:
-    """Remove all but the newest ``keep`` entries not in use; returns the removed keys."""
+def disk_bytes(entry: Entry) -> int:
+    """What ``entry`` takes on disk: its box directory and its saved running VMs."""
+    files = [path for root in (entry.box_root, saved_dir(entry.key)) if root.exists()
+             for path in root.rglob("*") if path.is_file() and not path.is_symlink()]
+    return sum(path.stat().st_blocks * 512 for path in files)
+
+
+def evict(budget_bytes: int, keep: set[str] | None = None) -> list[str]:
+    """Remove the least recently used entries that no VM uses until the rest fit in
+    ``budget_bytes`` (never those in ``keep``); returns the removed keys."""
     candidates = entries()
-    in_use = kept_keys()
+    sizes = {entry.key: disk_bytes(entry) for entry in candidates}
+    total = sum(sizes.values())
+    in_use = kept_keys() | (keep or set())
     removed = []
-    for entry in candidates[:max(0, len(candidates) - keep)]:
+    for entry in candidates:
+        if total <= budget_bytes:
+            break
         if _remove(entry, in_use):
             removed.append(entry.key)
+            total -= sizes[entry.key]
     return removed
 
 

@@ -222,3 +222,16 @@ def test_bad_ready_path(raw: str) -> None:
     with pytest.raises(SettingError, match=r"--vmc-ready-path \(from env VMC_READY_PATH\): .* "
                                            r"is not a path or PORT:PATH; give e\.g\. /health"):
         BY_NAME["vmc_ready_path"].parse(raw, "env VMC_READY_PATH", Path("/"))
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("20G", 20 * 2**30), ("512M", 512 * 2**20), ("1.5T", int(1.5 * 2**40)), ("100", 100),
+    ("64KiB", 64 * 1024), ("2gb", 2 * 2**30),
+])
+def test_a_size_reads_bytes_or_a_unit(raw: str, expected: int) -> None:
+    assert options.parse_size(raw, "--vmc-vm-cache-size (from command line)") == expected
+
+
+def test_a_size_that_is_not_one_says_how_to_write_it() -> None:
+    with pytest.raises(SettingError, match=r"'twenty' is not a size.*e\.g\. 20G"):
+        options.parse_size("twenty", "--vmc-vm-cache-size (from command line)")
