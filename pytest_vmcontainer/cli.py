@@ -1,4 +1,4 @@
-"""Command line: ``python -m pytest_vmcontainer setup|build|up|clean|list|login|exec|init|...``.
+"""Command line: ``python -m pytest_vmcontainer setup|build|up|clean|destroy|list|login|...``.
 
 Failures print one line naming the cause and the remedy and exit non-zero.
 """
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pytest_vmcontainer import lifecycle, targets
+from pytest_vmcontainer import housekeeping, lifecycle, targets
 from pytest_vmcontainer.errors import ReportError, TargetError, UsageError, VmcError
 from pytest_vmcontainer.harness import Harness, HarnessConfig
 from pytest_vmcontainer.host import accel, bases, setup
@@ -106,9 +106,14 @@ def _cmd_up(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def _cmd_clean(args: argparse.Namespace, progress: Progress) -> int:
-    removed = lifecycle.sweep(targets.default_leftovers(), include_marked=True)
-    removed += targets.clean_caches()
-    progress.say("removed: " + (", ".join(removed) if removed else "nothing"))
+    for line in housekeeping.clean(caches=args.caches).summary().splitlines():
+        progress.say(line)
+    return 0
+
+
+def _cmd_destroy(args: argparse.Namespace, progress: Progress) -> int:
+    for line in housekeeping.destroy(args.kind, args.session).summary().splitlines():
+        progress.say(line)
     return 0
 
 
@@ -323,7 +328,15 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--vm-port", type=int, help="host port for the VM's port 80 (default: free)")
     up.add_argument("--container-port", type=int,
                     help="host port for the container's port 80 (default: a free one)")
-    commands.add_parser("clean", help="remove every target and leftover this tool created")
+    clean = commands.add_parser("clean", help="remove every target and leftover this tool "
+                                "created (the caches only with --caches)")
+    clean.add_argument("--caches", action="store_true",
+                       help="also remove the VM cache: its entries and saved running VMs")
+    destroy = commands.add_parser("destroy", help="remove one kept or reused target")
+    destroy.add_argument("kind", nargs="?", choices=["vm", "container"],
+                         help="only this kind (default: every target of the session)")
+    destroy.add_argument("--session", help="the session id (see 'list'); needed only when "
+                         "several sessions have such a target")
     commands.add_parser("list", help="show kept and reused targets, and how to get in")
     for name, text in (("login", "open a shell in a kept or reused target"),
                        ("exec", "run one command in a kept or reused target")):
@@ -387,8 +400,8 @@ def _cmd_exec(args: argparse.Namespace, progress: Progress) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Progress], int]] = {
     "setup": _cmd_setup, "build": _cmd_build, "up": _cmd_up, "clean": _cmd_clean,
-    "accel": _cmd_accel, "report": _cmd_report, "list": _cmd_list, "login": _cmd_login,
-    "exec": _cmd_exec, "init": _cmd_init, "scan": _cmd_scan,
+    "destroy": _cmd_destroy, "accel": _cmd_accel, "report": _cmd_report, "list": _cmd_list,
+    "login": _cmd_login, "exec": _cmd_exec, "init": _cmd_init, "scan": _cmd_scan,
 }
 
 

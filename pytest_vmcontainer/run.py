@@ -353,7 +353,8 @@ def terminal_summary(state: RunState, reporter: Any) -> None:
         for line in state.kept:
             write(f"kept {line}")
         if state.kept:
-            write("remove kept targets with: python -m pytest_vmcontainer clean")
+            write("remove one with: python -m pytest_vmcontainer destroy [vm|container] "
+                  "--session ID; all with: python -m pytest_vmcontainer clean")
     matrix = state.matrix.render(state.kinds)
     if matrix:
         reporter.section("vmcontainer parity matrix", sep="-")

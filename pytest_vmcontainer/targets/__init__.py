@@ -58,6 +58,16 @@ def default_leftovers() -> list[Leftovers]:
     return [leftovers for leftovers in found if leftovers is not None]
 
 
+def cache_usage() -> tuple[int, int]:
+    """(entries, bytes on disk) of the backends' own caches."""
+    if shutil.which("virsh") is None:
+        return 0, 0
+    from pytest_vmcontainer.targets import vmcache
+
+    found = vmcache.entries()
+    return len(found), sum(vmcache.disk_bytes(entry) for entry in found)
+
+
 def clean_caches() -> list[str]:
     """Remove the backends' own caches (the provisioned-VM cache) that nothing uses."""
     if shutil.which("virsh") is None:

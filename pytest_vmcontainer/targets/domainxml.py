@@ -20,7 +20,7 @@ QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 _HOSTFWD = re.compile(r"hostfwd=tcp:127\.0\.0\.1:(\d+)-:(\d+)")
 _IN_BOXES = re.compile(r"/[^\s\"'<>]*/vagrant\.d/boxes/")  # a box's files in a VAGRANT_HOME
 _NETDEV_MAC = re.compile(r"(?<=mac=)[0-9a-fA-F:]{17}")
-_REMEDY = "remove the saved state and the VM cache: python -m pytest_vmcontainer clean"
+_REMEDY = "remove the saved state and the VM cache: python -m pytest_vmcontainer clean --caches"
 
 
 def _parse(xml: str) -> ElementTree.Element:

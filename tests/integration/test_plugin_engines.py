@@ -16,7 +16,14 @@ import pytest
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets.docker import DOCKERFILE_LABEL
 from pytest_vmcontainer.targets.vagrant import libvirt_names
-from tests.integration.conftest import ROOT, leftovers, owned_containers, run_cli, write_project
+from tests.integration.conftest import (
+    ROOT,
+    error_line,
+    leftovers,
+    owned_containers,
+    run_cli,
+    write_project,
+)
 
 PYPROJECT = str(ROOT / "pyproject.toml")
 T = TypeVar("T")
@@ -167,22 +174,36 @@ def test_sigterm_during_tests_removes_the_container(
     assert name not in [c.name for c in owned_containers(docker_client)], output
 
 
-def test_keep_on_failure_then_clean(pytester: pytest.Pytester, docker_client: Any,
-                                    docker_base: None, own_home: Path,
-                                    leak_check: None) -> None:
+def test_keep_on_failure_then_destroy_one_then_clean(
+        pytester: pytest.Pytester, docker_client: Any, docker_base: None, own_home: Path,
+        leak_check: None) -> None:
+    """Two kept sessions: ``destroy --session`` removes one and leaves the other; ``clean``
+    removes the rest and says what it freed."""
     pytester.makepyfile(test_fail="def test_fail(container):\n    assert False\n")
-    result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--target=container", "--vmc-keep=on-failure",
-        f"--dockerfile={ROOT / 'Dockerfile'}", f"--vmc-provision-inputs={ROOT / 'fixtures'}")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*kept container vmc-*-container*",
-                                 "*python -m pytest_vmcontainer clean*"])
-    session_id = _session_id(result.stdout.str())
-    kept = leftovers(session_id)
-    assert any(item.startswith("container ") for item in kept), kept
+    kept_sessions = []
+    for _ in range(2):
+        result = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "--target=container", "--vmc-keep=on-failure",
+            f"--dockerfile={ROOT / 'Dockerfile'}", f"--vmc-provision-inputs={ROOT / 'fixtures'}")
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(["*kept container vmc-*-container*",
+                                     "*pytest_vmcontainer destroy [[]vm|container[]] --session*"])
+        kept_sessions.append(_session_id(result.stdout.str()))
+    first, second = kept_sessions
+    for session_id in kept_sessions:
+        assert any(item.startswith("container ") for item in leftovers(session_id))
+    ambiguous = run_cli("destroy", "container")
+    assert ambiguous.returncode == 1
+    assert "pick one with --session" in error_line(ambiguous.stderr)
+    destroyed = run_cli("destroy", "container", "--session", first)
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert f"container vmc-{first}-container" in destroyed.stdout + destroyed.stderr
+    assert leftovers(first) == []
+    assert any(item.startswith("container ") for item in leftovers(second))
     cleaned = run_cli("clean")
     assert cleaned.returncode == 0, cleaned.stderr
-    assert leftovers(session_id) == []
+    assert "freed " in cleaned.stdout + cleaned.stderr
+    assert leftovers(second) == []
 
 
 def test_reuse_keeps_the_container_until_its_inputs_change(

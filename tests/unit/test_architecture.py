@@ -108,9 +108,9 @@ def test_a_cycle_would_be_found() -> None:
 
 def test_layers_only_import_downwards() -> None:
     """runtime < host < targets < harness/comparison < the plugin and the command line."""
-    order = ["errors", "runtime", "host", "targets", "lifecycle", "harness", "shared", "scan",
-             "comparison", "parity", "runreport", "options", "hookspecs", "scheduling", "run",
-             "scanrun", "fixtures", "plugin", "cli"]
+    order = ["errors", "runtime", "host", "targets", "lifecycle", "housekeeping", "harness",
+             "shared", "scan", "comparison", "parity", "runreport", "options", "hookspecs",
+             "scheduling", "run", "scanrun", "fixtures", "plugin", "cli"]
 
     def layer(module: str) -> int:
         name = module.split(".")[1] if "." in module else ""

@@ -1,0 +1,111 @@
+"""Removing what the tool made: one kept target (``destroy``) or everything (``clean``).
+
+``clean`` keeps the caches unless asked (``--caches``): a VM cache entry takes minutes under
+TCG to make again, and nothing about a kept target's removal needs it gone. Both say what they
+removed and how much space that freed, measured as the change in free space of the disks
+that hold the home and Docker's data (so it counts what the engines released, too).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_vmcontainer import lifecycle, targets
+from pytest_vmcontainer.errors import UsageError
+from pytest_vmcontainer.host import paths
+
+DOCKER_DATA = Path("/var/lib/docker")  # a local engine's data; absent with a remote one
+
+
+@dataclass
+class Removal:
+    removed: list[str] = field(default_factory=list)
+    freed_bytes: int = 0
+    kept: str = ""  # what was left on purpose, and how to remove it
+
+    def summary(self) -> str:
+        text = "removed: " + (", ".join(self.removed) if self.removed else "nothing")
+        text += f"\nfreed {human_bytes(self.freed_bytes)}"
+        return text + (f"\n{self.kept}" if self.kept else "")
+
+
+def human_bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"  # pragma: no cover - the loop always returns
+
+
+def _free_space() -> dict[int, int]:
+    """Free bytes per device, for the devices that hold the home and Docker's data."""
+    free: dict[int, int] = {}
+    for path in (paths.home(), DOCKER_DATA):
+        if path.exists():
+            stat = os.statvfs(path)
+            free[os.stat(path).st_dev] = stat.f_bavail * stat.f_frsize
+    return free
+
+
+def _freed(before: dict[int, int]) -> int:
+    after = _free_space()
+    return max(0, sum(after.get(device, 0) - free for device, free in before.items()))
+
+
+def clean(caches: bool) -> Removal:
+    """Every target and leftover of this home, kept and reused ones included; the caches too
+    when ``caches``."""
+    before = _free_space()
+    result = Removal(lifecycle.sweep(targets.default_leftovers(), include_marked=True))
+    if caches:
+        result.removed += targets.clean_caches()
+    else:
+        count, size = targets.cache_usage()
+        if count:
+            result.kept = (f"kept the VM cache: {count} entr{'y' if count == 1 else 'ies'}, "
+                           f"{human_bytes(size)} (remove it with clean --caches)")
+    result.freed_bytes = _freed(before)
+    return result
+
+
+def _chosen(kind: str | None, session: str | None) -> list[lifecycle.SavedTarget]:
+    saved = [item for item in lifecycle.saved_targets() if kind in (None, item.kind)]
+    chosen = [item for item in saved if session in (None, item.session_id)]
+    what = f"{kind} target" if kind else "target"
+    if not chosen:
+        known = ", ".join(sorted({item.session_id for item in saved})) or "none"
+        where = f"session {session} has no {what}" if session else f"no kept or reused {what}"
+        raise UsageError(f"{where} to destroy (sessions with one: {known})",
+                         "run 'python -m pytest_vmcontainer list' to see what is kept")
+    sessions = sorted({item.session_id for item in chosen})
+    if len(sessions) > 1:
+        raise UsageError(f"{len(sessions)} sessions have a {what} ({', '.join(sessions)})",
+                         "pick one with --session")
+    if any(item.status == "live run" for item in chosen):
+        raise UsageError(f"session {sessions[0]} is a run in progress",
+                         "it removes its own targets when it ends; stop that run first")
+    return chosen
+
+
+def destroy(kind: str | None, session: str | None) -> Removal:
+    """One session's kept or reused targets (only those of ``kind``, when given). The session
+    goes too once no target of it is left; caches are never touched."""
+    chosen = _chosen(kind, session)
+    session_id = chosen[0].session_id
+    before = _free_space()
+    result = Removal()
+    for item in chosen:
+        source = targets.backend(item.kind).leftovers()
+        if source is not None:
+            result.removed += source.remove(session_id)
+        shutil.rmtree(item.workdir, ignore_errors=True)
+    session_dir = paths.sessions_dir() / session_id
+    if not any(session_dir.glob("*/target.json")):
+        result.removed += lifecycle.sweep(targets.default_leftovers(), include_marked=True,
+                                          only={session_id}, orphans=False)
+    result.freed_bytes = _freed(before)
+    return result
