@@ -29,14 +29,14 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from pytest_vmcontainer.errors import TargetError
 from pytest_vmcontainer.host import libvirt, paths
-from pytest_vmcontainer.runtime import hashing, procs
+from pytest_vmcontainer.runtime import hashing, procs, seal
 
 BOX_PREFIX = "pytest-vmcontainer-cache"  # not "vmc-...": those are session names
 ENTRY_FILE = "vmc-cache.json"  # what an entry is, written last before the commit
@@ -98,6 +98,11 @@ class Entry:
     def committed(self) -> bool:
         return (self.directory / ENTRY_FILE).exists() and (self.directory / "box.img").exists()
 
+    def damage(self) -> str | None:
+        """Why the committed image cannot be trusted (truncated, written to since the commit,
+        unsealed), or None."""
+        return seal.broken(self.directory, self.info().get("seal"))
+
     def volume_name(self) -> str:
         """The pool volume vagrant-libvirt looks for: box name, version 0 and the image's
         mtime (see its HandleBoxImage.get_volume_name)."""
@@ -124,9 +129,21 @@ def key(vagrantfile: Path, provisioner_files: Iterable[Path], inputs: Iterable[P
     return hashing.content_hash(files, extra=[f"box={box}", f"image={identity}"])[:24]
 
 
-def lookup(cache_key: str) -> Entry | None:
+def lookup(cache_key: str, on_damage: Callable[[str], None] | None = None) -> Entry | None:
+    """The committed entry of ``cache_key`` when it can be trusted. A damaged one is removed
+    (unless a VM still runs from it) and ``on_damage`` told why: the run provisions again."""
     entry = Entry(cache_key)
-    return entry if entry.committed() else None
+    if not entry.committed():
+        return None
+    reason = entry.damage()
+    if reason is None:
+        return entry
+    removed = _remove(entry, kept_keys())
+    if on_damage is not None:
+        outcome = "removed it" if removed else "left it to the VM that runs from it"
+        on_damage(f"vm: the VM cache entry {cache_key} is damaged ({reason}); {outcome}, "
+                  "provisioning instead")
+    return None
 
 
 @contextlib.contextmanager
@@ -213,8 +230,10 @@ class Writer:
 
     def commit(self, description: dict[str, Any], budget_bytes: int) -> Entry:
         """Rename the entry into place; from now on runs with this key start from it."""
+        sealed = seal.seal([self.partial / "box.img"])
         (self.partial / ENTRY_FILE).write_text(json.dumps(
-            {"key": self.entry.key, "created": time.time(), **description}, indent=1))
+            {"key": self.entry.key, "created": time.time(), "seal": sealed, **description},
+            indent=1))
         self.entry.box_root.mkdir(parents=True, exist_ok=True)
         (self.entry.box_root / "0").mkdir(exist_ok=True)
         if self.entry.directory.exists():  # a concurrent run committed the same key first

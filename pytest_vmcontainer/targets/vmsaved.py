@@ -29,11 +29,13 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from pytest_vmcontainer.host import paths
+from pytest_vmcontainer.runtime import seal
 from pytest_vmcontainer.targets import vmcache
 
 SLOTS_PER_VARIANT = 2  # runs at once that restore the same VM; the next ones boot
@@ -71,8 +73,21 @@ class Slot:
         return self.directory / "ssh_config"
 
     def saved(self) -> bool:
+        """A committed slot whose state and disk are as they were saved."""
+        return self.committed() and self.damage() is None
+
+    def committed(self) -> bool:
         return all(path.exists() for path in (self.directory / _SAVED_FILE, self.state,
                                               self.disk, self.definition, self.ssh_config))
+
+    def damage(self) -> str | None:
+        """Why the committed state or disk cannot be trusted (truncated, written to since the
+        save, unsealed), or None."""
+        try:
+            sealed = json.loads((self.directory / _SAVED_FILE).read_text()).get("seal")
+        except (OSError, ValueError, AttributeError):
+            sealed = None
+        return seal.broken(self.directory, sealed)
 
     def begin(self) -> None:
         """An empty slot directory, world-traversable (QEMU reads the kept disk)."""
@@ -80,8 +95,10 @@ class Slot:
         paths.ensure_dir(self.directory)
 
     def commit(self, description: dict[str, object]) -> None:
+        """Seal the state and the disk, then write the file that makes the slot trusted."""
+        sealed = seal.seal([self.state, self.disk])
         (self.directory / _SAVED_FILE).write_text(json.dumps(
-            {"saved": time.time(), **description}, indent=1))
+            {"saved": time.time(), "seal": sealed, **description}, indent=1))
 
     def forget(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -136,10 +153,20 @@ class SlotLock:
         self._handle.close()
 
 
-def take(cache_key: str, variant: str) -> tuple[Slot, SlotLock] | None:
-    """A free slot of this entry and variant, locked; None when all are in use."""
+def take(cache_key: str, variant: str,
+         on_damage: Callable[[str], None] | None = None) -> tuple[Slot, SlotLock] | None:
+    """A free slot of this entry and variant, locked; None when all are in use. A slot whose
+    saved state is damaged is emptied (the run boots and saves it again), and ``on_damage``
+    told why."""
     for slot_id in slot_ids(cache_key, variant):
         lock = SlotLock.try_take(slot_id)
         if lock is not None:
-            return Slot(cache_key, slot_id), lock
+            slot = Slot(cache_key, slot_id)
+            reason = slot.damage() if slot.committed() else None
+            if reason is not None:
+                slot.forget()
+                if on_damage is not None:
+                    on_damage(f"vm: the saved VM {slot_id} is damaged ({reason}); removed it, "
+                              "booting instead")
+            return slot, lock
     return None
