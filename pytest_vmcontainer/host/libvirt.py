@@ -54,14 +54,35 @@ def pool_volumes() -> list[str]:
     return [row.split()[0] for row in rows if row.split()]
 
 
+def _path_of_pool(name: str) -> Path | None:
+    xml = run_virsh("pool-dumpxml", name).stdout
+    start, end = xml.find("<path>"), xml.find("</path>")
+    return Path(xml[start + len("<path>"):end].strip()) if 0 <= start < end else None
+
+
 def pool_path() -> Path:
     """Where the harness's libvirt pool keeps its volumes."""
-    xml = run_virsh("pool-dumpxml", pool_name()).stdout
-    start, end = xml.find("<path>"), xml.find("</path>")
-    if start < 0 or end < 0:
+    path = _path_of_pool(pool_name())
+    if path is None:
         raise HostSetupError(f"the libvirt pool {pool_name()} has no path",
                              "run 'python -m pytest_vmcontainer setup'")
-    return Path(xml[start + len("<path>"):end].strip())
+    return path
+
+
+def remove_pools_of_gone_homes() -> list[str]:
+    """Undefine the pools of homes whose directory is gone (a test's or a CI job's home
+    deleted by a process that was killed before it removed its pool): such a pool holds
+    nothing, and with autostart on it fails at every start of libvirtd."""
+    removed = []
+    for name in run_virsh("pool-list", "--all", "--name").stdout.split():
+        if not name.startswith(POOL_PREFIX) or name == pool_name():
+            continue
+        path = _path_of_pool(name)
+        if path is not None and not path.exists():
+            run_virsh("pool-destroy", name)
+            if run_virsh("pool-undefine", name).returncode == 0:
+                removed.append(f"libvirt pool {name} (its home {path.parent} is gone)")
+    return removed
 
 
 def delete_volume(name: str) -> None:
@@ -87,6 +108,7 @@ def ensure_storage_pool(pool_dir: Path) -> None:
                           check=True).stdout
     if "running" not in info:
         subprocess.run([*command, "pool-start", name], check=True, capture_output=True)
+    remove_pools_of_gone_homes()
 
 
 def remove_storage_pool() -> None:
