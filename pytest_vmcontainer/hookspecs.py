@@ -40,9 +40,10 @@ def pytest_vmcontainer_ready(target: Target) -> bool | None:
 
     Polled (with the target's readiness timeout) after the built-in wait
     strategy passed, on every target and on every instance the comparison
-    starts. Return True when ready, False when not yet; raising counts as "not
-    yet" and the last error shows if the wait times out. None means "no
-    opinion" (this implementation does not check that target).
+    starts. Return True when ready, False when not yet. Raising a connection error
+    or a timeout (``OSError``), or ``runtime.waiting.NotReady``, counts as "not yet"
+    and the last one shows if the wait times out; any other exception ends the wait
+    at once. None means "no opinion" (this implementation does not check that target).
     """
 
 

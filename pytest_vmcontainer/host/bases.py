@@ -62,18 +62,27 @@ BOX_EQUIVALENTS = frozenset({
 BUILD_HINT = "built by 'python -m pytest_vmcontainer build'"
 
 
+def dockerfile_froms(dockerfile: Path) -> list[tuple[str, str | None]]:
+    """Each FROM line of a Dockerfile, in order: (the image or stage it builds from, the name
+    ``AS`` gives the new stage or None). Flags (``--platform=...``) are left out."""
+    found: list[tuple[str, str | None]] = []
+    for line in dockerfile.read_text(errors="replace").splitlines():
+        words = [w for w in line.split() if not w.startswith("--")]
+        if len(words) >= 2 and words[0].upper() == "FROM":
+            alias = words[3] if len(words) >= 4 and words[2].upper() == "AS" else None
+            found.append((words[1], alias))
+    return found
+
+
 def dockerfile_bases(dockerfile: Path) -> list[str]:
     """The images a Dockerfile builds FROM (build stages referred to by name left out)."""
     stages: set[str] = set()
     found = []
-    for line in dockerfile.read_text(errors="replace").splitlines():
-        words = [w for w in line.split() if not w.startswith("--")]
-        if len(words) < 2 or words[0].upper() != "FROM":
-            continue
-        if words[1].lower() not in stages:
-            found.append(words[1])
-        if len(words) >= 4 and words[2].upper() == "AS":
-            stages.add(words[3].lower())
+    for source, alias in dockerfile_froms(dockerfile):
+        if source.lower() not in stages:
+            found.append(source)
+        if alias is not None:
+            stages.add(alias.lower())
     return found
 
 

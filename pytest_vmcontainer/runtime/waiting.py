@@ -1,14 +1,17 @@
 """Readiness as wait strategies with timeouts (never bare sleeps).
 
-A condition is a callable returning a truthy value when ready; exceptions it
-raises count as "not yet" and the last one is kept for the timeout message, except
-``Cancelled`` (teardown stopped the bring-up) and ``TargetStopped`` (the target is gone):
-no wait can help, so they end it at once.
+A condition is a callable returning a truthy value when ready. Only the errors that mean
+"not yet" (``is_not_yet``) are retried, the last one kept for the timeout message: nothing
+answers yet (connection refused or reset, a timeout, an SSH handshake that fails), a reply
+cut short, a file still being written, or ``NotReady``. Any other error ends the wait at
+once: a bug in a check must not wait out the whole timeout, and ``Cancelled`` (teardown
+stopped the bring-up) or ``TargetStopped`` (the target is gone) are beyond waiting.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import time
 import urllib.parse
@@ -16,14 +19,33 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from pytest_vmcontainer.errors import Cancelled, TargetStopped, WaitTimeout
+from pytest_vmcontainer.errors import WaitTimeout
 
 T = TypeVar("T")
 
-__all__ = ["LOOPBACK", "HttpResponse", "WaitTimeout", "http_get", "http_ok", "require_loopback",
-           "ssh_banner", "tcp_open", "wait_for"]
+__all__ = ["LOOPBACK", "HttpResponse", "NotReady", "WaitTimeout", "http_get", "http_ok",
+           "is_not_yet", "require_loopback", "ssh_banner", "tcp_open", "wait_for"]
 
 LOOPBACK = "127.0.0.1"
+
+
+class NotReady(Exception):
+    """What a condition raises to say "not yet" with a reason (shown if the wait times out)."""
+
+
+# OSError: refused, reset, timed out (socket.timeout, the docker SDK's and requests' errors);
+# EOFError and HTTPException: a reply cut short; JSONDecodeError: a file still being written.
+NOT_YET: tuple[type[BaseException], ...] = (
+    OSError, EOFError, http.client.HTTPException, json.JSONDecodeError, NotReady)
+# Named, not imported: paramiko loads only with a target (a failed SSH handshake).
+_NOT_YET_BY_NAME = {("paramiko.ssh_exception", "SSHException")}
+
+
+def is_not_yet(error: BaseException) -> bool:
+    """Whether ``error`` means the thing waited for is not there yet (worth another try)."""
+    if isinstance(error, NOT_YET):
+        return True
+    return any((cls.__module__, cls.__name__) in _NOT_YET_BY_NAME for cls in type(error).__mro__)
 
 
 def wait_for(condition: Callable[[], T | None], *, timeout: float, what: str,
@@ -36,9 +58,9 @@ def wait_for(condition: Callable[[], T | None], *, timeout: float, what: str,
             result = condition()
             if result:
                 return result
-        except (Cancelled, TargetStopped):
-            raise
-        except Exception as exc:  # a condition signals "not yet" by raising
+        except Exception as exc:
+            if not is_not_yet(exc):
+                raise  # a bug in the check, or a failure no wait can mend
             last_error = exc
         remaining = deadline - time.monotonic()
         if remaining <= 0:

@@ -66,12 +66,10 @@ def final_base(dockerfile: Path) -> str | None:
     """The image the Dockerfile's last stage builds FROM (through stage aliases), if any."""
     aliases: dict[str, str] = {}
     base = None
-    for line in dockerfile.read_text(errors="replace").splitlines():
-        words = [w for w in line.split() if not w.startswith("--")]
-        if len(words) >= 2 and words[0].upper() == "FROM":
-            base = aliases.get(words[1].lower(), words[1])
-            if len(words) >= 4 and words[2].upper() == "AS":
-                aliases[words[3].lower()] = base
+    for source, alias in bases.dockerfile_froms(dockerfile):
+        base = aliases.get(source.lower(), source)
+        if alias is not None:
+            aliases[alias.lower()] = base
     return None if base in (None, "scratch") else base
 
 

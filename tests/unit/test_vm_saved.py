@@ -12,9 +12,10 @@ from pytest_vmcontainer.errors import Cancelled, TargetError
 from pytest_vmcontainer.harness import Harness, HarnessConfig
 from pytest_vmcontainer.host import paths
 from pytest_vmcontainer.runtime.progress import quiet
-from pytest_vmcontainer.targets import domainxml, vagrant, vmsaved
+from pytest_vmcontainer.targets import domainxml, vagrant, vmcache, vmsaved
 from pytest_vmcontainer.targets.base import TargetSpec
 from pytest_vmcontainer.targets.vagrant import _RESOURCE_NAME, VagrantTarget
+from pytest_vmcontainer.targets.vagrant.restore import Restore
 
 SAVED = """<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>vmc-s0123456789abn0-default</name>
@@ -125,7 +126,7 @@ def test_an_xdist_worker_attaches_to_a_restored_vm_under_its_slots_name(tmp_path
     spec = TargetSpec(session_id="1a2b3c4d", workdir=tmp_path / "vm",
                       vagrantfile=tmp_path / "Vagrantfile", dockerfile=tmp_path / "Dockerfile")
     vm = VagrantTarget(spec)
-    vm.slot = vmsaved.Slot("k" * 24, "s0123456789abn0")
+    vm.start_path.slot = vmsaved.Slot("k" * 24, "s0123456789abn0")
     state = json.loads(json.dumps(vm.state()))  # as target.json carries it to the worker
     attached = VagrantTarget.attach(replace(spec, workdir=tmp_path / "worker"), state)
     assert attached.resource_name == vm.resource_name == "vmc-s0123456789abn0-default"
@@ -143,16 +144,17 @@ def test_a_refused_restore_empties_the_slot_and_an_interrupted_one_keeps_it(
     spec = TargetSpec(session_id="1a2b3c4d", workdir=tmp_path / "vm",
                       vagrantfile=tmp_path / "Vagrantfile", dockerfile=tmp_path / "Dockerfile")
     vm = VagrantTarget(spec)
-    vm.slot = vmsaved.Slot("k" * 24, "s0123456789abn0")
-    vm.slot.begin()
+    restore = vm.start_path = Restore(vm, vmcache.Entry("k" * 24))
+    slot = restore.slot = vmsaved.Slot("k" * 24, "s0123456789abn0")
+    slot.begin()
 
     def refuse(slot: vmsaved.Slot) -> None:
         raise error
 
-    monkeypatch.setattr(vm, "_restore_domain", refuse)
+    monkeypatch.setattr(restore, "_restore_domain", refuse)
     if kept:
         with pytest.raises(Cancelled):
-            vm._restored()
+            restore.restored()
     else:
-        assert vm._restored() is False  # the caller boots instead
-    assert vm.slot.directory.exists() is kept
+        assert restore.restored() is False  # the caller boots instead
+    assert slot.directory.exists() is kept

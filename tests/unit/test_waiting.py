@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -9,8 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pytest_vmcontainer.errors import Cancelled
+from pytest_vmcontainer.errors import Cancelled, TargetStopped
 from pytest_vmcontainer.runtime.waiting import (
+    NotReady,
     WaitTimeout,
     http_get,
     http_ok,
@@ -34,7 +37,7 @@ def test_wait_for_returns_the_first_truthy_value() -> None:
 
 
 def test_wait_for_retries_on_exceptions() -> None:
-    failures = iter([OSError("refused"), ValueError("half-open")])
+    failures = iter([OSError("refused"), json.JSONDecodeError("half-written", "{", 1)])
 
     def condition() -> int:
         error = next(failures, None)
@@ -185,3 +188,55 @@ def test_ssh_banner_wants_the_server_to_speak() -> None:
         thread.start()
         assert not ssh_banner(quiet.getsockname()[1])()
         thread.join()
+
+
+class SSHException(Exception):
+    """Stands in for paramiko's, which the harness names but does not import."""
+
+
+SSHException.__module__ = "paramiko.ssh_exception"
+
+
+class AuthenticationException(SSHException):
+    pass
+
+
+NOT_YET_ERRORS = [ConnectionRefusedError("refused"), ConnectionResetError("reset"),
+                  TimeoutError("timed out"), EOFError(),
+                  http.client.RemoteDisconnected("closed"), http.client.BadStatusLine(""),
+                  json.JSONDecodeError("half-written", "{", 1), NotReady("no pid file yet"),
+                  SSHException("Error reading SSH protocol banner"),
+                  AuthenticationException("keys not installed yet")]
+
+
+@pytest.mark.parametrize("error", NOT_YET_ERRORS, ids=lambda e: type(e).__name__)
+def test_errors_that_mean_not_yet_are_retried(error: Exception) -> None:
+    raised = threading.Event()
+
+    def condition() -> str:
+        if not raised.is_set():
+            raised.set()
+            raise error
+        return "ready"
+
+    assert wait_for(condition, timeout=60, what="thing", interval=0.001) == "ready"
+    assert raised.is_set()
+
+
+@pytest.mark.parametrize("error", [KeyError("port"), AttributeError("'NoneType' has no 'run'"),
+                                   ValueError("bad literal"), TypeError("not callable"),
+                                   AssertionError("check failed"),
+                                   TargetStopped("the vm stopped", "see its log"),
+                                   Cancelled("teardown")],
+                         ids=lambda e: type(e).__name__)
+def test_any_other_error_ends_the_wait_at_once(error: Exception) -> None:
+    calls: list[int] = []
+
+    def condition() -> bool:
+        calls.append(1)
+        raise error
+
+    with pytest.raises(type(error)) as raised:
+        wait_for(condition, timeout=3600, what="thing", interval=0.001)
+    assert raised.value is error
+    assert calls == [1]  # not polled again: a bug does not wait out the timeout

@@ -1,0 +1,161 @@
+"""The VM's libvirt domain: every ``virsh`` call the VM backend makes, in one place."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_vmcontainer.errors import TargetError, WaitTimeout
+from pytest_vmcontainer.host import libvirt
+from pytest_vmcontainer.runtime import procs
+from pytest_vmcontainer.runtime.waiting import wait_for
+
+GRACEFUL_HALT_S = 60.0  # vagrant-libvirt's graceful_halt_timeout default
+
+
+def remove_libvirt_leftovers(prefix: str) -> list[str]:
+    """Destroy domains and delete volumes whose names start with ``prefix``; returns their names."""
+    removed = []
+    for domain in (d for d in libvirt.domain_names() if d.startswith(prefix)):
+        libvirt.run_virsh("destroy", domain)
+        libvirt.run_virsh("undefine", domain, "--nvram", "--managed-save", "--snapshots-metadata")
+        removed.append(domain)
+    for volume in libvirt.pool_volumes():
+        if volume.startswith(prefix):
+            libvirt.delete_volume(volume)
+            removed.append(volume)
+    return removed
+
+
+def libvirt_names(prefix: str) -> list[str]:
+    """Domains and pool volumes whose names start with ``prefix`` (for leak checks)."""
+    return [name for name in libvirt.domain_names() + libvirt.pool_volumes()
+            if name.startswith(prefix)]
+
+
+def refresh_pool() -> None:
+    libvirt.run_virsh("pool-refresh", libvirt.pool_name())
+
+
+def pool_volume(name: str) -> Path:
+    return libvirt.pool_path() / name
+
+
+def saved_definition(state: Path) -> str:
+    """The domain definition a ``virsh save`` state file holds."""
+    return libvirt.run_virsh("save-image-dumpxml", "--security-info", str(state)).stdout
+
+
+@dataclass(frozen=True)
+class LibvirtDomain:
+    """One domain, by name; ``log_path`` is the target's log, named in errors."""
+
+    name: str
+    log_path: Path
+
+    def state(self) -> str:
+        """libvirt's word for the domain's state ("running", "shut off"); "" when it is gone."""
+        return libvirt.run_virsh("domstate", self.name).stdout.strip()
+
+    def halt(self) -> None:
+        """A graceful shutdown (the guest agent or ACPI), then a power-off after
+        vagrant-libvirt's timeout."""
+        libvirt.run_virsh("shutdown", self.name)
+        try:
+            wait_for(lambda: self.state() == "shut off", timeout=GRACEFUL_HALT_S,
+                     what="the guest's shutdown", interval=0.2)
+        except WaitTimeout:
+            libvirt.run_virsh("destroy", self.name)
+
+    def start(self) -> None:
+        self._checked("start", self.name)
+
+    def define(self, xml: Path) -> None:
+        self._checked("define", str(xml))
+
+    def _checked(self, *args: str) -> None:
+        result = libvirt.run_virsh(*args)
+        if result.returncode != 0:
+            raise TargetError(f"virsh {args[0]} failed: {result.stderr.strip()}",
+                              f"see /var/log/libvirt/qemu/{self.name}.log")
+
+    def restore(self, state: Path, running: Path, defined: Path) -> None:
+        """Restore a saved state with the ``running`` definition, then define ``defined``
+        persistently (a halt keeps it)."""
+        for args in (("restore", str(state), "--xml", str(running)),
+                     ("define", str(defined))):
+            result = libvirt.run_virsh(*args)
+            if result.returncode != 0:
+                raise TargetError(f"virsh {args[0]} failed: {result.stderr.strip()}",
+                                  "python -m pytest_vmcontainer clean removes saved VMs")
+
+    def wait_clock_set(self) -> None:
+        wait_for(lambda: libvirt.run_virsh("domtime", self.name, "--now").returncode == 0,
+                 timeout=30, what="the guest clock set through the agent")
+
+    def save(self, state: Path) -> subprocess.CompletedProcess[str]:
+        return libvirt.run_virsh("save", self.name, str(state))
+
+    def undefine_keeping_disk(self) -> None:
+        libvirt.run_virsh("undefine", self.name, "--nvram")
+
+    def uuid(self) -> str:
+        return libvirt.run_virsh("domuuid", self.name).stdout.strip()
+
+    def definition(self) -> str:
+        """The domain's persistent definition as libvirt holds it (what a later VM starts
+        from: ``domainxml``)."""
+        return libvirt.run_virsh("dumpxml", "--inactive", "--security-info", self.name).stdout
+
+    def disk_cache_mode(self) -> str | None:
+        """The cache mode libvirt runs the disk with (read back from the domain: what ran,
+        not what was asked for); None when libvirt leaves QEMU's default."""
+        from xml.etree import ElementTree
+
+        xml = libvirt.run_virsh("dumpxml", self.name).stdout
+        if not xml.strip():
+            return None
+        driver = ElementTree.fromstring(xml).find("./devices/disk[@device='disk']/driver")
+        return driver.get("cache") if driver is not None else None
+
+    def disk_path(self) -> Path:
+        blocks = libvirt.run_virsh("domblklist", self.name, "--details").stdout
+        disks = [line.split()[-1] for line in blocks.splitlines() if " disk " in f" {line} "]
+        if not disks:
+            raise TargetError(f"libvirt lists no disk for {self.name}", f"see {self.log_path}")
+        return Path(disks[0])
+
+    def disk_bytes(self) -> int:
+        """Disk bytes allocated to the volume and the backing chain under it (qemu-img)."""
+        info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--backing-chain",
+                                          "--output=json", str(self.disk_path())],
+                                         capture_output=True, text=True, check=True).stdout)
+        return sum(int(layer["actual-size"]) for layer in info)
+
+    def memory_and_cpus(self) -> tuple[int, int]:
+        """(memory MiB, vCPUs) of the running domain."""
+        info = libvirt.run_virsh("dominfo", self.name).stdout
+        fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+        return int(fields["Max memory"].split()[0]) // 1024, int(fields["CPU(s)"])
+
+    def usage(self) -> tuple[int, float]:
+        """The QEMU process's RSS and CPU time."""
+        import psutil
+
+        pid = int(Path(f"/run/libvirt/qemu/{self.name}.pid").read_text().strip())
+        process = psutil.Process(pid)
+        cpu = process.cpu_times()
+        return int(process.memory_info().rss), cpu.user + cpu.system
+
+    def new_overlay(self, backing: Path, cancelled: threading.Event) -> Path:
+        """A new copy-on-write disk over ``backing``, in the pool, named after this domain."""
+        overlay = libvirt.pool_path() / f"{self.name}.img"
+        if procs.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                      str(backing), str(overlay)], cancelled) != 0:
+            raise TargetError(f"qemu-img could not make an overlay of {backing}",
+                              f"check the free space in {overlay.parent}")
+        refresh_pool()
+        return overlay

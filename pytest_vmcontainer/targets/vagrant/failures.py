@@ -1,0 +1,48 @@
+"""Why a vagrant command failed, read from the tail of the target's log."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pytest_vmcontainer.errors import PortInUse, TargetError
+from pytest_vmcontainer.host import bases
+
+if TYPE_CHECKING:
+    from pytest_vmcontainer.targets.vagrant import VagrantTarget
+
+
+def boot_timeout(vm: VagrantTarget, detail: str = "") -> TargetError:
+    return TargetError(
+        f"the VM did not answer SSH within its boot timeout "
+        f"({vm.spec.boot_timeout:.0f}s, {vm.mode.upper()})",
+        "raise the boot timeout (pytest --vmc-boot-timeout, up --boot-timeout), or "
+        f"check the guest in /var/log/libvirt/qemu/{vm.resource_name}.log", detail=detail)
+
+
+def explain_up_failure(vm: VagrantTarget) -> TargetError:
+    tail = vm.log_tail(40)
+    box = vm.machine.box if vm.machine else None
+    if box and "could not be found or" in tail and "remote catalog" in tail:
+        cause, remedy = bases.unavailable_base(box, "box")
+        return TargetError(cause, remedy, detail=tail)
+    if "Timed out while waiting for the machine to boot" in tail:
+        return boot_timeout(vm, detail=tail)
+    if "non-zero exit status" in tail or "provisioner" in tail.lower():
+        return TargetError("provisioning failed in the VM (the shell provisioner exited "
+                           "non-zero)",
+                           f"fix the provisioning script; the log is {vm.log_path}",
+                           detail=tail)
+    if "address already in use" in tail.lower() or "Could not set up host forwarding" in tail:
+        return PortInUse(detail=tail)
+    return TargetError("vagrant up failed", f"see {vm.log_path}", detail=tail)
+
+
+def explain_package_failure(vm: VagrantTarget) -> TargetError:
+    tail = vm.log_tail(40)
+    tool = next((name for name in ("virt-sysprep", "virt-sparsify")
+                 if f"No such file or directory - {name}" in tail), None)
+    if tool is not None:
+        return TargetError(f"vagrant package needs {tool}, which is not installed",
+                           "run 'python -m pytest_vmcontainer setup' (it installs "
+                           "libguestfs-tools)", detail=tail)
+    return TargetError("vagrant package failed", f"see {vm.log_path}", detail=tail)

@@ -1,0 +1,115 @@
+"""Saved running VMs (``vmsaved``): restored instead of booted, or booted and then saved."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from typing import TYPE_CHECKING
+
+from pytest_vmcontainer.errors import Cancelled, VmcError
+from pytest_vmcontainer.targets import domainxml, vmcache, vmsaved
+from pytest_vmcontainer.targets.vagrant.domain import refresh_pool, saved_definition
+from pytest_vmcontainer.targets.vagrant.environment import vagrant_home
+from pytest_vmcontainer.targets.vagrant.starts import FromCache
+
+if TYPE_CHECKING:
+    from pytest_vmcontainer.targets.vagrant import VagrantTarget
+
+
+class Restore(FromCache):
+    """From the cache, through a saved slot of its variant: restored when the slot holds a
+    saved VM, else booted and saved into it for later runs. The slot's lock is held until
+    the domain is gone (the sweep of dead runs may take the slot from there)."""
+
+    def __init__(self, vm: VagrantTarget, entry: vmcache.Entry) -> None:
+        super().__init__(vm, entry)
+        self._slot_lock: vmsaved.SlotLock | None = None
+
+    def hold(self) -> None:
+        super().hold()
+        vm = self.vm
+        variant = (f"ports={sorted({22, *vm.spec.guest_ports})} cache={vm.spec.disk_cache} "
+                   f"driver={vm.accel.libvirt_driver}")
+        taken = vmsaved.take(self.cached.key, variant)
+        if taken is not None:
+            self.slot, self._slot_lock = taken
+
+    def run(self) -> None:
+        if self.slot is not None and self.slot.saved() and self.restored():
+            return
+        super().run()
+        if self.slot is not None:
+            self._save_into_slot(self.slot)
+
+    def release(self) -> None:
+        if self._slot_lock is not None:
+            self._slot_lock.release()
+            self._slot_lock = None
+        super().release()
+
+    def _save_into_slot(self, slot: vmsaved.Slot) -> None:
+        """``virsh save`` of the VM just booted and ready, its disk kept beside the state, then
+        restored at once: this run goes on as later runs will start."""
+        vm = self.vm
+        domain = vm.domain
+        with vm.progress.step(f"vm: saving the ready VM for later runs ({slot.id})"):
+            ssh_config = vm.ssh_config_path.read_text() if vm.ssh_config_path.exists() \
+                else vm.vagrant.ssh_config()
+            disk = domain.disk_path()
+            slot.begin()
+            # The definition Vagrant made: the restored VM is defined with it, so that a
+            # later vagrant up (a warm boot) finds the domain as it made it.
+            slot.definition.write_text(domain.definition())
+            saved = domain.save(slot.state)
+            if saved.returncode != 0:  # the VM runs on, booted; the slot stays empty
+                slot.forget()
+                vm.progress.say(f"vm: not saved ({saved.stderr.strip()}); it runs on as booted")
+                return
+            vm.drop_host()
+            # The state file holds the definition; the restore defines the domain again.
+            domain.undefine_keeping_disk()
+            shutil.move(disk, slot.disk)  # a rename where the pool and VMC_HOME share a disk
+            refresh_pool()
+            slot.ssh_config.write_text(ssh_config)
+            slot.commit({"domain": domain.name, "session": vm.spec.session_id,
+                         "vagrantfile": str(vm.spec.vagrantfile)})
+        if not self.restored():  # the state just saved does not restore here: boot again
+            vm.run_streamed("vagrant up --no-provision (the restore failed)", provision=False)
+            vm.wait_ready()
+
+    def restored(self) -> bool:
+        """Restore the slot's saved VM; False (nothing left of the attempt, the slot emptied)
+        when libvirt refuses, so the caller boots instead."""
+        vm, slot = self.vm, self.slot
+        assert slot is not None
+        try:
+            with vm.progress.step(f"vm: restoring the saved VM ({slot.id}, "
+                                  f"{vm.mode.upper()})"):
+                self._restore_domain(slot)
+            vm.wait_ready()  # a saved state that does not serve is not trusted again
+        except Cancelled:
+            raise  # teardown stopped the restore: the saved state is fine
+        except VmcError as error:
+            vm.progress.say(f"vm: restore failed, booting instead: {error}")
+            vm.remove_machine()
+            slot.forget()
+            return False
+        vm.origin = "restored from the VM cache"
+        # Every restore continues one saved boot: stir the kernel's pool with host randomness.
+        vm.run(f"echo {secrets.token_hex(64)} > /dev/urandom")
+        return True
+
+    def _restore_domain(self, slot: vmsaved.Slot) -> None:
+        vm = self.vm
+        vm.remove_machine()  # what a crashed run of this slot left
+        domain = vm.domain
+        overlay = domain.new_overlay(slot.disk, vm.cancelled)
+        saved = saved_definition(slot.state)
+        running, defined = vm.spec.workdir / "restore.xml", vm.spec.workdir / "define.xml"
+        boxes = vagrant_home(vm.spec.workdir) / "boxes"
+        running.write_text(domainxml.restore_xml(saved, overlay, vm.forwards(), boxes))
+        defined.write_text(domainxml.restore_xml(slot.definition.read_text(), overlay,
+                                               vm.forwards(), boxes))
+        domain.restore(slot.state, running, defined)
+        self._adopt_domain(slot.ssh_config, boxes)
+        domain.wait_clock_set()

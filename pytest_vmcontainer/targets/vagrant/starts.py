@@ -1,0 +1,159 @@
+"""How a VM comes to run: one start path per way, each holding its own locks and writers.
+
+``VagrantTarget`` picks one when it learns whether the VM cache holds its key (``prepare``),
+then ``up`` runs it: ``hold`` before the target's state is saved, ``run`` to bring the VM up
+and ready; ``destroy`` calls ``release``. ``restore.Restore`` adds the saved running VMs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from pytest_vmcontainer.errors import WaitTimeout
+from pytest_vmcontainer.runtime.waiting import ssh_banner, wait_for
+from pytest_vmcontainer.targets import domainxml, vmcache, vmsaved
+from pytest_vmcontainer.targets.vagrant.domain import pool_volume
+from pytest_vmcontainer.targets.vagrant.environment import vagrant_home
+from pytest_vmcontainer.targets.vagrant.failures import boot_timeout
+
+if TYPE_CHECKING:
+    from pytest_vmcontainer.targets.vagrant import VagrantTarget
+
+
+def boot_defined(vm: VagrantTarget) -> None:
+    """Start the defined, shut-off domain; return once its SSH server answers."""
+    vm.check_cancelled()
+    vm.domain.start()
+
+    def answers() -> bool:
+        vm.check_cancelled()
+        return ssh_banner(vm.ssh_port)()
+
+    try:
+        wait_for(answers, timeout=vm.spec.boot_timeout, what="SSH", interval=0.2)
+    except WaitTimeout:
+        raise boot_timeout(vm) from None
+
+
+class StartPath:
+    """What every start path answers; alone, nothing is held."""
+
+    def __init__(self, vm: VagrantTarget) -> None:
+        self.vm = vm
+        self.entry: vmcache.Entry | None = None  # the cache entry of this VM's provisioned disk
+        self.started_from: vmcache.Entry | None = None  # set when this VM starts from it
+        # A saved running VM this one restores from: libvirt restores it only under its name.
+        self.slot: vmsaved.Slot | None = None
+
+    def hold(self) -> None:
+        """Take what the start needs, before the target's state is saved."""
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Give back what ``hold`` and ``run`` took (after the domain is removed)."""
+
+
+class Provision(StartPath):
+    """``vagrant up`` with the provisioners; with a cache key, the provisioned disk is then
+    written into the VM cache."""
+
+    def __init__(self, vm: VagrantTarget, cache_key: str | None) -> None:
+        super().__init__(vm)
+        self.cache_key = cache_key  # None: the VM cache is off for this target
+        self._writer: vmcache.Writer | None = None
+
+    def run(self) -> None:
+        vm = self.vm
+        vm.origin = "provisioned"
+        vm.run_streamed(f"vagrant up {vm.spec.vagrantfile}", provision=True)
+        vm.wait_ready()
+        if self.cache_key is not None:
+            self._fill_cache(self.cache_key)
+
+    def _fill_cache(self, cache_key: str) -> None:
+        """Halt, copy the disk into a cache entry, boot again: commit once that boot is ready."""
+        vm = self.vm
+        source = Path(vm.machine.box_directory) if vm.machine and \
+            vm.machine.box_directory else None
+        with vmcache.Writer(cache_key, source, vm.log_path) as writer:
+            self._writer = writer  # release removes what an interrupted write left
+            vm.stop()
+            with vm.progress.step("vm: copying the provisioned disk into the VM cache"):
+                writer.add_disk(vm.domain.disk_path(), vm.cancelled)
+                writer.add_box_files(machine_key=vm.inserted_key())
+            vm.start()  # the boot that proves the cached state boots
+            writer.add_boot_files(vm.domain.definition(), vm.ssh_config_path.read_text())
+            self.entry = writer.commit({
+                "box": vm.machine.box if vm.machine else None,
+                "vagrantfile": str(vm.spec.vagrantfile), "session": vm.spec.session_id},
+                vm.spec.vm_cache_bytes)
+        vm.origin = f"provisioned, then cached as {cache_key[:12]}"
+
+    def release(self) -> None:
+        if self._writer is not None:
+            self._writer.discard()
+
+
+class FromCache(StartPath):
+    """A new VM on the cached provisioned disk, with no provisioning; the entry is held
+    (shared) so that eviction leaves it while the VM runs."""
+
+    def __init__(self, vm: VagrantTarget, entry: vmcache.Entry) -> None:
+        super().__init__(vm)
+        self.entry = self.cached = entry
+        self._cache_lock: IO[str] | None = None
+
+    def hold(self) -> None:
+        self.started_from = self.cached
+        vmcache.prepare_start(self.cached)
+        self._cache_lock = vmcache.hold(self.cached)
+        (self.vm.spec.workdir / "vm-cache-key").write_text(self.cached.key)
+
+    def run(self) -> None:
+        self.vm.origin = "from the VM cache"
+        self._boot(self.cached)
+        self.vm.wait_ready()
+
+    def release(self) -> None:
+        if self._cache_lock is not None:
+            self._cache_lock.close()
+            self._cache_lock = None
+
+    def _boot(self, entry: vmcache.Entry) -> None:
+        """A new domain from the entry's kept definition, booted through libvirt: what
+        ``vagrant up --no-provision`` does, without Ruby, the guest agent's IP round trip or
+        the pauses between its SSH attempts. An entry written before definitions were kept
+        boots through Vagrant."""
+        vm = self.vm
+        if entry.boot_files is None:
+            vm.run_streamed(f"vagrant up --no-provision (VM cache {entry.key[:12]})",
+                            provision=False)
+            return
+        definition, ssh_config = entry.boot_files
+        with vm.progress.step(f"vm: booting from the VM cache {entry.key[:12]} (libvirt, "
+                              f"{vm.mode.upper()})"):
+            vm.remove_machine()  # what a crashed run under this name left
+            domain = vm.domain
+            overlay = domain.new_overlay(pool_volume(entry.volume_name()), vm.cancelled)
+            boxes = vagrant_home(vm.spec.workdir) / "boxes"
+            defined = vm.spec.workdir / "define.xml"
+            defined.write_text(domainxml.boot_xml(
+                definition.read_text(), domain.name, overlay, vm.forwards(), boxes,
+                vm.mac, vm.accel.libvirt_driver, vm.spec.disk_cache))
+            domain.define(defined)
+            self._adopt_domain(ssh_config, boxes)
+            boot_defined(vm)
+
+    def _adopt_domain(self, ssh_config: Path, boxes: Path) -> None:
+        """Vagrant's machine directory for a domain the harness defined, so that vagrant
+        halt/up/ssh find it, and its SSH config on this VM's port."""
+        vm = self.vm
+        uuid = vm.domain.uuid()
+        machine_dir = vm.dotfile_path / "machines" / vm.machine_name / "libvirt"
+        machine_dir.mkdir(parents=True, exist_ok=True)
+        (machine_dir / "id").write_text(uuid)
+        vm.ssh_config_path.write_text(domainxml.ssh_config_on(
+            ssh_config.read_text(), vm.ssh_port, boxes))
