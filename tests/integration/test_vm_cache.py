@@ -1,6 +1,7 @@
 """The provisioned-VM cache on real Vagrant/libvirt: a fresh VM from the cache (booted, then
-restored from its saved state), no stale hit, and an interrupted write that leaves nothing a
-later run would trust.
+restored from its saved state), a damaged saved state or entry never trusted, and an
+interrupted write that leaves nothing a later run would trust. (That changed inputs never hit
+an old entry is the key's unit test: ``test_the_vm_cache_key_follows_every_input``.)
 
 The project's provisioner is trivial (a page served by the box's own python3, enabled at
 boot): this test is about caching, not apt.
@@ -46,6 +47,13 @@ def _run(project: Path, *tests: str) -> subprocess.CompletedProcess[str]:
                         *tests], project, 1800)
 
 
+def _write_random_bytes(path: Path) -> None:
+    """What ``dd conv=notrunc`` does: 4 KiB in the middle overwritten, the size unchanged."""
+    with open(path, "r+b") as target:
+        target.seek(path.stat().st_size // 2)
+        target.write(secrets.token_bytes(4096))
+
+
 def _entries(project: Path) -> set[str]:
     return {entry.key for entry in vmcache.entries()
             if entry.info().get("vagrantfile") == str(project / "Vagrantfile")}
@@ -85,17 +93,31 @@ def _cache_runs(project: Path, token: str) -> None:
         assert later.returncode == 0, later.stdout
         assert "restored from the VM cache" in later.stdout, later.stdout
         assert "vagrant up" not in later.stdout, later.stdout  # no boot
+    # Random bytes written into the saved state (as a failing disk or a stray dd would):
+    # the next run says so, boots from the entry instead and saves a good state again.
+    (entry,) = (vmcache.Entry(key) for key in _entries(project))
+    states = list(vmcache.saved_dir(entry.key).glob("*/state.sav"))
+    assert states, "the second run saved no state"
+    for state in states:
+        _write_random_bytes(state)
+    fifth = _run(project, "-k", "fresh")
+    assert fifth.returncode == 0, fifth.stdout
+    assert re.search(r"vm: the saved VM s\w+ is damaged \(state\.sav was written to after it "
+                     r"was sealed\); removed it, booting instead", fifth.stdout), fifth.stdout
+    assert "saving the ready VM for later runs" in fifth.stdout, fifth.stdout
+
     seen = [line.split() for line in (project / "seen.txt").read_text().splitlines()]
     assert seen[0][0] != seen[1][0]  # a new domain
-    assert [rc for _name, rc, *_origin in seen] == ["0", "1", "0", "1"], seen  # each run's VM
-    # is without the files earlier runs' tests made, restored ones included
-    for output in (first.stdout, second.stdout, third.stdout, fourth.stdout):
+    assert [rc for _name, rc, *_origin in seen] == ["0", "1", "0", "1", "1"], seen  # each
+    # run's VM is without the files earlier runs' tests made, restored ones included
+    for output in (first.stdout, second.stdout, third.stdout, fourth.stdout, fifth.stdout):
         session = re.search(r"vmc-(\w+)-default", output)
         assert session and leftovers(session.group(1)) == []
 
-    # A changed provisioning input provisions again; Ctrl-C while that disk is being
-    # written into the cache leaves no entry and no half-written one.
-    page_project(project, "pytest-vmcontainer/debian-12", f"{token} changed")
+    # The entry's image damaged: the next run says so, removes the entry and provisions
+    # again; Ctrl-C while that disk is being written into the cache leaves no entry and no
+    # half-written one.
+    _write_random_bytes(entry.directory / "box.img")
     partials = set(vmcache.cache_dir().glob(".partial-*"))
     run = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
                             "--target=vm", "-k", "fresh"], cwd=project, stdout=subprocess.PIPE,
@@ -109,7 +131,10 @@ def _cache_runs(project: Path, token: str) -> None:
         if run.poll() is None:
             run.kill()
     assert run.returncode == 2, output
+    assert f"vm: the VM cache entry {entry.key} is damaged (box.img was written to after it " \
+        "was sealed); removed it, provisioning instead" in output, output
     assert set(vmcache.cache_dir().glob(".partial-*")) <= partials, output
-    assert len(_entries(project)) == 1, output  # only the first inputs' entry
+    assert not _entries(project), output  # the damaged entry gone, the new one never written
+    assert not vmcache.saved_dir(entry.key).exists(), output
     session = re.search(r"vmc-(\w+)-default", output)
     assert session and leftovers(session.group(1)) == [], output

@@ -121,7 +121,7 @@ class VagrantTarget(Target):
             if self.machine.box_directory is None:  # the box was just built: look it up
                 self.machine = self.read_config()
             cache_key = vm_cache_key(self.machine, self.spec)
-            entry = vmcache.lookup(cache_key)
+            entry = vmcache.lookup(cache_key, self.progress.say)
             self.start_path = self._from_cache(entry) if entry else Provision(self, cache_key)
 
     def _from_cache(self, entry: vmcache.Entry) -> FromCache:

@@ -90,7 +90,7 @@ class LibvirtDomain:
             result = libvirt.run_virsh(*args)
             if result.returncode != 0:
                 raise TargetError(f"virsh {args[0]} failed: {result.stderr.strip()}",
-                                  "python -m pytest_vmcontainer clean removes saved VMs")
+                                  "python -m pytest_vmcontainer clean --caches removes saved VMs")
 
     def wait_clock_set(self) -> None:
         wait_for(lambda: libvirt.run_virsh("domtime", self.name, "--now").returncode == 0,

@@ -30,7 +30,7 @@ class Restore(FromCache):
         vm = self.vm
         variant = (f"ports={sorted({22, *vm.spec.guest_ports})} cache={vm.spec.disk_cache} "
                    f"driver={vm.accel.libvirt_driver}")
-        taken = vmsaved.take(self.cached.key, variant)
+        taken = vmsaved.take(self.cached.key, variant, vm.progress.say)
         if taken is not None:
             self.slot, self._slot_lock = taken
 
