@@ -16,6 +16,7 @@ from pathlib import Path
 from pytest_vmcontainer import lifecycle, targets
 from pytest_vmcontainer.errors import UsageError
 from pytest_vmcontainer.host import paths
+from pytest_vmcontainer.host.space import human_bytes
 
 DOCKER_DATA = Path("/var/lib/docker")  # a local engine's data; absent with a remote one
 
@@ -30,15 +31,6 @@ class Removal:
         text = "removed: " + (", ".join(self.removed) if self.removed else "nothing")
         text += f"\nfreed {human_bytes(self.freed_bytes)}"
         return text + (f"\n{self.kept}" if self.kept else "")
-
-
-def human_bytes(count: int) -> str:
-    size = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"  # pragma: no cover - the loop always returns
 
 
 def _free_space() -> dict[int, int]:

@@ -18,7 +18,7 @@ import docker
 import docker.errors
 
 from pytest_vmcontainer.errors import BuildError, PortInUse, TargetError
-from pytest_vmcontainer.host import bases
+from pytest_vmcontainer.host import bases, paths, space
 from pytest_vmcontainer.runtime import hashing, procnet
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.timing import Timer, time_once
@@ -222,10 +222,22 @@ class DockerTarget(Target):
     def prepare(self) -> None:
         """The Debian base image when the Dockerfile builds FROM it, then the app image."""
         if bases.references(self.spec.dockerfile, bases.DOCKER_BASE_REPOSITORY):
+            if self.spec.rebuild_bases or not bases.docker_base_current(self.client):
+                space.require(self._base_build_needs())
             bases.ensure_docker_base(self.progress, self.client, self.spec.rebuild_bases,
                                      self.cancelled)
         if self.image is None:
             self.build()
+
+    def _base_build_needs(self) -> list[space.Need]:
+        """The base's root file system under VMC_HOME, and its image in a local engine's data
+        (an engine on another machine checks its own disk)."""
+        needs = [space.Need(paths.home(), space.DOCKER_BASE_BUILD, "the Docker base build")]
+        root = Path(self.client.info().get("DockerRootDir") or "")
+        if root.is_absolute() and root.exists() and self.client.api.base_url.startswith(
+                ("http+docker://localhost", "http+docker://localunixsocket")):
+            needs.append(space.Need(root, space.DOCKER_BASE_BUILD, "the Docker base image"))
+        return needs
 
     def declared_ports(self) -> tuple[int, ...]:
         """The built image's exposed TCP ports (EXPOSE, including those of its bases)."""

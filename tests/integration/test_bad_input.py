@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import socket
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +86,33 @@ def test_vm_does_not_answer_ssh_in_time(tmp_path: Path, bases: None, leak_check:
     assert result.returncode == 1
     line = error_line(result.stderr)
     assert "did not answer SSH within its boot timeout (3s" in line and "boot timeout" in line
+
+
+@pytest.fixture
+def small_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A ``VMC_HOME`` on a 64 MiB tmpfs: a disk too small for a box build."""
+    home = tmp_path / "small-home"
+    home.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "vmc-test-small-home", str(home)],
+                   check=True)
+    try:
+        monkeypatch.setenv("VMC_HOME", str(home))
+        yield home
+        from pytest_vmcontainer.host import libvirt
+
+        libvirt.remove_storage_pool()  # this home's, when the run made one
+    finally:
+        subprocess.run(["umount", str(home)], check=True)
+
+
+def test_too_little_disk_space_is_named_before_anything_is_written(
+        small_home: Path, leak_check: None) -> None:
+    result = run_cli("up", "--target=vm")
+    assert result.returncode == 1, result.stdout + result.stderr
+    line = error_line(result.stderr)
+    assert re.search(rf"not enough free disk space: {re.escape(str(small_home))} has "
+                     r"\d+\.\d MiB free, this run needs about 1\.5 GiB there "
+                     r"\(the box build 1\.5 GiB\)", line), line
+    assert "clean --caches" in line and "VMC_HOME" in line
+    assert not (small_home / "builds" / "pytest-vmcontainer-debian-12.box").exists()
+    assert not list((small_home / "sessions").iterdir())

@@ -126,5 +126,6 @@ def test_summary_and_sizes() -> None:
     assert housekeeping.human_bytes(512) == "512 B"
     assert housekeeping.human_bytes(3 * 2**20 // 2) == "1.5 MiB"
     assert housekeeping.human_bytes(5 * 2**40) == "5120.0 GiB"
+    assert housekeeping.human_bytes(2**30 - 1) == "1024.0 MiB"
     text = housekeeping.Removal(["container x"], 2048, "kept y").summary()
     assert text == "removed: container x\nfreed 2.0 KiB\nkept y"

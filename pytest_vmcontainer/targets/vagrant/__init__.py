@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vmcontainer.host import accel as accellib
-from pytest_vmcontainer.host import bases
+from pytest_vmcontainer.host import bases, paths, space
 from pytest_vmcontainer.host.ports import free_port
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.timing import Timer
@@ -113,6 +113,8 @@ class VagrantTarget(Target):
         check_machine(self.machine, self.spec.vagrantfile)
         local = self.local_box
         if local is not None:
+            if self.spec.rebuild_bases or not local.current():
+                space.require([space.Need(paths.home(), space.BOX_BUILD, "the box build")])
             bases.ensure_box(self.progress, self.spec.rebuild_bases, self.cancelled, local)
         box_dir = Path(self.machine.box_directory or (local or bases.PROJECT_BOX).box_dir())
         self.accel = accellib.detect(accellib.probe_kernel(box_dir / "vmlinuz",
@@ -123,6 +125,7 @@ class VagrantTarget(Target):
             cache_key = vm_cache_key(self.machine, self.spec)
             entry = vmcache.lookup(cache_key, self.progress.say)
             self.start_path = self._from_cache(entry) if entry else Provision(self, cache_key)
+            space.require(self.start_path.space_needed())
 
     def _from_cache(self, entry: vmcache.Entry) -> FromCache:
         return Restore(self, entry) if self.spec.vm_restore else FromCache(self, entry)

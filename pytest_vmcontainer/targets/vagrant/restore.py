@@ -7,6 +7,7 @@ import shutil
 from typing import TYPE_CHECKING
 
 from pytest_vmcontainer.errors import Cancelled, VmcError
+from pytest_vmcontainer.host import paths, space
 from pytest_vmcontainer.targets import domainxml, vmcache, vmsaved
 from pytest_vmcontainer.targets.vagrant.domain import refresh_pool, saved_definition
 from pytest_vmcontainer.targets.vagrant.environment import vagrant_home
@@ -24,6 +25,9 @@ class Restore(FromCache):
     def __init__(self, vm: VagrantTarget, entry: vmcache.Entry) -> None:
         super().__init__(vm, entry)
         self._slot_lock: vmsaved.SlotLock | None = None
+
+    def space_needed(self) -> list[space.Need]:
+        return [space.Need(paths.home(), space.SAVED_VM, "a saved VM")]
 
     def hold(self) -> None:
         super().hold()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from pytest_vmcontainer.errors import WaitTimeout
+from pytest_vmcontainer.host import paths, space
 from pytest_vmcontainer.runtime.waiting import ssh_banner, wait_for
 from pytest_vmcontainer.targets import domainxml, vmcache, vmsaved
 from pytest_vmcontainer.targets.vagrant.domain import pool_volume
@@ -52,6 +53,10 @@ class StartPath:
     def run(self) -> None:
         raise NotImplementedError
 
+    def space_needed(self) -> list[space.Need]:
+        """What this start will write to disk, checked before it begins."""
+        return []
+
     def release(self) -> None:
         """Give back what ``hold`` and ``run`` took (after the domain is removed)."""
 
@@ -64,6 +69,10 @@ class Provision(StartPath):
         super().__init__(vm)
         self.cache_key = cache_key  # None: the VM cache is off for this target
         self._writer: vmcache.Writer | None = None
+
+    def space_needed(self) -> list[space.Need]:
+        what = "provisioning and the VM cache entry" if self.cache_key else "provisioning"
+        return [space.Need(paths.home(), space.PROVISION_AND_CACHE, what)]
 
     def run(self) -> None:
         vm = self.vm
