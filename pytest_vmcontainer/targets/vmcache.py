@@ -181,7 +181,7 @@ class Writer:
         self.log = log
 
     def __enter__(self) -> Writer:
-        _remove_abandoned_partials()
+        remove_abandoned_partials()
         shutil.rmtree(self.partial, ignore_errors=True)
         self.partial.mkdir()
         self.partial.chmod(0o755)
@@ -249,11 +249,15 @@ def prepare_start(entry: Entry) -> None:
     _in_pool(entry)
 
 
-def _remove_abandoned_partials() -> None:
+def remove_abandoned_partials() -> list[str]:
+    """Remove the half-written entries whose writing process is gone; returns their names."""
+    removed = []
     for partial in cache_dir().glob(".partial-*-*"):
         pid = partial.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             shutil.rmtree(partial, ignore_errors=True)
+            removed.append(partial.name)
+    return removed
 
 
 def entries() -> list[Entry]:
@@ -318,5 +322,5 @@ def remove_entries(keys: set[str]) -> list[str]:
 
 def remove_all() -> list[str]:
     """``clean``: every entry no VM uses any more, and abandoned partial writes."""
-    _remove_abandoned_partials()
+    remove_abandoned_partials()
     return [f"vm cache {key}" for key in evict(0)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from pytest_vmcontainer.host import paths
 from pytest_vmcontainer.runtime import seal
 from pytest_vmcontainer.targets import vmcache, vmsaved
+from pytest_vmcontainer.targets.vagrant.leftovers import LibvirtLeftovers
 
 MIB = 2**20
 Sealed = tuple[Path, dict[str, dict[str, int | str]]]
@@ -133,3 +136,17 @@ def test_a_damaged_saved_vm_is_emptied_and_said(tmp_path: Path,
                         "booting instead"]
     finally:
         taken[1].release()
+
+
+def test_the_sweep_removes_partial_entries_of_killed_writers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a writer that was killed: its pid names no process now
+    dead = vmcache.cache_dir() / f".partial-{'a' * 24}-{gone.pid}"
+    live = vmcache.cache_dir() / f".partial-{'b' * 24}-{os.getpid()}"
+    for partial in (dead, live):
+        partial.mkdir()
+        (partial / "box.img").write_bytes(b"half")
+    assert LibvirtLeftovers().remove_orphans() == [f"vm cache partial {dead.name}"]
+    assert not dead.exists() and live.exists()

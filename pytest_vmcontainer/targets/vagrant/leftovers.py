@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from pytest_vmcontainer.host import paths
+from pytest_vmcontainer.targets import vmcache
 from pytest_vmcontainer.targets.base import Leftovers, resource_prefix
 from pytest_vmcontainer.targets.vagrant.domain import libvirt_names, remove_libvirt_leftovers
 
@@ -45,3 +46,8 @@ class LibvirtLeftovers(Leftovers):
         prefix = resource_prefix(session_id)
         removed = [f"libvirt {name}" for name in remove_libvirt_leftovers(prefix)]
         return removed + remove_app_boxes(prefix)
+
+    def remove_orphans(self) -> list[str]:
+        """Half-written VM cache entries of runs killed while writing them (SIGKILL leaves
+        no teardown): never trusted, but gigabytes until the next cache write removed them."""
+        return [f"vm cache partial {name}" for name in vmcache.remove_abandoned_partials()]
