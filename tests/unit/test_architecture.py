@@ -142,8 +142,8 @@ def test_backends_are_named_only_in_targets() -> None:
 MODULE_LINES = 400
 CLASS_LINES = 300
 # Over the limits today; the next to split. An entry that fits again must go from the list.
-LONG_MODULES = {"cli", "comparison.probes", "comparison.report", "harness", "host.bases", "run",
-                "runreport", "targets.docker"}
+LONG_MODULES = {"cli", "comparison.probes", "harness", "host.bases", "run", "runreport",
+                "targets.docker"}
 LONG_CLASSES = {"harness.Harness", "targets.docker.DockerTarget"}
 
 
