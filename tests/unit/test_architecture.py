@@ -142,7 +142,7 @@ def test_backends_are_named_only_in_targets() -> None:
 MODULE_LINES = 400
 CLASS_LINES = 300
 # Over the limits today; the next to split. An entry that fits again must go from the list.
-LONG_MODULES = {"cli", "harness", "host.bases", "targets.docker"}
+LONG_MODULES = {"cli", "harness", "targets.docker"}
 LONG_CLASSES = {"harness.Harness", "targets.docker.DockerTarget"}
 
 
