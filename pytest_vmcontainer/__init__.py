@@ -2,7 +2,8 @@
 
 The package, as a reader meets it:
 
-- ``plugin`` (pytest hooks), ``fixtures``, ``run`` (one run's state), ``options``,
+- ``plugin`` (pytest hooks), ``fixtures``, ``runstate`` (one run's state), ``runend``
+  (its end: report, summary, teardown), ``runreport`` (the run's report), ``options``,
   ``parity`` (the matrix), ``hookspecs`` (extension points), ``cli``;
 - ``harness`` (a session's targets) and ``lifecycle`` (sessions, the sweep);
 - ``targets/``: the ``Target`` interface and one module per backend;

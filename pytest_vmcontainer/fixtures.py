@@ -16,14 +16,14 @@ import pytest
 from pytest_vmcontainer import scanrun, shared
 from pytest_vmcontainer.errors import VmcError
 from pytest_vmcontainer.parity import Parity
-from pytest_vmcontainer.run import (
+from pytest_vmcontainer.runend import teardown
+from pytest_vmcontainer.runstate import (
     RunState,
     comparison_refusal,
     expect_diff_reason,
     fail_for,
     parity_row,
     state_of,
-    teardown,
 )
 
 if TYPE_CHECKING:

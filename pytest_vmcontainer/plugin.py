@@ -1,4 +1,4 @@
-"""The pytest plugin: options and hooks only; state lives in ``run.py``, fixtures in ``fixtures``.
+"""The pytest plugin: options and hooks only; state lives in ``runstate``, fixtures in ``fixtures``.
 
 Registered through the ``pytest11`` entry point. The fixtures module is
 registered from ``pytest_configure`` so that its ``host`` fixture (the current
@@ -16,9 +16,19 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_vmcontainer import hookspecs, options, run, runreport, scanrun, shared, targets
+from pytest_vmcontainer import (
+    hookspecs,
+    options,
+    runend,
+    runreport,
+    runstate,
+    scanrun,
+    shared,
+    targets,
+)
 from pytest_vmcontainer.errors import SettingError, VmcError
-from pytest_vmcontainer.run import (
+from pytest_vmcontainer.runend import teardown
+from pytest_vmcontainer.runstate import (
     PARAMETRIZED_FIXTURES,
     STATE,
     TARGET_FIXTURES,
@@ -29,7 +39,6 @@ from pytest_vmcontainer.run import (
     harness_hooks,
     parity_row,
     state_of,
-    teardown,
 )
 from pytest_vmcontainer.runtime import signals
 
@@ -157,10 +166,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if callspec is not None and "target" in callspec.params:
             state.needed.add(callspec.params["target"])
         state.needed.update(kind for kind in TARGET_FIXTURES if kind in names)
-        item.user_properties.extend(run.target_properties(item))
+        item.user_properties.extend(runstate.target_properties(item))
     state.needed &= set(state.kinds)
     scanrun.add_item(session, items)
-    run.note_collection(state, (item.nodeid for item in items))
+    runstate.note_collection(state, (item.nodeid for item in items))
     if state.shared_dir is not None and state.worker is not None:
         shared.publish_needed(state.shared_dir, state.worker, state.needed)
 
@@ -178,7 +187,7 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
     """On the xdist controller (which collects nothing itself): the workers' collection order;
     and the bring-up of the targets that worker's tests need."""
     state = state_of(node.config)
-    run.note_collection(state, ids)
+    runstate.note_collection(state, ids)
     harness = state.get_harness()
     kinds = shared.read_needed(harness.open_session().dir, str(node.workerinput["workerid"]))
     if kinds:
@@ -207,12 +216,12 @@ class ParityReports:
     def pytest_runtest_makereport(self, item: pytest.Item,
                                   call: pytest.CallInfo[None]) -> Any:
         if call.when == "call":
-            item.user_properties.extend(run.mode_properties(item))
+            item.user_properties.extend(runstate.mode_properties(item))
         return (yield)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Every phase of every test, here and, under xdist, on the controller from workers."""
-        run.take_report(self._state, report)
+        runstate.take_report(self._state, report)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -246,7 +255,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     scanrun.finish(state)
     state.terminal.flush(capture_active=False)
     try:
-        run.write_report(state)
+        runend.write_report(state)
     except VmcError as error:
         state.terminal.write(f"[vmcontainer] error: {error.one_line()}")
         state.terminal.flush(capture_active=False)
@@ -255,7 +264,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    run.terminal_summary(state_of(config), terminalreporter)
+    runend.terminal_summary(state_of(config), terminalreporter)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from pytest_vmcontainer.errors import VmcError
-from pytest_vmcontainer.run import STATE, RunState, state_of
+from pytest_vmcontainer.runstate import STATE, RunState, state_of
 from pytest_vmcontainer.runtime import background
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.scan.model import SIDES, ScanResult

@@ -63,7 +63,7 @@ class Prepared:
         self.box = Job("the box", lambda: self._after(self.engines, "build", "--target=vm")) \
             if vm else None
         # After the box, not beside it: one build at a time keeps guestfish's appliance off a
-        # loaded host (see bases._make_bootloader_disk).
+        # loaded host (see boxes.make_bootloader_disk).
         self.bootloader_box = Job("the boot-loader box", lambda: self._after(
             self.box or self.engines, "build", "--target=vm", "--box",
             images.BOOTLOADER_BOX.name)) if bootloader else None

@@ -90,7 +90,7 @@ def _cycles() -> list[list[str]]:
 
 
 def test_the_import_graph_is_seen() -> None:
-    assert "pytest_vmcontainer.run" in GRAPH["pytest_vmcontainer.plugin"]
+    assert "pytest_vmcontainer.runstate" in GRAPH["pytest_vmcontainer.plugin"]
     assert "pytest_vmcontainer.targets.base" in GRAPH["pytest_vmcontainer.targets.docker"]
 
 
@@ -110,7 +110,7 @@ def test_layers_only_import_downwards() -> None:
     """runtime < host < targets < harness/comparison < the plugin and the command line."""
     order = ["errors", "runtime", "host", "targets", "lifecycle", "housekeeping", "harness",
              "shared", "scan", "comparison", "parity", "runreport", "options", "hookspecs",
-             "scheduling", "run", "scanrun", "fixtures", "plugin", "cli"]
+             "scheduling", "runstate", "runend", "scanrun", "fixtures", "plugin", "cli"]
 
     def layer(module: str) -> int:
         name = module.split(".")[1] if "." in module else ""
@@ -142,8 +142,7 @@ def test_backends_are_named_only_in_targets() -> None:
 MODULE_LINES = 400
 CLASS_LINES = 300
 # Over the limits today; the next to split. An entry that fits again must go from the list.
-LONG_MODULES = {"cli", "comparison.probes", "comparison.report", "harness", "host.bases", "run",
-                "runreport", "targets.docker"}
+LONG_MODULES = {"cli", "harness", "targets.docker"}
 LONG_CLASSES = {"harness.Harness", "targets.docker.DockerTarget"}
 
 

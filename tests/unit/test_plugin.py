@@ -27,7 +27,7 @@ def test_plain():
 """
 
 STATE_PROBE = """
-from pytest_vmcontainer.run import state_of
+from pytest_vmcontainer.runstate import state_of
 
 def pytest_terminal_summary(terminalreporter, config):
     state = state_of(config)
@@ -322,7 +322,7 @@ def test_parity_rows_drop_only_the_target(project: pytest.Pytester) -> None:
     project.makeconftest(FAKE_TARGET + """
 
 import pytest
-from pytest_vmcontainer.run import parity_row
+from pytest_vmcontainer.runstate import parity_row
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
@@ -366,7 +366,7 @@ def test_export():
 
 def test_failure_names_the_target_it_happened_on() -> None:
     from pytest_vmcontainer.errors import TargetError
-    from pytest_vmcontainer.run import fail_for
+    from pytest_vmcontainer.runstate import fail_for
 
     with pytest.raises(pytest.fail.Exception) as failure:
         fail_for("vm", TargetError("cause", "remedy", detail="tail"))

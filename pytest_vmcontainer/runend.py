@@ -1,0 +1,146 @@
+"""The end of one pytest run: its report, --vmc-report, the terminal summary, and teardown.
+
+Called by the plugin (``plugin.py``) and the fixtures (``fixtures.py``) with the run's
+state (``runstate.py``). Nothing here is a pytest hook.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+from pytest_vmcontainer import runreport
+from pytest_vmcontainer.errors import ReportError, VmcError
+from pytest_vmcontainer.parity import PROP_CHECK, PROP_ROW, PROP_TARGET
+from pytest_vmcontainer.runstate import RunState
+
+
+def run_report(state: RunState) -> runreport.RunReport:
+    """The matrix, the comparison (when rows were measured) and the inputs hash; made once,
+    when every test has reported."""
+    if state.final is None:
+        state.final = _make_run_report(state)
+    return state.final
+
+
+def _make_run_report(state: RunState) -> runreport.RunReport:
+    from pytest_vmcontainer.comparison.measure import host_facts
+    from pytest_vmcontainer.comparison.results import ComparisonReport
+
+    shown = runreport.settings_shown({name: resolved.value
+                                      for name, resolved in state.settings.items()})
+    benchmarks = state.user_benchmarks.results()
+    if (state.comparison is not None and state.comparison.figures) or benchmarks:
+        comparison = state.get_comparison().report(shown, benchmarks)
+    else:
+        comparison = ComparisonReport(
+            generated_at=runreport.now(), host=host_facts(with_vm_tools=False, with_docker=False),
+            vm_mode=None, vm_mode_reason="", settings=shown, rows=[])
+    if not comparison.rows:  # a parity-only run: its VM's mode is the one to show
+        comparison.vm_mode = state.matrix.modes.get("vm")
+    digest = runreport.inputs_hash(state.value("vmc_vagrantfile"), state.value("vmc_dockerfile"),
+                                   state.value("vmc_provision_inputs"))
+    return runreport.RunReport(comparison, state.matrix,
+                               runreport.targets_of(comparison, state.matrix), digest,
+                               scan=state.scan)
+
+
+def write_report(state: RunState) -> None:
+    """--vmc-report=DIR: the run's report, with or without comparison rows (not in a worker)."""
+    directory = state.value("vmc_report")
+    if directory is None or state.worker is not None:
+        return
+    try:
+        state.report_paths = runreport.write(run_report(state), directory)
+    except OSError as error:
+        raise ReportError(f"cannot write the report into {directory} ({error})",
+                          "give --vmc-report a writable directory") from None
+
+
+def terminal_summary(state: RunState, reporter: Any) -> None:
+    """Targets, parity matrix and comparison, printed once: never by an xdist worker."""
+    if state.worker is not None:
+        return
+    write = reporter.write_line
+    harness = state.harness
+    if harness is not None and harness.targets:
+        reporter.section("vmcontainer")
+        for kind, target in harness.targets.items():
+            mode = target.mode.upper()
+            if target.mode_reason:
+                mode = f"{mode}: {target.mode_reason}"
+            took = f", up in {target.up_seconds:.1f}s" if target.up_seconds is not None else ""
+            origin = f", {target.origin}" if target.origin else ""
+            write(f"{kind}: {target.resource_name} ({mode}{took}{origin})")
+        for line in state.kept:
+            write(f"kept {line}")
+        if state.kept:
+            write("remove one with: python -m pytest_vmcontainer destroy [vm|container] "
+                  "--session ID; all with: python -m pytest_vmcontainer clean")
+    matrix = state.matrix.render(state.kinds)
+    if matrix:
+        reporter.section("vmcontainer parity matrix", sep="-")
+        for line in matrix:
+            write(line)
+    if state.scan is not None:
+        from pytest_vmcontainer.scan import render
+
+        reporter.section(render.TITLE, sep="-")
+        for line in render.terminal_lines(state.scan):
+            write(line)
+    measured = run_report(state).comparison
+    if measured.rows:
+        from pytest_vmcontainer.comparison import report
+
+        reporter.section("vmcontainer: VM vs container, measured on this host", sep="-")
+        for line in report.terminal_lines(measured):
+            write(line)
+    if measured.user_benchmarks:
+        from pytest_vmcontainer.comparison import report
+
+        reporter.section("vmcontainer: your benchmarks, VM against container", sep="-")
+        if not measured.rows:
+            write(report.mode_line(measured))
+        for line in report.benchmark_lines(measured):
+            write(line)
+    if state.report_paths:
+        write("report: " + ", ".join(str(path) for path in state.report_paths.values()))
+
+
+DECLARED_ROW = "ports the files declare (Dockerfile EXPOSE, Vagrantfile forwarded_port)"
+
+
+def note_declared_ports(state: RunState) -> None:
+    """A row of the matrix: the guest ports each target's files declare. Both targets forward
+    the union, so a port declared on one side only works on both, but it is a difference
+    between the two files, and the matrix shows it as one."""
+    declared = state.harness.declared_ports if state.harness is not None else {}
+    if not any(declared.values()) or DECLARED_ROW in state.matrix.rows:
+        return
+    for kind, ports in sorted(declared.items()):
+        state.matrix.add_report([(PROP_TARGET, kind), (PROP_ROW, DECLARED_ROW),
+                                 (f"{PROP_CHECK}guest ports", list(ports))], "call", "passed")
+
+
+def teardown(state: RunState, failed: bool) -> None:
+    """Tear the targets down once; a second Ctrl-C meanwhile only prints a note."""
+    harness = state.harness
+    if harness is None:
+        return
+    note_declared_ports(state)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _teardown_in_progress) if in_main else None
+    try:
+        state.kept += harness.teardown(failed=failed)
+    except VmcError as error:
+        state.terminal.write(f"[vmcontainer] {error.one_line()}")
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _teardown_in_progress(signum: int, frame: FrameType | None) -> None:
+    sys.stderr.write("\n[vmcontainer] removing the targets, please wait...\n")
