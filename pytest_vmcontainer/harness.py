@@ -388,6 +388,8 @@ class Harness:
             self.config.keep == "on-failure" and failed)
         for target in self.targets.values():
             target.cancelled.set()
+        for target in self.targets.values():
+            target.settle()  # e.g. a VM cache entry written in the background
         if keep and self.targets:
             self._wait_for_bring_ups()
             self._run_teardown_hooks(self.targets.values(), kept=True)

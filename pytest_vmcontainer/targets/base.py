@@ -243,11 +243,8 @@ class Target(abc.ABC):
                          "use a backend that reports it for the resource rows")
 
     def disk_cache_mode(self) -> str | None:
-        """The cache mode the target's disk runs with (None: the default, or no such thing).
-
-        The base class answers what the spec asked for; a backend that can read the
-        mode back from its engine should override this, so figures say what ran.
-        """
+        """The cache mode the target's disk runs with (None: the default, or no such thing):
+        what the spec asked for, unless a backend reads back from its engine what ran."""
         return self.spec.disk_cache
 
     # --- saved state: reuse, login, exec, list (and xdist workers) ---------------------------
@@ -281,6 +278,9 @@ class Target(abc.ABC):
     def login_command(self) -> str:
         """A shell command that opens a shell in this target (shown for kept targets)."""
         return f"python -m pytest_vmcontainer login {self.kind} --session {self.spec.session_id}"
+
+    def settle(self) -> None:  # noqa: B027 - optional: most backends leave no such work
+        """Finish background work before teardown stops tracked processes (none by default)."""
 
     def describe_kept(self) -> str:
         """One line for the end of a run that keeps this target."""

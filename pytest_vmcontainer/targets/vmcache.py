@@ -109,6 +109,20 @@ class Entry:
         mtime = int((self.directory / "box.img").stat().st_mtime)
         return f"{_escaped(self.box_name)}_vagrant_box_image_0_{mtime}_box.img"
 
+    @property
+    def proven(self) -> bool:
+        """A VM has booted from the entry and become ready (an entry written in the background,
+        from a VM saved right after provisioning, is proven by the first boot from it)."""
+        return bool(self.info().get("proven", True))
+
+    def mark_proven(self) -> None:
+        info = self.info()
+        if info and not info.get("proven", True):
+            path = self.directory / ENTRY_FILE
+            staged = path.with_name(f".{ENTRY_FILE}.{os.getpid()}")
+            staged.write_text(json.dumps({**info, "proven": True}, indent=1))
+            os.replace(staged, path)
+
     def info(self) -> dict[str, Any]:
         try:
             data: dict[str, Any] = json.loads((self.directory / ENTRY_FILE).read_text())

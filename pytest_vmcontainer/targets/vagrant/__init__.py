@@ -267,6 +267,9 @@ class VagrantTarget(Target):
         remove_libvirt_leftovers(self.domain_prefix)
         shutil.rmtree(self.dotfile_path, ignore_errors=True)
 
+    def settle(self) -> None:
+        self.start_path.settle()
+
     def drop_host(self) -> None:
         """Forget the connection: the VM it reached is going (halted, saved)."""
         self._host = None
@@ -281,9 +284,11 @@ class VagrantTarget(Target):
     # --- export, instances, measurements ---------------------------------------------------
 
     def export(self, directory: Path, timer: Timer | None = None) -> Export:
+        self.start_path.settle()  # a cold run's entry may still be written: it is the export
         return exporting.export(self, directory, timer)
 
     def instance_from_export(self, spec: TargetSpec) -> VagrantTarget:
+        self.start_path.settle()  # a cold run's entry may still be written
         entry = self.start_path.entry
         if entry is not None:  # the same path as a VM started from the cache
             instance = VagrantTarget(spec, self.progress, accel=self.accel)

@@ -10,10 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from pytest_vmcontainer.errors import WaitTimeout
+from pytest_vmcontainer.errors import Cancelled, TargetError, VmcError, WaitTimeout
 from pytest_vmcontainer.host import paths, space
 from pytest_vmcontainer.runtime.waiting import ssh_banner, wait_for
 from pytest_vmcontainer.targets import domainxml, vmcache, vmsaved
+from pytest_vmcontainer.targets.vagrant.cachewrite import (
+    BackgroundWrite,
+    save_and_continue_on_overlay,
+)
 from pytest_vmcontainer.targets.vagrant.domain import pool_volume
 from pytest_vmcontainer.targets.vagrant.environment import vagrant_home
 from pytest_vmcontainer.targets.vagrant.failures import boot_timeout
@@ -60,6 +64,9 @@ class StartPath:
     def release(self) -> None:
         """Give back what ``hold`` and ``run`` took (after the domain is removed)."""
 
+    def settle(self) -> None:
+        """Finish what ``run`` left running in the background (before teardown)."""
+
 
 class Provision(StartPath):
     """``vagrant up`` with the provisioners; with a cache key, the provisioned disk is then
@@ -69,6 +76,8 @@ class Provision(StartPath):
         super().__init__(vm)
         self.cache_key = cache_key  # None: the VM cache is off for this target
         self._writer: vmcache.Writer | None = None
+        self._background: BackgroundWrite | None = None  # the entry, written while tests run
+        self._abandoned: BackgroundWrite | None = None  # a settled write, cleaned at release
 
     def space_needed(self) -> list[space.Need]:
         what = "provisioning and the VM cache entry" if self.cache_key else "provisioning"
@@ -79,8 +88,30 @@ class Provision(StartPath):
         vm.origin = "provisioned"
         vm.run_streamed(f"vagrant up {vm.spec.vagrantfile}", provision=True)
         vm.wait_ready()
-        if self.cache_key is not None:
+        if self.cache_key is None:
+            return
+        with vm.progress.step("vm: saving the provisioned VM, to cache its disk while the "
+                              "tests run"):
+            base = save_and_continue_on_overlay(vm)
+        if base is None:
             self._fill_cache(self.cache_key)
+            return
+        self._background = BackgroundWrite(vm, self.cache_key, base)
+        self._background.start()
+        vm.origin = f"provisioned, caching as {self.cache_key[:12]} in the background"
+
+    def settle(self) -> None:
+        """Wait for the background cache write; say how it ended."""
+        background, self._background = self._background, None
+        if background is None:
+            return
+        self._abandoned = background
+        self.entry = background.finish()
+        if self.entry is not None:
+            self.vm.origin = f"provisioned, then cached as {self.entry.key[:12]}"
+        elif background.error and not background.cancel.is_set():
+            self.vm.origin = "provisioned (not cached)"
+            self.vm.progress.say(f"vm: the VM cache entry was not written: {background.error}")
 
     def _fill_cache(self, cache_key: str) -> None:
         """Halt, copy the disk into a cache entry, boot again: commit once that boot is ready."""
@@ -102,6 +133,11 @@ class Provision(StartPath):
         vm.origin = f"provisioned, then cached as {cache_key[:12]}"
 
     def release(self) -> None:
+        if self._background is not None:  # never settled (a failed bring-up): cancel it
+            self._background.cancel.set()
+            self._abandoned, self._background = self._background, None
+        if self._abandoned is not None:
+            self._abandoned.abandon()
         if self._writer is not None:
             self._writer.discard()
 
@@ -124,7 +160,22 @@ class FromCache(StartPath):
     def run(self) -> None:
         self.vm.origin = "from the VM cache"
         self._boot(self.cached)
-        self.vm.wait_ready()
+        if self.cached.proven:
+            self.vm.wait_ready()
+            return
+        try:  # the first boot from an entry written in the background: its proof
+            self.vm.wait_ready()
+        except Cancelled:
+            raise
+        except VmcError as error:
+            self.release()  # our shared lock: the entry can go
+            vmcache.remove_entries({self.cached.key})
+            raise TargetError(
+                f"the VM did not come up from the VM cache entry {self.cached.key[:12]}, its "
+                f"first boot since provisioning ({error.cause}); the entry was removed",
+                "run again to provision again; if it fails the same way, a service your "
+                "provisioning started may not start at boot") from error
+        self.cached.mark_proven()
 
     def release(self) -> None:
         if self._cache_lock is not None:

@@ -1,0 +1,110 @@
+"""A VM cache entry written in the background, from a VM saved right after provisioning.
+
+The provisioned VM is synced, its file systems frozen through the guest agent, and saved
+(``virsh save``, 2-3 s); its disk becomes the read-only base of a new overlay, and the VM is
+restored on that overlay at once, so the tests start without waiting for the cache. Meanwhile
+the frozen disk is flattened into the entry (``qemu-img convert``). Such an entry has not yet
+booted: it is committed as unproven, and the first VM that boots from it proves it
+(``FromCache``), or removes it if it does not come up.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pytest_vmcontainer.host import libvirt
+from pytest_vmcontainer.runtime import signals
+from pytest_vmcontainer.targets import domainxml, vmcache
+from pytest_vmcontainer.targets.vagrant.domain import refresh_pool, saved_definition
+from pytest_vmcontainer.targets.vagrant.environment import vagrant_home
+
+if TYPE_CHECKING:
+    from pytest_vmcontainer.targets.vagrant import VagrantTarget
+
+
+def save_and_continue_on_overlay(vm: VagrantTarget) -> Path | None:
+    """Save the provisioned VM, move its disk aside as a base, restore the VM on an overlay of
+    it; returns the base (frozen from now on), or None when libvirt refused the save (the VM
+    then runs on as it was)."""
+    domain = vm.domain
+    disk = domain.disk_path()
+    definition = domain.definition()
+    vm.run("sync")
+    frozen = libvirt.run_virsh("domfsfreeze", domain.name).returncode == 0
+    state = vm.spec.workdir / "provisioned.sav"
+    saved = domain.save(state)
+    if saved.returncode != 0:
+        if frozen:
+            libvirt.run_virsh("domfsthaw", domain.name)
+        vm.progress.say(f"vm: not saved ({saved.stderr.strip()}); caching after a halt instead")
+        return None
+    vm.drop_host()
+    base = disk.with_name(f"{domain.name}-provisioned.qcow2")  # swept with the session's name
+    disk.rename(base)
+    refresh_pool()
+    overlay = domain.new_overlay(base, vm.cancelled)
+    boxes = vagrant_home(vm.spec.workdir) / "boxes"
+    running, defined = vm.spec.workdir / "restore.xml", vm.spec.workdir / "define.xml"
+    running.write_text(domainxml.restore_xml(saved_definition(state), overlay, vm.forwards(),
+                                             boxes))
+    defined.write_text(domainxml.restore_xml(definition, overlay, vm.forwards(), boxes))
+    domain.restore(state, running, defined)
+    state.unlink()
+    libvirt.run_virsh("domfsthaw", domain.name)
+    domain.wait_clock_set()
+    vm.wait_ready()
+    return base
+
+
+class BackgroundWrite:
+    """Flattens ``base`` into the entry of ``cache_key`` in a thread; ``finish`` waits for it
+    (or, after Ctrl-C or SIGTERM, cancels it) and says how it ended."""
+
+    def __init__(self, vm: VagrantTarget, cache_key: str, base: Path) -> None:
+        source = Path(vm.machine.box_directory) if vm.machine and \
+            vm.machine.box_directory else None
+        self.vm, self.base = vm, base
+        self.writer = vmcache.Writer(cache_key, source, vm.log_path)
+        self.cancel = threading.Event()
+        self.entry: vmcache.Entry | None = None
+        self.error: str | None = None
+        self._boot_files = (vm.domain.definition(), vm.ssh_config_path.read_text())
+        self._machine_key = vm.inserted_key()
+        self._thread = threading.Thread(target=self._write, name="vm-cache-write", daemon=True)
+
+    def start(self) -> None:
+        self.writer.__enter__()
+        self._thread.start()
+
+    def _write(self) -> None:
+        vm = self.vm
+        try:
+            self.writer.add_disk(self.base, self.cancel)
+            self.writer.add_box_files(machine_key=self._machine_key)
+            self.writer.add_boot_files(*self._boot_files)
+            self.entry = self.writer.commit({
+                "box": vm.machine.box if vm.machine else None, "proven": False,
+                "vagrantfile": str(vm.spec.vagrantfile), "session": vm.spec.session_id},
+                vm.spec.vm_cache_bytes)
+        except Exception as error:  # any failure: reported by the run, the entry not written
+            self.error = str(error) or type(error).__name__
+        finally:
+            self.writer.discard()  # nothing after a commit: the entry was renamed away
+
+    def finish(self) -> vmcache.Entry | None:
+        """Wait for the write (a Ctrl-C or SIGTERM cancels it: teardown then stops its
+        qemu-img, and the half-written entry goes)."""
+        while self._thread.is_alive():
+            if signals.INTERRUPTED.is_set():
+                self.cancel.set()
+                return None
+            self._thread.join(0.5)
+        return self.entry
+
+    def abandon(self) -> None:
+        """After teardown stopped its process: let the thread end and its partial go."""
+        self.cancel.set()
+        self._thread.join(30)
+        self.writer.discard()

@@ -1,0 +1,156 @@
+"""A cold run's cache entry written in the background: proven by the first boot from it,
+removed when that boot fails, cancelled by Ctrl-C or SIGTERM (no libvirt, no VM)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from pytest_vmcontainer.errors import TargetError, WaitTimeout
+from pytest_vmcontainer.host import paths
+from pytest_vmcontainer.runtime import signals
+from pytest_vmcontainer.targets import vmcache
+from pytest_vmcontainer.targets.base import TargetSpec
+from pytest_vmcontainer.targets.vagrant import VagrantTarget
+from pytest_vmcontainer.targets.vagrant import cachewrite as cachewrite_module
+from pytest_vmcontainer.targets.vagrant.cachewrite import BackgroundWrite
+from pytest_vmcontainer.targets.vagrant.starts import FromCache
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.setattr(vmcache.libvirt, "delete_volume", lambda name: None)
+    monkeypatch.setattr(vmcache, "_in_pool", lambda entry: None)
+    return tmp_path
+
+
+def _vm(tmp_path: Path) -> VagrantTarget:
+    spec = TargetSpec(session_id="1a2b3c4d", workdir=tmp_path / "vm",
+                      vagrantfile=tmp_path / "Vagrantfile", dockerfile=tmp_path / "Dockerfile")
+    spec.workdir.mkdir(parents=True, exist_ok=True)
+    return VagrantTarget(spec)
+
+
+def _unproven_entry(tmp_path: Path, key: str) -> vmcache.Entry:
+    with vmcache.Writer(key, None, tmp_path / "log") as writer:
+        (writer.partial / "box.img").write_bytes(os.urandom(4096))
+        (writer.partial / "metadata.json").write_text("{}")
+        return writer.commit({"proven": False}, budget_bytes=2**40)
+
+
+def test_the_first_boot_proves_an_entry(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = _unproven_entry(home, "a" * 24)
+    assert not entry.proven
+    vm = _vm(home)
+    start = FromCache(vm, entry)
+    monkeypatch.setattr(start, "_boot", lambda entry: None)
+    monkeypatch.setattr(vm, "wait_ready", lambda: None)
+    start.run()
+    assert entry.proven
+    assert json.loads((entry.directory / vmcache.ENTRY_FILE).read_text())["proven"] is True
+    assert entry.damage() is None  # the seal is on the image, not on the entry's record
+
+
+def test_an_entry_that_does_not_boot_is_removed_with_one_line(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = _unproven_entry(home, "b" * 24)
+    vm = _vm(home)
+    start = FromCache(vm, entry)
+    monkeypatch.setattr(start, "_boot", lambda entry: None)
+
+    def never_ready() -> None:
+        raise TargetError("the VM did not answer SSH within its boot timeout (600s, TCG)",
+                          "raise the boot timeout")
+
+    monkeypatch.setattr(vm, "wait_ready", never_ready)
+    start.hold()  # the run's shared lock on the entry: released before the removal
+    with pytest.raises(TargetError) as error:
+        start.run()
+    assert error.value.one_line().startswith(
+        f"the VM did not come up from the VM cache entry {entry.key[:12]}, its first boot "
+        "since provisioning (the VM did not answer SSH within its boot timeout (600s, TCG)); "
+        "the entry was removed: "
+        "run again to provision again")
+    assert vmcache.lookup(entry.key) is None and not entry.box_root.exists()
+
+
+def test_a_proven_entry_that_does_not_boot_stays(home: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = _unproven_entry(home, "c" * 24)
+    entry.mark_proven()
+    vm = _vm(home)
+    start = FromCache(vm, entry)
+    monkeypatch.setattr(start, "_boot", lambda entry: None)
+
+    def never_ready() -> None:
+        raise WaitTimeout("SSH", 600, None)
+
+    monkeypatch.setattr(vm, "wait_ready", never_ready)
+    with pytest.raises(WaitTimeout):
+        start.run()
+    assert vmcache.lookup(entry.key) == entry
+
+
+def test_an_interrupt_cancels_the_background_write(home: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    vm = _vm(home)
+    base = home / "base.qcow2"
+    base.write_bytes(b"disk")
+    monkeypatch.setattr(vm.domain.__class__, "definition", lambda self: "<domain/>")
+    vm.ssh_config_path.parent.mkdir(parents=True, exist_ok=True)
+    vm.ssh_config_path.write_text("Host default\n")
+    started, cancelled = threading.Event(), threading.Event()
+
+    def slow_copy(self: vmcache.Writer, disk: Path, cancel: threading.Event) -> float:
+        started.set()
+        cancel.wait(30)  # stands in for qemu-img, which teardown stops
+        cancelled.set()
+        raise TargetError("qemu-img was stopped", "-")
+
+    monkeypatch.setattr(vmcache.Writer, "add_disk", slow_copy)
+    write = BackgroundWrite(vm, "d" * 24, base)
+    write.start()
+    assert started.wait(10)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        signals.sigterm_as_interrupt()
+        with pytest.raises(KeyboardInterrupt):
+            signals.raise_interrupt(signal.SIGTERM, None)
+        assert write.finish() is None  # returns at once, the write cancelled
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signals.INTERRUPTED.clear()
+    write.abandon()
+    assert cancelled.is_set()
+    assert not list(vmcache.cache_dir().glob(".partial-*"))
+    assert vmcache.lookup("d" * 24) is None
+
+
+def test_a_finished_background_write_commits_an_unproven_entry(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    vm = _vm(home)
+    base = home / "base.qcow2"
+    base.write_bytes(b"disk")
+    monkeypatch.setattr(vm.domain.__class__, "definition", lambda self: "<domain/>")
+    vm.ssh_config_path.parent.mkdir(parents=True, exist_ok=True)
+    vm.ssh_config_path.write_text("Host default\n")
+
+    def copy(self: vmcache.Writer, disk: Path, cancel: threading.Event) -> float:
+        (self.partial / "box.img").write_bytes(disk.read_bytes())
+        return 0.0
+
+    monkeypatch.setattr(vmcache.Writer, "add_disk", copy)
+    write = BackgroundWrite(vm, "e" * 24, base)
+    write.start()
+    entry = write.finish()
+    assert entry is not None and entry == vmcache.lookup("e" * 24)
+    assert not entry.proven
+    assert entry.boot_files is not None
+    assert cachewrite_module.__doc__  # the why is written down where the code is
