@@ -1,12 +1,14 @@
 """The provisioned-VM cache: what Docker's build cache is to images, for VMs.
 
-After a cold bring-up (``vagrant up`` with its provisioners) the VM is halted,
-its disk is flattened into a cache entry (``qemu-img convert``), and the VM is
-booted again from that same disk state: the entry is committed only once that
-boot reached ready, so every service enabled at boot is proven to start at
-boot. Later runs with the same key start a fresh VM on a new copy-on-write
-overlay of the entry, provisioners skipped: a clean machine, like a new
-container from a cached image.
+After a cold bring-up (``vagrant up`` with its provisioners) the VM's disk is
+flattened into a cache entry (``qemu-img convert``): in the background, from the
+disk of the VM saved right after provisioning (``vagrant/cachewrite``), or, where
+libvirt refuses the save, after a halt, followed by a boot from the same disk. An
+entry written in the background is committed unproven; the first boot from it
+proves that every service enabled at boot starts at boot, or removes it. Later
+runs with the same key start a fresh VM on a new copy-on-write overlay of the
+entry, provisioners skipped: a clean machine, like a new container from a cached
+image.
 
 The key is a content hash of everything that provisions the VM: the
 Vagrantfile, the files its provisioners read, the explicit provisioning inputs,
