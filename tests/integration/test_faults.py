@@ -1,8 +1,10 @@
-"""Faults a CI machine has, performed for real: here, dockerd restarted between two runs.
+"""Faults a CI machine has, performed for real: dockerd restarted during a run's tests and
+between two runs; libvirtd and virtlogd restarted during a VM's tests.
 
-Restarting dockerd stops every container on the machine, so this runs only where the machine
-is the suite's own: under CI (``CI=true``, as ``.ci/run`` has it) or with
-``VMC_TEST_FAULTS=1``. It needs a dockerd that ``setup`` started (not one systemd manages).
+Restarting dockerd stops every container on the machine (and libvirtd drops every client's
+connection), so these run only where the machine is the suite's own: under CI (``CI=true``,
+as ``.ci/run`` has it) or with ``VMC_TEST_FAULTS=1``. They need daemons that ``setup``
+started (not ones systemd manages).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +23,26 @@ from pytest_vmcontainer.host import setup
 from pytest_vmcontainer.runtime.waiting import wait_for
 from tests.integration.conftest import ROOT, leftovers, run_cli
 
-DOCKER_PID_FILE = Path("/var/run/docker.pid")
-
 pytestmark = pytest.mark.skipif(
     os.environ.get("CI") != "true" and os.environ.get("VMC_TEST_FAULTS") != "1",
-    reason="restarts dockerd, which stops every container here: set VMC_TEST_FAULTS=1 "
-           "(CI sets CI=true)")
+    reason="restarts the engines' daemons, which stops every container here: set "
+           "VMC_TEST_FAULTS=1 (CI sets CI=true)")
+
+
+def _restart(daemon: str) -> None:
+    """SIGTERM a daemon that setup started (by the pid it wrote), then run setup again."""
+    if setup._systemd_running():
+        pytest.skip(f"{daemon} is systemd's here; this test restarts only one setup started")
+    pid = int(Path(f"/run/{'docker' if daemon == 'dockerd' else daemon}.pid").read_text())
+    assert Path(f"/proc/{pid}/comm").read_text().strip() == daemon
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=120, what=f"{daemon} to stop")
+    started = run_cli("setup")
+    assert started.returncode == 0, started.stderr
 
 
 def _restart_dockerd() -> None:
-    """SIGTERM the dockerd that setup started (by the pid it wrote), then setup again."""
-    if setup._systemd_running():
-        pytest.skip("dockerd is systemd's here; this test restarts only one setup started")
-    pid = int(DOCKER_PID_FILE.read_text().strip())
-    assert Path(f"/proc/{pid}/comm").read_text().strip() == "dockerd"
-    os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=120, what="dockerd to stop")
-    started = run_cli("setup")
-    assert started.returncode == 0, started.stderr
+    _restart("dockerd")
     assert setup.docker_answers()
 
 
@@ -70,3 +76,141 @@ def test_dockerd_restarted_between_two_runs(pytester: pytest.Pytester, docker_cl
         destroyed = run_cli("destroy", "--session", session_id)
     assert destroyed.returncode == 0, destroyed.stderr
     assert leftovers(session_id) == []
+
+
+TWO_TESTS = """
+import pathlib
+import time
+
+
+def test_first(container):
+    pathlib.Path({up!r}).write_text(container.resource_name)
+    deadline = time.monotonic() + 300
+    while not pathlib.Path({go!r}).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)  # the outer test restarts dockerd meanwhile
+
+
+def test_second(container):
+    assert container.run("true").rc == 0
+"""
+
+
+def test_dockerd_restarted_while_the_tests_run(tmp_path: Path, docker_base: None,
+                                               own_home: Path, leak_check: None) -> None:
+    """The container stops with dockerd: the next test fails with one line that says so, and
+    teardown still removes the container."""
+    up, go = tmp_path / "up", tmp_path / "go"
+    (tmp_path / "test_two.py").write_text(TWO_TESTS.format(up=str(up), go=str(go)))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=container",
+         f"--dockerfile={ROOT / 'Dockerfile'}", f"--vmc-provision-inputs={ROOT / 'fixtures'}",
+         "test_two.py"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, stdin=subprocess.DEVNULL)
+    try:
+        wait_for(up.exists, timeout=300, what="the first test to start")
+        _restart_dockerd()
+        go.write_text("")
+        output, _ = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 1, output
+    name = up.read_text()
+    assert re.search(rf"container target: the container {name} is exited \(exit code -?\d+ at "
+                     r"[\d\-T:]+ UTC, because its engine restarted \(dockerd started "
+                     r"[\d\-T:]+ UTC\)\): the run does not restart targets", output), output
+    assert "1 passed" in output and "1 failed" in output, output
+    assert leftovers(name.removeprefix("vmc-").removesuffix("-container")) == [], output
+
+
+VM_TESTS = """
+import pathlib
+import time
+
+
+def test_first(vm):
+    pathlib.Path({up!r}).write_text(vm.resource_name)
+    deadline = time.monotonic() + 300
+    while not pathlib.Path({go!r}).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)  # the outer test restarts libvirtd and virtlogd meanwhile
+
+
+def test_second(vm):
+    assert vm.run("true").rc == 0
+"""
+
+
+@pytest.mark.vm
+def test_libvirtd_and_virtlogd_restarted_while_the_tests_run(tmp_path: Path, shipped_vm: None,
+                                                            leak_check: None) -> None:
+    """libvirt keeps running domains across a restart of its daemons: the VM's tests go on,
+    and teardown removes the domain and its volumes through the restarted libvirtd."""
+    up, go = tmp_path / "up", tmp_path / "go"
+    (tmp_path / "test_two.py").write_text(VM_TESTS.format(up=str(up), go=str(go)))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=vm",
+         f"--vagrantfile={ROOT / 'Vagrantfile'}", f"--vmc-provision-inputs={ROOT / 'fixtures'}",
+         "test_two.py"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, stdin=subprocess.DEVNULL)
+    try:
+        wait_for(up.exists, timeout=900, what="the first test to start")
+        _restart("libvirtd")
+        _restart("virtlogd")
+        go.write_text("")
+        output, _ = run.communicate(timeout=600)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 0, output
+    assert "2 passed" in output, output
+    name = up.read_text()
+    assert leftovers(name.removeprefix("vmc-").removesuffix("-default")) == [], output
+
+
+ONE_TEST = """
+import pathlib
+
+
+def test_up(vm):
+    assert vm.run("true").rc == 0
+    pathlib.Path({seen!r}).write_text(vm.resource_name + " " + vm.origin)
+"""
+
+
+@pytest.mark.vm
+def test_three_runs_of_one_project_at_once(tmp_path: Path, shipped_vm: None,
+                                           leak_check: None) -> None:
+    """Three runs of the shipped project start together: two restore the saved VM (one slot
+    each), the third finds both slots taken and boots from the cache; all pass, and each
+    removes only its own VM."""
+    runs = []
+    for number in range(3):
+        directory = tmp_path / f"run{number}"
+        directory.mkdir()
+        (directory / "test_up.py").write_text(ONE_TEST.format(seen=str(directory / "seen")))
+        runs.append(subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=vm",
+             f"--vagrantfile={ROOT / 'Vagrantfile'}",
+             f"--vmc-provision-inputs={ROOT / 'fixtures'}", "test_up.py"],
+            cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdin=subprocess.DEVNULL))
+    outputs = []
+    try:
+        for run in runs:
+            outputs.append(run.communicate(timeout=1200)[0])
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    for run, output in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, output
+    seen = [(tmp_path / f"run{number}" / "seen").read_text().split(" ", 1) for number in range(3)]
+    names = {name for name, _origin in seen}
+    assert len(names) == 3, seen
+    assert sorted(origin for _name, origin in seen) == [
+        "from the VM cache", "restored from the VM cache", "restored from the VM cache"], seen
+    for name in names:
+        assert leftovers(name.removeprefix("vmc-").removesuffix("-default")) == []
