@@ -20,6 +20,11 @@ from pytest_vmcontainer.targets import capabilities
 from pytest_vmcontainer.targets.base import Target, TargetSpec
 from pytest_vmcontainer.targets.docker import DockerTarget
 from pytest_vmcontainer.targets.vagrant import VagrantTarget
+from tests.unit import standin
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class CoreOnly(Target):
@@ -118,3 +123,157 @@ def test_login_and_exec_need_a_shell_as_well(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"^login and exec needs the 'shell' capability, "
                                           r"which the container backend Attachable"):
         targets.attach(workdir, "login and exec", also=("shell",))
+
+
+# --- a third backend with the core only, run by the plugin --------------------------------------
+
+CORE_ONLY = '''
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pytest_vmcontainer.host.ports import free_port
+from pytest_vmcontainer.runtime.waiting import http_ok, wait_for
+from pytest_vmcontainer.targets.base import Target
+
+EVENTS_FILE = Path(__file__).parent / "events.log"  # what happened, across processes
+
+
+def event(text):
+    with open(EVENTS_FILE, "a") as log:
+        log.write(f"{text}\\n")
+
+
+class LocalHttpTarget(Target):
+    """The core and nothing else: commands run on this host (testinfra's local://), and the
+    app is python's http.server on a free 127.0.0.1 port, a subprocess it tracks and stops.
+    Its guest is the host itself, so a guest port is the same port on the host."""
+
+    kind = "container"
+
+    def __init__(self, spec, progress=None):
+        super().__init__(spec, progress)
+        self.port = free_port()
+        self.server = None
+
+    @property
+    def mode(self):
+        return "local"
+
+    def declared_ports(self):
+        return (self.port,)
+
+    def up(self):
+        (self.spec.workdir / "index.html").write_text("hello from the stand-in\\n")
+        self.host_ports = {self.port: self.port}
+        event("up")
+        self.start()
+
+    def start(self):
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "http.server", str(self.port), "--bind", "127.0.0.1",
+             "--directory", str(self.spec.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        event(f"server {self.server.pid}")
+        self.wait_ready()
+
+    def wait_ready(self):
+        # Listening on loopback only, which the core's check (made for forwards into a
+        # guest) does not count: the page answering is the readiness here.
+        wait_for(http_ok(self.url("/")), timeout=self.spec.ready_timeout,
+                 what=f"http.server on port {self.port}")
+        self.was_ready = True
+
+    def stop(self):
+        if self.server is not None:
+            self.server.terminate()
+            self.server.wait(timeout=10)
+            self.server = None
+
+    def destroy(self):
+        self.stop()
+        event("destroy")
+
+    def _make_host(self):
+        import testinfra
+
+        return testinfra.get_host("local://")
+
+
+def pytest_vmcontainer_make_target(kind, spec, progress):
+    return LocalHttpTarget(spec, progress) if kind == "container" else None
+'''
+
+PARITY_SUITE = """
+import urllib.request
+
+
+def test_the_page_answers(target, parity):
+    with urllib.request.urlopen(target.url("/"), timeout=10) as response:
+        parity.check("page", response.read().decode().strip())
+
+
+def test_commands_run_inside(host, parity):
+    parity.check("echo", host.run("echo hi").stdout.strip())
+    assert host.file("/etc/passwd").exists
+"""
+
+
+@pytest.fixture
+def core_only(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+              tmp_path: Path) -> pytest.Pytester:
+    return standin.project(pytester, monkeypatch, tmp_path / "vmc-home", CORE_ONLY)
+
+
+def _events(project: pytest.Pytester) -> list[str]:
+    return (project.path / "events.log").read_text().splitlines()
+
+
+def _server_stopped(project: pytest.Pytester) -> bool:
+    pids = [int(line.split()[1]) for line in _events(project) if line.startswith("server ")]
+    return bool(pids) and all(not Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def test_the_parity_tests_run_on_a_backend_with_the_core_only(core_only: pytest.Pytester) -> None:
+    core_only.makepyfile(test_app=PARITY_SUITE)
+    result = core_only.runpytest("-p", "no:cacheprovider", "--target=container",
+                                 "--vmc-no-host-setup")
+    result.assert_outcomes(passed=2)
+    assert _events(core_only)[0] == "up" and _events(core_only)[-1] == "destroy"
+    assert _server_stopped(core_only)
+
+
+def test_the_comparison_skips_the_rows_whose_capabilities_it_lacks(
+        core_only: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    hash_script = probes.cpu_script
+    monkeypatch.setattr(probes, "cpu_script", lambda mib: hash_script(1))  # quick rounds
+    core_only.makepyfile(test_comparison=(ROOT / "suites" / "test_comparison.py").read_text())
+    # The rows that need only the core run on it, lightly; security is left out: its test
+    # asserts the app listens on port 80 inside, and this app listens on a free port.
+    result = core_only.runpytest("-p", "no:cacheprovider", "--target=container",
+                                 "--vmc-no-host-setup", "-k", "not security", "-rs",
+                                 "--vmc-rounds=1", "--vmc-warmup=0", "--vmc-http-requests=20",
+                                 "--vmc-http-seconds=2", "--benchmark-disable")
+    result.assert_outcomes(passed=4, skipped=7, deselected=1)
+    backend = "which the container backend LocalHttpTarget does not provide"
+    for row, needs in (("size", "'measure'"), ("resource_usage", "'measure'"),
+                       ("portability", "'export'"), ("storage", "'export'"),
+                       ("density", "'export' capability and the 'measure'"),
+                       ("boot_time", "'export'")):
+        result.stdout.fnmatch_lines([f"SKIPPED * the comparison row '{row}' needs the {needs} "
+                                     f"capability, {backend}"])
+    assert _events(core_only).count("up") == 1  # no instance made for any row
+    assert _server_stopped(core_only)
+
+
+def test_xdist_refuses_a_backend_that_cannot_attach_before_bringing_it_up(
+        core_only: pytest.Pytester) -> None:
+    core_only.makepyfile(test_app=PARITY_SUITE)
+    result = core_only.runpytest_subprocess("-p", "no:cacheprovider", "--target=container",
+                                            "--vmc-no-host-setup", "-n", "2")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*running tests in pytest-xdist workers needs the 'attach' "
+                                 "capability, which the container backend LocalHttpTarget "
+                                 "does not provide*"])
+    assert not (core_only.path / "events.log").exists()  # nothing was brought up
