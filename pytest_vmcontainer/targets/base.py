@@ -35,6 +35,7 @@ from pytest_vmcontainer.host import ports as portlib
 from pytest_vmcontainer.runtime import logtail, procnet
 from pytest_vmcontainer.runtime.progress import Progress, quiet
 from pytest_vmcontainer.runtime.waiting import LOOPBACK, http_ok, tcp_open, wait_for
+from pytest_vmcontainer.targets import capabilities
 
 OWNER_LABEL = "pytest-vmcontainer.owner"
 SESSION_LABEL = "pytest-vmcontainer.session"
@@ -244,7 +245,11 @@ class Target(abc.ABC):
         (self.spec.workdir / self.STATE_FILE).write_text(json.dumps(self.state(), indent=1))
 
     def login_command(self) -> str:
-        """A shell command that opens a shell in this target (shown for kept targets)."""
+        """A shell command that opens a shell in this target (shown for kept targets); what
+        is missing instead, for a backend without the capabilities login needs."""
+        lacking = capabilities.lacks(self, ("attach", "shell"), "login")
+        if lacking is not None:
+            return lacking
         return f"python -m pytest_vmcontainer login {self.kind} --session {self.spec.session_id}"
 
     def settle(self) -> None:  # noqa: B027 - optional: most backends leave no such work

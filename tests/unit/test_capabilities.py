@@ -68,6 +68,9 @@ def test_a_core_only_backend_lacks_them_all_and_is_told_so_in_one_line(tmp_path:
     assert capabilities.lacks(Attachable, ("attach",), "anyone") is None
     with pytest.raises(UsageError, match=r"'measure' capability.*CoreOnly"):
         capabilities.as_measuring(target)
+    assert target.describe_kept() == (
+        "container vmc-s1-container: login needs the 'attach' capability and the 'shell' "
+        "capability, which the container backend CoreOnly does not provide")
 
 
 class NoInstances:
