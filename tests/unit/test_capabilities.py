@@ -257,8 +257,9 @@ def test_the_comparison_skips_the_rows_whose_capabilities_it_lacks(
     result = core_only.runpytest("-p", "no:cacheprovider", "--target=container",
                                  "--vmc-no-host-setup", "-k", "not security", "-rs",
                                  "--vmc-rounds=1", "--vmc-warmup=0", "--vmc-http-requests=20",
-                                 "--vmc-http-seconds=2", "--benchmark-disable")
+                                 "--vmc-http-seconds=2")
     result.assert_outcomes(passed=4, skipped=7, deselected=1)
+    assert "Benchmark fixture was not used" not in result.stdout.str()
     backend = "which the container backend LocalHttpTarget does not provide"
     for row, needs in (("size", "'measure'"), ("resource_usage", "'measure'"),
                        ("portability", "'export'"), ("storage", "'export'"),
