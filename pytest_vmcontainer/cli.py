@@ -128,7 +128,7 @@ def _cmd_list(args: argparse.Namespace, progress: Progress) -> int:
              "inputs")]
     for item in saved:
         try:
-            target = targets.attach(item.workdir)
+            target = targets.attach(item.workdir, "list")
             state = target.alive() or "running"
             forwards = ", ".join(f"{g}->{h}" for g, h in sorted(target.host_ports.items()))
         except (VmcError, OSError, ValueError, KeyError) as error:
@@ -163,12 +163,12 @@ def _saved_target(kind: str, session: str | None) -> Target:
     if len(chosen) > 1:
         raise UsageError(f"{len(chosen)} sessions have a {kind} target ({sessions})",
                          "pick one with --session")
-    return targets.attach(chosen[0].workdir)
+    return targets.attach(chosen[0].workdir, "login and exec", also=("shell",))
 
 
 def _cmd_login(args: argparse.Namespace, progress: Progress) -> int:
     target = _saved_target(args.kind, args.session)
-    argv, env, cwd = target.shell(args.remote_command or None)
+    argv, env, cwd = targets.capabilities.as_shell(target).shell(args.remote_command or None)
     return subprocess.call(argv, env=env, cwd=cwd)
 
 

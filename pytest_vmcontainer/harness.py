@@ -333,7 +333,7 @@ class Harness:
         target = self.get(kind)
         directory = paths.ensure_dir(target.spec.workdir.parent / "export")
         try:
-            self.exports[kind] = target.export(directory, timer)
+            self.exports[kind] = targets.capabilities.as_exporting(target).export(directory, timer)
         except VmcError as error:
             self.export_errors[kind] = error
             raise
@@ -349,7 +349,7 @@ class Harness:
         spec = replace(self._spec(kind), name_suffix=label, poll_max=0.1,
                        guest_ports=base.spec.guest_ports,
                        workdir=base.spec.workdir.parent / f"{kind}-{label}", **overrides)
-        target = base.instance_from_export(spec)
+        target = targets.capabilities.as_exporting(base).instance_from_export(spec)
         if self.hooks.ready is not None:
             target.extra_ready = self.hooks.ready
         with self._lock:

@@ -31,6 +31,12 @@ def pytest_vmcontainer_make_target(kind: str, spec: TargetSpec, progress: Progre
     implementation runs last and makes the default backend. The harness calls
     ``prepare()`` and ``up()`` on the target, waits for it, and ``destroy()`` at
     teardown. Stops at the first non-None result.
+
+    The core ``Target`` is enough to run tests on it. The comparison rows, pytest-xdist
+    workers and the command line's list, login and exec need optional capabilities
+    (``pytest_vmcontainer.targets.capabilities``: export, measure, attach, shell), which
+    the backend declares among its bases; without them a row is skipped with the reason,
+    and xdist and the command line stop with a one-line error, before any work.
     """
 
 
@@ -52,7 +58,8 @@ def pytest_vmcontainer_comparison_rows() -> list[Row]:  # type: ignore[empty-bod
     """Extra comparison rows: return a list of ``pytest_vmcontainer.comparison.rows.Row``.
 
     Each row needs a unique ``id``; its ``probe`` may be a callable
-    ``probe(ctx, target) -> (figures, host_figures_or_None)``. Measure it from a
+    ``probe(ctx, target) -> (figures, host_figures_or_None)``; ``needs`` names the
+    optional capabilities its probe uses (a backend without them skips it). Measure it from a
     test with ``comparison.measure(row_id, target)``; its verdict and figures
     join the table at the end of the run and in ``--vmc-report``. A rule may
     return ``Verdict(status, reason, evidence)``: the evidence (numbers, text, or

@@ -31,6 +31,7 @@ from pytest_vmcontainer.parity import (
     ParityStore,
 )
 from pytest_vmcontainer.runtime.progress import Progress
+from pytest_vmcontainer.targets import capabilities
 
 if TYPE_CHECKING:
     from pytest_vmcontainer import runreport
@@ -105,6 +106,8 @@ def harness_hooks(config: pytest.Config) -> HarnessHooks:
     def make_target(kind: str, spec: TargetSpec, progress: Progress) -> Target:
         target: Target = hook.pytest_vmcontainer_make_target(kind=kind, spec=spec,
                                                              progress=progress)
+        if config.pluginmanager.has_plugin("dsession"):  # the xdist controller: before up
+            capabilities.require(target, ["attach"], "running tests in pytest-xdist workers")
         return target
 
     def ready(target: Target) -> bool:

@@ -74,4 +74,4 @@ def attach(session_dir: Path, kind: str, timeout: float = WAIT_SECONDS) -> Targe
         raise TargetError(status.get("cause", f"the {kind} did not come up"),
                           status.get("remedy", "see the controller's output"),
                           detail=status.get("detail", ""))
-    return targets.attach(session_dir / kind)
+    return targets.attach(session_dir / kind, "a pytest-xdist worker")

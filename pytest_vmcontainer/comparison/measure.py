@@ -17,9 +17,19 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pytest
+
 from pytest_vmcontainer.comparison import probes, rows
-from pytest_vmcontainer.comparison.results import ComparisonReport, Figures, UserBenchmark
+from pytest_vmcontainer.comparison.results import (
+    NOT_MEASURABLE,
+    ComparisonReport,
+    Figures,
+    UserBenchmark,
+    Verdict,
+)
+from pytest_vmcontainer.errors import UsageError
 from pytest_vmcontainer.runtime.timing import Timer, plain_timer
+from pytest_vmcontainer.targets import capabilities
 from pytest_vmcontainer.targets.base import Target
 
 
@@ -73,6 +83,16 @@ class Comparison:
         self.vm_mode: str | None = None
         self.vm_mode_reason = ""
         self.container_measured = False
+        self.unmet: dict[str, list[str]] = {}  # row id -> why a target could not measure it
+
+    def lacks(self, row_id: str, target: Target) -> str | None:
+        """One line naming the capabilities the row needs that ``target``'s backend lacks
+        (None: it has them all); the row is not measured there, and the report says why."""
+        reason = capabilities.lacks(target, self.by_id[row_id].needs,
+                                    f"the comparison row '{row_id}'")
+        if reason is not None and reason not in self.unmet.setdefault(row_id, []):
+            self.unmet[row_id].append(reason)
+        return reason
 
     def measure(self, row_id: str, target: Target, *, benchmark: Any = None,
                 benchmark_on_demand: Callable[[], Any] | None = None,
@@ -85,6 +105,9 @@ class Comparison:
         test timed, interleaved, then leaves the fixture unrequested and unwarned).
         """
         row = self.by_id[row_id]
+        unmet = self.lacks(row_id, target)
+        if unmet is not None:  # before the probe: no instance made, no export attempted
+            raise UsageError(unmet, "use a backend that provides it, or deselect the row")
         fixture = [benchmark]
 
         def timer(work: Callable[[], object], setup: Callable[[], object] | None = None,
@@ -124,7 +147,9 @@ class Comparison:
         for row in self.rows if self.figures else ():
             result = row.result()
             result.figures = self.figures.get(row.id, {})
-            result.verdict = rows.decide(row, result.figures, self.vm_mode)
+            unmet = self.unmet.get(row.id)
+            result.verdict = (Verdict(NOT_MEASURABLE, "; ".join(unmet)) if unmet else
+                              rows.decide(row, result.figures, self.vm_mode))
             results.append(result)
         vm_mode = self.vm_mode or next(
             (b.figures["vm"].get("mode") for b in user_benchmarks if "vm" in b.figures), None)
@@ -151,7 +176,11 @@ class TestMeasurer:
         self._properties = properties
 
     def measure(self, row_id: str, target: Target, **arguments: Any) -> Figures:
-        """``Comparison.measure`` for this test (see there)."""
+        """``Comparison.measure`` for this test (see there); skipped, with the one-line
+        reason, where the target's backend lacks a capability the row needs."""
+        unmet = self.run.lacks(row_id, target)
+        if unmet is not None:
+            pytest.skip(unmet)
         arguments.setdefault("record_property",
                              lambda name, value: self._properties.append((name, value)))
         return self.run.measure(row_id, target, **arguments)

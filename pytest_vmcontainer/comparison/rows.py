@@ -45,6 +45,9 @@ class Row:
     decide: Rule
     tcg_biased: bool = False
     needs_host: bool = False
+    # The optional capabilities (targets.capabilities) the probe uses on a target: on a
+    # backend without one of them the row's test is skipped before its probe starts.
+    needs: tuple[str, ...] = ()
 
     def result(self) -> RowResult:
         return RowResult(self.id, self.aspect, self.claim_vm, self.claim_container, self.unit,
@@ -238,13 +241,13 @@ ROWS: tuple[Row, ...] = (
         "VM: disk bytes allocated to its volume and the box volume under it (qemu-img); "
         "container: image size plus its writable layer (docker inspect)",
         "holds if the VM's footprint is at least 1 GB and the container's at most 500 MB",
-        _size),
+        _size, needs=("measure",)),
     Row("boot_time", "Boot Time", "Minutes (1-5 min)", "Seconds (1-10 sec)", "s", "cold_s",
         "probe_boot",
         "start request to first HTTP 200 through 127.0.0.1; cold: a new instance from the "
         "exported artifact (vagrant up / docker run), warm: from halted or stopped; median",
         "holds if the VM's cold boot takes 1-5 min and the container's at most 10 s",
-        _boot, tcg_biased=True),
+        _boot, tcg_biased=True, needs=("export",)),
     Row("performance", "Performance", "Slower (hypervisor overhead)", "Near-native speed",
         "ratio", "ratio_to_native", "probe_cpu",
         "sha256 of a fixed stream of zeros, timed inside; one measurement interleaves the "
@@ -278,19 +281,20 @@ ROWS: tuple[Row, ...] = (
         "measure both alike: content uncompressed, and at gzip -1; also the image's layers "
         "above its base (what moves to a host with the base)",
         "holds if the VM's export is at least twice the container's, gzip -1 vs gzip -1, and "
-        "slower to make into a gzip -1 artifact", _portability),
+        "slower to make into a gzip -1 artifact", _portability,
+        needs=("export",)),
     Row("resource_usage", "Resource Usage", "Heavy", "Lightweight", "bytes",
         "idle_memory_bytes", "probe_idle",
         "from the host side at idle: QEMU process RSS vs the container's cgroup memory; "
         "CPU over a fixed window",
         "holds if the VM's idle memory is at least 5x the container's",
-        _resources, tcg_biased=True),
+        _resources, tcg_biased=True, needs=("measure",)),
     Row("density", "Density", "10-20 VMs per host", "100+ containers per host", "count",
         "extrapolated_instances", "probe_density",
         "start K instances of each at once from the exported artifact; memory per instance; "
         "instances that fit the memory budget (extrapolated)",
         "holds if at most 20 VMs and at least 100 containers fit the budget",
-        _density, tcg_biased=True),
+        _density, tcg_biased=True, needs=("export", "measure")),
     Row("networking", "Networking", "Slower (virtual NIC)", "Faster (same network stack)",
         "req/s", "rps", "probe_http",
         "bounded HTTP load (keep-alive, fixed concurrency, request and time caps) against "
@@ -305,7 +309,7 @@ ROWS: tuple[Row, ...] = (
         "holds if the container's writable layer beats the VM on sequential write and read "
         "by more than 10%, each by its 95% interval; not measurable unless the VM's disk "
         "cache mode bypasses the host's page cache", _storage, tcg_biased=True,
-        needs_host=True),
+        needs_host=True, needs=("export",)),
 )
 BY_ID = {row.id: row for row in ROWS}
 

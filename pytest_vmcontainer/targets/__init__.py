@@ -15,6 +15,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pytest_vmcontainer.targets import capabilities
+
 if TYPE_CHECKING:
     from pytest_vmcontainer.runtime.progress import Progress
     from pytest_vmcontainer.targets.base import Leftovers, Target, TargetSpec
@@ -40,8 +42,11 @@ def make(kind: str, spec: TargetSpec, progress: Progress) -> Target:
     return backend(kind)(spec, progress)
 
 
-def attach(workdir: Path) -> Target:
-    """The target whose state a run saved in ``workdir`` (see ``Target.save_state``)."""
+def attach(workdir: Path, needed_by: str = "reaching a saved target from another process",
+           also: tuple[str, ...] = ()) -> Target:
+    """The target whose state a run saved in ``workdir`` (see ``Target.save_state``); a
+    one-line ``UsageError`` naming the backend and what it lacks unless it can attach and
+    provides ``also`` (checked before it is attached to)."""
     from pytest_vmcontainer.targets.base import Target, TargetSpec
 
     state = json.loads((workdir / Target.STATE_FILE).read_text())
@@ -49,7 +54,7 @@ def attach(workdir: Path) -> Target:
     cls: type[Target] = getattr(importlib.import_module(module), name)
     spec = TargetSpec(session_id=state["session"], workdir=workdir,
                       vagrantfile=Path(state["vagrantfile"]), dockerfile=Path(state["dockerfile"]))
-    return cls.attach(spec, state)
+    return capabilities.as_attaching(cls, needed_by, also).attach(spec, state)
 
 
 def default_leftovers() -> list[Leftovers]:

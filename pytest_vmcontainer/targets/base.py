@@ -5,10 +5,12 @@ guest ports forwarded to free ports on 127.0.0.1, and is read through a
 testinfra Host. ``destroy`` is idempotent and safe after a partial ``up``, so
 callers register it before calling ``up``.
 
-Everything that differs between backends is a method here (export, a new
-instance from the export, footprint, usage, how to log in, what a dead session
-left behind), so the harness, the sweep and the comparison never ask which
-backend they hold.
+This is the core every backend has: what the harness needs to bring a target up,
+test it and tear it down (including what a dead session left behind), so the
+harness and the sweep never ask which backend they hold. What only some backends
+can do (export, measure, attach from another process, open a shell) is an
+optional capability a backend declares (``capabilities``); who needs one checks
+for it before any work starts.
 """
 
 from __future__ import annotations
@@ -27,14 +29,13 @@ from pytest_vmcontainer.errors import (
     Cancelled,
     TargetError,
     TargetStopped,
-    UsageError,
     WaitTimeout,
 )
 from pytest_vmcontainer.host import ports as portlib
 from pytest_vmcontainer.runtime import logtail, procnet
 from pytest_vmcontainer.runtime.progress import Progress, quiet
-from pytest_vmcontainer.runtime.timing import Timer
 from pytest_vmcontainer.runtime.waiting import LOOPBACK, http_ok, tcp_open, wait_for
+from pytest_vmcontainer.targets import capabilities
 
 OWNER_LABEL = "pytest-vmcontainer.owner"
 SESSION_LABEL = "pytest-vmcontainer.session"
@@ -220,27 +221,7 @@ class Target(abc.ABC):
         """What this backend's dead sessions may have left (None: it leaves nothing)."""
         return None
 
-    # --- what differs by backend, asked of the target ----------------------------------------
-
-    def export(self, directory: Path, timer: Timer | None = None) -> Export:
-        """Export the provisioned target with its standard tool, into ``directory``."""
-        raise UsageError(f"the {self.kind} backend {type(self).__name__} cannot export",
-                         "use a backend that supports export for the comparison rows")
-
-    def instance_from_export(self, spec: TargetSpec) -> Target:
-        """A new, not yet started instance made from this target's ``export``."""
-        raise UsageError(f"the {self.kind} backend {type(self).__name__} cannot make instances",
-                         "use a backend that supports it for the comparison rows")
-
-    def footprint(self) -> dict[str, Any]:
-        """Bytes on the host: ``footprint_bytes`` and how they break down."""
-        raise UsageError(f"the {self.kind} backend {type(self).__name__} has no footprint",
-                         "use a backend that reports one for the Size row")
-
-    def usage(self) -> tuple[int, float]:
-        """From the host side: (memory bytes, CPU seconds used so far)."""
-        raise UsageError(f"the {self.kind} backend {type(self).__name__} reports no usage",
-                         "use a backend that reports it for the resource rows")
+    # --- what differs by backend (optional capabilities: see ``capabilities``) -------------
 
     def disk_cache_mode(self) -> str | None:
         """The cache mode the target's disk runs with (None: the default, or no such thing):
@@ -252,7 +233,8 @@ class Target(abc.ABC):
     STATE_FILE = "target.json"
 
     def state(self) -> dict[str, Any]:
-        """What another process needs to reach this target again (``attach``), as JSON data."""
+        """What another process needs to reach this target again (``capabilities.Attaching``),
+        as JSON data."""
         return {"kind": self.kind, "backend": f"{type(self).__module__}:{type(self).__name__}",
                 "session": self.spec.session_id, "resource": self.resource_name,
                 "vagrantfile": str(self.spec.vagrantfile), "dockerfile": str(self.spec.dockerfile),
@@ -262,21 +244,12 @@ class Target(abc.ABC):
     def save_state(self) -> None:
         (self.spec.workdir / self.STATE_FILE).write_text(json.dumps(self.state(), indent=1))
 
-    @classmethod
-    def attach(cls, spec: TargetSpec, state: dict[str, Any]) -> Target:
-        """This backend's target for what ``state`` describes, already up (no bring-up)."""
-        raise UsageError(f"the {cls.__name__} backend cannot attach to a saved target",
-                         "use a backend that supports it")
-
-    def shell(self, command: list[str] | None = None) -> tuple[list[str], dict[str, str] | None,
-                                                            Path | None]:
-        """(argv, environment, working directory) of a command that opens a shell in the
-        target, or runs ``command`` there (``python -m pytest_vmcontainer login|exec``)."""
-        raise UsageError(f"the {type(self).__name__} backend has no shell",
-                         "use a backend that supports it")
-
     def login_command(self) -> str:
-        """A shell command that opens a shell in this target (shown for kept targets)."""
+        """A shell command that opens a shell in this target (shown for kept targets); what
+        is missing instead, for a backend without the capabilities login needs."""
+        lacking = capabilities.lacks(self, ("attach", "shell"), "login")
+        if lacking is not None:
+            return lacking
         return f"python -m pytest_vmcontainer login {self.kind} --session {self.spec.session_id}"
 
     def settle(self) -> None:  # noqa: B027 - optional: most backends leave no such work

@@ -31,6 +31,7 @@ from pytest_vmcontainer.targets.base import (
     Target,
     TargetSpec,
 )
+from pytest_vmcontainer.targets.capabilities import Attaching, Exporting, Measuring, Shell
 
 APP_REPOSITORY = "pytest-vmcontainer/app"
 DOCKERFILE_LABEL = "pytest-vmcontainer.dockerfile"
@@ -192,7 +193,7 @@ class DockerLeftovers(Leftovers):
         return remove_orphaned_images(client) if client is not None else []
 
 
-class DockerTarget(Target):
+class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
     kind = "container"
     host_needs = ("docker",)
 
@@ -491,14 +492,13 @@ class DockerTarget(Target):
         """Image size plus the container's writable layer."""
         image = self.client.images.get(self.image)
         size = int(image.attrs["Size"])
-        base_id = image.attrs.get("Parent") or ""
         base = bases.BuildRecord.load("docker-base")
         listed = self.client.api.containers(all=True, size=True,
                                             filters={"id": self.container.id})
         rw = int(listed[0].get("SizeRw") or 0)
         return {"footprint_bytes": size + rw, "image_bytes": size, "rw_bytes": rw,
                 "unique_bytes": size - base.artifact_bytes if base else None,
-                "parent": base_id[:19]}
+                "parent": (image.attrs.get("Parent") or "")[:19]}
 
     def usage(self) -> tuple[int, float]:
         """The container's cgroup memory (without inactive file cache) and CPU time."""

@@ -171,3 +171,34 @@ def test_no_class_is_over_300_lines() -> None:
     long = {name for name, lines in _class_lines().items() if lines > CLASS_LINES}
     assert long - LONG_CLASSES == set()
     assert LONG_CLASSES - long == set()  # split: take it off the list
+
+
+def _raised_names(function: ast.AST) -> set[str]:
+    """The exception names ``function`` raises (``raise X(...)`` or ``raise X``)."""
+    names = set()
+    for node in ast.walk(function):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            raised = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if isinstance(raised, ast.Name):
+                names.add(raised.id)
+    return names
+
+
+def test_the_core_target_has_no_capability_that_raises_at_run_time() -> None:
+    """What a backend may lack is a protocol it declares (targets/capabilities.py), checked up
+    front by who needs it; not a method of the core that raises "cannot" when called."""
+    from pytest_vmcontainer.targets import capabilities
+    from pytest_vmcontainer.targets.base import Target
+
+    tree = ast.parse(MODULES["pytest_vmcontainer.targets.base"].read_text())
+    core = next(node for node in tree.body if isinstance(node, ast.ClassDef)
+                and node.name == "Target")
+    raising = sorted(method.name for method in core.body
+                     if isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef)
+                     and _raised_names(method) & {"UsageError", "NotImplementedError"})
+    assert raising == []
+    optional = {name for protocol in capabilities.CAPABILITIES.values()
+                for name in dir(protocol) if not name.startswith("_")}
+    assert optional >= {"export", "instance_from_export", "footprint", "usage", "attach",
+                        "shell"}
+    assert sorted(optional & set(dir(Target))) == []

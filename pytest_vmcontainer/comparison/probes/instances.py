@@ -14,10 +14,11 @@ from pytest_vmcontainer.comparison.probes.context import (
 )
 from pytest_vmcontainer.runtime import background
 from pytest_vmcontainer.targets.base import Target
+from pytest_vmcontainer.targets.capabilities import as_measuring
 
 
 def probe_size(ctx: ProbeContext, target: Target) -> Measured:
-    return target.footprint(), None
+    return as_measuring(target).footprint(), None
 
 
 
@@ -63,10 +64,10 @@ def probe_boot(ctx: ProbeContext, target: Target, phase: str) -> Measured:
 
 def probe_idle(ctx: ProbeContext, target: Target) -> Measured:
     window = ctx.settings.idle_seconds
-    _, cpu_before = target.usage()
+    _, cpu_before = as_measuring(target).usage()
     started = time.monotonic()
     threading.Event().wait(window)  # the measurement window itself: nothing to poll for
-    memory, cpu_after = target.usage()
+    memory, cpu_after = as_measuring(target).usage()
     elapsed = time.monotonic() - started
     return {"idle_memory_bytes": memory,
             "idle_cpu_percent": 100.0 * (cpu_after - cpu_before) / elapsed,
@@ -102,7 +103,7 @@ def probe_density(ctx: ProbeContext, target: Target) -> Measured:
 
     try:
         durations = ctx.timer(start_all, rounds=1, warmup=0)
-        memory = [instance.usage()[0] for instance in instances]
+        memory = [as_measuring(instance).usage()[0] for instance in instances]
     finally:
         for instance in instances:
             source.discard(instance)

@@ -35,6 +35,7 @@ from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.timing import Timer
 from pytest_vmcontainer.targets import vmcache, vmsaved
 from pytest_vmcontainer.targets.base import Export, Leftovers, Target, TargetSpec, resource_prefix
+from pytest_vmcontainer.targets.capabilities import Attaching, Exporting, Measuring, Shell
 from pytest_vmcontainer.targets.vagrant import export as exporting
 from pytest_vmcontainer.targets.vagrant.config import (
     CONFIG_MARKER,
@@ -74,7 +75,7 @@ def _new_mac() -> str:
     return "52:54:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
 
 
-class VagrantTarget(Target):
+class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
     """Picks a start path (``starts``, ``restore``) and runs the VM's lifecycle through
     Vagrant and its libvirt domain."""
 
