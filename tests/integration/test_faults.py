@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,40 +84,50 @@ import pathlib
 import time
 
 
-def test_first(container):
-    pathlib.Path({up!r}).write_text(container.resource_name)
+def test_first({kind}):
+    pathlib.Path({up!r}).write_text({kind}.resource_name)
     deadline = time.monotonic() + 300
     while not pathlib.Path({go!r}).exists() and time.monotonic() < deadline:
-        time.sleep(0.2)  # the outer test restarts dockerd meanwhile
+        time.sleep(0.2)  # the outer test performs the fault meanwhile
 
 
-def test_second(container):
-    assert container.run("true").rc == 0
+def test_second({kind}):
+    assert {kind}.run("true").rc == 0
 """
+SHIPPED = {"container": f"--dockerfile={ROOT / 'Dockerfile'}",
+           "vm": f"--vagrantfile={ROOT / 'Vagrantfile'}"}
+
+
+def _fault_between_two_tests(directory: Path, kind: str, fault: Callable[[], None],
+                             timeout: float) -> tuple[int, str, str]:
+    """A run of the shipped files with two tests; ``fault`` happens while the first waits.
+    Returns the run's exit status, its output and the target's name."""
+    up, go = directory / "up", directory / "go"
+    (directory / "test_two.py").write_text(TWO_TESTS.format(kind=kind, up=str(up), go=str(go)))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--target={kind}",
+         SHIPPED[kind], f"--vmc-provision-inputs={ROOT / 'fixtures'}", "test_two.py"],
+        cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdin=subprocess.DEVNULL)
+    try:
+        wait_for(up.exists, timeout=timeout, what="the first test to start")
+        fault()
+        go.write_text("")
+        output, _ = run.communicate(timeout=timeout)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    return run.returncode, output, up.read_text()
 
 
 def test_dockerd_restarted_while_the_tests_run(tmp_path: Path, docker_base: None,
                                                own_home: Path, leak_check: None) -> None:
     """The container stops with dockerd: the next test fails with one line that says so, and
     teardown still removes the container."""
-    up, go = tmp_path / "up", tmp_path / "go"
-    (tmp_path / "test_two.py").write_text(TWO_TESTS.format(up=str(up), go=str(go)))
-    run = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=container",
-         f"--dockerfile={ROOT / 'Dockerfile'}", f"--vmc-provision-inputs={ROOT / 'fixtures'}",
-         "test_two.py"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, stdin=subprocess.DEVNULL)
-    try:
-        wait_for(up.exists, timeout=300, what="the first test to start")
-        _restart_dockerd()
-        go.write_text("")
-        output, _ = run.communicate(timeout=300)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-    assert run.returncode == 1, output
-    name = up.read_text()
+    returncode, output, name = _fault_between_two_tests(tmp_path, "container",
+                                                        _restart_dockerd, 300)
+    assert returncode == 1, output
     assert re.search(rf"container target: the container {name} is exited \(exit code -?\d+ at "
                      r"[\d\-T:]+ UTC, because its engine restarted \(dockerd started "
                      r"[\d\-T:]+ UTC\)\): the run does not restart targets", output), output
@@ -124,21 +135,9 @@ def test_dockerd_restarted_while_the_tests_run(tmp_path: Path, docker_base: None
     assert leftovers(name.removeprefix("vmc-").removesuffix("-container")) == [], output
 
 
-VM_TESTS = """
-import pathlib
-import time
-
-
-def test_first(vm):
-    pathlib.Path({up!r}).write_text(vm.resource_name)
-    deadline = time.monotonic() + 300
-    while not pathlib.Path({go!r}).exists() and time.monotonic() < deadline:
-        time.sleep(0.2)  # the outer test restarts libvirtd and virtlogd meanwhile
-
-
-def test_second(vm):
-    assert vm.run("true").rc == 0
-"""
+def _restart_libvirt_daemons() -> None:
+    _restart("libvirtd")
+    _restart("virtlogd")
 
 
 @pytest.mark.vm
@@ -146,26 +145,10 @@ def test_libvirtd_and_virtlogd_restarted_while_the_tests_run(tmp_path: Path, shi
                                                             leak_check: None) -> None:
     """libvirt keeps running domains across a restart of its daemons: the VM's tests go on,
     and teardown removes the domain and its volumes through the restarted libvirtd."""
-    up, go = tmp_path / "up", tmp_path / "go"
-    (tmp_path / "test_two.py").write_text(VM_TESTS.format(up=str(up), go=str(go)))
-    run = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=vm",
-         f"--vagrantfile={ROOT / 'Vagrantfile'}", f"--vmc-provision-inputs={ROOT / 'fixtures'}",
-         "test_two.py"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, stdin=subprocess.DEVNULL)
-    try:
-        wait_for(up.exists, timeout=900, what="the first test to start")
-        _restart("libvirtd")
-        _restart("virtlogd")
-        go.write_text("")
-        output, _ = run.communicate(timeout=600)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-    assert run.returncode == 0, output
+    returncode, output, name = _fault_between_two_tests(tmp_path, "vm",
+                                                        _restart_libvirt_daemons, 900)
+    assert returncode == 0, output
     assert "2 passed" in output, output
-    name = up.read_text()
     assert leftovers(name.removeprefix("vmc-").removesuffix("-default")) == [], output
 
 

@@ -37,6 +37,17 @@ def _vm(tmp_path: Path) -> VagrantTarget:
     return VagrantTarget(spec)
 
 
+def _provisioned(home: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[VagrantTarget, Path]:
+    """A VM as ``save_and_continue_on_overlay`` leaves it, and the base it set aside."""
+    vm = _vm(home)
+    base = home / "base.qcow2"
+    base.write_bytes(b"disk")
+    monkeypatch.setattr(vm.domain.__class__, "definition", lambda self: "<domain/>")
+    vm.ssh_config_path.parent.mkdir(parents=True, exist_ok=True)
+    vm.ssh_config_path.write_text("Host default\n")
+    return vm, base
+
+
 def _unproven_entry(tmp_path: Path, key: str) -> vmcache.Entry:
     with vmcache.Writer(key, None, tmp_path / "log") as writer:
         (writer.partial / "box.img").write_bytes(os.urandom(4096))
@@ -99,12 +110,7 @@ def test_a_proven_entry_that_does_not_boot_stays(home: Path,
 
 def test_an_interrupt_cancels_the_background_write(home: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    vm = _vm(home)
-    base = home / "base.qcow2"
-    base.write_bytes(b"disk")
-    monkeypatch.setattr(vm.domain.__class__, "definition", lambda self: "<domain/>")
-    vm.ssh_config_path.parent.mkdir(parents=True, exist_ok=True)
-    vm.ssh_config_path.write_text("Host default\n")
+    vm, base = _provisioned(home, monkeypatch)
     started, cancelled = threading.Event(), threading.Event()
 
     def slow_copy(self: vmcache.Writer, disk: Path, cancel: threading.Event) -> float:
@@ -135,12 +141,7 @@ def test_an_interrupt_cancels_the_background_write(home: Path,
 
 def test_a_finished_background_write_commits_an_unproven_entry(
         home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    vm = _vm(home)
-    base = home / "base.qcow2"
-    base.write_bytes(b"disk")
-    monkeypatch.setattr(vm.domain.__class__, "definition", lambda self: "<domain/>")
-    vm.ssh_config_path.parent.mkdir(parents=True, exist_ok=True)
-    vm.ssh_config_path.write_text("Host default\n")
+    vm, base = _provisioned(home, monkeypatch)
 
     def copy(self: vmcache.Writer, disk: Path, cancel: threading.Event) -> float:
         (self.partial / "box.img").write_bytes(disk.read_bytes())
