@@ -159,7 +159,9 @@ class DockerLeftovers(Leftovers):
         if client is None:
             return []
         label = f"{SESSION_LABEL}={session_id}" if session_id else f"{OWNER_LABEL}={OWNER}"
-        return list(client.containers.list(all=True, filters={"label": label}))
+        # ignore_removed: another run may remove one between docker's list and its inspect
+        return list(client.containers.list(all=True, filters={"label": label},
+                                           ignore_removed=True))
 
     def _volumes(self, session_id: str | None = None) -> list[Any]:
         client = self._engine()

@@ -282,7 +282,8 @@ class Snapshot:
     def take(cls, client: Any) -> Snapshot:
         return cls(
             containers=frozenset((c.id, c.labels.get(SESSION_LABEL, ""))
-                                 for c in client.containers.list(all=True)),
+                                 for c in client.containers.list(all=True,
+                                                                 ignore_removed=True)),
             volumes=frozenset(v.name for v in client.volumes.list()),
             dangling_images=frozenset(i.id for i in client.images.list(
                 filters={"dangling": True})),
@@ -325,7 +326,9 @@ def leftovers(session_id: str) -> list[str]:
 
 
 def owned_containers(client: Any) -> list[Any]:
-    return list(client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={OWNER}"}))
+    # ignore_removed: a container another run removes between the list and its inspect
+    return list(client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={OWNER}"},
+                                       ignore_removed=True))
 
 
 PAGE_VAGRANTFILE = """

@@ -134,7 +134,7 @@ def test_sigint_during_image_build_leaves_nothing(
 
     def build_step_running() -> bool:
         return any(marker in " ".join(c.attrs["Config"].get("Cmd") or [])
-                   for c in docker_client.containers.list(all=True))
+                   for c in docker_client.containers.list(all=True, ignore_removed=True))
 
     _, returncode, output = _interrupt_when(
         pytester.path, ["--target=container", f"--dockerfile={project / 'Dockerfile'}",
