@@ -52,6 +52,9 @@ class Prepared:
 
     def __init__(self, vm: bool, bootloader: bool, warm_vm: bool, chromium: bool = False,
                  npm: bool = False) -> None:
+        # The environment as the run began: a test's own VMC_HOME (monkeypatched while a piece
+        # starts later, the warm-up's second run say) is not the shared home's.
+        self._env = dict(os.environ)
         self.log = paths.ensure_dir(paths.home() / "logs") / "tests-prepared.log"
         self.log.write_text("")
         self._lock = threading.Lock()
@@ -84,7 +87,7 @@ class Prepared:
             process = subprocess.Popen(
                 [sys.executable, "-m", "pytest_vmcontainer", *args], cwd=ROOT,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                text=True, start_new_session=True)
+                text=True, start_new_session=True, env=self._env)
             self._children.append(process)
         output, _ = process.communicate()
         with self._lock, self.log.open("a") as log:

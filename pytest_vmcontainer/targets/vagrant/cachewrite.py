@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pytest_vmcontainer.errors import Cancelled
 from pytest_vmcontainer.host import libvirt
 from pytest_vmcontainer.runtime import signals
 from pytest_vmcontainer.targets import domainxml, vmcache
@@ -84,6 +85,8 @@ class BackgroundWrite:
             self.writer.add_disk(self.base, self.cancel)
             self.writer.add_box_files(machine_key=self._machine_key)
             self.writer.add_boot_files(*self._boot_files)
+            if self.cancel.is_set():  # the run was interrupted while the disk was copied
+                raise Cancelled("the VM cache write was cancelled")
             self.entry = self.writer.commit({
                 "box": vm.machine.box if vm.machine else None, "proven": False,
                 "vagrantfile": str(vm.spec.vagrantfile), "session": vm.spec.session_id},
