@@ -115,8 +115,8 @@ def _cache_runs(project: Path, token: str) -> None:
         assert session and leftovers(session.group(1)) == []
 
     # The entry's image damaged: the next run says so, removes the entry and provisions
-    # again; Ctrl-C while that disk is being written into the cache leaves no entry and no
-    # half-written one.
+    # again; Ctrl-C while that disk is being written into the cache leaves no half-written
+    # entry.
     _write_random_bytes(entry.directory / "box.img")
     partials = set(vmcache.cache_dir().glob(".partial-*"))
     run = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
@@ -134,7 +134,12 @@ def _cache_runs(project: Path, token: str) -> None:
     assert f"vm: the VM cache entry {entry.key} is damaged (box.img was written to after it " \
         "was sealed); removed it, provisioning instead" in output, output
     assert set(vmcache.cache_dir().glob(".partial-*")) <= partials, output
-    assert not _entries(project), output  # the damaged entry gone, the new one never written
-    assert not vmcache.saved_dir(entry.key).exists(), output
+    # The copy runs beside the tests and may finish before the Ctrl-C lands (a small disk
+    # takes seconds): an entry is then there whole, never half (the cancel itself is the
+    # unit test test_an_interrupt_cancels_the_background_write).
+    for key in _entries(project):
+        assert vmcache.Entry(key).damage() is None, output
+        assert vmcache.Entry(key).info().get("proven") is False, output
+    assert not vmcache.saved_dir(entry.key).exists(), output  # went with the damaged entry
     session = re.search(r"vmc-(\w+)-default", output)
     assert session and leftovers(session.group(1)) == [], output
