@@ -90,10 +90,11 @@ def cold_only(rounds: int) -> int:
     seconds: dict[str, list[float]] = {"vm raw up (provisioning)": [],
                                        "vm plugin cold (provision + cache)": []}
     teardowns: list[float] = []
+    entry = _cache_entry()  # its key is the shipped files' (any checkout's): dropped each round
     for round_number in range(rounds):
         seconds["vm raw up (provisioning)"].append(raw_vagrant(True, None))
-        vmcache.remove_entries({entry.key for entry in vmcache.entries()
-                                if entry.info().get("vagrantfile") == str(ROOT / "Vagrantfile")})
+        if not _drop_cache(entry):
+            raise SystemExit(f"the cache entry {entry.key} is in use: stop the run using it")
         seconds["vm plugin cold (provision + cache)"].append(plugin_cold(teardowns))
         print(f"round {round_number + 1}: raw up {seconds['vm raw up (provisioning)'][-1]:.1f}s,"
               f" plugin cold {seconds['vm plugin cold (provision + cache)'][-1]:.1f}s (its "
