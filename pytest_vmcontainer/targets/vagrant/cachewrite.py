@@ -25,6 +25,17 @@ if TYPE_CHECKING:
     from pytest_vmcontainer.targets.vagrant import VagrantTarget
 
 
+def source_box(vm: VagrantTarget) -> Path | None:
+    """The box directory the VM was made from: its other files go into the entry."""
+    return Path(vm.machine.box_directory) if vm.machine and vm.machine.box_directory else None
+
+
+def description(vm: VagrantTarget, proven: bool) -> dict[str, object]:
+    """What an entry records of the run that wrote it."""
+    return {"box": vm.machine.box if vm.machine else None, "proven": proven,
+            "vagrantfile": str(vm.spec.vagrantfile), "session": vm.spec.session_id}
+
+
 def save_and_continue_on_overlay(vm: VagrantTarget) -> Path | None:
     """Save the provisioned VM, move its disk aside as a base, restore the VM on an overlay of
     it; returns the base (frozen from now on), or None when libvirt refused the save (the VM
@@ -64,10 +75,8 @@ class BackgroundWrite:
     (or, after Ctrl-C or SIGTERM, cancels it) and says how it ended."""
 
     def __init__(self, vm: VagrantTarget, cache_key: str, base: Path) -> None:
-        source = Path(vm.machine.box_directory) if vm.machine and \
-            vm.machine.box_directory else None
         self.vm, self.base = vm, base
-        self.writer = vmcache.Writer(cache_key, source, vm.log_path)
+        self.writer = vmcache.Writer(cache_key, source_box(vm), vm.log_path)
         self.cancel = threading.Event()
         self.entry: vmcache.Entry | None = None
         self.error: str | None = None
@@ -87,10 +96,8 @@ class BackgroundWrite:
             self.writer.add_boot_files(*self._boot_files)
             if self.cancel.is_set():  # the run was interrupted while the disk was copied
                 raise Cancelled("the VM cache write was cancelled")
-            self.entry = self.writer.commit({
-                "box": vm.machine.box if vm.machine else None, "proven": False,
-                "vagrantfile": str(vm.spec.vagrantfile), "session": vm.spec.session_id},
-                vm.spec.vm_cache_bytes)
+            self.entry = self.writer.commit(description(vm, proven=False),
+                                            vm.spec.vm_cache_bytes)
         except Exception as error:  # any failure: reported by the run, the entry not written
             self.error = str(error) or type(error).__name__
         finally:

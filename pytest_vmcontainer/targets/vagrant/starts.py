@@ -16,7 +16,9 @@ from pytest_vmcontainer.runtime.waiting import ssh_banner, wait_for
 from pytest_vmcontainer.targets import domainxml, vmcache, vmsaved
 from pytest_vmcontainer.targets.vagrant.cachewrite import (
     BackgroundWrite,
+    description,
     save_and_continue_on_overlay,
+    source_box,
 )
 from pytest_vmcontainer.targets.vagrant.domain import pool_volume
 from pytest_vmcontainer.targets.vagrant.environment import vagrant_home
@@ -116,9 +118,7 @@ class Provision(StartPath):
     def _fill_cache(self, cache_key: str) -> None:
         """Halt, copy the disk into a cache entry, boot again: commit once that boot is ready."""
         vm = self.vm
-        source = Path(vm.machine.box_directory) if vm.machine and \
-            vm.machine.box_directory else None
-        with vmcache.Writer(cache_key, source, vm.log_path) as writer:
+        with vmcache.Writer(cache_key, source_box(vm), vm.log_path) as writer:
             self._writer = writer  # release removes what an interrupted write left
             vm.stop()
             with vm.progress.step("vm: copying the provisioned disk into the VM cache"):
@@ -126,10 +126,7 @@ class Provision(StartPath):
                 writer.add_box_files(machine_key=vm.inserted_key())
             vm.start()  # the boot that proves the cached state boots
             writer.add_boot_files(vm.domain.definition(), vm.ssh_config_path.read_text())
-            self.entry = writer.commit({
-                "box": vm.machine.box if vm.machine else None,
-                "vagrantfile": str(vm.spec.vagrantfile), "session": vm.spec.session_id},
-                vm.spec.vm_cache_bytes)
+            self.entry = writer.commit(description(vm, proven=True), vm.spec.vm_cache_bytes)
         vm.origin = f"provisioned, then cached as {cache_key[:12]}"
 
     def release(self) -> None:
