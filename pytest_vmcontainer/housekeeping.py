@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pytest_vmcontainer import lifecycle, targets
 from pytest_vmcontainer.errors import UsageError
-from pytest_vmcontainer.host import paths
+from pytest_vmcontainer.host import paths, space
 from pytest_vmcontainer.host.space import human_bytes
 
 DOCKER_DATA = Path("/var/lib/docker")  # a local engine's data; absent with a remote one
@@ -38,8 +38,7 @@ def _free_space() -> dict[int, int]:
     free: dict[int, int] = {}
     for path in (paths.home(), DOCKER_DATA):
         if path.exists():
-            stat = os.statvfs(path)
-            free[os.stat(path).st_dev] = stat.f_bavail * stat.f_frsize
+            free[os.stat(path).st_dev] = space.free_bytes(path)
     return free
 
 
