@@ -1,5 +1,6 @@
-"""Saved running VMs on real libvirt: a restored VM gives the booted VM's parity values, and a
-run killed while its restored VM lives leaves nothing the next run's sweep does not remove."""
+"""Saved running VMs on real libvirt: three runs at once share them (a restored VM gives the
+booted VM's parity values), and a run killed while its restored VM lives leaves nothing the
+next run's sweep does not remove."""
 
 from __future__ import annotations
 
@@ -17,32 +18,56 @@ from pytest_vmcontainer import lifecycle, targets
 from pytest_vmcontainer.host import libvirt
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets import vmcache, vmsaved
-from tests.integration.conftest import ROOT, leftovers, run_process
+from tests.integration.conftest import ROOT, leftovers
 
 pytestmark = pytest.mark.vm
 SUITE = str(ROOT / "suites" / "test_parity.py")
 
 
-def _parity_run(report: Path, *args: str) -> tuple[str, dict[tuple[str, str], Any]]:
-    run = run_process([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=vm",
-                       f"--vmc-report={report}", *args, SUITE], ROOT, 1800)
-    assert run.returncode == 0, run.stdout
+def _values(report: Path) -> dict[tuple[str, str], Any]:
     rows = json.loads((report / "comparison.json").read_text())["parity"]["rows"]
-    values = {(row["test"], check): seen["vm"] for row in rows
-              for check, seen in row["values"].items()}
-    return run.stdout, values
+    return {(row["test"], check): seen["vm"] for row in rows
+            for check, seen in row["values"].items()}
 
 
-def test_a_restored_vm_gives_the_parity_values_of_a_booted_one(tmp_path: Path,
-                                                              shipped_vm: None,
-                                                              leak_check: None) -> None:
-    booted_output, booted = _parity_run(tmp_path / "booted", "--vmc-no-vm-restore")
-    assert re.search(r"vm: vmc-\w+-default \(.*, from the VM cache\)", booted_output)
-    assert "restoring the saved VM" not in booted_output
-    restored_output, restored = _parity_run(tmp_path / "restored")
-    assert re.search(r"vm: vmc-s[0-9a-f]{12}n\d+-default \(.*restored from the VM cache\)",
-                     restored_output), restored_output
-    assert len(booted) >= 12 and restored == booted
+def test_three_runs_at_once_two_restore_one_boots_all_give_the_same_values(
+        tmp_path: Path, shipped_vm: None, leak_check: None) -> None:
+    """Three runs of the shipped parity suite start together: two restore the saved VM (one
+    slot each), the third finds both slots taken and boots from the cache. All pass, the
+    restored VMs give exactly the booted one's parity values, and each run removes only its
+    own VM. (One boot serves both claims: concurrent runs share the cache safely, and a
+    restored VM is the booted one's equal.)"""
+    runs = [subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=vm",
+         f"--vmc-report={tmp_path / f'run{number}'}", SUITE], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+        for number in range(3)]
+    try:
+        outputs = [run.communicate(timeout=1200)[0] for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.send_signal(signal.SIGINT)  # by its id: its teardown removes its VM
+                try:
+                    run.wait(timeout=300)
+                except subprocess.TimeoutExpired:
+                    run.kill()
+                    run.wait()
+    for run, output in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, output
+    lines = [re.search(r"vm: (vmc-\w+-default) \(.*, ((?:restored )?from the VM cache)\)",
+                       output) for output in outputs]
+    assert all(lines), outputs
+    seen = sorted((match.group(2), match.group(1)) for match in lines if match)
+    assert [origin for origin, _name in seen] == [
+        "from the VM cache", "restored from the VM cache", "restored from the VM cache"], seen
+    assert len({name for _origin, name in seen}) == 3, seen
+    booted = outputs[next(i for i, m in enumerate(lines) if m and m.group(2).startswith("from"))]
+    assert "restoring the saved VM" not in booted, booted
+    values = [_values(tmp_path / f"run{number}") for number in range(3)]
+    assert len(values[0]) >= 12 and values[0] == values[1] == values[2], values
+    for _origin, name in seen:
+        assert leftovers(name.removeprefix("vmc-").removesuffix("-default")) == []
 
 
 def test_a_killed_runs_restored_vm_goes_with_the_next_sweep(tmp_path: Path,
