@@ -25,7 +25,6 @@ from tests.integration.conftest import (
     write_project,
 )
 
-PYPROJECT = str(ROOT / "pyproject.toml")
 T = TypeVar("T")
 
 
@@ -33,30 +32,6 @@ def _session_id(output: str) -> str:
     match = re.search(r"vmc-([0-9a-z]+)-(default|container)", output)
     assert match, output
     return match.group(1)
-
-
-@pytest.mark.vm
-def test_parity_suite_on_both_and_cleanup_after_a_failing_test(
-        pytester: pytest.Pytester, docker_client: Any, shipped_vm: None,
-        leak_check: None) -> None:
-    failing = pytester.makepyfile(test_failing="""
-        def test_fails_on_purpose(host):
-            assert host.file("/etc/nginx/nginx.conf").exists
-            assert False, "this test fails on purpose"
-    """)
-    result = pytester.runpytest_subprocess(
-        str(ROOT / "suites" / "test_parity.py"), str(failing), "-c", PYPROJECT, "--rootdir",
-        str(ROOT), "-p", "no:cacheprovider", "--target=both", timeout=1800)
-    result.assert_outcomes(passed=24, failed=2)
-    result.stdout.fnmatch_lines([
-        "*vmcontainer parity matrix*",
-        "check*vm*container*values",
-        "test_parity.py::test_nginx_installed_same_version*passed*passed",
-        "test_parity.py::test_kernel*passed*passed*kernel release differs as expected*",
-        "test_failing.py::test_fails_on_purpose*failed*failed",
-    ])
-    assert "DIFFERS" not in result.stdout.str()
-    assert leftovers(_session_id(result.stdout.str())) == []
 
 
 @pytest.mark.vm

@@ -1,4 +1,5 @@
-"""pytest-xdist on the real engines: one VM and one container for all workers, one matrix."""
+"""The shipped parity suite on the real engines, serially and under pytest-xdist: one VM and
+one container for all workers, one matrix, and cleanup after a failing test."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,8 +24,15 @@ ARGS = ("-p", "no:cacheprovider", "-c", str(ROOT / "pyproject.toml"), "--rootdir
         "--target=both")
 
 
+FAILING = """
+def test_fails_on_purpose(host):
+    assert host.file("/etc/nginx/nginx.conf").exists
+    assert False, "this test fails on purpose"
+"""
+
+
 def _pytest(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "pytest", *ARGS, *args, SUITE], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "pytest", *ARGS, *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             stdin=subprocess.DEVNULL)
 
@@ -31,7 +40,8 @@ def _pytest(*args: str) -> subprocess.Popen[str]:
 def _matrix(output: str) -> list[str]:
     lines = output.splitlines()
     start = next(i for i, line in enumerate(lines) if "vmcontainer parity matrix" in line)
-    return [line for line in lines[start + 1:] if line.startswith("test_parity.py")]
+    return [line for line in lines[start + 1:] if line.startswith(("test_parity.py",
+                                                                    "test_failing.py"))]
 
 
 def _session_id(output: str, kind: str = "default|container") -> str:
@@ -77,21 +87,36 @@ class Census:
         self._thread.join()
 
 
-def test_two_workers_share_one_vm_and_one_container(docker_client: Any, shipped_vm: None,
-                                                    leak_check: None) -> None:
-    serial = _pytest("-n", "0")
+def test_the_parity_suite_serially_and_on_two_workers_gives_one_matrix(
+        tmp_path: Path, docker_client: Any, shipped_vm: None, leak_check: None) -> None:
+    """The shipped parity suite and a test that fails on purpose, on both targets: serially,
+    then on two workers that share one VM and one container. Both runs give the same
+    matrix, and each removes its targets after the failing test."""
+    failing = tmp_path / "test_failing.py"
+    failing.write_text(FAILING)
+    serial = _pytest("-n", "0", SUITE, str(failing))
     serial_output, _ = serial.communicate(timeout=1800)
-    assert serial.returncode == 0, serial_output
+    assert serial.returncode == 1, serial_output  # the failing test, and nothing else
+    assert re.search(r"\b2 failed, 24 passed\b", serial_output), serial_output
+    assert "DIFFERS" not in serial_output, serial_output
+    matrix = _matrix(serial_output)
+    assert len(matrix) == 13, matrix
+    assert re.match(r"test_parity.py::test_nginx_installed_same_version\s+passed\s+passed",
+                    matrix[0]), matrix
+    assert any(re.match(r"test_parity.py::test_kernel\s+passed\s+passed.*kernel release "
+                        r"differs as expected", line) for line in matrix), matrix
+    assert re.match(r"test_failing.py::test_fails_on_purpose\s+failed\s+failed",
+                    matrix[-1]), matrix
+    assert leftovers(_session_id(serial_output)) == []
     with Census(docker_client) as census:
-        parallel = _pytest("-n", "2")
+        parallel = _pytest("-n", "2", SUITE, str(failing))
         parallel_output, _ = parallel.communicate(timeout=1800)
-    assert parallel.returncode == 0, parallel_output
+    assert parallel.returncode == 1, parallel_output
     assert "2 workers" in parallel_output
     session = _session_id(parallel_output, "container")
     assert census.most.get(session) == {"container": 1}, census.most
     assert census.most_new_vms == 1
-    assert _matrix(parallel_output) == _matrix(serial_output)
-    assert len(_matrix(serial_output)) == 12
+    assert _matrix(parallel_output) == matrix
     assert leftovers(session) == []
 
 
@@ -99,7 +124,7 @@ def test_two_workers_share_one_vm_and_one_container(docker_client: Any, shipped_
 def test_interrupted_during_bring_up_under_xdist_leaves_nothing(
         docker_client: Any, shipped_vm: None, leak_check: None, sig: int) -> None:
     before = set(libvirt.domain_names())
-    run = _pytest("-n", "2")
+    run = _pytest("-n", "2", SUITE)
     try:
         domain = wait_for(lambda: next((d for d in libvirt.domain_names()
                                         if d.endswith("-default") and d not in before), None),
