@@ -46,12 +46,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items.sort(key=_place)
 
 
-def _place(item: pytest.Item) -> tuple[int, bool, bool]:
+def _place(item: pytest.Item) -> tuple[int, bool, bool, bool]:
     """Lane first; within a lane, file order (a stable sort), except that the tests waiting
     for what is prepared in the background on a cold machine (the box, then the shipped
-    VM's warm-up) come after those that need none of it."""
+    VM's warm-up) come after those that need none of it, and the boot-loader box's test
+    comes last: on a new machine that box takes minutes to build after the box, and the
+    rest of the VM lane runs meanwhile instead of waiting for it."""
     fixtures = getattr(item, "fixturenames", ())
-    return LANES.index(lane(item)), "bases" in fixtures, "shipped_vm" in fixtures
+    return (LANES.index(lane(item)), "bootloader_box" in fixtures, "bases" in fixtures,
+            "shipped_vm" in fixtures)
 
 
 @pytest.fixture(autouse=True)
