@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 from pytest_vmcontainer.errors import Cancelled
 from pytest_vmcontainer.host import libvirt
 from pytest_vmcontainer.runtime import signals
-from pytest_vmcontainer.targets import domainxml, vmcache
-from pytest_vmcontainer.targets.vagrant.domain import refresh_pool, saved_definition
-from pytest_vmcontainer.targets.vagrant.environment import vagrant_home
+from pytest_vmcontainer.targets import vmcache
+from pytest_vmcontainer.targets.vagrant.domain import refresh_pool
+from pytest_vmcontainer.targets.vagrant.resume import resume_on_overlay
 
 if TYPE_CHECKING:
     from pytest_vmcontainer.targets.vagrant import VagrantTarget
@@ -56,13 +56,7 @@ def save_and_continue_on_overlay(vm: VagrantTarget) -> Path | None:
     base = disk.with_name(f"{domain.name}-provisioned.qcow2")  # swept with the session's name
     disk.rename(base)
     refresh_pool()
-    overlay = domain.new_overlay(base, vm.cancelled)
-    boxes = vagrant_home(vm.spec.workdir) / "boxes"
-    running, defined = vm.spec.workdir / "restore.xml", vm.spec.workdir / "define.xml"
-    running.write_text(domainxml.restore_xml(saved_definition(state), overlay, vm.forwards(),
-                                             boxes))
-    defined.write_text(domainxml.restore_xml(definition, overlay, vm.forwards(), boxes))
-    domain.restore(state, running, defined)
+    resume_on_overlay(vm, state, base, definition)
     state.unlink()
     libvirt.run_virsh("domfsthaw", domain.name)
     domain.wait_clock_set()

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 from pytest_vmcontainer.errors import Cancelled, VmcError
 from pytest_vmcontainer.host import paths, space
-from pytest_vmcontainer.targets import domainxml, vmcache, vmsaved
-from pytest_vmcontainer.targets.vagrant.domain import refresh_pool, saved_definition
-from pytest_vmcontainer.targets.vagrant.environment import vagrant_home
+from pytest_vmcontainer.targets import vmcache, vmsaved
+from pytest_vmcontainer.targets.vagrant.domain import refresh_pool
+from pytest_vmcontainer.targets.vagrant.resume import resume_on_overlay
 from pytest_vmcontainer.targets.vagrant.starts import FromCache
 
 if TYPE_CHECKING:
@@ -106,14 +106,6 @@ class Restore(FromCache):
     def _restore_domain(self, slot: vmsaved.Slot) -> None:
         vm = self.vm
         vm.remove_machine()  # what a crashed run of this slot left
-        domain = vm.domain
-        overlay = domain.new_overlay(slot.disk, vm.cancelled)
-        saved = saved_definition(slot.state)
-        running, defined = vm.spec.workdir / "restore.xml", vm.spec.workdir / "define.xml"
-        boxes = vagrant_home(vm.spec.workdir) / "boxes"
-        running.write_text(domainxml.restore_xml(saved, overlay, vm.forwards(), boxes))
-        defined.write_text(domainxml.restore_xml(slot.definition.read_text(), overlay,
-                                               vm.forwards(), boxes))
-        domain.restore(slot.state, running, defined)
+        boxes = resume_on_overlay(vm, slot.state, slot.disk, slot.definition.read_text())
         self._adopt_domain(slot.ssh_config, boxes)
-        domain.wait_clock_set()
+        vm.domain.wait_clock_set()
