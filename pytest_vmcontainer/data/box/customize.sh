@@ -38,6 +38,16 @@ chroot "$rootfs" systemctl mask e2scrub_reap.service e2scrub_all.timer modprobe@
 install -d "$rootfs/etc/systemd/system/systemd-networkd-wait-online.service.d"
 printf '[Service]\nExecStart=\nExecStart=/lib/systemd/systemd-networkd-wait-online --any\n' \
     > "$rootfs/etc/systemd/system/systemd-networkd-wait-online.service.d/any.conf"
+# sshd listens on every address, so it need not wait for network.target (networkd's start,
+# about 4 s under TCG): it starts beside it, and answers once DHCP has given a NIC its address.
+sed 's/^After=network.target /After=/' "$rootfs/lib/systemd/system/ssh.service" \
+    > "$rootfs/etc/systemd/system/ssh.service"
+grep -q '^After=auditd.service$' "$rootfs/etc/systemd/system/ssh.service"
+# The kernel boots directly (no boot loader); its initramfs needs only the virtio disk's
+# modules. MODULES=most made a 15 MB initramfs whose udev took about 3 s under TCG.
+sed -i 's/^MODULES=.*/MODULES=list/' "$rootfs/etc/initramfs-tools/initramfs.conf"
+printf 'virtio_pci\nvirtio_blk\n' >> "$rootfs/etc/initramfs-tools/modules"
+chroot "$rootfs" update-initramfs -u -k all >/dev/null 2>&1
 
 chroot "$rootfs" useradd --create-home --shell /bin/bash vagrant
 echo "vagrant ALL=(ALL) NOPASSWD:ALL" > "$rootfs/etc/sudoers.d/vagrant"
