@@ -34,6 +34,20 @@ from pytest_vmcontainer.targets.base import (
 )
 
 
+def prune_logs(directory: Path, keep: int = 40) -> None:
+    """Target logs outlive their run (errors point at them); only the newest ``keep`` stay.
+    Runs at once on one machine prune the same directory: a log another run removed between
+    the listing and its stat is simply gone already."""
+    dated = []
+    for log in [*directory.glob("*-vm.log"), *directory.glob("*-container.log")]:
+        try:
+            dated.append((log.stat().st_mtime, log.name, log))
+        except FileNotFoundError:
+            continue
+    for _mtime, _name, old in sorted(dated)[:-keep]:
+        old.unlink(missing_ok=True)
+
+
 @dataclass
 class HarnessConfig:
     vagrantfile: Path
@@ -234,12 +248,9 @@ class Harness:
             not config.reuse
 
     @staticmethod
-    def _log_dir(keep: int = 40) -> Path:
-        """Target logs outlive their run (errors point at them); only the newest are kept."""
+    def _log_dir() -> Path:
         directory = paths.ensure_dir(paths.home() / "logs")
-        logs = sorted(directory.glob("*-vm.log")) + sorted(directory.glob("*-container.log"))
-        for old in sorted(logs, key=lambda p: p.stat().st_mtime)[:-keep]:
-            old.unlink(missing_ok=True)
+        prune_logs(directory)
         return directory
 
     def _bring_up_work(self, target: Target, union: PortUnion) -> Callable[[], Target]:
