@@ -131,8 +131,10 @@ def _cache_runs(project: Path, token: str) -> None:
                            stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(run.stdout.readline, "")),
-                              daemon=True)  # type: ignore[union-attr]
+    stdout = run.stdout
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")),
+                              daemon=True)
     reader.start()
     try:
         wait_for(lambda: any(damaged in line for line in lines) or run.poll() is not None,
