@@ -33,6 +33,12 @@ class Accel:
     def libvirt_driver(self) -> str:
         return "kvm" if self.mode == "kvm" else "qemu"
 
+    @property
+    def tcg_cpu_model(self) -> str | None:
+        """The guest CPU under emulation: QEMU's own TCG default, whose features the
+        emulator runs cheaply; None under KVM, where libvirt's host-model is right."""
+        return "qemu64" if self.mode == "tcg" else None
+
 
 def _boot_id() -> str:
     try:
