@@ -273,7 +273,9 @@ class Harness:
                 declared = target.declared_ports()
             finally:
                 union.declare(target.kind, declared)
-            target.spec.guest_ports = union.wait(target.cancelled)
+            # The ports to forward are known once every target of this bring-up declared its
+            # own: the prepared target gets a spec with them before it comes up.
+            target.spec = replace(target.spec, guest_ports=union.wait(target.cancelled))
             if self.config.reuse and target.resume():
                 target.origin = "reused"
                 self.progress.say(f"{target.kind}: reusing {target.resource_name}")
