@@ -41,7 +41,7 @@ def _cmd_setup(args: argparse.Namespace, progress: Progress) -> int:
 
 def _cmd_build(args: argparse.Namespace, progress: Progress) -> int:
     kinds = TARGETS[args.target]
-    setup.ensure_host(progress, need_docker="container" in kinds, need_libvirt="vm" in kinds)
+    setup.ensure_host(progress, targets.host_needs(kinds))
     client = None
     if "container" in kinds:
         from pytest_vmcontainer.targets.docker import connect

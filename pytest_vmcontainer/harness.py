@@ -156,8 +156,7 @@ class Harness:
             if self.config.setup_host:
                 needs = {need for target in made for need in target.host_needs}
                 if needs:
-                    setup.ensure_host(self.progress, need_docker="docker" in needs,
-                                      need_libvirt="libvirt" in needs)
+                    setup.ensure_host(self.progress, needs)
             if self._sweeping is None:
                 # Beside the bring-ups, not before them: it touches only dead sessions.
                 self._sweeping = background.Job("sweep", lambda: self._sweep(made))

@@ -139,7 +139,7 @@ class Target(abc.ABC):
     """A VM or a container brought up from the user's Vagrantfile or Dockerfile."""
 
     kind: str  # "vm" or "container": the test id and the name users see
-    host_needs: tuple[str, ...] = ()  # what host setup must provide: "docker", "libvirt"
+    host_needs: tuple[str, ...] = ()  # what host setup must provide (of setup.ALL_NEEDS)
 
     def __init__(self, spec: TargetSpec, progress: Progress | None = None) -> None:
         self.spec = spec

@@ -132,7 +132,8 @@ def test_build_builds_the_boxes_asked_for(monkeypatch: pytest.MonkeyPatch,
     asked: dict[str, Any] = {}
     monkeypatch.setenv("VMC_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("VMC_ACCEL", "tcg")
-    monkeypatch.setattr(cli.setup, "ensure_host", lambda *args, **kwargs: None)
+    monkeypatch.setattr(cli.setup, "ensure_host",
+                        lambda progress, needs: asked.update(needs=set(needs)))
     monkeypatch.setattr(cli.bases, "ensure_bases",
                         lambda progress, client, **kwargs: asked.update(kwargs))
     lines: list[str] = []
@@ -144,6 +145,7 @@ def test_build_builds_the_boxes_asked_for(monkeypatch: pytest.MonkeyPatch,
         return [box.name for box in asked["boxes"]]
 
     assert build() == [bases.BOX_NAME]
+    assert asked["needs"] == {"libvirt"}  # what the VM backend declares (host_needs)
     assert build("--box", bases.BOOTLOADER_BOX_NAME) == [bases.BOOTLOADER_BOX_NAME]
     assert build("--box", bases.BOX_NAME, "--box", bases.BOOTLOADER_BOX_NAME,
                  "--box", bases.BOX_NAME) == [bases.BOX_NAME, bases.BOOTLOADER_BOX_NAME]
