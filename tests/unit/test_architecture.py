@@ -108,9 +108,10 @@ def test_a_cycle_would_be_found() -> None:
 
 def test_layers_only_import_downwards() -> None:
     """runtime < host < targets < harness/comparison < the plugin and the command line."""
-    order = ["errors", "runtime", "host", "targets", "lifecycle", "housekeeping", "harness",
-             "shared", "scan", "comparison", "parity", "runreport", "options", "hookspecs",
-             "scheduling", "runstate", "runend", "scanrun", "fixtures", "plugin", "cli"]
+    order = ["errors", "runtime", "host", "targets", "lifecycle", "housekeeping", "bringup",
+             "harness", "shared", "scan", "comparison", "parity", "runreport", "options",
+             "hookspecs", "scheduling", "runstate", "runend", "scanrun", "fixtures", "plugin",
+             "cli"]
 
     def layer(module: str) -> int:
         name = module.split(".")[1] if "." in module else ""
@@ -184,8 +185,8 @@ def test_a_spec_change_in_place_would_be_found() -> None:
 MODULE_LINES = 400
 CLASS_LINES = 300
 # Over the limits today; the next to split. An entry that fits again must go from the list.
-LONG_MODULES = {"cli", "harness", "targets.docker"}
-LONG_CLASSES = {"harness.Harness", "targets.docker.DockerTarget"}
+LONG_MODULES = {"cli", "targets.docker"}
+LONG_CLASSES = {"targets.docker.DockerTarget"}
 
 
 def _short(module: str) -> str:
