@@ -111,7 +111,7 @@ def test_layers_only_import_downwards() -> None:
     order = ["errors", "runtime", "host", "targets", "lifecycle", "housekeeping", "bringup",
              "harness", "shared", "scan", "comparison", "parity", "runreport", "options",
              "hookspecs", "scheduling", "runstate", "runend", "scanrun", "fixtures", "plugin",
-             "cli"]
+             "commands", "cli"]
 
     def layer(module: str) -> int:
         name = module.split(".")[1] if "." in module else ""
@@ -185,7 +185,7 @@ def test_a_spec_change_in_place_would_be_found() -> None:
 MODULE_LINES = 400
 CLASS_LINES = 300
 # Over the limits today; the next to split. An entry that fits again must go from the list.
-LONG_MODULES = {"cli", "targets.docker"}
+LONG_MODULES = {"targets.docker"}
 LONG_CLASSES = {"targets.docker.DockerTarget"}
 
 
