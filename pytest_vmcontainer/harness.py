@@ -1,8 +1,9 @@
 """One run's targets: a session, bring-up, extra instances, teardown.
 
 Used by the pytest plugin (fixtures) and by the command line (``up``). Both
-targets come up in background threads so they overlap; the main thread only
-waits, so Ctrl-C and SIGTERM reach it and trigger ``teardown``.
+targets come up in background threads so they overlap (what each thread does is
+``bringup``); the main thread only waits, so Ctrl-C and SIGTERM reach it and
+trigger ``teardown``.
 
 The harness asks its targets for everything that differs by backend; it knows
 neither Docker nor Vagrant, nor the comparison's rows and probes. The comparison
@@ -13,14 +14,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pytest_vmcontainer import lifecycle, targets
-from pytest_vmcontainer.errors import Cancelled, TargetError, VmcError
+from pytest_vmcontainer import bringup, lifecycle, targets
+from pytest_vmcontainer.errors import TargetError, VmcError
 from pytest_vmcontainer.host import bases, paths, setup
 from pytest_vmcontainer.runtime import background, hashing, procs
 from pytest_vmcontainer.runtime.progress import Progress
@@ -73,37 +73,24 @@ class HarnessConfig:
         inputs = bases.inputs_hash(self.vagrantfile, self.dockerfile, self.provision_inputs)
         return hashing.content_hash([], extra=[inputs, repr(self.guest_ports)])[:12]
 
+    @property
+    def restores(self) -> bool:
+        """Whether VMs may be restored from saved states: not for targets that outlive the
+        run (kept, reused), whose saved state the next run could not restore while they live."""
+        return self.vm_cache and self.vm_restore and self.keep == "never" and not self.reuse
 
-class PortUnion:
-    """The guest ports every target of one bring-up forwards: the union of what each one's
-    files declare (EXPOSE, forwarded_port). One provisioning source, one app, the same
-    ports; a target waits for the others' declarations before it starts."""
+    def target_spec(self, kind: str, session: lifecycle.Session, log_dir: Path) -> TargetSpec:
+        """The spec of the run's target of ``kind`` (its guest ports: the extra ones only, until
+        its bring-up adds what the files declare)."""
+        return TargetSpec(
+            session_id=session.id, workdir=session.dir / kind, vagrantfile=self.vagrantfile,
+            dockerfile=self.dockerfile, provision_inputs=self.provision_inputs,
+            guest_ports=self.guest_ports, ready_path=self.ready_path, ready_port=self.ready_port,
+            boot_timeout=self.boot_timeout, ready_timeout=self.ready_timeout,
+            pinned_ports=self.pinned_ports.get(kind, {}), log_dir=log_dir,
+            rebuild_bases=self.rebuild_bases, vm_cache=self.vm_cache,
+            vm_cache_bytes=self.vm_cache_bytes, vm_restore=self.restores)
 
-    def __init__(self, kinds: list[str], extra: tuple[int, ...]) -> None:
-        self._waiting = set(kinds)
-        self._ports = set(extra)
-        self.declared: dict[str, tuple[int, ...]] = {}
-        self._changed = threading.Condition()
-
-    def declare(self, kind: str, ports: tuple[int, ...] | None) -> None:
-        """``ports`` None: the target failed before it could say; the others go on."""
-        with self._changed:
-            if ports is not None:
-                self.declared[kind] = ports
-                self._ports.update(ports)
-            self._waiting.discard(kind)
-            self._changed.notify_all()
-
-    def wait(self, cancelled: threading.Event) -> tuple[int, ...]:
-        with self._changed:
-            while self._waiting:
-                if cancelled.is_set():
-                    raise Cancelled("the bring-up was cancelled by teardown")
-                self._changed.wait(timeout=0.5)
-            return tuple(sorted(self._ports))
-
-
-STATUS_SUFFIX = ".status.json"  # a target's bring-up outcome, published in the session
 
 MakeTarget = Callable[[str, TargetSpec, Progress], Target]
 TeardownHook = Callable[[Target, bool], None]
@@ -128,7 +115,7 @@ class Harness:
         self.hooks = hooks or HarnessHooks()
         self.session: lifecycle.Session | None = None
         self.targets: dict[str, Target] = {}
-        self._unions: list[PortUnion] = []
+        self._unions: list[bringup.PortUnion] = []
         self._sweeping: background.Job[None] | None = None
         self._jobs: dict[str, background.Job[Target]] = {}
         self.extras: list[Target] = []  # more instances, made from the exports
@@ -156,12 +143,11 @@ class Harness:
             if self.config.setup_host:
                 needs = {need for target in made for need in target.host_needs}
                 if needs:
-                    setup.ensure_host(self.progress, need_docker="docker" in needs,
-                                      need_libvirt="libvirt" in needs)
+                    setup.ensure_host(self.progress, needs)
             if self._sweeping is None:
                 # Beside the bring-ups, not before them: it touches only dead sessions.
                 self._sweeping = background.Job("sweep", lambda: self._sweep(made))
-            union = PortUnion([target.kind for target in made], self.config.guest_ports)
+            union = bringup.PortUnion([target.kind for target in made], self.config.guest_ports)
             self._unions.append(union)
             for target in made:
                 self._jobs[target.kind] = background.Job(f"bring-up-{target.kind}",
@@ -193,7 +179,8 @@ class Harness:
             self.session = lifecycle.Session.open()
         self.session.mark(lifecycle.INPUTS_FILE, json.dumps(
             {"hash": self.config.reuse_key(), **self._reuse_sources()}))
-        for stale in self.session.dir.glob(f"*{STATUS_SUFFIX}"):  # a reused session's last run
+        # A reused session's last run published its outcome: not this run's.
+        for stale in self.session.dir.glob(f"*{bringup.STATUS_SUFFIX}"):
             stale.unlink()
 
     def _sweep(self, made: list[Target]) -> None:
@@ -228,24 +215,7 @@ class Harness:
 
     def _spec(self, kind: str) -> TargetSpec:
         assert self.session is not None
-        return TargetSpec(
-            session_id=self.session.id, workdir=self.session.dir / kind,
-            vagrantfile=self.config.vagrantfile, dockerfile=self.config.dockerfile,
-            provision_inputs=self.config.provision_inputs, guest_ports=self.config.guest_ports,
-            ready_path=self.config.ready_path, ready_port=self.config.ready_port,
-            boot_timeout=self.config.boot_timeout, ready_timeout=self.config.ready_timeout,
-            pinned_ports=self.config.pinned_ports.get(kind, {}), log_dir=self._log_dir(),
-            rebuild_bases=self.config.rebuild_bases, vm_cache=self.config.vm_cache,
-            vm_cache_bytes=self.config.vm_cache_bytes,
-            vm_restore=self.restores)
-
-    @property
-    def restores(self) -> bool:
-        """Whether VMs may be restored from saved states: not for targets that outlive the
-        run (kept, reused), whose saved state the next run could not restore while they live."""
-        config = self.config
-        return config.vm_cache and config.vm_restore and config.keep == "never" and \
-            not config.reuse
+        return self.config.target_spec(kind, self.session, self._log_dir())
 
     @staticmethod
     def _log_dir() -> Path:
@@ -253,35 +223,17 @@ class Harness:
         prune_logs(directory)
         return directory
 
-    def _bring_up_work(self, target: Target, union: PortUnion) -> Callable[[], Target]:
+    def _bring_up_work(self, target: Target, union: bringup.PortUnion) -> Callable[[], Target]:
         self.targets[target.kind] = target  # registered before anything can fail: teardown sees it
 
         def work() -> Target:
             try:
-                brought_up = bring_up()
+                brought_up = bringup.bring_up(target, union, self.config.reuse, self.progress)
             except BaseException as error:
                 self._publish(target.kind, error)
                 raise
             self._publish(target.kind, None)
             return brought_up
-
-        def bring_up() -> Target:
-            started = time.monotonic()
-            declared: tuple[int, ...] | None = None
-            try:
-                target.prepare()
-                declared = target.declared_ports()
-            finally:
-                union.declare(target.kind, declared)
-            target.spec.guest_ports = union.wait(target.cancelled)
-            if self.config.reuse and target.resume():
-                target.origin = "reused"
-                self.progress.say(f"{target.kind}: reusing {target.resource_name}")
-            else:
-                target.up()
-            target.save_state()
-            target.up_seconds = time.monotonic() - started
-            return target
 
         return work
 
@@ -301,22 +253,8 @@ class Harness:
                     on_wait()
 
     def _publish(self, kind: str, error: BaseException | None) -> None:
-        """``<kind>.status.json`` in the session: ready, or the one-line error, for processes
-        that share the run's targets (pytest-xdist workers, see ``shared``)."""
-        if self.session is None:
-            return
-        if error is None:
-            status: dict[str, str] = {"state": "ready"}
-        elif isinstance(error, VmcError):
-            status = {"state": "failed", "cause": error.cause, "remedy": error.remedy,
-                      "detail": error.detail}
-        else:
-            status = {"state": "failed", "cause": f"the {kind} bring-up stopped "
-                      f"({type(error).__name__}: {error})", "remedy": "see the controller's output"}
-        path = self.session.dir / f"{kind}{STATUS_SUFFIX}"
-        partial = path.with_suffix(".partial")
-        partial.write_text(json.dumps(status))
-        partial.replace(path)
+        if self.session is not None:
+            bringup.publish(self.session.dir, kind, error)
 
     def publish_failure(self, kinds: list[str], error: VmcError) -> None:
         """Kinds that could not even start (host setup failed) fail the same way everywhere."""
@@ -356,7 +294,7 @@ class Harness:
         ``ready_path``, ``vm_restore``: off unless asked for, as a measured start must boot)."""
         base = self.get(kind)
         self.export(kind)
-        overrides["vm_restore"] = bool(overrides.get("vm_restore")) and self.restores
+        overrides["vm_restore"] = bool(overrides.get("vm_restore")) and self.config.restores
         spec = replace(self._spec(kind), name_suffix=label, poll_max=0.1,
                        guest_ports=base.spec.guest_ports,
                        workdir=base.spec.workdir.parent / f"{kind}-{label}", **overrides)

@@ -32,6 +32,12 @@ def pytest_vmcontainer_make_target(kind: str, spec: TargetSpec, progress: Progre
     ``prepare()`` and ``up()`` on the target, waits for it, and ``destroy()`` at
     teardown. Stops at the first non-None result.
 
+    ``spec`` is frozen: between ``prepare()`` and ``up()`` the harness hands the target a
+    new one (``target.spec``) with the guest ports every target declared, so read
+    ``self.spec`` when it is needed rather than keeping the one given here. What the
+    host must provide is the target class's ``host_needs`` (names of
+    ``host.setup.ALL_NEEDS``; an unknown one stops the run in one line).
+
     The core ``Target`` is enough to run tests on it. The comparison rows, pytest-xdist
     workers and the command line's list, login and exec need optional capabilities
     (``pytest_vmcontainer.targets.capabilities``: export, measure, attach, shell), which

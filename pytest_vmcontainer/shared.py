@@ -28,8 +28,8 @@ import json
 from pathlib import Path
 
 from pytest_vmcontainer import targets
+from pytest_vmcontainer.bringup import STATUS_SUFFIX
 from pytest_vmcontainer.errors import TargetError
-from pytest_vmcontainer.harness import STATUS_SUFFIX
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets.base import Target
 

@@ -13,7 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +124,29 @@ DAEMONS = [
 ]
 
 
+# What host setup provides, by the name a backend declares it with (``Target.host_needs``):
+# the Debian packages and the daemons each one takes.
+NEED_PACKAGES: dict[str, frozenset[str]] = {
+    "docker": frozenset({"docker.io", "debootstrap"}),
+    "libvirt": frozenset(PACKAGES) - {"docker.io"},  # everything but the Docker engine
+}
+NEED_DAEMONS: dict[str, frozenset[str]] = {
+    "docker": frozenset({"dockerd"}),
+    "libvirt": frozenset({"virtlogd", "libvirtd"}),
+}
+ALL_NEEDS: tuple[str, ...] = tuple(NEED_PACKAGES)
+
+
+def _known(needs: Collection[str]) -> set[str]:
+    """``needs`` as a set; a HostSetupError for a need host setup cannot provide."""
+    unknown = sorted(set(needs) - set(ALL_NEEDS))
+    if unknown:
+        raise HostSetupError(f"host setup cannot provide {', '.join(map(repr, unknown))}",
+                             f"declare only {' or '.join(ALL_NEEDS)} in the backend's "
+                             "host_needs, and set up anything else before the run")
+    return set(needs)
+
+
 def is_debian() -> bool:
     try:
         text = Path("/etc/os-release").read_text()
@@ -225,22 +248,20 @@ def manual_instructions(missing: list[str], stopped: list[Daemon]) -> str:
     return "; ".join(parts)
 
 
-def check(need_docker: bool = True, need_libvirt: bool = True) -> tuple[list[str], list[Daemon]]:
-    """What is missing: (packages, daemons not answering). Does not change anything."""
-    wanted = [name for name in PACKAGES
-              if need_libvirt or name in ("docker.io", "debootstrap")]
-    if not need_docker:
-        wanted.remove("docker.io")
-    missing = missing_packages(wanted)
-    daemons = [d for d in DAEMONS if (d.name == "dockerd" and need_docker)
-               or (d.name != "dockerd" and need_libvirt)]
+def check(needs: Collection[str] = ALL_NEEDS) -> tuple[list[str], list[Daemon]]:
+    """What ``needs`` lack: (packages, daemons not answering). Does not change anything."""
+    known = _known(needs)
+    wanted = [name for name in PACKAGES if any(name in NEED_PACKAGES[need] for need in known)]
+    missing = missing_packages(wanted) if wanted else []
+    daemons = [d for d in DAEMONS if any(d.name in NEED_DAEMONS[need] for need in known)]
     stopped = [d for d in daemons if not d.is_up()]
     return missing, stopped
 
 
-def ensure_host(progress: Progress, need_docker: bool = True, need_libvirt: bool = True) -> None:
-    """Install and start what is missing, or raise HostSetupError saying what to do."""
-    missing, stopped = check(need_docker, need_libvirt)
+def ensure_host(progress: Progress, needs: Collection[str] = ALL_NEEDS) -> None:
+    """Install and start what ``needs`` (names of ``ALL_NEEDS``) lack, or raise
+    HostSetupError saying what to do."""
+    missing, stopped = check(needs)
     elsewhere = [d for d in stopped if not d.startable()]
     if elsewhere:
         names = " and ".join(f"{d.name} at {d.endpoint()}" for d in elsewhere)
@@ -252,7 +273,7 @@ def ensure_host(progress: Progress, need_docker: bool = True, need_libvirt: bool
                                                                                     stopped))
     if missing:
         _install_packages(progress, missing)
-        missing, stopped = check(need_docker, need_libvirt)
+        missing, stopped = check(needs)
         if missing:
             raise HostSetupError(f"apt-get did not install {' '.join(missing)}",
                                  "check the Debian archive in /etc/apt/sources.list and retry")
@@ -267,7 +288,7 @@ def ensure_host(progress: Progress, need_docker: bool = True, need_libvirt: bool
                     f"{daemon.name} did not answer within {DAEMON_TIMEOUT:.0f}s",
                     f"see {log} and start it by hand ({' '.join(daemon.start_command)})",
                 ) from None
-    if need_libvirt:
+    if "libvirt" in needs:
         ensure_storage_pool(paths.pool_dir())
 
 

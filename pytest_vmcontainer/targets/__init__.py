@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,12 @@ def backend(kind: str) -> type[Target]:
     module, _, name = BACKENDS[kind].partition(":")
     cls: type[Target] = getattr(importlib.import_module(module), name)
     return cls
+
+
+def host_needs(kinds: Iterable[str]) -> set[str]:
+    """What host setup must provide for the default backends of ``kinds`` (their
+    ``host_needs``; imports their modules)."""
+    return {need for kind in kinds for need in backend(kind).host_needs}
 
 
 def make(kind: str, spec: TargetSpec, progress: Progress) -> Target:

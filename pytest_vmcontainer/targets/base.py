@@ -50,9 +50,13 @@ def resource_prefix(session_id: str) -> str:
 DEFAULT_VM_CACHE_BYTES = 20 * 2**30  # the provisioned-VM cache's disk budget (--vmc-vm-cache-size)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TargetSpec:
-    """What to bring up and how; the same for both backends."""
+    """What to bring up and how; the same for both backends.
+
+    Frozen: a spec never changes under a target that holds it. Who needs another one (the
+    ports every target of a bring-up agreed on, an extra instance's overrides) makes it with
+    ``dataclasses.replace`` and hands it over."""
 
     session_id: str
     workdir: Path  # per-target state: vagrant dotfiles, ssh config (removed at teardown)
@@ -135,7 +139,7 @@ class Target(abc.ABC):
     """A VM or a container brought up from the user's Vagrantfile or Dockerfile."""
 
     kind: str  # "vm" or "container": the test id and the name users see
-    host_needs: tuple[str, ...] = ()  # what host setup must provide: "docker", "libvirt"
+    host_needs: tuple[str, ...] = ()  # what host setup must provide (of setup.ALL_NEEDS)
 
     def __init__(self, spec: TargetSpec, progress: Progress | None = None) -> None:
         self.spec = spec

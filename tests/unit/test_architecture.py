@@ -108,9 +108,10 @@ def test_a_cycle_would_be_found() -> None:
 
 def test_layers_only_import_downwards() -> None:
     """runtime < host < targets < harness/comparison < the plugin and the command line."""
-    order = ["errors", "runtime", "host", "targets", "lifecycle", "housekeeping", "harness",
-             "shared", "scan", "comparison", "parity", "runreport", "options", "hookspecs",
-             "scheduling", "runstate", "runend", "scanrun", "fixtures", "plugin", "cli"]
+    order = ["errors", "runtime", "host", "targets", "lifecycle", "housekeeping", "bringup",
+             "harness", "shared", "scan", "comparison", "parity", "runreport", "options",
+             "hookspecs", "scheduling", "runstate", "runend", "scanrun", "fixtures", "plugin",
+             "commands", "cli"]
 
     def layer(module: str) -> int:
         name = module.split(".")[1] if "." in module else ""
@@ -139,11 +140,53 @@ def test_backends_are_named_only_in_targets() -> None:
     assert named == []
 
 
+def _spec_assignments(tree: ast.AST) -> list[int]:
+    """Lines that change a spec in place: ``x.spec.attr = ...`` (or ``spec.attr``, ``+=``,
+    ``x.spec.attr[key] = ...``)."""
+
+    def names_a_spec(node: ast.expr) -> bool:
+        return (isinstance(node, ast.Attribute) and node.attr == "spec") or (
+            isinstance(node, ast.Name) and node.id == "spec")
+
+    def changes_a_spec(target: ast.expr) -> bool:
+        if isinstance(target, ast.Subscript):
+            target = target.value
+        return isinstance(target, ast.Attribute) and names_a_spec(target.value)
+
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        else:
+            continue
+        for target in targets:
+            parts = target.elts if isinstance(target, ast.Tuple | ast.List) else [target]
+            found += [node.lineno for part in parts if changes_a_spec(part)]
+    return found
+
+
+def test_no_module_changes_a_spec_in_place() -> None:
+    """A target's spec is frozen (``TargetSpec``); a new one is made with
+    ``dataclasses.replace`` and handed over, so no reader finds it changed under it."""
+    changed = [f"{_short(module)}:{line}" for module, path in MODULES.items()
+               for line in _spec_assignments(ast.parse(path.read_text()))]
+    assert changed == []
+
+
+def test_a_spec_change_in_place_would_be_found() -> None:
+    code = ("target.spec.guest_ports = ports\nspec.ready_path = '/'\n"
+            "self.spec.volumes['data'] = '/data'\nt.spec.boot_timeout += 1\n"
+            "target.spec = replace(target.spec, ready_path='/')\n")
+    assert _spec_assignments(ast.parse(code)) == [1, 2, 3, 4]
+
+
 MODULE_LINES = 400
 CLASS_LINES = 300
 # Over the limits today; the next to split. An entry that fits again must go from the list.
-LONG_MODULES = {"cli", "harness", "targets.docker"}
-LONG_CLASSES = {"harness.Harness", "targets.docker.DockerTarget"}
+LONG_MODULES = {"targets.docker"}
+LONG_CLASSES = {"targets.docker.DockerTarget"}
 
 
 def _short(module: str) -> str:

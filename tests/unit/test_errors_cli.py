@@ -54,7 +54,7 @@ def restore_sigterm() -> Iterator[None]:
 @pytest.mark.usefixtures("restore_sigterm")
 def test_up_with_a_missing_vagrantfile(capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # cli._cmd_up validates both paths (in HarnessConfig(...)) before creating the Harness.
+    # commands.cmd_up validates both paths (in HarnessConfig(...)) before creating the Harness.
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("VMC_HOME", str(tmp_path / "home"))
 

@@ -1,5 +1,5 @@
 """Host setup: daemon liveness (a socket file left by a killed daemon is not a running
-daemon), and the package check remembered until dpkg changes."""
+daemon), the package check remembered until dpkg changes, and what each declared need takes."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ import os
 import socket
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from pytest_vmcontainer import targets
+from pytest_vmcontainer.errors import HostSetupError
+from pytest_vmcontainer.host import setup
 from pytest_vmcontainer.host.setup import remove_stale_pid_file, unix_socket_answers
+from pytest_vmcontainer.runtime.progress import quiet
 
 
 @pytest.fixture
@@ -89,3 +94,49 @@ def test_installed_packages_are_remembered_until_dpkg_changes(
     os.utime(status, ns=(1, 1))
     assert setup.missing_packages(["a"]) == []
     assert len(calls) == 4
+
+
+@pytest.fixture
+def nothing_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every package missing, every daemon down; nothing is asked of the host."""
+    monkeypatch.setattr(setup, "missing_packages", lambda packages: list(packages))
+    monkeypatch.setattr(setup, "DAEMONS", [replace(d, is_up=lambda: False)
+                                           for d in setup.DAEMONS])
+
+
+@pytest.mark.usefixtures("nothing_installed")
+@pytest.mark.parametrize(("needs", "packages", "daemons"), [
+    (["docker"], ["docker.io", "debootstrap"], ["dockerd"]),
+    (["libvirt"], [p for p in setup.PACKAGES if p != "docker.io"], ["virtlogd", "libvirtd"]),
+    (["docker", "libvirt"], list(setup.PACKAGES), ["dockerd", "virtlogd", "libvirtd"]),
+    ([], [], []),
+])
+def test_each_need_checks_its_packages_and_daemons(needs: list[str], packages: list[str],
+                                                   daemons: list[str]) -> None:
+    missing, stopped = setup.check(needs)
+    assert missing == packages
+    assert [daemon.name for daemon in stopped] == daemons
+
+
+@pytest.mark.usefixtures("nothing_installed")
+def test_without_needs_named_setup_checks_everything() -> None:
+    assert setup.check() == setup.check(("docker", "libvirt"))
+    assert setup.ALL_NEEDS == ("docker", "libvirt")
+
+
+def test_a_need_setup_cannot_provide_is_refused_before_anything_is_checked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def asked(packages: list[str]) -> list[str]:
+        raise AssertionError("nothing is checked for an unknown need")
+
+    monkeypatch.setattr(setup, "missing_packages", asked)
+    with pytest.raises(HostSetupError) as refused:
+        setup.ensure_host(quiet(), {"docker", "podman"})
+    assert refused.value.cause == "host setup cannot provide 'podman'"
+    assert "docker or libvirt" in refused.value.remedy
+
+
+def test_the_command_line_asks_for_what_the_backends_declare() -> None:
+    assert targets.host_needs(["vm"]) == {"libvirt"}
+    assert targets.host_needs(["container"]) == {"docker"}
+    assert targets.host_needs(["vm", "container"]) == set(setup.ALL_NEEDS)

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from pytest_vmcontainer import cli
+from pytest_vmcontainer import cli, commands
 from pytest_vmcontainer.errors import BuildError
-from pytest_vmcontainer.host import bases
+from pytest_vmcontainer.host import bases, setup
 from pytest_vmcontainer.runtime import hashing
 from pytest_vmcontainer.runtime.progress import Progress, quiet
 from pytest_vmcontainer.targets.base import TargetSpec
@@ -132,18 +132,20 @@ def test_build_builds_the_boxes_asked_for(monkeypatch: pytest.MonkeyPatch,
     asked: dict[str, Any] = {}
     monkeypatch.setenv("VMC_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("VMC_ACCEL", "tcg")
-    monkeypatch.setattr(cli.setup, "ensure_host", lambda *args, **kwargs: None)
-    monkeypatch.setattr(cli.bases, "ensure_bases",
+    monkeypatch.setattr(setup, "ensure_host",
+                        lambda progress, needs: asked.update(needs=set(needs)))
+    monkeypatch.setattr(bases, "ensure_bases",
                         lambda progress, client, **kwargs: asked.update(kwargs))
     lines: list[str] = []
 
     def build(*argv: str) -> list[str]:
         args = cli.parser().parse_args(["build", "--target=vm", *argv])
         assert isinstance(args, argparse.Namespace)
-        cli._cmd_build(args, Progress(write=lines.append))
+        commands.cmd_build(args, Progress(write=lines.append))
         return [box.name for box in asked["boxes"]]
 
     assert build() == [bases.BOX_NAME]
+    assert asked["needs"] == {"libvirt"}  # what the VM backend declares (host_needs)
     assert build("--box", bases.BOOTLOADER_BOX_NAME) == [bases.BOOTLOADER_BOX_NAME]
     assert build("--box", bases.BOX_NAME, "--box", bases.BOOTLOADER_BOX_NAME,
                  "--box", bases.BOX_NAME) == [bases.BOX_NAME, bases.BOOTLOADER_BOX_NAME]

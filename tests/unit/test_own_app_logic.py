@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_vmcontainer.bringup import PortUnion
 from pytest_vmcontainer.errors import Cancelled
-from pytest_vmcontainer.harness import PortUnion
 from pytest_vmcontainer.host import bases
 from pytest_vmcontainer.runtime import procnet
 from pytest_vmcontainer.targets import vmcache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from pytest_vmcontainer.comparison import probes
 from pytest_vmcontainer.comparison.measure import Comparison
 from pytest_vmcontainer.errors import ProbeError, TargetError
 from pytest_vmcontainer.runtime.timing import plain_timer
-from pytest_vmcontainer.targets.base import CommandResult
+from pytest_vmcontainer.targets.base import CommandResult, TargetSpec
 
 
 class StandIn:
@@ -198,6 +199,46 @@ def test_storage_runs_on_its_own_instance_with_a_volume_or_an_uncached_disk(
     assert vm["disk_cache"] == "none" and "volume_write_mb_s" not in vm
     assert log.count("host") == 2  # the host's rounds are taken once per run
     assert comparison.figures["storage"]["host"]["method"] == vm["method"]
+
+
+class Restarted:
+    """A run's target, stopped and started again by the warm boot probe."""
+
+    kind = "container"
+
+    def __init__(self, spec: TargetSpec, fail: bool = False) -> None:
+        self.spec, self.fail, self.waited_for = spec, fail, []
+
+    def stop(self) -> None:
+        pass
+
+    def start(self) -> None:
+        self.waited_for.append(self.spec.ready_path)
+        if self.fail:
+            raise TargetError("the container did not come back", "look at its log")
+
+
+class Exported:
+    def export(self, kind: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_warm_boots_wait_for_http_200_and_leave_the_runs_spec_as_it_was(
+        tmp_path: Path, fail: bool) -> None:
+    run_spec = TargetSpec("1a2b", tmp_path / "work", tmp_path / "Vagrantfile",
+                          tmp_path / "Dockerfile", ready_path="/health")
+    target = Restarted(run_spec, fail)
+    ctx = probes.ProbeContext(Exported(), probes.MeasureSettings(boot_rounds=2),  # type: ignore[arg-type]
+                              plain_timer(2, 0))
+    if fail:
+        with pytest.raises(TargetError):
+            probes.probe_boot(ctx, target, "warm")  # type: ignore[arg-type]
+    else:
+        figures, _ = probes.probe_boot(ctx, target, "warm")  # type: ignore[arg-type]
+        assert len(figures["warm_rounds_s"]) == 2
+    assert target.waited_for == ["/"] * (1 if fail else 2)
+    assert target.spec is run_spec and target.spec.ready_path == "/health"
 
 
 # --- portability ----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from pathlib import Path
 from typing import Any
@@ -57,3 +58,11 @@ def test_a_target_that_stopped_fails_readiness_at_once_with_its_log(tmp_path: Pa
     assert error.cause == ("the container stopped before port 8080 served: the container "
                            "vmc-1a2b-container is exited (exit code 1)")
     assert "No module named 'http'" in error.detail
+
+
+def test_a_spec_cannot_change_under_its_target(tmp_path: Path) -> None:
+    spec = TargetSpec("1a2b", tmp_path / "work", tmp_path / "Vagrantfile", tmp_path / "Dockerfile")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.ready_path = "/"  # type: ignore[misc]
+    assert dataclasses.replace(spec, ready_path="/").ready_path == "/"
+    assert spec.ready_path is None

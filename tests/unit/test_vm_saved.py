@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from pytest_vmcontainer.errors import Cancelled, TargetError
-from pytest_vmcontainer.harness import Harness, HarnessConfig
+from pytest_vmcontainer.harness import HarnessConfig
 from pytest_vmcontainer.host import paths
-from pytest_vmcontainer.runtime.progress import quiet
 from pytest_vmcontainer.targets import domainxml, vagrant, vmcache, vmsaved
 from pytest_vmcontainer.targets.base import TargetSpec
 from pytest_vmcontainer.targets.vagrant import _RESOURCE_NAME, VagrantTarget
@@ -119,7 +118,7 @@ def test_vms_are_restored_only_when_nothing_outlives_the_run(
         settings: dict[str, object], restores: bool) -> None:
     config = HarnessConfig(vagrantfile=Path("Vagrantfile"), dockerfile=Path("Dockerfile"),
                            **settings)  # type: ignore[arg-type]
-    assert Harness(config, quiet()).restores is restores
+    assert config.restores is restores
 
 
 def test_an_xdist_worker_attaches_to_a_restored_vm_under_its_slots_name(tmp_path: Path) -> None:
