@@ -370,24 +370,45 @@ def page_project(directory: Path, box: str, token: str) -> Path:
     return directory
 
 
+def start_process(argv: list[str], cwd: Path, env: dict[str, str] | None = None,
+                  merge_stderr: bool = False) -> subprocess.Popen[str]:
+    """A pytest run or the command line, started in a session of its own, so that a
+    terminal's Ctrl-C reaches it once, from here (``finish_process`` or ``stop_process``)."""
+    return subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(env or {})}, text=True,
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_process(process: subprocess.Popen[str]) -> None:
+    """SIGINT, as a terminal's Ctrl-C, and time to tear down its targets; SIGKILL of its
+    session only if it does not end (``subprocess.run`` would SIGKILL it at once and leave
+    its targets to the next run's sweep). Nothing when it has ended."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def finish_process(process: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """Its stdout and stderr once it ends; stopped as ``stop_process`` does when this test is
+    interrupted or the process times out."""
+    try:
+        return process.communicate(timeout=timeout)
+    except BaseException:  # KeyboardInterrupt, TimeoutExpired
+        stop_process(process)
+        raise
+
+
 def run_process(argv: list[str], cwd: Path, timeout: float,
                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``subprocess.run``, except when this test is interrupted or times out: the process
-    (a pytest run, the command line) gets SIGINT and time to tear down its targets, where
-    ``subprocess.run`` would SIGKILL it and leave them to the next run's sweep. It runs in a
-    session of its own, so a terminal's Ctrl-C reaches it once, from here."""
-    with subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(env or {})}, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          stdin=subprocess.DEVNULL, start_new_session=True) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except BaseException:  # KeyboardInterrupt, TimeoutExpired
-            process.send_signal(signal.SIGINT)
-            try:
-                process.communicate(timeout=300)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-            raise
+    """``subprocess.run``, with the stop of ``finish_process``."""
+    with start_process(argv, cwd, env) as process:
+        stdout, stderr = finish_process(process, timeout)
     return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
 
 

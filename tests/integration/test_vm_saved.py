@@ -18,7 +18,13 @@ from pytest_vmcontainer import lifecycle, targets
 from pytest_vmcontainer.host import libvirt
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets import vmcache, vmsaved
-from tests.integration.conftest import ROOT, leftovers
+from tests.integration.conftest import (
+    ROOT,
+    finish_process,
+    leftovers,
+    start_process,
+    stop_process,
+)
 
 pytestmark = pytest.mark.vm
 SUITE = str(ROOT / "suites" / "test_parity.py")
@@ -37,22 +43,16 @@ def test_three_runs_at_once_two_restore_one_boots_all_give_the_same_values(
     restored VMs give exactly the booted one's parity values, and each run removes only its
     own VM. (One boot serves both claims: concurrent runs share the cache safely, and a
     restored VM is the booted one's equal.)"""
-    runs = [subprocess.Popen(
+    runs = [start_process(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=vm",
-         f"--vmc-report={tmp_path / f'run{number}'}", SUITE], cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+         f"--vmc-report={tmp_path / f'run{number}'}", SUITE], ROOT, merge_stderr=True)
         for number in range(3)]
     try:
-        outputs = [run.communicate(timeout=1200)[0] for run in runs]
+        outputs = [finish_process(run, 1200)[0] for run in runs]
     finally:
         for run in runs:
-            if run.poll() is None:
-                run.send_signal(signal.SIGINT)  # by its id: its teardown removes its VM
-                try:
-                    run.wait(timeout=300)
-                except subprocess.TimeoutExpired:
-                    run.kill()
-                    run.wait()
+            stop_process(run)  # the others too, when one failed; by its id, its teardown
+            # removes its VM
     for run, output in zip(runs, outputs, strict=True):
         assert run.returncode == 0, output
     lines = [re.search(r"vm: (vmc-\w+-default) \(.*, ((?:restored )?from the VM cache)\)",
