@@ -17,8 +17,8 @@ from typing import Any
 import docker
 import docker.errors
 
-from pytest_vmcontainer.errors import BuildError, PortInUse, TargetError
-from pytest_vmcontainer.host import bases, paths, space
+from pytest_vmcontainer.errors import BuildError, PortInUse, TargetError, VmcError
+from pytest_vmcontainer.host import bases, engine, paths, space
 from pytest_vmcontainer.runtime import hashing, procnet
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.timing import Timer, time_once
@@ -38,11 +38,14 @@ DOCKERFILE_LABEL = "pytest-vmcontainer.dockerfile"
 
 
 def connect() -> Any:
-    """A docker client, or a one-line error saying how to get the engine running."""
+    """A docker client, or a one-line error saying how to get the engine running (for an
+    engine over SSH, what failed: see ``host.engine``)."""
     try:
-        client = docker.from_env(timeout=120)
+        client = engine.client(timeout=120)
         client.ping()
         return client
+    except VmcError:
+        raise
     except Exception as exc:
         raise TargetError(f"no Docker engine reachable ({type(exc).__name__})",
                           "start dockerd (python -m pytest_vmcontainer setup does it as root) "
@@ -150,8 +153,8 @@ class DockerLeftovers(Leftovers):
         if self._client is None:
             try:
                 self._client = connect()
-            except TargetError:
-                return None  # no engine here: nothing of ours can run in it
+            except VmcError:
+                return None  # no engine there: nothing of ours can run in it
         return self._client
 
     def _containers(self, session_id: str | None = None) -> list[Any]:
