@@ -26,7 +26,10 @@ from pytest_vmcontainer.errors import TargetError
 from pytest_vmcontainer.runtime import logtail, procs
 from pytest_vmcontainer.runtime.waiting import LOOPBACK, WaitTimeout, tcp_open, wait_for
 
-OPTIONS = ("-N", "-T", "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
+# ControlMaster=no, ControlPath=none: a connection of our own even when the user's config
+# multiplexes, else a master we did not start would hold the forwards past our teardown.
+OPTIONS = ("-N", "-T", "-o", "ControlMaster=no", "-o", "ControlPath=none",
+           "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
            "-o", "ForwardAgent=no", "-o", "ForwardX11=no", "-o", "GatewayPorts=no",
            "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3")
 

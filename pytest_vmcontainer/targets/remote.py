@@ -30,7 +30,7 @@ class Reach:
                  cancel: threading.Event) -> None:
         self.engine = engine
         self._workdir = workdir
-        self._log = log
+        self._log = log.with_name(f"{log.stem}-ssh.log")  # kept with the build log
         self._cancel = cancel
         self.forwards: sshforward.SshForwards | None = None
 

@@ -33,7 +33,7 @@ def test_every_forward_listens_on_loopback_only() -> None:
     assert argv[0] == "ssh" and argv[-4:] == ["-p", "2222", "--", "engine"]
     assert "-L127.0.0.1:41000:127.0.0.1:32768" in argv
     assert "-L127.0.0.1:41001:127.0.0.1:32769" in argv
-    assert {"ExitOnForwardFailure=yes", "ForwardAgent=no", "GatewayPorts=no",
+    assert {"ExitOnForwardFailure=yes", "ForwardAgent=no", "GatewayPorts=no", "ControlMaster=no",
             "BatchMode=yes"} <= set(argv)
 
 
