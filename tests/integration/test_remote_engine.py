@@ -110,7 +110,8 @@ def test_the_parity_suite_passes_on_a_remote_engine(
 @pytest.mark.parametrize("case", ["unreachable", "refused key", "no docker there"])
 def test_a_bad_engine_is_one_line_and_leaves_nothing(
         case: str, docker_client: Any, engine_image: str, keys: dict[str, Path],
-        tmp_path: Path, own_home: Path, leak_check: None) -> None:
+        tmp_path: Path, own_home: Path, leak_check: None,
+        capsys: pytest.CaptureFixture[str]) -> None:
     if case == "unreachable":  # nothing listens there
         host = enginehost.EngineHost("none", ports.free_port(), tmp_path)
         env = host.ssh_env(keys["accepted"])
@@ -131,6 +132,8 @@ def test_a_bad_engine_is_one_line_and_leaves_nothing(
     assert result.returncode != 0
     line = error_line(result.stderr)
     assert expected in line and host.docker_host in line, line
+    with capsys.disabled():
+        print(f"\n{case}: {line}")
     assert "Traceback" not in result.stderr
     assert list((own_home / "sessions").iterdir()) == []
     assert _forwarders(host.port) == []
