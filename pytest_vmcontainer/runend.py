@@ -41,6 +41,10 @@ def _make_run_report(state: RunState) -> runreport.RunReport:
             vm_mode=None, vm_mode_reason="", settings=shown, rows=[])
     if not comparison.rows:  # a parity-only run: its VM's mode is the one to show
         comparison.vm_mode = state.matrix.modes.get("vm")
+    for kind, target in (state.harness.targets.items() if state.harness else ()):
+        engine = target.facts().get("engine")  # where it ran, when not on this host
+        if engine:
+            comparison.host[f"{kind}_engine"] = engine
     digest = runreport.inputs_hash(state.value("vmc_vagrantfile"), state.value("vmc_dockerfile"),
                                    state.value("vmc_provision_inputs"))
     return runreport.RunReport(comparison, state.matrix,

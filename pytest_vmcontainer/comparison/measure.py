@@ -219,10 +219,10 @@ def host_facts(with_vm_tools: bool, with_docker: bool) -> Figures:
 
 
 def _docker_engine_version() -> str:
-    import docker
+    from pytest_vmcontainer.host import engine
 
     try:
-        client = docker.from_env(timeout=10)
+        client = engine.client(timeout=10)
         try:
             return str(client.version().get("Version", "unknown"))
         finally:

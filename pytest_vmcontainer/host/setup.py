@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_vmcontainer.errors import HostSetupError, WaitTimeout
-from pytest_vmcontainer.host import paths
+from pytest_vmcontainer.host import engine, paths
 from pytest_vmcontainer.host.libvirt import (
     DEFAULT_LIBVIRT_URI,
     LIBVIRT_URI_ENV,
@@ -46,7 +46,7 @@ PACKAGES: dict[str, str] = {
     "libguestfs-tools": "virt-sysprep and virt-sparsify, run by 'vagrant package'",
 }
 
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+DEFAULT_DOCKER_HOST = engine.DEFAULT_DOCKER_HOST
 DAEMON_TIMEOUT = 60.0
 
 
@@ -70,10 +70,8 @@ class Daemon:
 
 
 def docker_answers() -> bool:
-    import docker  # imported lazily: the setup check must work before pip deps are used
-
     try:
-        client = docker.from_env(timeout=5)
+        client = engine.client(timeout=5)  # imports docker: late, as the check needs it
         try:
             return bool(client.ping())
         finally:
@@ -263,6 +261,8 @@ def ensure_host(progress: Progress, needs: Collection[str] = ALL_NEEDS) -> None:
     HostSetupError saying what to do."""
     missing, stopped = check(needs)
     elsewhere = [d for d in stopped if not d.startable()]
+    if any(d.name == "dockerd" for d in elsewhere):
+        engine.require_reachable()  # an engine over SSH: what failed there, in one line
     if elsewhere:
         names = " and ".join(f"{d.name} at {d.endpoint()}" for d in elsewhere)
         raise HostSetupError(f"no answer from {names}", "; ".join(

@@ -143,6 +143,9 @@ def sections(report: RunReport) -> list[rendering.Section]:
     run_facts = [["targets", ", ".join(report.targets) or "none"],
                  ["inputs hash", report.inputs_hash or "not recorded"],
                  ["VM mode", vm_mode.upper() if vm_mode else "no VM ran"]]
+    run_facts += [[f"{key.removesuffix('_engine')} ran on", str(value)]  # a remote engine
+                  for key, value in sorted(report.comparison.host.items())
+                  if key.endswith("_engine") and key != "docker_engine"]
     run_facts += [["merged from", f"{run['file']} ({', '.join(run['targets']) or 'no target'}, "
                    f"{run['generated_at']})"] for run in report.merged_from]
     header, table = parity_table(report)

@@ -17,8 +17,8 @@ from typing import Any
 import docker
 import docker.errors
 
-from pytest_vmcontainer.errors import BuildError, PortInUse, TargetError
-from pytest_vmcontainer.host import bases, paths, space
+from pytest_vmcontainer.errors import BuildError, PortInUse, TargetError, VmcError
+from pytest_vmcontainer.host import bases, engine, paths, space
 from pytest_vmcontainer.runtime import hashing, procnet
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.timing import Timer, time_once
@@ -32,17 +32,21 @@ from pytest_vmcontainer.targets.base import (
     TargetSpec,
 )
 from pytest_vmcontainer.targets.capabilities import Attaching, Exporting, Measuring, Shell
+from pytest_vmcontainer.targets.remote import ForwardLeftovers, Reach, Together
 
 APP_REPOSITORY = "pytest-vmcontainer/app"
 DOCKERFILE_LABEL = "pytest-vmcontainer.dockerfile"
 
 
 def connect() -> Any:
-    """A docker client, or a one-line error saying how to get the engine running."""
+    """A docker client, or a one-line error saying how to get the engine running (for an
+    engine over SSH, what failed: see ``host.engine``)."""
     try:
-        client = docker.from_env(timeout=120)
+        client = engine.client(timeout=120)
         client.ping()
         return client
+    except VmcError:
+        raise
     except Exception as exc:
         raise TargetError(f"no Docker engine reachable ({type(exc).__name__})",
                           "start dockerd (python -m pytest_vmcontainer setup does it as root) "
@@ -150,8 +154,8 @@ class DockerLeftovers(Leftovers):
         if self._client is None:
             try:
                 self._client = connect()
-            except TargetError:
-                return None  # no engine here: nothing of ours can run in it
+            except VmcError:
+                return None  # no engine there: nothing of ours can run in it
         return self._client
 
     def _containers(self, session_id: str | None = None) -> list[Any]:
@@ -207,6 +211,8 @@ class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
         self._state_lock = threading.Lock()  # creation and teardown never interleave
         self.image: str | None = None
         self.build_seconds: float | None = None
+        # Published ports on the engine's host, reached here (SSH forwards for a remote one).
+        self.reach = Reach(engine.current(), spec.workdir, self.log_path, self.cancelled)
 
     @property
     def client(self) -> Any:
@@ -218,9 +224,13 @@ class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
     def mode(self) -> str:
         return "container"
 
+    @property
+    def mode_reason(self) -> str:
+        return self.reach.engine.described()
+
     @classmethod
     def leftovers(cls) -> Leftovers:
-        return DockerLeftovers()
+        return Together(ForwardLeftovers(), DockerLeftovers())
 
     def prepare(self) -> None:
         """The Debian base image when the Dockerfile builds FROM it, then the app image."""
@@ -348,15 +358,14 @@ class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
                     self.check_cancelled()
                     self.container = self.client.containers.run(
                         image, detach=True, name=self.resource_name, labels=self._labels(),
-                        volumes=self._create_volumes(),
-                        ports={f"{guest}/tcp": ("127.0.0.1", host)
-                               for guest, host in self.host_ports.items()})
+                        volumes=self._create_volumes(), ports=self.reach.publish(self.host_ports))
             except docker.errors.APIError as exc:
                 explanation = str(getattr(exc, "explanation", exc))
                 if "already allocated" in explanation or "address already in use" in explanation:
                     raise PortInUse(detail=explanation) from None
                 raise
             self.save_state()
+            self.reach.connect(self.container, self.host_ports, self.spec.ready_timeout)
             self._wait_running_and_ready()
 
     def resume(self) -> bool:
@@ -368,10 +377,15 @@ class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
         self.container = container
         self.image = container.attrs["Config"]["Image"]
         bindings = container.attrs["HostConfig"]["PortBindings"] or {}
-        self.host_ports = {int(key.split("/")[0]): int(value[0]["HostPort"])
-                           for key, value in bindings.items() if value}
+        if self.reach.engine.over_ssh:  # the engine's host picked its ports: forwarded anew
+            self.host_ports = self.spec.pick_host_ports()
+        else:
+            self.host_ports = {int(key.split("/")[0]): int(value[0]["HostPort"])
+                               for key, value in bindings.items() if value}
         if container.status != "running":
             self.start()
+        else:
+            self.reach.connect(container, self.host_ports, self.spec.ready_timeout)
         return True
 
     def _wait_running_and_ready(self) -> None:
@@ -428,10 +442,12 @@ class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
 
     def start(self) -> None:
         self.container.start()
+        self.reach.connect(self.container, self.host_ports, self.spec.ready_timeout)
         self._wait_running_and_ready()
 
     def destroy(self) -> None:
         with self._state_lock:
+            self.reach.close()
             try:
                 container = self.container or self.client.containers.get(self.resource_name)
                 container.remove(force=True, v=True)
@@ -538,4 +554,6 @@ class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
         facts = super().facts()
         if self.container is not None:
             facts.update(container_id=self.container.id[:12], image=self.image)
+        if self.reach.engine.over_ssh:
+            facts.update(engine=self.reach.engine.shown)
         return facts

@@ -161,3 +161,11 @@ def test_report_shows_an_old_file_with_an_empty_matrix(capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert out.startswith("targets: vm, container; inputs hash: not recorded\n")
     assert out.rstrip().endswith("parity matrix: no parity tests ran")
+
+
+def test_the_run_says_which_engine_the_container_ran_on(tmp_path: Path) -> None:
+    report = runreport.load(CONTAINER)
+    assert "ran on" not in runreport.write(report, tmp_path / "local")["markdown"].read_text()
+    report.comparison.host["container_engine"] = "ssh://ci@127.0.0.1:2222"
+    page = runreport.write(report, tmp_path / "remote")["markdown"].read_text()
+    assert "| container ran on | ssh://ci@127.0.0.1:2222 |" in page

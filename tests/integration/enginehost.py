@@ -1,0 +1,173 @@
+"""A second Docker engine host for the remote-engine tests: sshd and dockerd in a container.
+
+It has its own filesystem, network namespace and engine, and is reached only over SSH on
+127.0.0.1 (its port 22 published there). Built from the locally built Debian base, with
+Debian's docker.io and openssh-server. Not ``--privileged``: this host's capability bounding
+set lacks CAP_SYS_RESOURCE, which ``--privileged`` asks for ("unable to apply caps"); every
+other capability, no seccomp or AppArmor profile, and a private cgroup namespace in which the
+entrypoint mounts the cgroup v1 hierarchies again, writable, for the inner dockerd.
+
+Its keys and known hosts live in a directory of the test's own: an ``ssh`` earlier on PATH
+runs the system's ssh with that directory's config, so the runs under test (the SDK, the
+docker CLI, the forwards) use these keys and nothing of the user's ~/.ssh is read or written.
+Everything carries ``LABEL``, never the project's owner label: the project's sweeps and
+``clean`` leave the fixture alone, and the fixture's teardown removes all of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_vmcontainer.host.bases import DOCKER_BASE_IMAGE
+from pytest_vmcontainer.runtime.waiting import NotReady, ssh_banner, wait_for
+
+LABEL = "pytest-vmcontainer-tests.fixture"
+REPOSITORY = "pytest-vmcontainer-tests/engine-host"
+
+DOCKERFILE = f"""FROM {DOCKER_BASE_IMAGE}
+RUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \\
+      --no-install-recommends docker.io openssh-server iptables ca-certificates \\
+    && rm -rf /var/lib/apt/lists/*
+COPY entrypoint.sh /entrypoint.sh
+CMD ["sh", "/entrypoint.sh"]
+"""
+
+ENTRYPOINT = r"""#!/bin/sh
+set -eu
+mkdir -p /root/.ssh /run/sshd
+printf '%s\n' "$AUTHORIZED_KEY" > /root/.ssh/authorized_keys
+chmod 700 /root/.ssh && chmod 600 /root/.ssh/authorized_keys
+/usr/sbin/sshd -E /var/log/sshd.log
+if [ "${NO_DOCKER:-}" = 1 ]; then  # a host with sshd and no Docker at all
+  rm -f /usr/bin/docker /usr/sbin/dockerd
+  exec sleep infinity
+fi
+mount -o remount,rw /sys
+for dir in /sys/fs/cgroup/*/; do
+  options=$(awk -v d="${dir%/}" '$2 == d {print $4}' /proc/self/mounts | tr , '\n' \
+            | grep -vxE 'ro|rw|nosuid|nodev|noexec|relatime' | paste -sd, -)
+  umount "$dir" && mount -t cgroup -o "$options" cgroup "$dir"
+done
+exec dockerd --host=unix:///var/run/docker.sock >/var/log/dockerd.log 2>&1
+"""
+
+SSH_CONFIG = """Host *
+  IdentityFile {key}
+  IdentitiesOnly yes
+  UserKnownHostsFile {known_hosts}
+  StrictHostKeyChecking yes
+  BatchMode yes
+"""
+
+
+def image_tag() -> str:
+    return f"{REPOSITORY}:{hashlib.sha256((DOCKERFILE + ENTRYPOINT).encode()).hexdigest()[:12]}"
+
+
+def build(client: Any, directory: Path) -> str:
+    """The engine host's image (apt in the build: about 30 s the first time)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "Dockerfile").write_text(DOCKERFILE)
+    (directory / "entrypoint.sh").write_text(ENTRYPOINT)
+    tag = image_tag()
+    client.images.build(path=str(directory), tag=tag, rm=True, forcerm=True,
+                        labels={LABEL: "engine-host"})
+    return tag
+
+
+def keypair(path: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vmc-test",
+                    "-f", str(path)], check=True)
+    return path
+
+
+@dataclass
+class EngineHost:
+    """One running engine host, and how the runs under test reach it."""
+
+    name: str
+    port: int
+    directory: Path
+    # How to remove what it made (its container, then its volume), in that order.
+    made: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def docker_host(self) -> str:
+        return f"ssh://root@127.0.0.1:{self.port}"
+
+    def ssh_env(self, key: Path) -> dict[str, str]:
+        """DOCKER_HOST and a PATH whose ssh offers ``key`` and trusts only this host."""
+        bin_dir = self.directory / f"bin-{key.name}"
+        bin_dir.mkdir(exist_ok=True)
+        config = bin_dir / "ssh_config"
+        config.write_text(SSH_CONFIG.format(key=key, known_hosts=self.directory / "known_hosts"))
+        wrapper = bin_dir / "ssh"
+        wrapper.write_text(f'#!/bin/sh\nexec /usr/bin/ssh -F {config} "$@"\n')
+        wrapper.chmod(0o755)
+        return {"DOCKER_HOST": self.docker_host,
+                "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+    def inside(self, *command: str, stdin: Any = None) -> str:
+        """A command in the engine host, through this host's engine (not over SSH)."""
+        result = subprocess.run(["docker", "exec", "-i", self.name, *command], stdin=stdin,
+                                capture_output=True, text=stdin is None, check=True,
+                                env=local_engine_env())
+        return str(result.stdout)
+
+
+def local_engine_env() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if key != "DOCKER_HOST"}
+
+
+def start(client: Any, image: str, host: EngineHost, key: Path, docker: bool = True) -> None:
+    """Run the engine host (``docker=False``: sshd only) and wait until it serves. Each
+    removal is in ``host.made`` before the step that makes it, for the caller's teardown."""
+    name = host.name
+    host.made += [lambda: _gone(lambda: client.containers.get(name).remove(force=True, v=True)),
+                  lambda: _gone(lambda: client.volumes.get(f"{name}-docker").remove(force=True))]
+    volume = client.volumes.create(name=f"{name}-docker", labels={LABEL: name})
+    container = client.containers.run(
+        image, detach=True, name=name, labels={LABEL: name},
+        cap_add=["ALL"], cap_drop=["SYS_RESOURCE"], cgroupns="private",
+        security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+        environment={"AUTHORIZED_KEY": (key.with_suffix(".pub")).read_text().strip(),
+                     "NO_DOCKER": "0" if docker else "1"},
+        volumes={volume.name: {"bind": "/var/lib/docker", "mode": "rw"}},
+        ports={"22/tcp": ("127.0.0.1", None)})
+    container.reload()
+    host.port = int(container.attrs["NetworkSettings"]["Ports"]["22/tcp"][0]["HostPort"])
+    wait_for(ssh_banner(host.port), timeout=60, what="sshd in the engine host")
+    if docker:
+        def engine_answers() -> bool:
+            if container.exec_run(["docker", "version"]).exit_code != 0:
+                raise NotReady("dockerd does not answer yet")
+            return True
+
+        wait_for(engine_answers, timeout=60, what="dockerd in the engine host")
+    algorithm, key_text = host.inside("cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()[:2]
+    with open(host.directory / "known_hosts", "a") as known:
+        known.write(f"[127.0.0.1]:{host.port} {algorithm} {key_text}\n")
+
+
+def preload_base(host: EngineHost) -> None:
+    """The Debian base, loaded into the engine host from this host's engine: the harness
+    then finds it current there and builds only the app image."""
+    with subprocess.Popen(["docker", "save", DOCKER_BASE_IMAGE], stdout=subprocess.PIPE,
+                          env=local_engine_env()) as save:
+        host.inside("docker", "load", stdin=save.stdout)
+    assert save.returncode == 0
+
+
+def _gone(removal: Callable[[], None]) -> None:
+    import docker.errors
+
+    try:
+        removal()
+    except docker.errors.NotFound:
+        pass

@@ -1,0 +1,168 @@
+"""The container target on another host's Docker engine (DOCKER_HOST=ssh://), for real.
+
+The other host is a container of its own running sshd and dockerd (``enginehost``), reached
+over SSH on 127.0.0.1 only. The shipped parity suite passes on its engine; nothing is left
+on either side; each bad engine is one line; the SSH hop's cost is measured beside the
+local engine's (``bench/remote_hop.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_vmcontainer.host import ports
+from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL
+from tests.integration import enginehost
+from tests.integration.conftest import ROOT, error_line, run_cli, run_process
+
+
+@pytest.fixture(scope="module")
+def engine_image(docker_client: Any, docker_base: None,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tag = enginehost.image_tag()
+
+    def remove() -> None:
+        import docker.errors
+
+        try:
+            docker_client.images.remove(tag)
+        except docker.errors.ImageNotFound:
+            pass
+
+    try:
+        yield enginehost.build(docker_client, tmp_path_factory.mktemp("engine-image"))
+    finally:
+        remove()
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    directory = tmp_path_factory.mktemp("keys")
+    return {name: enginehost.keypair(directory / name) for name in ("accepted", "refused")}
+
+
+def _engine_host(docker_client: Any, image: str, key: Path, directory: Path,
+                 docker: bool) -> Iterator[enginehost.EngineHost]:
+    host = enginehost.EngineHost(f"vmc-test-engine-host-{secrets.token_hex(3)}", 0, directory)
+    try:
+        enginehost.start(docker_client, image, host, key, docker=docker)
+        yield host
+    finally:
+        for removal in host.made:
+            removal()
+
+
+@pytest.fixture(scope="module")
+def engine_host(docker_client: Any, engine_image: str, keys: dict[str, Path],
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[enginehost.EngineHost]:
+    """The second engine host, with the Debian base loaded (the app image is the run's)."""
+    for host in _engine_host(docker_client, engine_image, keys["accepted"],
+                             tmp_path_factory.mktemp("engine-host"), docker=True):
+        enginehost.preload_base(host)
+        yield host
+
+
+def _owned_there(host: enginehost.EngineHost) -> list[str]:
+    """The project's containers and volumes on the engine host's engine."""
+    label = f"label={OWNER_LABEL}={OWNER}"
+    return (host.inside("docker", "ps", "-aq", "--filter", label).split()
+            + host.inside("docker", "volume", "ls", "-q", "--filter", label).split())
+
+
+def _forwarders(port: int) -> list[int]:
+    """Processes on this host that still run ssh to the engine host's port."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"ssh") and str(port).encode() in argv:
+            found.append(int(proc.name))
+    return found
+
+
+def test_the_parity_suite_passes_on_a_remote_engine(
+        engine_host: enginehost.EngineHost, keys: dict[str, Path], tmp_path: Path,
+        leak_check: None) -> None:
+    report = tmp_path / "report"
+    result = run_process(
+        [sys.executable, "-m", "pytest", "--target=container", "suites/test_parity.py",
+         "-p", "no:cacheprovider", f"--vmc-report={report}"], ROOT, timeout=900,
+        env=engine_host.ssh_env(keys["accepted"]))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert f"(CONTAINER: on the Docker engine at {engine_host.docker_host}, up in" in \
+        result.stdout
+    saved = json.loads((report / "comparison.json").read_text())
+    assert saved["host"]["container_engine"] == engine_host.docker_host
+    assert _owned_there(engine_host) == []
+    assert _forwarders(engine_host.port) == []
+
+
+@pytest.mark.parametrize("case", ["unreachable", "refused key", "no docker there"])
+def test_a_bad_engine_is_one_line_and_leaves_nothing(
+        case: str, docker_client: Any, engine_image: str, keys: dict[str, Path],
+        tmp_path: Path, own_home: Path, leak_check: None,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    if case == "unreachable":  # nothing listens there
+        host = enginehost.EngineHost("none", ports.free_port(), tmp_path)
+        env = host.ssh_env(keys["accepted"])
+        expected = "no SSH server answers there"
+        result = run_cli("up", "--target=container", env=env, timeout=120)
+    else:
+        hosts = _engine_host(docker_client, engine_image, keys["accepted"], tmp_path,
+                             docker=case != "no docker there")
+        host = next(hosts)
+        try:
+            key = keys["refused" if case == "refused key" else "accepted"]
+            expected = ("refused every key offered" if case == "refused key" else
+                        "has no docker command")
+            result = run_cli("up", "--target=container", env=host.ssh_env(key), timeout=120)
+        finally:
+            for _ in hosts:  # its teardown
+                pass
+    assert result.returncode != 0
+    line = error_line(result.stderr)
+    assert expected in line and host.docker_host in line, line
+    with capsys.disabled():
+        print(f"\n{case}: {line}")
+    assert "Traceback" not in result.stderr
+    assert list((own_home / "sessions").iterdir()) == []
+    assert _forwarders(host.port) == []
+
+
+def test_the_ssh_hop_costs(engine_host: enginehost.EngineHost, keys: dict[str, Path],
+                           docker_client: Any, tmp_path: Path, record_property: Any,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Bring-up, a testinfra call and an HTTP GET, local engine against remote, alternating."""
+    figures = tmp_path / "hop.json"
+    shipped = {"label": f"pytest-vmcontainer.dockerfile={ROOT / 'Dockerfile'}"}
+    before = {image.id for image in docker_client.images.list(filters=shipped)}
+    try:
+        _measure(engine_host, keys, figures, record_property, capsys)
+    finally:  # the app image the local rounds built, unless it was there before
+        for image in docker_client.images.list(filters=shipped):
+            if image.id not in before:
+                docker_client.images.remove(image.id)
+
+
+def _measure(engine_host: enginehost.EngineHost, keys: dict[str, Path], figures: Path,
+             record_property: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_process(
+        [sys.executable, str(ROOT / "bench" / "remote_hop.py"), "--rounds", "2", "--calls",
+         "10", "--json", str(figures)], ROOT, timeout=900,
+        env=engine_host.ssh_env(keys["accepted"]))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    with capsys.disabled():
+        print(f"\n{result.stdout}", end="")
+    record_property("vmc.remote_hop", json.loads(figures.read_text()))
+    assert _owned_there(engine_host) == []
+    assert os.environ.get("DOCKER_HOST") is None  # the bench's engines were its own business

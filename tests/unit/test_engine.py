@@ -1,0 +1,135 @@
+"""The engine DOCKER_HOST names, and the one-line errors of an engine over SSH."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+import pytest
+
+from pytest_vmcontainer.errors import HostSetupError
+from pytest_vmcontainer.host import engine, setup
+from pytest_vmcontainer.runtime.progress import quiet
+
+SSH = "ssh://deploy@build-7.example:2222"
+
+
+@pytest.fixture(autouse=True)
+def _nothing_reached() -> None:
+    engine._reached.clear()
+
+
+def test_an_unset_docker_host_is_the_local_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    local = engine.current()
+    assert (local.scheme, local.over_ssh, local.over_tcp_elsewhere) == ("unix", False, False)
+    assert local.described() == ""
+
+
+def test_an_ssh_engine_is_reached_with_its_user_and_port() -> None:
+    remote = engine.Engine.parse(SSH)
+    assert remote.over_ssh
+    assert remote.ssh_destination() == ["-l", "deploy", "-p", "2222", "--", "build-7.example"]
+    assert engine.Engine.parse("ssh://host").ssh_destination() == ["--", "host"]
+    assert remote.described() == f"on the Docker engine at {SSH}"
+
+
+def test_a_password_in_the_url_is_never_shown() -> None:
+    assert engine.shown("ssh://deploy:s3cret@host:22") == "ssh://deploy@host:22"
+    assert "s3cret" not in engine.Engine.parse("ssh://deploy:s3cret@host").described()
+    assert engine.shown(SSH) == SSH
+
+
+def test_a_bad_port_is_one_line() -> None:
+    with pytest.raises(HostSetupError, match="has no valid port"):
+        engine.Engine.parse("ssh://host:notaport")
+
+
+def test_tcp_is_local_only_on_loopback() -> None:
+    assert not engine.Engine.parse("tcp://127.0.0.1:2375").over_tcp_elsewhere
+    assert engine.Engine.parse("tcp://docker:2376").over_tcp_elsewhere
+    with pytest.raises(HostSetupError, match="only through SSH forwards") as caught:
+        engine.require_reachable(engine.Engine.parse("tcp://docker:2376"))
+    assert "DOCKER_HOST=ssh://USER@docker" in caught.value.remedy
+
+
+@pytest.mark.parametrize(("returncode", "stderr", "cause", "remedy"), [
+    (255, "ssh: connect to host 10.9.9.9 port 22: Connection refused", "no SSH server answers",
+     "sshd runs there"),
+    (255, "ssh: connect to host h port 22: Connection timed out", "no SSH server answers",
+     "host and port"),
+    (255, "ssh: Could not resolve hostname nohost: Name or service not known",
+     "does not resolve", "fix the host"),
+    (255, "deploy@h: Permission denied (publickey).", "refused every key offered",
+     "ssh-add"),
+    (255, "Host key verification failed.", "not in known_hosts", "accept it once"),
+    (127, "bash: line 1: docker: command not found", "has no docker command",
+     "apt-get install docker.io"),
+    (1, "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker "
+        "daemon running?", "does not answer", "start dockerd there"),
+    (1, "permission denied while trying to connect to the Docker daemon socket at "
+        "unix:///var/run/docker.sock", "may not use that host's Docker engine", "docker group"),
+    (255, "something new", "failed (something new)", "to see why"),
+])
+def test_each_failure_is_named_with_its_remedy(returncode: int, stderr: str, cause: str,
+                                               remedy: str) -> None:
+    found_cause, found_remedy = engine.explain(engine.Engine.parse(SSH), returncode, stderr)
+    assert cause in found_cause
+    assert remedy in found_remedy
+    assert SSH in found_cause
+    assert "\n" not in found_cause + found_remedy
+
+
+def _fake_ssh(monkeypatch: pytest.MonkeyPatch, returncode: int, stdout: str = "",
+              stderr: str = "") -> list[list[str]]:
+    calls: list[list[str]] = []
+
+    def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, returncode, stdout, stderr)
+
+    monkeypatch.setattr(engine.subprocess, "run", run)
+    return calls
+
+
+def test_the_probe_runs_docker_there_in_batch_mode_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _fake_ssh(monkeypatch, 0, "20.10.24\n")
+    monkeypatch.setenv("DOCKER_HOST", SSH)
+    engine.require_reachable()
+    engine.require_reachable()  # passed once: not asked again in this process
+    assert len(calls) == 1
+    argv = calls[0]
+    assert argv[0] == "ssh" and "BatchMode=yes" in argv and "ForwardAgent=no" in argv
+    assert argv[-2:] == ["build-7.example", engine.PROBE_COMMAND]
+
+
+def test_a_failed_probe_raises_and_is_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _fake_ssh(monkeypatch, 255, stderr="Permission denied (publickey).")
+    monkeypatch.setenv("DOCKER_HOST", SSH)
+    for _ in range(2):
+        with pytest.raises(HostSetupError, match="refused every key"):
+            engine.require_reachable()
+    assert len(calls) == 2
+
+
+def test_the_sdk_shells_out_to_ssh_after_the_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    import docker
+
+    _fake_ssh(monkeypatch, 0, "20.10.24\n")
+    made: list[dict[str, Any]] = []
+    monkeypatch.setattr(docker, "from_env", lambda **kwargs: made.append(kwargs) or "client")
+    monkeypatch.setenv("DOCKER_HOST", SSH)
+    assert engine.client(timeout=7) == "client"
+    monkeypatch.delenv("DOCKER_HOST")
+    engine.client()
+    assert made == [{"timeout": 7, "use_ssh_client": True},
+                    {"timeout": 120, "use_ssh_client": False}]
+
+
+def test_host_setup_names_why_a_remote_engine_does_not_answer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_ssh(monkeypatch, 255, stderr="ssh: connect to host h port 1: Connection refused")
+    monkeypatch.setenv("DOCKER_HOST", SSH)
+    monkeypatch.setattr(setup, "missing_packages", lambda packages: [])
+    with pytest.raises(HostSetupError, match="no SSH server answers there"):
+        setup.ensure_host(quiet(), need_docker=True, need_libvirt=False)

@@ -1,0 +1,111 @@
+"""SSH local forwards: bound to 127.0.0.1, tracked, reported in one line, and stopped by the
+sweep when their run was killed, never another process that reused the id."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_vmcontainer.errors import TargetError
+from pytest_vmcontainer.host import ports
+from pytest_vmcontainer.runtime import procs, sshforward
+
+
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[bytes]]]:
+    processes: list[subprocess.Popen[bytes]] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        procs.wait(process)
+
+
+def test_every_forward_listens_on_loopback_only() -> None:
+    argv = sshforward.command(["-p", "2222", "--", "engine"], {41000: 32768, 41001: 32769})
+    assert argv[0] == "ssh" and argv[-4:] == ["-p", "2222", "--", "engine"]
+    assert "-L127.0.0.1:41000:127.0.0.1:32768" in argv
+    assert "-L127.0.0.1:41001:127.0.0.1:32769" in argv
+    assert {"ExitOnForwardFailure=yes", "ForwardAgent=no", "GatewayPorts=no", "ControlMaster=no",
+            "BatchMode=yes"} <= set(argv)
+
+
+def _fake_ssh(directory: Path, script: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ``ssh`` earlier on PATH that runs ``script`` (a Python program) instead."""
+    directory.mkdir()
+    fake = directory / "ssh"
+    fake.write_text(f"#!{sys.executable}\n{script}")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_an_ssh_that_exits_is_one_line_with_its_words(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_ssh(tmp_path / "bin", "import sys\nsys.stderr.write('bind [127.0.0.1]:1: Address "
+              "already in use\\nCould not request local forwarding.\\n')\nsys.exit(255)\n",
+              monkeypatch)
+    record = tmp_path / "forwards.json"
+    forwards = sshforward.SshForwards(["--", "engine"], {ports.free_port(): 80}, record,
+                                      tmp_path / "ssh.log")
+    with pytest.raises(TargetError, match=r"ssh exited \(255\) instead of forwarding .*"
+                                          "Could not request local forwarding"):
+        forwards.open(timeout=10)
+    forwards.close()
+    assert not record.exists()
+
+
+def test_forwards_open_once_every_port_accepts(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # Listens on the local ends it is given, as ssh -L does, until stopped.
+    _fake_ssh(tmp_path / "bin", (
+        "import socket, sys, time\n"
+        "socks = []\n"
+        "for arg in sys.argv[1:]:\n"
+        "    if arg.startswith('-L'):\n"
+        "        s = socket.socket(); s.bind(('127.0.0.1', int(arg.split(':')[1])))\n"
+        "        s.listen(); socks.append(s)\n"
+        "time.sleep(60)\n"), monkeypatch)
+    local = ports.free_port()
+    record = tmp_path / "forwards.json"
+    forwards = sshforward.SshForwards(["--", "engine"], {local: 32768}, record,
+                                      tmp_path / "ssh.log")
+    try:
+        forwards.open(timeout=10)
+        pid = json.loads(record.read_text())["pid"]
+        assert sshforward.recorded_alive(record) == pid
+    finally:
+        forwards.close()
+    assert sshforward.start_time(pid) is None
+    assert not record.exists()
+
+
+def test_the_sweep_stops_a_recorded_process(tmp_path: Path,
+                                            started: list[subprocess.Popen[bytes]]) -> None:
+    process = procs.spawn(["sleep", "60"])
+    started.append(process)
+    record = tmp_path / "forwards.json"
+    record.write_text(json.dumps({"pid": process.pid,
+                                  "start": sshforward.start_time(process.pid)}))
+    assert sshforward.stop_recorded(record) == process.pid
+    assert process.wait(timeout=10) == -signal.SIGTERM
+    assert not record.exists()
+
+
+def test_a_reused_pid_is_never_stopped(tmp_path: Path,
+                                       started: list[subprocess.Popen[bytes]]) -> None:
+    process = procs.spawn(["sleep", "60"])
+    started.append(process)
+    record = tmp_path / "forwards.json"
+    record.write_text(json.dumps({"pid": process.pid, "start": "1"}))  # another start time
+    assert sshforward.recorded_alive(record) is None
+    assert sshforward.stop_recorded(record) is None
+    assert process.poll() is None
+    record.write_text("{not json")
+    assert sshforward.recorded_alive(record) is None
