@@ -28,6 +28,7 @@ from pytest_vmcontainer.comparison.results import (
     Verdict,
 )
 from pytest_vmcontainer.errors import UsageError
+from pytest_vmcontainer.host import cpuload
 from pytest_vmcontainer.runtime.timing import Timer, plain_timer
 from pytest_vmcontainer.targets import capabilities
 from pytest_vmcontainer.targets.base import Target
@@ -122,9 +123,13 @@ class Comparison:
         context = probes.ProbeContext(self.instances, self.settings, timer, self.kinds,
                                       self.memo)
         probe = row.probe if callable(row.probe) else probes.PROBES[row.probe]
-        figures, host = probe(context, target, **probe_arguments)
+        with cpuload.Window() as window:  # what else ran on the host meanwhile
+            figures, host = probe(context, target, **probe_arguments)
+        load = window.load.as_dict() if window.load else None
         for other, other_figures in context.others:
+            other_figures["host_load"] = load
             self._keep(row_id, other, other_figures)
+        figures["host_load"] = load
         self._keep(row_id, target, figures)
         if host is not None:
             self.figures[row_id].setdefault("host", {}).update(host)
@@ -137,7 +142,11 @@ class Comparison:
             self.vm_mode, self.vm_mode_reason = target.mode, target.mode_reason
         else:
             self.container_measured = True
-        self.figures.setdefault(row_id, {}).setdefault(target.kind, {}).update(figures)
+        kept = self.figures.setdefault(row_id, {}).setdefault(target.kind, {})
+        busiest = max((kept.get("host_load"), figures.get("host_load")),
+                      key=lambda load: load["foreign_cores"] if load else -1.0)
+        kept.update(figures)
+        kept["host_load"] = busiest  # a row measured in several windows: the busiest
 
     def report(self, settings_shown: dict[str, Any],
                user_benchmarks: Sequence[UserBenchmark] = ()) -> ComparisonReport:

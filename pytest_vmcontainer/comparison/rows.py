@@ -5,7 +5,9 @@ test. A rule sees the figures of both targets (and of the host, where the claim
 is about native speed) and returns a verdict. Rows whose claim says the VM is
 slower or heavier are ``tcg_biased``: QEMU TCG (software emulation) can only make
 the VM look worse than a hypervisor would, so under TCG such a claim can be
-refuted but not confirmed; a "holds" there becomes "not measurable here".
+refuted but not confirmed; a "holds" there becomes "not measurable here". Rows whose
+figures are timings are ``timed``: measured while other processes kept the host busy
+(``host.cpuload``), a decided verdict becomes "not measurable here" and says so.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pytest_vmcontainer.comparison.results import (
     RowResult,
     Verdict,
 )
+from pytest_vmcontainer.host.cpuload import HostLoad
 
 GB = 1e9
 MB = 1e6
@@ -45,6 +48,7 @@ class Row:
     decide: Rule
     tcg_biased: bool = False
     needs_host: bool = False
+    timed: bool = False  # its figures are durations or rates: a busy host skews them
     # The optional capabilities (targets.capabilities) the probe uses on a target: on a
     # backend without one of them the row's test is skipped before its probe starts.
     needs: tuple[str, ...] = ()
@@ -247,7 +251,7 @@ ROWS: tuple[Row, ...] = (
         "start request to first HTTP 200 through 127.0.0.1; cold: a new instance from the "
         "exported artifact (vagrant up / docker run), warm: from halted or stopped; median",
         "holds if the VM's cold boot takes 1-5 min and the container's at most 10 s",
-        _boot, tcg_biased=True, needs=("export",)),
+        _boot, tcg_biased=True, timed=True, needs=("export",)),
     Row("performance", "Performance", "Slower (hypervisor overhead)", "Near-native speed",
         "ratio", "ratio_to_native", "probe_cpu",
         "sha256 of a fixed stream of zeros, timed inside; one measurement interleaves the "
@@ -256,7 +260,7 @@ ROWS: tuple[Row, ...] = (
         "holds if the container is within 10% of native and the VM more than 10% slower "
         "than the container, each by its 95% interval; not measurable while an interval "
         "straddles the 10% margin",
-        _performance, tcg_biased=True, needs_host=True),
+        _performance, tcg_biased=True, needs_host=True, timed=True),
     Row("isolation", "Isolation", "Complete (separate kernel)", "Process-level (shared kernel)",
         "bool", "separate_kernel", "probe_kernel",
         "kernel boot id inside against the host's; PID 1 and the processes visible inside",
@@ -282,7 +286,7 @@ ROWS: tuple[Row, ...] = (
         "above its base (what moves to a host with the base)",
         "holds if the VM's export is at least twice the container's, gzip -1 vs gzip -1, and "
         "slower to make into a gzip -1 artifact", _portability,
-        needs=("export",)),
+        timed=True, needs=("export",)),
     Row("resource_usage", "Resource Usage", "Heavy", "Lightweight", "bytes",
         "idle_memory_bytes", "probe_idle",
         "from the host side at idle: QEMU process RSS vs the container's cgroup memory; "
@@ -300,7 +304,7 @@ ROWS: tuple[Row, ...] = (
         "bounded HTTP load (keep-alive, fixed concurrency, request and time caps) against "
         "127.0.0.1; latency percentiles, req/s, the load generator's own CPU",
         "holds if the container serves more than 10% more req/s than the VM at a lower "
-        "median latency", _networking, tcg_biased=True),
+        "median latency", _networking, tcg_biased=True, timed=True),
     Row("storage", "Storage", "Slower (virtual disk)", "Faster (layered filesystem)", "MB/s",
         "write_mb_s", "probe_storage",
         "on an instance made for this row (the VM with disk cache=none, the container with a "
@@ -309,7 +313,7 @@ ROWS: tuple[Row, ...] = (
         "holds if the container's writable layer beats the VM on sequential write and read "
         "by more than 10%, each by its 95% interval; not measurable unless the VM's disk "
         "cache mode bypasses the host's page cache", _storage, tcg_biased=True,
-        needs_host=True, needs=("export",)),
+        needs_host=True, timed=True, needs=("export",)),
 )
 BY_ID = {row.id: row for row in ROWS}
 
@@ -334,9 +338,26 @@ def decide(row: Row, figures: dict[str, Figures], vm_mode: str | None) -> Verdic
         verdict = row.decide(figures["vm"], figures["container"], figures.get("host", {}))
     except (KeyError, TypeError, ZeroDivisionError) as error:
         return Verdict(NOT_MEASURABLE, f"incomplete figures: {error!r}")
+    busy = _busy_host(figures) if row.timed else None
+    if busy and verdict.status in (HOLDS, DOES_NOT_HOLD):
+        return Verdict(NOT_MEASURABLE, f"{verdict.reason}; but the host was busy while it was "
+                       f"measured ({busy}): measure again on a quiet host", verdict.evidence)
     if row.tcg_biased and vm_mode == "tcg" and verdict.status == HOLDS:
         return Verdict(NOT_MEASURABLE, f"{verdict.reason}; but {TCG_NOTE}", verdict.evidence)
     return verdict
+
+
+def _busy_host(figures: dict[str, Figures]) -> str | None:
+    """What else kept the host busy while either target was measured (None: quiet, or not
+    watched: figures from before the host was watched)."""
+    busy = []
+    for who in ("vm", "container"):
+        load = figures.get(who, {}).get("host_load")
+        if load and load.get("busy"):
+            fields = {name: load[name] for name in ("window_s", "cores", "foreign_cores",
+                                                     "steal_cores")}
+            busy.append(f"{who}: {HostLoad(**fields).text()}")
+    return "; ".join(busy) or None
 
 
 def headline(row: Row, figures: Figures) -> Any:

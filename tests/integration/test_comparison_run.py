@@ -44,6 +44,7 @@ def test_every_row_measured_on_both_targets_and_reported(
         figures = by_id[row.id]["figures"]
         for kind in ("vm", "container"):
             assert figures[kind].get(row.headline) is not None, (row.id, kind, figures)
+            assert figures[kind]["host_load"]["window_s"] > 0, (row.id, kind)  # watched
         assert figures["vm"]["mode"] == saved["vm_mode"]
         assert by_id[row.id]["verdict"]["status"] in ("holds", "does not hold",
                                                       "not measurable here")

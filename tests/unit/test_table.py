@@ -10,6 +10,7 @@ import pytest
 
 from pytest_vmcontainer.comparison import rows as table
 from pytest_vmcontainer.comparison.results import DOES_NOT_HOLD, HOLDS, NOT_MEASURABLE
+from pytest_vmcontainer.host.cpuload import HostLoad
 
 RECORDED = Path(__file__).parent / "data" / "comparison-tcg.json"
 
@@ -395,3 +396,34 @@ def test_storage_refuses_a_vm_disk_served_from_the_host_page_cache() -> None:
         assert verdict.status == NOT_MEASURABLE and "page cache" in verdict.reason
     other_method = {**_disk([30, 35, 34], [100, 110, 105], cache="none"), "method": "cached"}
     assert _storage(other_method, container).status == NOT_MEASURABLE
+
+
+def _load(foreign: float, steal: float = 0.0) -> dict[str, Any]:
+    return HostLoad(window_s=30.0, cores=2, foreign_cores=foreign, steal_cores=steal).as_dict()
+
+
+def test_a_decided_timing_on_a_busy_host_is_not_measurable_and_says_why() -> None:
+    """The noisy neighbour: a CPU hog beside the measurement made a refutation out of noise."""
+    slow_container = _scaled(NOISY_HOST, 1.3, 1.32, 1.28)
+    figures = _paired(NOISY_HOST, slow_container, _scaled(slow_container, 1.5))
+    quiet = table.decide(table.BY_ID["performance"], figures, "kvm")
+    assert quiet.status == DOES_NOT_HOLD
+    figures["container"]["host_load"] = _load(0.1)  # a quiet window decides as before
+    assert table.decide(table.BY_ID["performance"], figures, "kvm").status == DOES_NOT_HOLD
+    figures["vm"]["host_load"] = _load(0.9)
+    busy = table.decide(table.BY_ID["performance"], figures, "kvm")
+    assert busy.status == NOT_MEASURABLE
+    assert "host was busy" in busy.reason and "vm: other processes used 0.90 of 2 cores" \
+        in busy.reason, busy.reason
+    assert quiet.reason in busy.reason and busy.evidence == quiet.evidence
+    figures["vm"]["host_load"] = _load(0.0, steal=0.5)  # a hypervisor's other guests
+    assert "0.50 stolen" in table.decide(table.BY_ID["performance"], figures, "kvm").reason
+
+
+def test_a_busy_host_leaves_rows_that_are_not_timings_alone() -> None:
+    figures = {"vm": {"separate_kernel": True, "host_load": _load(1.5)},
+               "container": {"separate_kernel": False, "host_load": _load(1.5)},
+               "host": {"boot_id": "x"}}
+    assert table.decide(table.BY_ID["isolation"], figures, "kvm").status == HOLDS
+    assert {row.id for row in table.ROWS if row.timed} == {
+        "boot_time", "performance", "portability", "networking", "storage"}
