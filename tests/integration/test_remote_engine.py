@@ -2,8 +2,8 @@
 
 The other host is a container of its own running sshd and dockerd (``enginehost``), reached
 over SSH on 127.0.0.1 only. The shipped parity suite passes on its engine; nothing is left
-on either side; each bad engine is one line; the SSH hop's cost is measured beside the
-local engine's (``bench/remote_hop.py``).
+on either side; each bad engine is one line. With ``VMC_TEST_BENCH=1`` the SSH hop's cost is
+measured beside the local engine's (``bench/remote_hop.py``) on the same engine host.
 """
 
 from __future__ import annotations
@@ -139,6 +139,8 @@ def test_a_bad_engine_is_one_line_and_leaves_nothing(
     assert _forwarders(host.port) == []
 
 
+@pytest.mark.skipif(os.environ.get("VMC_TEST_BENCH") != "1",
+                    reason="a measurement, not a check (a minute): VMC_TEST_BENCH=1 runs it")
 def test_the_ssh_hop_costs(engine_host: enginehost.EngineHost, keys: dict[str, Path],
                            docker_client: Any, tmp_path: Path, record_property: Any,
                            capsys: pytest.CaptureFixture[str]) -> None:
