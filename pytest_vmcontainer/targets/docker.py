@@ -106,8 +106,11 @@ def copy_layers(saved: Path, out: Path, skip: int) -> int:
 
 
 def remove_orphaned_images(client: Any) -> list[str]:
-    """App images built from a Dockerfile that no longer exists (a deleted project)."""
-    removed = []
+    """App images built from a Dockerfile that no longer exists (a deleted project). Not on an
+    engine over SSH: other runners' projects build there, from paths this host does not have."""
+    removed: list[str] = []
+    if engine.current().over_ssh:
+        return removed
     for image in client.images.list(filters={"label": f"{OWNER_LABEL}={OWNER}"}):
         dockerfile = (image.labels or {}).get(DOCKERFILE_LABEL)
         if dockerfile and not Path(dockerfile).exists():

@@ -144,3 +144,18 @@ def test_together_is_one_source_in_order() -> None:
     assert together.by_session() == {"s1": ["ssh forward 1", "container c"]}
     assert together.remove("s1") == ["ssh forward 1", "container c"]
     assert together.remove_orphans() == ["orphan of ssh forward 1", "orphan of container c"]
+
+
+def test_orphaned_images_are_left_alone_on_an_engine_over_ssh(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Other runners build there from paths this host does not have: not orphans of ours."""
+    from pytest_vmcontainer.targets import docker as docker_target
+
+    class NoListing:
+        class images:
+            @staticmethod
+            def list(**_: object) -> list[object]:
+                raise AssertionError("listed the images of a remote engine")
+
+    monkeypatch.setenv("DOCKER_HOST", "ssh://ci@build-7")
+    assert docker_target.remove_orphaned_images(NoListing()) == []
