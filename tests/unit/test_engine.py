@@ -132,4 +132,4 @@ def test_host_setup_names_why_a_remote_engine_does_not_answer(
     monkeypatch.setenv("DOCKER_HOST", SSH)
     monkeypatch.setattr(setup, "missing_packages", lambda packages: [])
     with pytest.raises(HostSetupError, match="no SSH server answers there"):
-        setup.ensure_host(quiet(), need_docker=True, need_libvirt=False)
+        setup.ensure_host(quiet(), {"docker"})
