@@ -209,8 +209,9 @@ class Target(abc.ABC):
         """Stop without deleting (a halted VM, a stopped container)."""
 
     @abc.abstractmethod
-    def start(self) -> None:
-        """Start a stopped target again, without provisioning, and wait until ready."""
+    def start(self, ready_path: str | None = None) -> None:
+        """Start a stopped target again, without provisioning, and wait until ready
+        (``ready_path``: an HTTP path that must answer 200 instead of the spec's)."""
 
     @abc.abstractmethod
     def destroy(self) -> None:
@@ -324,19 +325,21 @@ class Target(abc.ABC):
 
         return condition
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, ready_path: str | None = None) -> None:
         """Wait strategies, in order: every forwarded port serves; the HTTP path answers 200 if
-        one was asked for; the ``pytest_vmcontainer_ready`` hook says ready."""
+        one was asked for (``ready_path``, else the spec's); the ``pytest_vmcontainer_ready``
+        hook says ready."""
+        path = ready_path or self.spec.ready_path
         # Short first pauses: a container is often ready within tens of milliseconds.
         poll = {"timeout": self.spec.ready_timeout, "max_interval": self.spec.poll_max,
                 "interval": min(0.02, self.spec.poll_max)}
         try:
             for guest_port in self.spec.guest_ports:
                 wait_for(self._serves(guest_port), what=f"port {guest_port}", **poll)
-            if self.spec.ready_path is not None:
+            if path is not None:
                 port = self.spec.ready_port or self.default_port()
-                wait_for(http_ok(self.url(self.spec.ready_path, port)),
-                         what=f"HTTP 200 at {self.spec.ready_path} on port {port}", **poll)
+                wait_for(http_ok(self.url(path, port)),
+                         what=f"HTTP 200 at {path} on port {port}", **poll)
             if self.extra_ready is not None:
                 check = self.extra_ready
                 wait_for(lambda: check(self), what="the pytest_vmcontainer_ready hook", **poll)

@@ -391,13 +391,13 @@ class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
             self.reach.connect(container, self.host_ports, self.spec.ready_timeout)
         return True
 
-    def _wait_running_and_ready(self) -> None:
+    def _wait_running_and_ready(self, ready_path: str | None = None) -> None:
         self.container.reload()
         if self.container.status not in ("running", "created"):
             logs = self.container.logs(tail=20).decode(errors="replace")
             raise TargetError(f"the container exited right after start ({self.container.status})",
                               f"check the CMD of {self.spec.dockerfile}", detail=logs)
-        self.wait_ready()
+        self.wait_ready(ready_path)
 
     def listening_ports(self) -> dict[int, set[str]]:
         """The container's own socket table. With a local engine it is read from the host, in
@@ -443,10 +443,10 @@ class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
         if self.container is not None:
             self.container.stop(timeout=10)
 
-    def start(self) -> None:
+    def start(self, ready_path: str | None = None) -> None:
         self.container.start()
         self.reach.connect(self.container, self.host_ports, self.spec.ready_timeout)
-        self._wait_running_and_ready()
+        self._wait_running_and_ready(ready_path)
 
     def destroy(self) -> None:
         with self._state_lock:

@@ -56,7 +56,7 @@ class LocalTarget(Target):
     def stop(self):
         pass
 
-    def start(self):
+    def start(self, ready_path=None):
         pass
 
     def destroy(self):

@@ -173,7 +173,7 @@ class LocalHttpTarget(Target):
         event("up")
         self.start()
 
-    def start(self):
+    def start(self, ready_path=None):
         self.server = subprocess.Popen(
             [sys.executable, "-m", "http.server", str(self.port), "--bind", "127.0.0.1",
              "--directory", str(self.spec.workdir)],

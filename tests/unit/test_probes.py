@@ -212,8 +212,8 @@ class Restarted:
     def stop(self) -> None:
         pass
 
-    def start(self) -> None:
-        self.waited_for.append(self.spec.ready_path)
+    def start(self, ready_path: str | None = None) -> None:
+        self.waited_for.append(ready_path or self.spec.ready_path)
         if self.fail:
             raise TargetError("the container did not come back", "look at its log")
 
@@ -224,7 +224,7 @@ class Exported:
 
 
 @pytest.mark.parametrize("fail", [False, True])
-def test_warm_boots_wait_for_http_200_and_leave_the_runs_spec_as_it_was(
+def test_warm_boots_wait_for_http_200_and_leave_the_runs_spec_alone(
         tmp_path: Path, fail: bool) -> None:
     run_spec = TargetSpec("1a2b", tmp_path / "work", tmp_path / "Vagrantfile",
                           tmp_path / "Dockerfile", ready_path="/health")

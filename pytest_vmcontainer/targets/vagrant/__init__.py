@@ -242,7 +242,7 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
             self.domain.halt()
         self._host = None
 
-    def start(self) -> None:
+    def start(self, ready_path: str | None = None) -> None:
         """Boot the halted VM: through libvirt when its domain is defined and its SSH config
         known (every VM the harness halts), else with ``vagrant up --no-provision``."""
         if self.domain.state() == "shut off" and self.ssh_config_path.exists():
@@ -250,7 +250,7 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
                 boot_defined(self)
         else:
             self.run_streamed("vagrant up --no-provision", provision=False)
-        self.wait_ready()
+        self.wait_ready(ready_path)
 
     def destroy(self) -> None:
         """The domain and its volumes go through libvirt directly, then Vagrant's machine
