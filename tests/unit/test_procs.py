@@ -6,22 +6,10 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
 
 import pytest
 
 from pytest_vmcontainer.runtime import background, procs
-
-
-@pytest.fixture
-def started() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Processes a test starts; killed and untracked afterwards whatever happened."""
-    processes: list[subprocess.Popen[bytes]] = []
-    yield processes
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        procs.wait(process)
 
 
 def test_run_returns_the_exit_status() -> None:

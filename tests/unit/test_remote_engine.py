@@ -4,11 +4,9 @@ through forwards, and the forwards of a killed run found and stopped by the swee
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,16 +82,6 @@ def test_forwards_go_from_the_chosen_port_to_the_engines(tmp_path: Path,
     reach.connect(_Container("exited", {}), {80: 41000}, 5)
     _reach(LOCAL, tmp_path).connect(_Container("running", {}), {80: 41000}, 5)
     assert len(opened) == 1
-
-
-@pytest.fixture
-def started() -> Iterator[list[subprocess.Popen[bytes]]]:
-    processes: list[subprocess.Popen[bytes]] = []
-    yield processes
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        procs.wait(process)
 
 
 def test_the_sweep_stops_the_forwards_of_a_dead_session_only(

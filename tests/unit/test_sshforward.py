@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,6 @@ import pytest
 from pytest_vmcontainer.errors import TargetError
 from pytest_vmcontainer.host import ports
 from pytest_vmcontainer.runtime import procs, sshforward
-
-
-@pytest.fixture
-def started() -> Iterator[list[subprocess.Popen[bytes]]]:
-    processes: list[subprocess.Popen[bytes]] = []
-    yield processes
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        procs.wait(process)
 
 
 def test_every_forward_listens_on_loopback_only() -> None:
