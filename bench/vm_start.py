@@ -220,7 +220,7 @@ def _drop_cache(entry: vmcache.Entry) -> bool:
 
 
 def _docker_client() -> object:
-    from pytest_vmcontainer.targets.docker import connect
+    from pytest_vmcontainer.targets.docker.client import connect
 
     return connect()
 

@@ -44,7 +44,7 @@ def cmd_build(args: argparse.Namespace, progress: Progress) -> int:
     setup.ensure_host(progress, targets.host_needs(kinds))
     client = None
     if "container" in kinds:
-        from pytest_vmcontainer.targets.docker import connect
+        from pytest_vmcontainer.targets.docker.client import connect
 
         client = connect()
     boxes = [bases.LOCAL_BOXES[name] for name in dict.fromkeys(args.box or [bases.BOX_NAME])]

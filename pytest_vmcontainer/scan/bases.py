@@ -49,7 +49,7 @@ def docker_base_scan(dockerfile: Path, client: Any = None) -> tuple[Scan | None,
     found = images.dockerfile_bases(dockerfile)
     if not found or found[-1] != images.DOCKER_BASE_IMAGE:
         return None, f"the Dockerfile does not build FROM {images.DOCKER_BASE_IMAGE}"
-    from pytest_vmcontainer.targets.docker import connect
+    from pytest_vmcontainer.targets.docker.client import connect
 
     docker = client or connect()
     try:

@@ -29,7 +29,7 @@ from pytest_vmcontainer.host import bases as images
 from pytest_vmcontainer.host import paths
 from pytest_vmcontainer.runtime.background import Job, StillRunning
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, SESSION_LABEL
-from pytest_vmcontainer.targets.docker import connect
+from pytest_vmcontainer.targets.docker.client import connect
 from pytest_vmcontainer.targets.vagrant import libvirt_names
 from tests import npmtools
 

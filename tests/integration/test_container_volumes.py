@@ -15,7 +15,7 @@ from pytest_vmcontainer import lifecycle
 from pytest_vmcontainer.harness import Harness, HarnessConfig
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, SESSION_LABEL
-from pytest_vmcontainer.targets.docker import DockerLeftovers
+from pytest_vmcontainer.targets.docker.leftovers import DockerLeftovers
 from tests.integration.conftest import ROOT, leftovers
 
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pytest
 
 from pytest_vmcontainer.runtime.waiting import wait_for
-from pytest_vmcontainer.targets.docker import DOCKERFILE_LABEL
+from pytest_vmcontainer.targets.docker.images import DOCKERFILE_LABEL
 from pytest_vmcontainer.targets.vagrant import libvirt_names
 from tests.integration.conftest import (
     ROOT,

@@ -185,8 +185,8 @@ def test_a_spec_change_in_place_would_be_found() -> None:
 MODULE_LINES = 400
 CLASS_LINES = 300
 # Over the limits today; the next to split. An entry that fits again must go from the list.
-LONG_MODULES = {"targets.docker"}
-LONG_CLASSES = {"targets.docker.DockerTarget"}
+LONG_MODULES: set[str] = set()
+LONG_CLASSES: set[str] = set()
 
 
 def _short(module: str) -> str:

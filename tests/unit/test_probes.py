@@ -286,7 +286,7 @@ def test_gzip1_of_a_gzip_box_decompresses_then_recompresses_at_level_1(tmp_path:
 
 
 def test_final_base_follows_stages_and_ignores_scratch(tmp_path: Any) -> None:
-    from pytest_vmcontainer.targets.docker import final_base
+    from pytest_vmcontainer.targets.docker.images import final_base
 
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text("FROM pytest-vmcontainer/debian:bookworm\nRUN true\n")
@@ -332,7 +332,7 @@ def test_copy_layers_keeps_the_layers_above_the_base(tmp_path: Any, oci: bool) -
     import json
     import tarfile
 
-    from pytest_vmcontainer.targets.docker import copy_layers
+    from pytest_vmcontainer.targets.docker.export import copy_layers
 
     saved, names = _saved_image(tmp_path, oci)
     out = tmp_path / "delta.tar"

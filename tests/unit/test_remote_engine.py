@@ -137,7 +137,7 @@ def test_together_is_one_source_in_order() -> None:
 def test_orphaned_images_are_left_alone_on_an_engine_over_ssh(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Other runners build there from paths this host does not have: not orphans of ours."""
-    from pytest_vmcontainer.targets import docker as docker_target
+    from pytest_vmcontainer.targets.docker import images as docker_images
 
     class NoListing:
         class images:
@@ -146,4 +146,4 @@ def test_orphaned_images_are_left_alone_on_an_engine_over_ssh(
                 raise AssertionError("listed the images of a remote engine")
 
     monkeypatch.setenv("DOCKER_HOST", "ssh://ci@build-7")
-    assert docker_target.remove_orphaned_images(NoListing()) == []
+    assert docker_images.remove_orphaned_images(NoListing()) == []

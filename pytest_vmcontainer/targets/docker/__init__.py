@@ -1,27 +1,24 @@
 """The container target: the user's Dockerfile, built and run through the docker SDK.
 
 Imported only when a container target is made (see ``targets.make``): the docker
-SDK is not loaded with the plugin.
+SDK is not loaded with the plugin. The image build is ``images``, the export ``export``,
+what the sweep finds ``leftovers``, the engine's client ``client``.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import tarfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
 
-from pytest_vmcontainer.errors import BuildError, PortInUse, TargetError, VmcError
+from pytest_vmcontainer.errors import PortInUse, TargetError
 from pytest_vmcontainer.host import bases, engine, paths, space
-from pytest_vmcontainer.runtime import hashing, procnet
+from pytest_vmcontainer.runtime import procnet
 from pytest_vmcontainer.runtime.progress import Progress
-from pytest_vmcontainer.runtime.timing import Timer, time_once
+from pytest_vmcontainer.runtime.timing import Timer
 from pytest_vmcontainer.targets.base import (
     OWNER,
     OWNER_LABEL,
@@ -32,174 +29,14 @@ from pytest_vmcontainer.targets.base import (
     TargetSpec,
 )
 from pytest_vmcontainer.targets.capabilities import Attaching, Exporting, Measuring, Shell
+from pytest_vmcontainer.targets.docker import export, images
+from pytest_vmcontainer.targets.docker.client import connect
+from pytest_vmcontainer.targets.docker.leftovers import (
+    DockerLeftovers,
+    local_dockerd_pid_file,
+    local_dockerd_started,
+)
 from pytest_vmcontainer.targets.remote import ForwardLeftovers, Reach, Together
-
-APP_REPOSITORY = "pytest-vmcontainer/app"
-DOCKERFILE_LABEL = "pytest-vmcontainer.dockerfile"
-
-
-def connect() -> Any:
-    """A docker client, or a one-line error saying how to get the engine running (for an
-    engine over SSH, what failed: see ``host.engine``)."""
-    try:
-        client = engine.client(timeout=120)
-        client.ping()
-        return client
-    except VmcError:
-        raise
-    except Exception as exc:
-        raise TargetError(f"no Docker engine reachable ({type(exc).__name__})",
-                          "start dockerd (python -m pytest_vmcontainer setup does it as root) "
-                          "or set DOCKER_HOST") from None
-
-
-def image_tag(spec: TargetSpec) -> str:
-    """Name the app image by its Dockerfile's path and the content of its inputs.
-
-    The path is part of the name because the image is labelled with it: two
-    projects with identical files would otherwise take the tag from each other
-    and leave dangling images behind.
-    """
-    dockerfile = spec.dockerfile
-    inputs = [dockerfile, *spec.provision_inputs]
-    if (dockerfile.parent / ".dockerignore").exists():
-        inputs.append(dockerfile.parent / ".dockerignore")
-    return f"{APP_REPOSITORY}:{hashing.content_hash(inputs, extra=[str(dockerfile)])[:16]}"
-
-
-def final_base(dockerfile: Path) -> str | None:
-    """The image the Dockerfile's last stage builds FROM (through stage aliases), if any."""
-    aliases: dict[str, str] = {}
-    base = None
-    for source, alias in bases.dockerfile_froms(dockerfile):
-        base = aliases.get(source.lower(), source)
-        if alias is not None:
-            aliases[alias.lower()] = base
-    return None if base in (None, "scratch") else base
-
-
-def copy_layers(saved: Path, out: Path, skip: int) -> int:
-    """Write ``out``: the config and the layers of ``saved`` (a docker save tar) after its
-    first ``skip`` layers, with a manifest naming them; returns how many layers it holds.
-
-    Works on both save formats (legacy ``<id>/layer.tar`` and OCI ``blobs/sha256/...``):
-    manifest.json lists the layers in the image's order in both.
-    """
-    with tarfile.open(saved) as tar, tarfile.open(out, "w") as delta:
-        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
-        entry = manifest[0]
-        kept = entry["Layers"][skip:]
-        for name in [entry["Config"], *kept]:
-            data = tar.extractfile(name)  # a link to a layer stored once resolves to it
-            if data is None:
-                raise BuildError(f"docker save wrote {name} as something other than a file",
-                                 "report this with the output of 'docker version'")
-            info = tarfile.TarInfo(name)
-            info.size = data.seek(0, io.SEEK_END)
-            data.seek(0)
-            delta.addfile(info, data)
-        text = json.dumps([{**entry, "Layers": kept}]).encode()
-        info = tarfile.TarInfo("manifest.json")
-        info.size = len(text)
-        delta.addfile(info, io.BytesIO(text))
-    return len(kept)
-
-
-def remove_orphaned_images(client: Any) -> list[str]:
-    """App images built from a Dockerfile that no longer exists (a deleted project). Not on an
-    engine over SSH: other runners' projects build there, from paths this host does not have."""
-    removed: list[str] = []
-    if engine.current().over_ssh:
-        return removed
-    for image in client.images.list(filters={"label": f"{OWNER_LABEL}={OWNER}"}):
-        dockerfile = (image.labels or {}).get(DOCKERFILE_LABEL)
-        if dockerfile and not Path(dockerfile).exists():
-            try:
-                client.images.remove(image.id, force=False)
-                removed.append(f"image {', '.join(image.tags) or image.short_id}")
-            except docker.errors.APIError:
-                pass  # a container (kept or reused) still uses it
-    return removed
-
-
-def _local_dockerd_pid_file() -> Path | None:
-    """The pid file of the dockerd on this host, when that is the engine in use."""
-    import os
-
-    if os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock") != \
-            "unix:///var/run/docker.sock":
-        return None
-    pid_file = Path("/var/run/docker.pid")
-    return pid_file if pid_file.exists() else None
-
-
-def _local_dockerd_started() -> str | None:
-    """When the local dockerd started (its pid file's time, ISO UTC), if it is local."""
-    import datetime
-
-    pid_file = _local_dockerd_pid_file()
-    if pid_file is None:
-        return None
-    try:
-        started = pid_file.stat().st_mtime
-    except OSError:  # dockerd stopped in between
-        return None
-    return datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat()
-
-
-class DockerLeftovers(Leftovers):
-    """Containers and volumes labelled with a session id; app images of deleted projects."""
-
-    def __init__(self) -> None:
-        self._client: Any = None
-
-    def _engine(self) -> Any:
-        if self._client is None:
-            try:
-                self._client = connect()
-            except VmcError:
-                return None  # no engine there: nothing of ours can run in it
-        return self._client
-
-    def _containers(self, session_id: str | None = None) -> list[Any]:
-        client = self._engine()
-        if client is None:
-            return []
-        label = f"{SESSION_LABEL}={session_id}" if session_id else f"{OWNER_LABEL}={OWNER}"
-        # ignore_removed: another run may remove one between docker's list and its inspect
-        return list(client.containers.list(all=True, filters={"label": label},
-                                           ignore_removed=True))
-
-    def _volumes(self, session_id: str | None = None) -> list[Any]:
-        client = self._engine()
-        if client is None:
-            return []
-        label = f"{SESSION_LABEL}={session_id}" if session_id else f"{OWNER_LABEL}={OWNER}"
-        return list(client.volumes.list(filters={"label": label}))
-
-    def by_session(self) -> dict[str, list[str]]:
-        found: dict[str, list[str]] = {}
-        for container in self._containers():
-            session_id = container.labels.get(SESSION_LABEL, "")
-            found.setdefault(session_id, []).append(f"container {container.name}")
-        for volume in self._volumes():
-            session_id = (volume.attrs.get("Labels") or {}).get(SESSION_LABEL, "")
-            found.setdefault(session_id, []).append(f"volume {volume.name}")
-        return found
-
-    def remove(self, session_id: str) -> list[str]:
-        removed = []
-        for container in self._containers(session_id):
-            container.remove(force=True, v=True)
-            removed.append(f"container {container.name}")
-        for volume in self._volumes(session_id):  # after the containers that mount them
-            volume.remove(force=True)
-            removed.append(f"volume {volume.name}")
-        return removed
-
-    def remove_orphans(self) -> list[str]:
-        client = self._engine()
-        return remove_orphaned_images(client) if client is not None else []
 
 
 class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
@@ -261,78 +98,9 @@ class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
         return tuple(sorted(int(key.split("/")[0]) for key in exposed
                             if key.endswith("/tcp") or "/" not in key))
 
-    # --- build -----------------------------------------------------------------------------
-
     def build(self) -> str:
-        """Build the app image from the Dockerfile (docker's layer cache makes repeats cheap).
-
-        Once more when an image the build took cached layers from was removed under it
-        ("No such image": another run's cleanup, or ``docker image prune``)."""
-        try:
-            return self._build_once()
-        except (docker.errors.ImageNotFound, BuildError) as error:
-            if "no such image" not in str(error).lower():
-                raise
-            self.progress.say("container: an image the build reused was removed meanwhile "
-                              "(another run's cleanup?); building again")
-            return self._build_once()
-
-    def _build_once(self) -> str:
-        dockerfile = self.spec.dockerfile
-        tag = image_tag(self.spec)
-        started = time.monotonic()
-        with self.progress.step(f"container: docker build {dockerfile}") as note, \
-                open(self.log_path, "a") as log:
-            stream = self.client.api.build(
-                path=str(dockerfile.parent), dockerfile=dockerfile.name, tag=tag, rm=True,
-                forcerm=True, decode=True,
-                labels={OWNER_LABEL: OWNER, DOCKERFILE_LABEL: str(dockerfile)})
-            for chunk in stream:
-                self.check_cancelled()  # leaving the stream closes it: dockerd stops the build
-                text = chunk.get("stream", "")
-                log.write(text)
-                if text.startswith("Step "):
-                    note(text.strip())
-                elif text.strip():
-                    self.progress.detail(text)
-                if "error" in chunk:
-                    log.write(chunk["error"] + "\n")
-                    log.flush()
-                    unavailable = self._unavailable_base(chunk["error"])
-                    if unavailable is not None:
-                        raise BuildError(*unavailable, detail=self.log_tail())
-                    raise BuildError(
-                        f"provisioning failed in the container: {chunk['error'].strip()}",
-                        f"fix the step in {dockerfile} or the script it runs (log {self.log_path})",
-                        detail=self.log_tail())
-        self.build_seconds = time.monotonic() - started
-        self._drop_superseded_images(tag)
-        self.image = tag
-        return tag
-
-    def _unavailable_base(self, error: str) -> tuple[str, str] | None:
-        """(cause, remedy) when the build failed because a FROM image cannot be pulled."""
-        pull_failed = any(marker in error for marker in (
-            "pull access denied", "manifest unknown", "failed to resolve", "dial tcp",
-            "no such host", "Temporary failure in name resolution", "connection refused",
-            "i/o timeout", "TLS handshake timeout"))
-        if not pull_failed:
-            return None
-        missing = [b for b in bases.dockerfile_bases(self.spec.dockerfile) if b in error]
-        names = missing or bases.dockerfile_bases(self.spec.dockerfile)[:1] or ["its FROM image"]
-        return bases.unavailable_base(names[0], "image")
-
-    def _drop_superseded_images(self, current: str) -> None:
-        """Older app images of the same Dockerfile are stale: remove those no container uses."""
-        stale = self.client.images.list(
-            filters={"label": f"{DOCKERFILE_LABEL}={self.spec.dockerfile}"})
-        for image in stale:
-            if current in image.tags:
-                continue
-            try:
-                self.client.images.remove(image.id, noprune=False)
-            except docker.errors.APIError:
-                pass  # still used by a container (a kept or reused target)
+        """Build the app image from the Dockerfile (``images.build``)."""
+        return images.build(self)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -405,7 +173,7 @@ class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
         container sees); otherwise through the engine's exec API."""
         pid = int((self.container.attrs.get("State") or {}).get("Pid") or 0)
         tables = [Path(f"/proc/{pid}/net/{name}") for name in ("tcp", "tcp6")]
-        if pid and _local_dockerd_pid_file() is not None and tables[0].exists():
+        if pid and local_dockerd_pid_file() is not None and tables[0].exists():
             try:
                 return procnet.listening("".join(t.read_text() for t in tables if t.exists()))
             except OSError:
@@ -433,7 +201,7 @@ class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
         state = self.container.attrs.get("State", {})
         finished = str(state.get("FinishedAt", ""))[:19]
         why = ""
-        restarted = _local_dockerd_started()
+        restarted = local_dockerd_started()
         if restarted is not None and finished and restarted[:19] >= finished:
             why = f", because its engine restarted (dockerd started {restarted[:19]} UTC)"
         return (f"the container {self.resource_name} is {self.container.status} (exit code "
@@ -475,34 +243,7 @@ class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
 
     def export(self, directory: Path, timer: Timer | None = None) -> Export:
         """``docker save`` of the app image into a tar; only the save is timed."""
-        path = directory / "app-image.tar"
-
-        def save() -> None:
-            with self.progress.step(f"container: docker save -> {path.name}"), \
-                    open(path, "wb") as out:
-                for chunk in self.client.images.get(self.image).save(named=True):
-                    out.write(chunk)
-
-        seconds = time_once(save, timer)
-        delta, what = self._app_layers(path, directory / "app-layers.tar")
-        return Export(path, path.stat().st_size, seconds, "docker save (tar)", delta, what)
-
-    def _app_layers(self, saved: Path, out: Path) -> tuple[Path, str]:
-        """What a host that already has the Dockerfile's base image needs: the layers above
-        the base's (when the base is not found locally, every layer)."""
-        layers = list(self.client.images.get(self.image).attrs["RootFS"]["Layers"])
-        reference = final_base(self.spec.dockerfile)
-        below: list[str] = []
-        if reference is not None:
-            try:
-                below = list(self.client.images.get(reference).attrs["RootFS"]["Layers"])
-            except docker.errors.APIError:  # ImageNotFound included: e.g. an ARG in FROM
-                below = []
-        shared = len(below) if layers[:len(below)] == below else 0
-        kept = copy_layers(saved, out, shared)
-        base = (f"not in the base image {reference}" if shared else
-                f"every layer: the base {reference or '(none)'} is not found locally")
-        return out, f"{kept} of {len(layers)} layers and the image config, {base}"
+        return export.export(self, directory, timer)
 
     def instance_from_export(self, spec: TargetSpec) -> DockerTarget:
         instance = DockerTarget(spec, self.progress, client=self.client)

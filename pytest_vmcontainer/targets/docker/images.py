@@ -1,0 +1,136 @@
+"""The container target's images: the app image built from the user's Dockerfile (named by
+the content of its inputs), the base it builds FROM, and the sweep of images whose project is
+gone."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import docker.errors
+
+from pytest_vmcontainer.errors import BuildError
+from pytest_vmcontainer.host import bases, engine
+from pytest_vmcontainer.runtime import hashing
+from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, TargetSpec
+
+if TYPE_CHECKING:
+    from pytest_vmcontainer.targets.docker import DockerTarget
+
+APP_REPOSITORY = "pytest-vmcontainer/app"
+DOCKERFILE_LABEL = "pytest-vmcontainer.dockerfile"
+
+
+def image_tag(spec: TargetSpec) -> str:
+    """Name the app image by its Dockerfile's path and the content of its inputs.
+
+    The path is part of the name because the image is labelled with it: two
+    projects with identical files would otherwise take the tag from each other
+    and leave dangling images behind.
+    """
+    dockerfile = spec.dockerfile
+    inputs = [dockerfile, *spec.provision_inputs]
+    if (dockerfile.parent / ".dockerignore").exists():
+        inputs.append(dockerfile.parent / ".dockerignore")
+    return f"{APP_REPOSITORY}:{hashing.content_hash(inputs, extra=[str(dockerfile)])[:16]}"
+
+
+def final_base(dockerfile: Path) -> str | None:
+    """The image the Dockerfile's last stage builds FROM (through stage aliases), if any."""
+    aliases: dict[str, str] = {}
+    base = None
+    for source, alias in bases.dockerfile_froms(dockerfile):
+        base = aliases.get(source.lower(), source)
+        if alias is not None:
+            aliases[alias.lower()] = base
+    return None if base in (None, "scratch") else base
+
+
+def remove_orphaned_images(client: Any) -> list[str]:
+    """App images built from a Dockerfile that no longer exists (a deleted project). Not on an
+    engine over SSH: other runners' projects build there, from paths this host does not have."""
+    removed: list[str] = []
+    if engine.current().over_ssh:
+        return removed
+    for image in client.images.list(filters={"label": f"{OWNER_LABEL}={OWNER}"}):
+        dockerfile = (image.labels or {}).get(DOCKERFILE_LABEL)
+        if dockerfile and not Path(dockerfile).exists():
+            try:
+                client.images.remove(image.id, force=False)
+                removed.append(f"image {', '.join(image.tags) or image.short_id}")
+            except docker.errors.APIError:
+                pass  # a container (kept or reused) still uses it
+    return removed
+
+
+def build(target: DockerTarget) -> str:
+    """Build the app image from the Dockerfile (docker's layer cache makes repeats cheap).
+
+    Once more when an image the build took cached layers from was removed under it
+    ("No such image": another run's cleanup, or ``docker image prune``)."""
+    try:
+        return _build_once(target)
+    except (docker.errors.ImageNotFound, BuildError) as error:
+        if "no such image" not in str(error).lower():
+            raise
+        target.progress.say("container: an image the build reused was removed meanwhile "
+                          "(another run's cleanup?); building again")
+        return _build_once(target)
+
+def _build_once(target: DockerTarget) -> str:
+    dockerfile = target.spec.dockerfile
+    tag = image_tag(target.spec)
+    started = time.monotonic()
+    with target.progress.step(f"container: docker build {dockerfile}") as note, \
+            open(target.log_path, "a") as log:
+        stream = target.client.api.build(
+            path=str(dockerfile.parent), dockerfile=dockerfile.name, tag=tag, rm=True,
+            forcerm=True, decode=True,
+            labels={OWNER_LABEL: OWNER, DOCKERFILE_LABEL: str(dockerfile)})
+        for chunk in stream:
+            target.check_cancelled()  # leaving the stream closes it: dockerd stops the build
+            text = chunk.get("stream", "")
+            log.write(text)
+            if text.startswith("Step "):
+                note(text.strip())
+            elif text.strip():
+                target.progress.detail(text)
+            if "error" in chunk:
+                log.write(chunk["error"] + "\n")
+                log.flush()
+                unavailable = _unavailable_base(dockerfile, chunk["error"])
+                if unavailable is not None:
+                    raise BuildError(*unavailable, detail=target.log_tail())
+                raise BuildError(
+                    f"provisioning failed in the container: {chunk['error'].strip()}",
+                    f"fix the step in {dockerfile} or the script it runs (log {target.log_path})",
+                    detail=target.log_tail())
+    target.build_seconds = time.monotonic() - started
+    _drop_superseded_images(target, tag)
+    target.image = tag
+    return tag
+
+def _unavailable_base(dockerfile: Path, error: str) -> tuple[str, str] | None:
+    """(cause, remedy) when the build failed because a FROM image cannot be pulled."""
+    pull_failed = any(marker in error for marker in (
+        "pull access denied", "manifest unknown", "failed to resolve", "dial tcp",
+        "no such host", "Temporary failure in name resolution", "connection refused",
+        "i/o timeout", "TLS handshake timeout"))
+    if not pull_failed:
+        return None
+    missing = [b for b in bases.dockerfile_bases(dockerfile) if b in error]
+    names = missing or bases.dockerfile_bases(dockerfile)[:1] or ["its FROM image"]
+    return bases.unavailable_base(names[0], "image")
+
+def _drop_superseded_images(target: DockerTarget, current: str) -> None:
+    """Older app images of the same Dockerfile are stale: remove those no container uses."""
+    stale = target.client.images.list(
+        filters={"label": f"{DOCKERFILE_LABEL}={target.spec.dockerfile}"})
+    for image in stale:
+        if current in image.tags:
+            continue
+        try:
+            target.client.images.remove(image.id, noprune=False)
+        except docker.errors.APIError:
+            pass  # still used by a container (a kept or reused target)
