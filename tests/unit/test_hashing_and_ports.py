@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_vmcontainer.errors import TargetError
+from pytest_vmcontainer.host import ports
 from pytest_vmcontainer.host.ports import ensure_free, free_port
 from pytest_vmcontainer.runtime.hashing import content_hash, sha256_file
 
@@ -77,9 +78,15 @@ def test_sha256_file(tmp_path: Path) -> None:
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
 
 
-def test_free_port_is_bindable() -> None:
+def test_free_port_is_bindable_and_below_the_ephemeral_range(tmp_path: Path) -> None:
     port = free_port()
-    assert 0 < port < 65536
+    assert ports.LOWEST_PICKED <= port < ports.ephemeral_low(), port  # no outgoing connection
+    # can take it between the pick and the forward's bind
+    narrow = tmp_path / "ip_local_port_range"
+    narrow.write_text("20500\t60999\n")  # no room below: the kernel picks
+    assert free_port(narrow) >= ports.ephemeral_low()  # from the real ephemeral range
+    narrow.write_text("garbage")
+    assert ports.ephemeral_low(narrow) == 32768
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
     assert ensure_free(port) == port
