@@ -26,21 +26,9 @@ from tests.integration.conftest import ROOT, error_line, run_cli, run_process
 
 @pytest.fixture(scope="module")
 def engine_image(docker_client: Any, docker_base: None,
-                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tag = enginehost.image_tag()
-
-    def remove() -> None:
-        import docker.errors
-
-        try:
-            docker_client.images.remove(tag)
-        except docker.errors.ImageNotFound:
-            pass
-
-    try:
-        yield enginehost.build(docker_client, tmp_path_factory.mktemp("engine-image"))
-    finally:
-        remove()
+                 tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Kept after the run, as the bases are (``enginehost.build``)."""
+    return enginehost.build(docker_client, tmp_path_factory.mktemp("engine-image"))
 
 
 @pytest.fixture(scope="module")
