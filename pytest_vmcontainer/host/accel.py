@@ -39,6 +39,12 @@ class Accel:
         emulator runs cheaply; None under KVM, where libvirt's host-model is right."""
         return "qemu64" if self.mode == "tcg" else None
 
+    @property
+    def tcg_cpu_features(self) -> tuple[str, ...]:
+        """Features added to that model: RDRAND, which TCG emulates, seeds the guest
+        kernel's random pool at once (the plumbing Vagrantfile says what it saves)."""
+        return ("rdrand",) if self.mode == "tcg" else ()
+
 
 def _boot_id() -> str:
     try:

@@ -41,7 +41,7 @@ def plumbing(vm: VagrantTarget, read: bool = False) -> dict[str, Any]:
     started_from = vm.start_path.started_from
     return {
         "ssh_port": vm.ssh_port, "mac": vm.mac, "driver": vm.accel.libvirt_driver,
-        "cpu_model": vm.accel.tcg_cpu_model,
+        "cpu_model": vm.accel.tcg_cpu_model, "cpu_features": list(vm.accel.tcg_cpu_features),
         "domain_prefix": vm.domain_prefix, "pool": libvirt.pool_name(),
         "boot_timeout": int(vm.spec.boot_timeout),
         "forwards": {str(guest): host for guest, host in vm.host_ports.items()},
