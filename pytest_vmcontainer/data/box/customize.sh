@@ -40,9 +40,36 @@ printf '[Service]\nExecStart=\nExecStart=/lib/systemd/systemd-networkd-wait-onli
     > "$rootfs/etc/systemd/system/systemd-networkd-wait-online.service.d/any.conf"
 # sshd listens on every address, so it need not wait for network.target (networkd's start,
 # about 4 s under TCG): it starts beside it, and answers once DHCP has given a NIC its address.
-sed 's/^After=network.target /After=/' "$rootfs/lib/systemd/system/ssh.service" \
-    > "$rootfs/etc/systemd/system/ssh.service"
+# Nor need it test its own config before it starts (ExecStartPre=sshd -t): the box's config is
+# fixed at build time, and that second sshd took about 2 s of the boot under TCG.
+sed -e 's/^After=network.target /After=/' -e '/^ExecStartPre=\/usr\/sbin\/sshd -t$/d' \
+    "$rootfs/lib/systemd/system/ssh.service" > "$rootfs/etc/systemd/system/ssh.service"
 grep -q '^After=auditd.service$' "$rootfs/etc/systemd/system/ssh.service"
+if grep -q '^ExecStartPre=' "$rootfs/etc/systemd/system/ssh.service"; then
+    echo "customize.sh: ssh.service still tests its config at start" >&2
+    exit 1
+fi
+# Early boot is one process after another, and under TCG each costs about half a second
+# (systemd-analyze critical-chain): the steps this image does not need go. Its users exist
+# (sysusers), the kernel mounts the root read-write (remount-fs), and it loads no module
+# for device mapper, loop, FUSE or configfs, nor mounts hugepages or message queues. Its
+# journal stays in memory (no flush to disk at boot), and the generators for what it has
+# not (encrypted, integrity or verity disks, GPT auto-mounts, hibernation, boot counting,
+# offline updates, debug shells and units from the kernel command line) are masked.
+# Measured with QEMU directly (TCG, 2 vCPU, interleaved): SSH answered in 22.2 to 22.7 s
+# with all of it and with RDRAND, against 27.4 to 35.8 s with RDRAND only.
+chroot "$rootfs" systemctl mask systemd-sysusers.service systemd-remount-fs.service \
+    modprobe@configfs.service modprobe@dm_mod.service modprobe@fuse.service \
+    modprobe@loop.service kmod-static-nodes.service dev-hugepages.mount dev-mqueue.mount \
+    sys-kernel-config.mount sys-fs-fuse-connections.mount \
+    systemd-network-generator.service systemd-journal-flush.service >/dev/null 2>&1
+install -d "$rootfs/etc/systemd/journald.conf.d"
+printf '[Journal]\nStorage=volatile\n' > "$rootfs/etc/systemd/journald.conf.d/volatile.conf"
+install -d "$rootfs/etc/systemd/system-generators"
+for generator in bless-boot cryptsetup debug gpt-auto hibernate-resume integritysetup \
+        veritysetup system-update run; do
+    ln -sf /dev/null "$rootfs/etc/systemd/system-generators/systemd-$generator-generator"
+done
 # The kernel boots directly (no boot loader); its initramfs needs only the virtio disk's
 # modules. MODULES=most made a 15 MB initramfs whose udev took about 3 s under TCG.
 sed -i 's/^MODULES=.*/MODULES=list/' "$rootfs/etc/initramfs-tools/initramfs.conf"
