@@ -34,7 +34,7 @@ def cmd_setup(args: argparse.Namespace, progress: Progress) -> int:
             print(setup.manual_instructions(missing, stopped), file=sys.stderr)
             return 1
     else:
-        setup.ensure_host(progress)
+        setup.ensure_host(progress, make_pool=False)  # a VM run makes its home's pool
     progress.say(f"host ready ({time.monotonic() - started:.1f}s)")
     return 0
 

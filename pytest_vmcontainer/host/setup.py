@@ -256,9 +256,12 @@ def check(needs: Collection[str] = ALL_NEEDS) -> tuple[list[str], list[Daemon]]:
     return missing, stopped
 
 
-def ensure_host(progress: Progress, needs: Collection[str] = ALL_NEEDS) -> None:
+def ensure_host(progress: Progress, needs: Collection[str] = ALL_NEEDS,
+                make_pool: bool = True) -> None:
     """Install and start what ``needs`` (names of ``ALL_NEEDS``) lack, or raise
-    HostSetupError saying what to do."""
+    HostSetupError saying what to do. With ``make_pool`` and libvirt among the needs, also
+    the current ``VMC_HOME``'s storage pool: a VM run's, not the host's (``setup`` leaves
+    it, so that a home no VM ever uses gets none)."""
     missing, stopped = check(needs)
     elsewhere = [d for d in stopped if not d.startable()]
     if any(d.name == "dockerd" for d in elsewhere):
@@ -288,7 +291,7 @@ def ensure_host(progress: Progress, needs: Collection[str] = ALL_NEEDS) -> None:
                     f"{daemon.name} did not answer within {DAEMON_TIMEOUT:.0f}s",
                     f"see {log} and start it by hand ({' '.join(daemon.start_command)})",
                 ) from None
-    if "libvirt" in needs:
+    if make_pool and "libvirt" in needs:
         ensure_storage_pool(paths.pool_dir())
 
 

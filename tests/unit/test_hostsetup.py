@@ -140,3 +140,21 @@ def test_the_command_line_asks_for_what_the_backends_declare() -> None:
     assert targets.host_needs(["vm"]) == {"libvirt"}
     assert targets.host_needs(["container"]) == {"docker"}
     assert targets.host_needs(["vm", "container"]) == set(setup.ALL_NEEDS)
+
+
+def test_the_pool_is_made_by_a_vm_run_not_by_setup(monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    """A home that no VM ever uses gets no libvirt pool, even after ``setup``."""
+    import argparse
+
+    from pytest_vmcontainer import commands
+
+    monkeypatch.setenv("VMC_HOME", str(tmp_path))
+    monkeypatch.setattr(setup, "check", lambda needs=setup.ALL_NEEDS: ([], []))
+    made: list[Path] = []
+    monkeypatch.setattr(setup, "ensure_storage_pool", made.append)
+    assert commands.cmd_setup(argparse.Namespace(check=False), quiet()) == 0
+    setup.ensure_host(quiet(), {"docker"})
+    assert made == []
+    setup.ensure_host(quiet(), {"libvirt"})  # what the harness asks for a VM target
+    assert made == [tmp_path / "libvirt-pool"]
