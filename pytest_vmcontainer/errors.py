@@ -7,6 +7,8 @@ is one) and never a traceback for these.
 
 from __future__ import annotations
 
+import re
+
 
 class VmcError(Exception):
     """A failure with a known cause and a remedy, shown to users as one line."""
@@ -37,9 +39,17 @@ class TargetError(VmcError):
 
 
 class PortInUse(TargetError):
-    """A loopback port the harness was asked to use is taken (one message for every backend)."""
+    """A loopback port the harness was asked to use is taken (one message for every backend).
+    Without ``port``, the port is read from the engine's message in ``detail``: QEMU's "Could
+    not set up host forwarding rule 'tcp:127.0.0.1:PORT-:80'", Docker's "listen tcp4
+    127.0.0.1:PORT: bind: address already in use" or "Bind for 127.0.0.1:PORT failed"."""
 
     def __init__(self, port: int | None = None, detail: str = "") -> None:
+        if port is None:  # the engine's words, which may quote other forwards before them
+            found = re.search(r"(?:forwarding rule 'tcp:|listen tcp4? |Bind for )127\.0\.0\.1:"
+                              r"(\d+)", detail)
+            port = int(found.group(1)) if found else None
+        self.port = port
         which = f"port {port} on 127.0.0.1" if port is not None else "a port on 127.0.0.1"
         super().__init__(f"{which} is already in use",
                          "choose another port, or leave the port unset so a free one is picked",

@@ -27,6 +27,7 @@ from typing import Any
 
 from pytest_vmcontainer.errors import (
     Cancelled,
+    PortInUse,
     TargetError,
     TargetStopped,
     WaitTimeout,
@@ -48,6 +49,7 @@ def resource_prefix(session_id: str) -> str:
 
 
 DEFAULT_VM_CACHE_BYTES = 20 * 2**30  # the provisioned-VM cache's disk budget (--vmc-vm-cache-size)
+PORT_ATTEMPTS = 3  # starts on newly picked ports when another program took a picked one
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,13 @@ class TargetSpec:
     def pick_host_ports(self) -> dict[int, int]:
         return {guest: portlib.ensure_free(self.pinned_ports[guest]) if guest in self.pinned_ports
                 else portlib.free_port() for guest in self.guest_ports}
+
+    def picked(self, error: PortInUse) -> bool:
+        """The taken port was one the harness picked, not one the user pinned (unknown: picked
+        only when nothing is pinned)."""
+        if error.port is None:
+            return not self.pinned_ports
+        return error.port not in self.pinned_ports.values()
 
 
 @dataclass(frozen=True)
@@ -156,6 +165,22 @@ class Target(abc.ABC):
         # An app-specific readiness check (the pytest_vmcontainer_ready hook), polled last.
         self.extra_ready: Callable[[Target], bool] | None = None
         spec.workdir.mkdir(parents=True, exist_ok=True)
+
+    def on_picked_ports(self, start: Callable[[], None], undo: Callable[[], None]) -> None:
+        """``start`` on host ports picked now. When another program bound one of them between
+        the pick and the engine's own bind, ``undo`` what the attempt made and start again on
+        new ports (up to ``PORT_ATTEMPTS`` in all). A pinned port that is taken is the error."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self.host_ports = self.spec.pick_host_ports()
+            try:
+                start()
+                return
+            except PortInUse as error:
+                if attempt == PORT_ATTEMPTS or not self.spec.picked(error):
+                    raise
+                self.progress.say(f"{self.kind}: {error.cause}, taken since it was picked; "
+                                  "starting again on new ports")
+                undo()
 
     @property
     def name(self) -> str:

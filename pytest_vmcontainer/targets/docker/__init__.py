@@ -122,22 +122,32 @@ class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
 
     def up(self) -> None:
         image = self.image or self.build()
-        self.host_ports = self.spec.pick_host_ports()
         with self.progress.step(f"container: starting {self.resource_name}"):
-            try:
-                with self._state_lock:
-                    self.check_cancelled()
-                    self.container = self.client.containers.run(
-                        image, detach=True, name=self.resource_name, labels=self._labels(),
-                        volumes=self._create_volumes(), ports=self.reach.publish(self.host_ports))
-            except docker.errors.APIError as exc:
-                explanation = str(getattr(exc, "explanation", exc))
-                if "already allocated" in explanation or "address already in use" in explanation:
-                    raise PortInUse(detail=explanation) from None
-                raise
+            self.on_picked_ports(lambda: self._run(image), self._remove_unstarted)
             self.save_state()
             self.reach.connect(self.container, self.host_ports, self.spec.ready_timeout)
             self._wait_running_and_ready()
+
+    def _run(self, image: str) -> None:
+        try:
+            with self._state_lock:
+                self.check_cancelled()
+                self.container = self.client.containers.run(
+                    image, detach=True, name=self.resource_name, labels=self._labels(),
+                    volumes=self._create_volumes(), ports=self.reach.publish(self.host_ports))
+        except docker.errors.APIError as exc:
+            explanation = str(getattr(exc, "explanation", exc))
+            if "already allocated" in explanation or "address already in use" in explanation:
+                raise PortInUse(detail=explanation) from None
+            raise
+
+    def _remove_unstarted(self) -> None:
+        """The container a start left created but not started (its port was taken); its
+        volumes stay for the next start."""
+        try:
+            self.client.containers.get(self.resource_name).remove(force=True)
+        except docker.errors.NotFound:
+            pass
 
     def resume(self) -> bool:
         """Adopt this session's existing container (a reused target); False if there is none."""

@@ -210,12 +210,21 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
         """Run the start path ``prepare`` picked: from the VM cache when it has this VM's key
         (restored, or booted with no provisioning); else ``vagrant up`` with the provisioners,
         then the provisioned disk goes into the cache."""
-        self.host_ports = self.spec.pick_host_ports()
         self.ssh_config_path.unlink(missing_ok=True)  # a new machine: new ports, maybe a new key
         self.start_path.hold()
+        self.on_picked_ports(self._start_on_picked_ports, self._undo_start)
+
+    def _start_on_picked_ports(self) -> None:
         self._vagrant = None  # made again with the forwards just picked
         self.save_state()  # first: a reused VM must come back on the same forwards and MAC
         self.start_path.run()
+
+    def _undo_start(self) -> None:
+        """What a start whose forward's port was taken made; the SSH forward's port too is
+        picked again (unless pinned)."""
+        self.remove_machine()
+        self.ssh_config_path.unlink(missing_ok=True)
+        self.ssh_port = self.spec.pinned_ports.get(22) or free_port()
 
     def resume(self) -> bool:
         """Bring back this session's VM (a reused target); False if there is none."""

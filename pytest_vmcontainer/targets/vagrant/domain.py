@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_vmcontainer.errors import TargetError, WaitTimeout
+from pytest_vmcontainer.errors import PortInUse, TargetError, WaitTimeout
 from pytest_vmcontainer.host import libvirt
 from pytest_vmcontainer.runtime import procs
 from pytest_vmcontainer.runtime.waiting import wait_for
@@ -42,6 +42,13 @@ def refresh_pool() -> None:
 
 def pool_volume(name: str) -> Path:
     return libvirt.pool_path() / name
+
+
+def _failed(command: str, stderr: str, remedy: str) -> TargetError:
+    """A failed virsh command; PortInUse when QEMU could not bind a forward's host port."""
+    if "Could not set up host forwarding rule" in stderr:
+        return PortInUse(detail=stderr.strip())
+    return TargetError(f"virsh {command} failed: {stderr.strip()}", remedy)
 
 
 def saved_definition(state: Path) -> str:
@@ -79,8 +86,7 @@ class LibvirtDomain:
     def _checked(self, *args: str) -> None:
         result = libvirt.run_virsh(*args)
         if result.returncode != 0:
-            raise TargetError(f"virsh {args[0]} failed: {result.stderr.strip()}",
-                              f"see /var/log/libvirt/qemu/{self.name}.log")
+            raise _failed(args[0], result.stderr, f"see /var/log/libvirt/qemu/{self.name}.log")
 
     def restore(self, state: Path, running: Path, defined: Path) -> None:
         """Restore a saved state with the ``running`` definition, then define ``defined``
@@ -89,8 +95,8 @@ class LibvirtDomain:
                      ("define", str(defined))):
             result = libvirt.run_virsh(*args)
             if result.returncode != 0:
-                raise TargetError(f"virsh {args[0]} failed: {result.stderr.strip()}",
-                                  "python -m pytest_vmcontainer clean --caches removes saved VMs")
+                raise _failed(args[0], result.stderr,
+                              "python -m pytest_vmcontainer clean --caches removes saved VMs")
 
     def wait_clock_set(self) -> None:
         wait_for(lambda: libvirt.run_virsh("domtime", self.name, "--now").returncode == 0,

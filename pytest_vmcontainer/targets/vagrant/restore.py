@@ -6,7 +6,7 @@ import secrets
 import shutil
 from typing import TYPE_CHECKING
 
-from pytest_vmcontainer.errors import Cancelled, VmcError
+from pytest_vmcontainer.errors import Cancelled, PortInUse, VmcError
 from pytest_vmcontainer.host import paths, space
 from pytest_vmcontainer.targets import vmcache, vmsaved
 from pytest_vmcontainer.targets.vagrant.domain import refresh_pool
@@ -93,6 +93,9 @@ class Restore(FromCache):
             vm.wait_ready()  # a saved state that does not serve is not trusted again
         except Cancelled:
             raise  # teardown stopped the restore: the saved state is fine
+        except PortInUse:
+            vm.remove_machine()
+            raise  # another program took a forward's port: the saved state is fine too
         except VmcError as error:
             vm.progress.say(f"vm: restore failed, booting instead: {error}")
             vm.remove_machine()
