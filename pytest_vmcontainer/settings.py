@@ -1,8 +1,9 @@
 """The run's settings as one typed object, built once from what ``options`` resolved.
 
 ``options`` decides each value (command line > environment > ini > default) as data;
-``RunSettings`` holds them with their types. Where each value came from stays
-alongside, for the report header and error messages.
+``RunSettings`` holds them with their types, and hands each layer its part: the
+harness its ``HarnessConfig``, the comparison its ``MeasureSettings``. Where each
+value came from stays alongside, for the report header and error messages.
 """
 
 from __future__ import annotations
@@ -10,8 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_vmcontainer import options
+from pytest_vmcontainer.harness import HarnessConfig
+
+if TYPE_CHECKING:
+    from pytest_vmcontainer.comparison.probes.context import MeasureSettings
 
 PREFIX = "vmc_"  # a setting's name is its attribute with this prefix (vmc_scan: .scan)
 
@@ -73,6 +79,27 @@ class RunSettings:
         """Every value under its setting's name, for display (the reports' settings)."""
         return {setting.name: getattr(self, attribute(setting.name))
                 for setting in options.SETTINGS}
+
+    def harness_config(self) -> HarnessConfig:
+        """What the harness needs: the targets' files, ports, timeouts, keeping and caches."""
+        ready = self.ready_path
+        return HarnessConfig(
+            vagrantfile=self.vagrantfile, dockerfile=self.dockerfile,
+            provision_inputs=self.provision_inputs, guest_ports=self.ports,
+            ready_port=ready[0] if ready else None, ready_path=ready[1] if ready else None,
+            boot_timeout=self.boot_timeout, ready_timeout=self.ready_timeout,
+            rebuild_bases=self.rebuild_bases, keep=self.keep, reuse=self.reuse,
+            vm_cache=self.vm_cache, vm_cache_bytes=self.vm_cache_size,
+            vm_restore=self.vm_restore, setup_host=self.host_setup)
+
+    def measure_settings(self) -> MeasureSettings:
+        """What the comparison's probes need: rounds, boots, density and HTTP load."""
+        from pytest_vmcontainer.comparison.probes.context import MeasureSettings
+
+        return MeasureSettings(
+            rounds=self.rounds, warmup=self.warmup, boot_rounds=self.boot_rounds,
+            density_vms=self.density_vms, density_containers=self.density_containers,
+            http_requests=self.http_requests, http_seconds=self.http_seconds)
 
 
 def attributes() -> set[str]:

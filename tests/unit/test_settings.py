@@ -9,6 +9,8 @@ from typing import Union, get_args, get_origin, get_type_hints
 import pytest
 
 from pytest_vmcontainer import options
+from pytest_vmcontainer.comparison.probes.context import MeasureSettings
+from pytest_vmcontainer.harness import HarnessConfig
 from pytest_vmcontainer.settings import PREFIX, RunSettings, attribute, attributes
 
 # Values other than the defaults, so that every tuple has members to check.
@@ -102,3 +104,41 @@ def test_by_name_lists_every_setting_with_its_value(tmp_path: Path) -> None:
     assert list(shown) == [setting.name for setting in options.SETTINGS]
     assert shown["vmc_http_seconds"] == 2.5
     assert shown["vmc_ports"] == (80, 8080)
+
+
+def test_the_harness_config_from_the_defaults_is_the_harness_s_default(tmp_path: Path) -> None:
+    config = _settings(tmp_path).harness_config()
+    assert config == HarnessConfig(tmp_path / "Vagrantfile", tmp_path / "Dockerfile",
+                                   provision_inputs=(tmp_path / "fixtures",))
+
+
+def test_the_harness_config_takes_its_settings(tmp_path: Path) -> None:
+    cli = {**SAMPLE, "vmc_keep": "always", "vmc_boot_timeout": "30", "vmc_ready_timeout": "5",
+           "vmc_vm_cache": "no", "vmc_vm_restore": "no", "vmc_rebuild_bases": "yes",
+           "vmc_host_setup": "no", "vmc_provision_inputs": "a b"}
+    config = _settings(tmp_path, cli).harness_config()
+    assert (config.guest_ports, config.ready_port, config.ready_path) == ((80, 8080), 8080,
+                                                                          "/health")
+    assert (config.keep, config.reuse, config.boot_timeout, config.ready_timeout) == (
+        "always", True, 30.0, 5.0)
+    assert (config.vm_cache, config.vm_cache_bytes, config.vm_restore) == (False, 1024 ** 3,
+                                                                          False)
+    assert (config.rebuild_bases, config.setup_host) == (True, False)
+    assert config.provision_inputs == (tmp_path / "a", tmp_path / "b")
+
+
+def test_a_ready_path_without_a_port_leaves_the_port_to_the_harness(tmp_path: Path) -> None:
+    config = _settings(tmp_path, {"vmc_ready_path": "/health"}).harness_config()
+    assert (config.ready_port, config.ready_path) == (None, "/health")
+
+
+def test_the_measure_settings_from_the_defaults_are_the_probes_defaults(tmp_path: Path) -> None:
+    assert _settings(tmp_path).measure_settings() == MeasureSettings()
+
+
+def test_the_measure_settings_take_their_settings(tmp_path: Path) -> None:
+    cli = {"vmc_rounds": "5", "vmc_warmup": "0", "vmc_boot_rounds": "4", "vmc_density_vms": "3",
+           "vmc_density_containers": "7", "vmc_http_requests": "100", "vmc_http_seconds": "2.5"}
+    assert _settings(tmp_path, cli).measure_settings() == MeasureSettings(
+        rounds=5, warmup=0, boot_rounds=4, density_vms=3, density_containers=7,
+        http_requests=100, http_seconds=2.5)
