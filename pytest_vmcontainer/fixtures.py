@@ -41,7 +41,7 @@ def vmc_state(request: pytest.FixtureRequest) -> Iterator[RunState]:
 
 def _get_target(state: RunState, kind: str) -> Target:
     if kind not in state.kinds:
-        pytest.skip(f"the {kind} target is not selected (--target={state.value('vmc_target')})")
+        pytest.skip(f"the {kind} target is not selected (--target={state.settings.target})")
     if state.shared_dir is not None:  # an xdist worker: the controller brings targets up
         if kind not in state.attached:
             try:

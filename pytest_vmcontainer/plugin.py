@@ -41,6 +41,7 @@ from pytest_vmcontainer.runstate import (
     state_of,
 )
 from pytest_vmcontainer.runtime import signals
+from pytest_vmcontainer.settings import RunSettings
 
 if TYPE_CHECKING:
     pass
@@ -97,13 +98,13 @@ def pytest_configure(config: pytest.Config) -> None:
     ini_dir = config.inipath.parent if config.inipath else config.rootpath
     workerinput = getattr(config, "workerinput", None)  # set by pytest-xdist in its workers
     try:
-        settings = options.resolve(_PytestSources(config), os.environ,
+        resolved = options.resolve(_PytestSources(config), os.environ,
                                    config.invocation_params.dir, ini_dir)
-        kinds = options.TARGETS[settings["vmc_target"].value]
-        options.check_files(settings, kinds, lambda p: p.is_file() and os.access(p, os.R_OK))
-        if workerinput is None and settings["vmc_report"].value is not None:
-            runreport.ensure_directory(settings["vmc_report"].value,
-                                       f"--vmc-report (from {settings['vmc_report'].source})")
+        settings = RunSettings.from_resolved(resolved)
+        kinds = settings.kinds
+        options.check_files(resolved, kinds, lambda p: p.is_file() and os.access(p, os.R_OK))
+        if workerinput is None and settings.report is not None:
+            runreport.ensure_directory(settings.report, settings.where("vmc_report"))
     except SettingError as error:
         raise pytest.UsageError(str(error)) from None
     extra_rows = [row for rows in config.hook.pytest_vmcontainer_comparison_rows() for row in rows]
@@ -126,16 +127,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    state = state_of(config)
-    shown = ("vmc_target", "vmc_vagrantfile", "vmc_dockerfile", "vmc_keep", "vmc_reuse",
-             "vmc_ports")
-    parts = []
-    for name in shown:
-        resolved = state.settings[name]
-        value = resolved.value
-        if isinstance(value, tuple):
-            value = ",".join(str(v) for v in value)
-        parts.append(f"{options.BY_NAME[name].flag.lstrip('-')}={value} ({resolved.source})")
+    settings = state_of(config).settings
+    shown: tuple[tuple[str, object], ...] = (
+        ("vmc_target", settings.target), ("vmc_vagrantfile", settings.vagrantfile),
+        ("vmc_dockerfile", settings.dockerfile), ("vmc_keep", settings.keep),
+        ("vmc_reuse", settings.reuse), ("vmc_ports", ",".join(map(str, settings.ports))))
+    parts = [f"{options.BY_NAME[name].flag.lstrip('-')}={value} ({settings.sources[name]})"
+             for name, value in shown]
     return ["vmcontainer: " + ", ".join(parts)]
 
 

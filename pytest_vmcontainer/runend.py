@@ -30,8 +30,7 @@ def _make_run_report(state: RunState) -> runreport.RunReport:
     from pytest_vmcontainer.comparison.measure import host_facts
     from pytest_vmcontainer.comparison.results import ComparisonReport
 
-    shown = runreport.settings_shown({name: resolved.value
-                                      for name, resolved in state.settings.items()})
+    shown = runreport.settings_shown(state.settings.by_name())
     benchmarks = state.user_benchmarks.results()
     if (state.comparison is not None and state.comparison.figures) or benchmarks:
         comparison = state.get_comparison().report(shown, benchmarks)
@@ -45,8 +44,8 @@ def _make_run_report(state: RunState) -> runreport.RunReport:
         engine = target.facts().get("engine")  # where it ran, when not on this host
         if engine:
             comparison.host[f"{kind}_engine"] = engine
-    digest = runreport.inputs_hash(state.value("vmc_vagrantfile"), state.value("vmc_dockerfile"),
-                                   state.value("vmc_provision_inputs"))
+    digest = runreport.inputs_hash(state.settings.vagrantfile, state.settings.dockerfile,
+                                   state.settings.provision_inputs)
     return runreport.RunReport(comparison, state.matrix,
                                runreport.targets_of(comparison, state.matrix), digest,
                                scan=state.scan)
@@ -54,7 +53,7 @@ def _make_run_report(state: RunState) -> runreport.RunReport:
 
 def write_report(state: RunState) -> None:
     """--vmc-report=DIR: the run's report, with or without comparison rows (not in a worker)."""
-    directory = state.value("vmc_report")
+    directory = state.settings.report
     if directory is None or state.worker is not None:
         return
     try:

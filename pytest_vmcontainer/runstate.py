@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
-from pytest_vmcontainer import options
 from pytest_vmcontainer.comparison.userbench import UserBenchmarks
 from pytest_vmcontainer.errors import TargetError, UsageError, VmcError
-from pytest_vmcontainer.harness import Harness, HarnessConfig, HarnessHooks
+from pytest_vmcontainer.harness import Harness, HarnessHooks
 from pytest_vmcontainer.parity import (
     PROP_EXPECT_DIFF,
     PROP_MODE,
@@ -31,6 +30,7 @@ from pytest_vmcontainer.parity import (
     ParityStore,
 )
 from pytest_vmcontainer.runtime.progress import Progress
+from pytest_vmcontainer.settings import RunSettings
 from pytest_vmcontainer.targets import capabilities
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ def harness_hooks(config: pytest.Config) -> HarnessHooks:
 class RunState:
     """Everything the plugin keeps for one pytest run (in ``config.stash``)."""
 
-    settings: dict[str, options.Resolved]
+    settings: RunSettings
     kinds: tuple[str, ...]  # selected by --target
     terminal: TerminalProgress
     hooks: HarnessHooks = field(default_factory=HarnessHooks)
@@ -147,49 +147,21 @@ class RunState:
     scan_job: Job[ScanResult] | None = None  # the parity scan, where targets are owned
     scan: ScanResult | None = None  # its result (see scanrun)
 
-    def value(self, name: str) -> Any:
-        return self.settings[name].value
-
     def get_harness(self) -> Harness:
         if self.harness is None:
-            ready = self.value("vmc_ready_path")
-            config = HarnessConfig(
-                vagrantfile=self.value("vmc_vagrantfile"),
-                dockerfile=self.value("vmc_dockerfile"),
-                provision_inputs=self.value("vmc_provision_inputs"),
-                guest_ports=self.value("vmc_ports"),
-                ready_port=ready[0] if ready else None,
-                ready_path=ready[1] if ready else None,
-                boot_timeout=self.value("vmc_boot_timeout"),
-                ready_timeout=self.value("vmc_ready_timeout"),
-                rebuild_bases=self.value("vmc_rebuild_bases"),
-                keep=self.value("vmc_keep"),
-                reuse=self.value("vmc_reuse"),
-                vm_cache=self.value("vmc_vm_cache"),
-                vm_cache_bytes=self.value("vmc_vm_cache_size"),
-                vm_restore=self.value("vmc_vm_restore"),
-                setup_host=self.value("vmc_host_setup"),
-            )
-            self.harness = Harness(config, Progress(write=self.terminal.write), self.hooks)
+            self.harness = Harness(self.settings.harness_config(),
+                                   Progress(write=self.terminal.write), self.hooks)
         return self.harness
 
     def get_comparison(self) -> Comparison:
         if self.comparison is None:
             from pytest_vmcontainer.comparison.measure import Comparison
-            from pytest_vmcontainer.comparison.probes import MeasureSettings
 
-            settings = MeasureSettings(
-                rounds=self.value("vmc_rounds"), warmup=self.value("vmc_warmup"),
-                boot_rounds=self.value("vmc_boot_rounds"),
-                density_vms=self.value("vmc_density_vms"),
-                density_containers=self.value("vmc_density_containers"),
-                http_requests=self.value("vmc_http_requests"),
-                http_seconds=self.value("vmc_http_seconds"))
             # A probe may measure several targets at once, but only those the selected tests
             # need: nothing boots for a target no selected test uses.
             kinds = tuple(kind for kind in self.kinds if kind in self.needed)
-            self.comparison = Comparison(self.get_harness(), settings, self.extra_rows,
-                                         kinds=kinds)
+            self.comparison = Comparison(self.get_harness(), self.settings.measure_settings(),
+                                         self.extra_rows, kinds=kinds)
         return self.comparison
 
 

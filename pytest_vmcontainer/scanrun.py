@@ -33,13 +33,12 @@ PROP = "vmc.scan."
 
 def user_rules(state: RunState) -> tuple[Rule, ...]:
     """The ``vmc_scan_expect`` lines as rules (a SettingError names a bad line)."""
-    resolved = state.settings["vmc_scan_expect"]
-    return parse_user_rules(resolved.value, f"--vmc-scan-expect (from {resolved.source})")
+    return parse_user_rules(state.settings.scan_expect, state.settings.where("vmc_scan_expect"))
 
 
 def wanted(state: RunState) -> bool:
     """Scan when both targets run: both selected, and the selected tests need both."""
-    return (state.value("vmc_scan") != "off" and set(state.kinds) == set(SIDES)
+    return (state.settings.scan != "off" and set(state.kinds) == set(SIDES)
             and set(SIDES) <= state.needed)
 
 
@@ -47,7 +46,7 @@ def start(state: RunState) -> None:
     """Where targets are owned, once both bring-ups started: scan in the background."""
     if state.scan_job is not None or state.worker is not None:
         return
-    if state.value("vmc_scan") == "off" or set(state.kinds) != set(SIDES):
+    if state.settings.scan == "off" or set(state.kinds) != set(SIDES):
         return
     harness = state.get_harness()
     if all(harness.started(kind) for kind in SIDES):
@@ -66,10 +65,10 @@ def _scan(state: RunState) -> ScanResult:
     else:
         try:
             ports = {port for target in targets.values() for port in target.host_ports}
-            bases = scan_bases(state.value("vmc_vagrantfile"), state.value("vmc_dockerfile"))
+            bases = scan_bases(state.settings.vagrantfile, state.settings.dockerfile)
             result = scan_hosts({kind: target.host for kind, target in targets.items()},
                                 {kind: target.resource_name for kind, target in targets.items()},
-                                state.value("vmc_scan_paths"), user_rules(state), bases,
+                                state.settings.scan_paths, user_rules(state), bases,
                                 ports)
         except VmcError as error:
             result = ScanResult.skip(error.one_line())
@@ -139,7 +138,7 @@ class ScanItem(pytest.Item):
             pytest.skip("no parity scan: " + (result.skipped if result and result.skipped
                                                else "the targets did not come up in this run"))
         self.user_properties.extend(properties(result))
-        if state.value("vmc_scan") == "fail" and result.unexpected:
+        if state.settings.scan == "fail" and result.unexpected:
             raise ScanDrift("\n".join(terminal_lines(result)))
 
     def repr_failure(self, excinfo: Any, style: Any = None) -> str:

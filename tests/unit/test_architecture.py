@@ -110,8 +110,8 @@ def test_layers_only_import_downwards() -> None:
     """runtime < host < targets < harness/comparison < the plugin and the command line."""
     order = ["errors", "runtime", "host", "targets", "lifecycle", "housekeeping", "bringup",
              "harness", "shared", "scan", "comparison", "parity", "runreport", "options",
-             "hookspecs", "scheduling", "runstate", "runend", "scanrun", "fixtures", "plugin",
-             "commands", "cli"]
+             "settings", "hookspecs", "scheduling", "runstate", "runend", "scanrun", "fixtures",
+             "plugin", "commands", "cli"]
 
     def layer(module: str) -> int:
         name = module.split(".")[1] if "." in module else ""
