@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import random
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 
 from pytest_vmcontainer.errors import PortInUse
@@ -61,3 +62,11 @@ def ensure_free(port: int) -> int:
                 raise PortInUse(port) from None
             raise
     return port
+
+
+def was_picked(error: PortInUse, pinned: Mapping[int, int]) -> bool:
+    """The taken port was one the harness picked, not one the user pinned (unknown: picked
+    only when nothing is pinned)."""
+    if error.port is None:
+        return not pinned
+    return error.port not in pinned.values()

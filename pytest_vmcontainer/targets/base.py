@@ -91,13 +91,6 @@ class TargetSpec:
         return {guest: portlib.ensure_free(self.pinned_ports[guest]) if guest in self.pinned_ports
                 else portlib.free_port() for guest in self.guest_ports}
 
-    def picked(self, error: PortInUse) -> bool:
-        """The taken port was one the harness picked, not one the user pinned (unknown: picked
-        only when nothing is pinned)."""
-        if error.port is None:
-            return not self.pinned_ports
-        return error.port not in self.pinned_ports.values()
-
 
 @dataclass(frozen=True)
 class CommandResult:
@@ -176,7 +169,8 @@ class Target(abc.ABC):
                 start()
                 return
             except PortInUse as error:
-                if attempt == PORT_ATTEMPTS or not self.spec.picked(error):
+                picked = portlib.was_picked(error, self.spec.pinned_ports)
+                if attempt == PORT_ATTEMPTS or not picked:
                     raise
                 self.progress.say(f"{self.kind}: {error.cause}, taken since it was picked; "
                                   "starting again on new ports")
