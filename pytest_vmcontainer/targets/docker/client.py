@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import os
+from pathlib import Path
 from typing import Any
 
 from pytest_vmcontainer.errors import TargetError, VmcError
@@ -21,3 +24,24 @@ def connect() -> Any:
         raise TargetError(f"no Docker engine reachable ({type(exc).__name__})",
                           "start dockerd (python -m pytest_vmcontainer setup does it as root) "
                           "or set DOCKER_HOST") from None
+
+
+def local_dockerd_pid_file() -> Path | None:
+    """The pid file of the dockerd on this host, when that is the engine in use."""
+    if os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock") != \
+            "unix:///var/run/docker.sock":
+        return None
+    pid_file = Path("/var/run/docker.pid")
+    return pid_file if pid_file.exists() else None
+
+
+def local_dockerd_started() -> str | None:
+    """When the local dockerd started (its pid file's time, ISO UTC), if it is local."""
+    pid_file = local_dockerd_pid_file()
+    if pid_file is None:
+        return None
+    try:
+        started = pid_file.stat().st_mtime
+    except OSError:  # dockerd stopped in between
+        return None
+    return datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat()

@@ -9,16 +9,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import docker.errors
+import requests.exceptions
 
-from pytest_vmcontainer.errors import BuildError
+from pytest_vmcontainer.errors import BuildError, WaitTimeout
 from pytest_vmcontainer.host import bases, engine
 from pytest_vmcontainer.runtime import hashing
+from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, TargetSpec
+from pytest_vmcontainer.targets.docker.client import local_dockerd_pid_file, local_dockerd_started
 
 if TYPE_CHECKING:
     from pytest_vmcontainer.targets.docker import DockerTarget
 
 APP_REPOSITORY = "pytest-vmcontainer/app"
+ENGINE_GONE_WAIT = 10.0  # seconds a killed build step waits to see whether dockerd is stopping
 DOCKERFILE_LABEL = "pytest-vmcontainer.dockerfile"
 
 
@@ -82,34 +86,82 @@ def _build_once(target: DockerTarget) -> str:
     dockerfile = target.spec.dockerfile
     tag = image_tag(target.spec)
     started = time.monotonic()
+    engine_before = _engine_identity()
     with target.progress.step(f"container: docker build {dockerfile}") as note, \
             open(target.log_path, "a") as log:
         stream = target.client.api.build(
             path=str(dockerfile.parent), dockerfile=dockerfile.name, tag=tag, rm=True,
             forcerm=True, decode=True,
             labels={OWNER_LABEL: OWNER, DOCKERFILE_LABEL: str(dockerfile)})
-        for chunk in stream:
-            target.check_cancelled()  # leaving the stream closes it: dockerd stops the build
-            text = chunk.get("stream", "")
-            log.write(text)
-            if text.startswith("Step "):
-                note(text.strip())
-            elif text.strip():
-                target.progress.detail(text)
-            if "error" in chunk:
-                log.write(chunk["error"] + "\n")
-                log.flush()
-                unavailable = _unavailable_base(dockerfile, chunk["error"])
-                if unavailable is not None:
-                    raise BuildError(*unavailable, detail=target.log_tail())
-                raise BuildError(
-                    f"provisioning failed in the container: {chunk['error'].strip()}",
-                    f"fix the step in {dockerfile} or the script it runs (log {target.log_path})",
-                    detail=target.log_tail())
+        try:
+            for chunk in stream:
+                target.check_cancelled()  # leaving the stream closes it: dockerd stops the build
+                text = chunk.get("stream", "")
+                log.write(text)
+                if text.startswith("Step "):
+                    note(text.strip())
+                elif text.strip():
+                    target.progress.detail(text)
+                if "error" in chunk:
+                    log.write(chunk["error"] + "\n")
+                    log.flush()
+                    raise _build_failure(target, chunk["error"], engine_before, broke=False)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+            log.write(f"the build's stream broke: {error}\n")
+            log.flush()
+            raise _build_failure(target, str(error), engine_before, broke=True) from None
     target.build_seconds = time.monotonic() - started
     _drop_superseded_images(target, tag)
     target.image = tag
     return tag
+
+def _engine_identity() -> float | None:
+    """When the local dockerd started (its pid file's time); None if it is not running here."""
+    pid_file = local_dockerd_pid_file()
+    try:
+        return pid_file.stat().st_mtime if pid_file is not None else None
+    except OSError:
+        return None
+
+
+def _engine_went_away(error: str, before: float | None, broke: bool) -> bool:
+    """Whether the local dockerd stopped or restarted since the build began. A step killed by
+    a stopping engine fails (exit 137) while dockerd still runs: that error, or a stream that
+    broke, waits a few seconds for its pid file to go or change."""
+    if before is None:
+        return False
+    if _engine_identity() != before:
+        return True
+    if not broke and "returned a non-zero code: 137" not in error:
+        return False
+    try:
+        wait_for(lambda: _engine_identity() != before, timeout=ENGINE_GONE_WAIT,
+                 what="dockerd to stop", interval=0.2)
+    except WaitTimeout:
+        return False  # killed for another reason (out of memory, say)
+    return True
+
+
+def _build_failure(target: DockerTarget, error: str, engine_before: float | None,
+                   broke: bool) -> BuildError:
+    """Why the build failed: the engine that stopped or restarted under it (not the
+    Dockerfile's fault), a FROM image that cannot be pulled, or a step of the Dockerfile."""
+    dockerfile = target.spec.dockerfile
+    if _engine_went_away(error, engine_before, broke):
+        started = local_dockerd_started()
+        now = f"started again at {started[:19]} UTC" if started else "not running now"
+        return BuildError(
+            f"the Docker engine stopped during the build of {dockerfile} (dockerd {now}; "
+            f"the build said: {error.strip()})",
+            "run again once dockerd answers (python -m pytest_vmcontainer setup starts it); "
+            "check what stopped it", detail=target.log_tail())
+    unavailable = _unavailable_base(dockerfile, error)
+    if unavailable is not None:
+        return BuildError(*unavailable, detail=target.log_tail())
+    return BuildError(f"provisioning failed in the container: {error.strip()}",
+                      f"fix the step in {dockerfile} or the script it runs (log "
+                      f"{target.log_path})", detail=target.log_tail())
+
 
 def _unavailable_base(dockerfile: Path, error: str) -> tuple[str, str] | None:
     """(cause, remedy) when the build failed because a FROM image cannot be pulled."""

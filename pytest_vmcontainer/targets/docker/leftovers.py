@@ -3,36 +3,12 @@ session, app images of deleted projects; and whether the engine is this host's d
 
 from __future__ import annotations
 
-import datetime
-import os
-from pathlib import Path
 from typing import Any
 
 from pytest_vmcontainer.errors import VmcError
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, SESSION_LABEL, Leftovers
 from pytest_vmcontainer.targets.docker.client import connect
 from pytest_vmcontainer.targets.docker.images import remove_orphaned_images
-
-
-def local_dockerd_pid_file() -> Path | None:
-    """The pid file of the dockerd on this host, when that is the engine in use."""
-    if os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock") != \
-            "unix:///var/run/docker.sock":
-        return None
-    pid_file = Path("/var/run/docker.pid")
-    return pid_file if pid_file.exists() else None
-
-
-def local_dockerd_started() -> str | None:
-    """When the local dockerd started (its pid file's time, ISO UTC), if it is local."""
-    pid_file = local_dockerd_pid_file()
-    if pid_file is None:
-        return None
-    try:
-        started = pid_file.stat().st_mtime
-    except OSError:  # dockerd stopped in between
-        return None
-    return datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat()
 
 
 class DockerLeftovers(Leftovers):
