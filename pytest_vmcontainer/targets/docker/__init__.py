@@ -13,12 +13,14 @@ from typing import Any
 
 import docker
 import docker.errors
+import requests.exceptions
 
 from pytest_vmcontainer.errors import PortInUse, TargetError
 from pytest_vmcontainer.host import bases, engine, paths, space
 from pytest_vmcontainer.runtime import procnet
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.timing import Timer
+from pytest_vmcontainer.runtime.waiting import NotReady, wait_for
 from pytest_vmcontainer.targets.base import (
     OWNER,
     OWNER_LABEL,
@@ -30,13 +32,15 @@ from pytest_vmcontainer.targets.base import (
 )
 from pytest_vmcontainer.targets.capabilities import Attaching, Exporting, Measuring, Shell
 from pytest_vmcontainer.targets.docker import export, images
-from pytest_vmcontainer.targets.docker.client import connect
-from pytest_vmcontainer.targets.docker.leftovers import (
-    DockerLeftovers,
+from pytest_vmcontainer.targets.docker.client import (
+    connect,
     local_dockerd_pid_file,
     local_dockerd_started,
 )
+from pytest_vmcontainer.targets.docker.leftovers import DockerLeftovers
 from pytest_vmcontainer.targets.remote import ForwardLeftovers, Reach, Together
+
+ENGINE_BACK_WAIT = 30.0  # seconds teardown waits for a dockerd that stopped to answer again
 
 
 class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
@@ -230,17 +234,34 @@ class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
         with self._state_lock:
             self.reach.close()
             try:
-                container = self.container or self.client.containers.get(self.resource_name)
-                container.remove(force=True, v=True)
-            except docker.errors.NotFound:
-                pass
-            for name in self.spec.volumes:  # named volumes outlive their container otherwise
-                try:
-                    self.client.volumes.get(self.volume_name(name)).remove(force=True)
-                except docker.errors.NotFound:
-                    pass
+                self._remove_container_and_volumes()
+            except requests.exceptions.ConnectionError:
+                # dockerd stopped (a build or a test failed with it): a supervisor or the
+                # next setup starts it again within seconds; wait once, else the session is
+                # left to the next run's sweep.
+                wait_for(self._engine_answers, timeout=ENGINE_BACK_WAIT,
+                         what="the Docker engine to answer again")
+                self._remove_container_and_volumes()
             self.container = None
             self._host = None
+
+    def _remove_container_and_volumes(self) -> None:
+        try:
+            container = self.container or self.client.containers.get(self.resource_name)
+            container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        for name in self.spec.volumes:  # named volumes outlive their container otherwise
+            try:
+                self.client.volumes.get(self.volume_name(name)).remove(force=True)
+            except docker.errors.NotFound:
+                pass
+
+    def _engine_answers(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except (requests.exceptions.RequestException, docker.errors.APIError):
+            raise NotReady("dockerd does not answer yet") from None
 
     def _make_host(self) -> Any:
         import testinfra
