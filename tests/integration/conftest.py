@@ -34,6 +34,7 @@ from pytest_vmcontainer.targets.vagrant import libvirt_names
 from tests import npmtools
 
 ROOT = Path(__file__).resolve().parents[2]
+RUN_HOME = paths.home()  # the VMC_HOME the run began with (a test's own_home is another)
 T = TypeVar("T")
 WARM_UP_RUNS = 3  # provision and cache; boot from the cache and save; (a retry)
 # What `up` prints once a saved state exists: it saved one, or restored one (a restore that
@@ -261,13 +262,16 @@ def other_live_runs() -> set[str]:
             if len(fields) >= 6 and fields[1] == "FLOCK":
                 holders[int(fields[5].rsplit(":", 1)[1])] = int(fields[4])
     live = set()
-    for session in lifecycle.paths.sessions_dir().iterdir():
-        try:
-            holder = holders.get((session / "lock").stat().st_ino)
-        except OSError:
-            continue
-        if holder is not None and holder != os.getpid():
-            live.add(session.name)
+    # This test's home (own_home) and the one the run began with, where the background
+    # preparation runs: its warm-up's restored VM is named after its slot, locked there.
+    for sessions in {lifecycle.paths.sessions_dir(), RUN_HOME / "sessions"}:
+        for session in sessions.iterdir() if sessions.is_dir() else ():
+            try:
+                holder = holders.get((session / "lock").stat().st_ino)
+            except OSError:
+                continue
+            if holder is not None and holder != os.getpid():
+                live.add(session.name)
     return live
 
 

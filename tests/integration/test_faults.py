@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,9 @@ from typing import Any
 import pytest
 
 from pytest_vmcontainer.host import setup
+from pytest_vmcontainer.host.bases import DOCKER_BASE_IMAGE
 from pytest_vmcontainer.runtime.waiting import wait_for
-from tests.integration.conftest import ROOT, leftovers, run_cli
+from tests.integration.conftest import ROOT, leftovers, run_cli, start_process, stop_process
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("CI") != "true" and os.environ.get("VMC_TEST_FAULTS") != "1",
@@ -133,6 +136,40 @@ def test_dockerd_restarted_while_the_tests_run(tmp_path: Path, docker_base: None
                      r"[\d\-T:]+ UTC\)\): the run does not restart targets", output), output
     assert "1 passed" in output and "1 failed" in output, output
     assert leftovers(name.removeprefix("vmc-").removesuffix("-container")) == [], output
+
+
+def test_dockerd_restarted_during_a_build(tmp_path: Path, docker_base: None, own_home: Path,
+                                          leak_check: None) -> None:
+    """A build step dies with dockerd: the run fails with one line that names the engine, not
+    the Dockerfile, and leaves nothing (the build's container goes with the engine)."""
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {DOCKER_BASE_IMAGE}\nRUN sleep 300 # {secrets.token_hex(8)}\n"
+        'CMD ["sleep", "infinity"]\n')
+    (tmp_path / "test_up.py").write_text("def test_up(container):\n    assert container.address\n")
+    run = start_process([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                         "--target=container"], tmp_path, env={"PYTHONUNBUFFERED": "1"},
+                        merge_stderr=True)
+    lines: list[str] = []
+    stdout = run.stdout
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")),
+                              daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: any("Step" in line and ": RUN sleep 300" in line for line in lines)
+                 or run.poll() is not None, timeout=300, what="the build's long step")
+        _restart_dockerd()
+        run.wait(timeout=300)
+        reader.join(timeout=60)
+    finally:
+        stop_process(run)
+    output = "".join(lines)
+    assert run.returncode == 1, output
+    assert re.search(rf"container target: the Docker engine stopped during the build of "
+                     rf"{tmp_path / 'Dockerfile'} \(dockerd (started again at [\d\-T:]+ UTC|not "
+                     r"running now); the build said: .*\): run again once dockerd answers",
+                     output), output
+    assert "fix the step" not in output and "Traceback" not in output, output
 
 
 def _restart_libvirt_daemons() -> None:
