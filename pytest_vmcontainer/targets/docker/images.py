@@ -16,7 +16,7 @@ from pytest_vmcontainer.host import bases, engine
 from pytest_vmcontainer.runtime import hashing
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, TargetSpec
-from pytest_vmcontainer.targets.docker.client import local_dockerd_pid_file, local_dockerd_started
+from pytest_vmcontainer.targets.docker.client import local_dockerd_started
 
 if TYPE_CHECKING:
     from pytest_vmcontainer.targets.docker import DockerTarget
@@ -86,7 +86,7 @@ def _build_once(target: DockerTarget) -> str:
     dockerfile = target.spec.dockerfile
     tag = image_tag(target.spec)
     started = time.monotonic()
-    engine_before = _engine_identity()
+    engine_before = local_dockerd_started()
     with target.progress.step(f"container: docker build {dockerfile}") as note, \
             open(target.log_path, "a") as log:
         stream = target.client.api.build(
@@ -115,34 +115,25 @@ def _build_once(target: DockerTarget) -> str:
     target.image = tag
     return tag
 
-def _engine_identity() -> float | None:
-    """When the local dockerd started (its pid file's time); None if it is not running here."""
-    pid_file = local_dockerd_pid_file()
-    try:
-        return pid_file.stat().st_mtime if pid_file is not None else None
-    except OSError:
-        return None
-
-
-def _engine_went_away(error: str, before: float | None, broke: bool) -> bool:
+def _engine_went_away(error: str, before: str | None, broke: bool) -> bool:
     """Whether the local dockerd stopped or restarted since the build began. A step killed by
     a stopping engine fails (exit 137) while dockerd still runs: that error, or a stream that
     broke, waits a few seconds for its pid file to go or change."""
     if before is None:
         return False
-    if _engine_identity() != before:
+    if local_dockerd_started() != before:
         return True
     if not broke and "returned a non-zero code: 137" not in error:
         return False
     try:
-        wait_for(lambda: _engine_identity() != before, timeout=ENGINE_GONE_WAIT,
+        wait_for(lambda: local_dockerd_started() != before, timeout=ENGINE_GONE_WAIT,
                  what="dockerd to stop", interval=0.2)
     except WaitTimeout:
         return False  # killed for another reason (out of memory, say)
     return True
 
 
-def _build_failure(target: DockerTarget, error: str, engine_before: float | None,
+def _build_failure(target: DockerTarget, error: str, engine_before: str | None,
                    broke: bool) -> BuildError:
     """Why the build failed: the engine that stopped or restarted under it (not the
     Dockerfile's fault), a FROM image that cannot be pulled, or a step of the Dockerfile."""
