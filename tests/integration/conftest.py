@@ -384,6 +384,27 @@ def start_process(argv: list[str], cwd: Path, env: dict[str, str] | None = None,
                             stdin=subprocess.DEVNULL, start_new_session=True)
 
 
+class LiveOutput:
+    """A started process's output (``start_process(..., merge_stderr=True)``), read line by
+    line as it comes: for tests that act once the process says something."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        stdout = process.stdout
+        assert stdout is not None
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=lambda: self.lines.extend(iter(stdout.readline, "")),
+                                        daemon=True)
+        self._reader.start()
+
+    def has(self, match: Callable[[str], bool]) -> bool:
+        return any(match(line) for line in self.lines)
+
+    def text(self) -> str:
+        """Everything it printed (call once it has ended)."""
+        self._reader.join(timeout=60)
+        return "".join(self.lines)
+
+
 def stop_process(process: subprocess.Popen[str]) -> None:
     """SIGINT, as a terminal's Ctrl-C, and time to tear down its targets; SIGKILL of its
     session only if it does not end (``subprocess.run`` would SIGKILL it at once and leave

@@ -15,7 +15,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,14 @@ import pytest
 from pytest_vmcontainer.host import setup
 from pytest_vmcontainer.host.bases import DOCKER_BASE_IMAGE
 from pytest_vmcontainer.runtime.waiting import wait_for
-from tests.integration.conftest import ROOT, leftovers, run_cli, start_process, stop_process
+from tests.integration.conftest import (
+    ROOT,
+    LiveOutput,
+    leftovers,
+    run_cli,
+    start_process,
+    stop_process,
+)
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("CI") != "true" and os.environ.get("VMC_TEST_FAULTS") != "1",
@@ -149,27 +155,21 @@ def test_dockerd_restarted_during_a_build(tmp_path: Path, docker_base: None, own
     run = start_process([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
                          "--target=container"], tmp_path, env={"PYTHONUNBUFFERED": "1"},
                         merge_stderr=True)
-    lines: list[str] = []
-    stdout = run.stdout
-    assert stdout is not None
-    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")),
-                              daemon=True)
-    reader.start()
+    output = LiveOutput(run)
     try:
-        wait_for(lambda: any("Step" in line and ": RUN sleep 300" in line for line in lines)
+        wait_for(lambda: output.has(lambda line: "Step" in line and ": RUN sleep 300" in line)
                  or run.poll() is not None, timeout=300, what="the build's long step")
         _restart_dockerd()
         run.wait(timeout=300)
-        reader.join(timeout=60)
     finally:
         stop_process(run)
-    output = "".join(lines)
-    assert run.returncode == 1, output
+    text = output.text()
+    assert run.returncode == 1, text
     assert re.search(rf"container target: the Docker engine stopped during the build of "
                      rf"{tmp_path / 'Dockerfile'} \(dockerd (started again at [\d\-T:]+ UTC|not "
                      r"running now); the build said: .*\): run again once dockerd answers",
-                     output), output
-    assert "fix the step" not in output and "Traceback" not in output, output
+                     text), text
+    assert "fix the step" not in text and "Traceback" not in text, text
 
 
 def _restart_libvirt_daemons() -> None:

@@ -10,20 +10,25 @@ boot): this test is about caching, not apt.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets import vmcache
-from tests.integration.conftest import leftovers, page_project, run_process
+from tests.integration.conftest import (
+    LiveOutput,
+    leftovers,
+    page_project,
+    run_process,
+    start_process,
+    stop_process,
+)
 
 pytestmark = pytest.mark.vm
 
@@ -136,26 +141,18 @@ def _cache_runs(project: Path, token: str) -> None:
     partials = set(vmcache.cache_dir().glob(".partial-*"))
     damaged = f"vm: the VM cache entry {entry.key} is damaged (box.img was written to after " \
         "it was sealed); removed it, provisioning instead"
-    run = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-                            "--target=vm", "-k", "fresh"], cwd=project, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
-                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    lines: list[str] = []
-    stdout = run.stdout
-    assert stdout is not None
-    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")),
-                              daemon=True)
-    reader.start()
+    run = start_process([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=vm",
+                         "-k", "fresh"], project, env={"PYTHONUNBUFFERED": "1"},
+                        merge_stderr=True)
+    live = LiveOutput(run)
     try:
-        wait_for(lambda: any(damaged in line for line in lines) or run.poll() is not None,
+        wait_for(lambda: live.has(lambda line: damaged in line) or run.poll() is not None,
                  timeout=600, what="the run to find the damaged entry")
         run.send_signal(signal.SIGINT)  # by its id, as a terminal's Ctrl-C
         run.wait(timeout=600)
-        reader.join(timeout=60)
     finally:
-        if run.poll() is None:
-            run.kill()
-    output = "".join(lines)
+        stop_process(run)
+    output = live.text()
     assert run.returncode == 2, output  # interrupted while provisioning
     assert damaged in output, output
     assert set(vmcache.cache_dir().glob(".partial-*")) <= partials, output
