@@ -127,7 +127,7 @@ class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
     def up(self) -> None:
         image = self.image or self.build()
         with self.progress.step(f"container: starting {self.resource_name}"):
-            self.on_picked_ports(lambda: self._run(image), self._remove_unstarted)
+            self.on_picked_ports(lambda: self._run(image), self._remove_container_and_volumes)
             self.save_state()
             self.reach.connect(self.container, self.host_ports, self.spec.ready_timeout)
             self._wait_running_and_ready()
@@ -144,14 +144,6 @@ class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
             if "already allocated" in explanation or "address already in use" in explanation:
                 raise PortInUse(detail=explanation) from None
             raise
-
-    def _remove_unstarted(self) -> None:
-        """The container a start left created but not started (its port was taken); its
-        volumes stay for the next start."""
-        try:
-            self.client.containers.get(self.resource_name).remove(force=True)
-        except docker.errors.NotFound:
-            pass
 
     def resume(self) -> bool:
         """Adopt this session's existing container (a reused target); False if there is none."""
@@ -246,6 +238,8 @@ class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
             self._host = None
 
     def _remove_container_and_volumes(self) -> None:
+        """This target's container (by name: one a failed start left created counts too) and
+        its named volumes."""
         try:
             container = self.container or self.client.containers.get(self.resource_name)
             container.remove(force=True, v=True)
