@@ -8,12 +8,15 @@ what is missing and how to get it. With everything in place it only checks
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Callable, Collection
+import tempfile
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -274,6 +277,29 @@ def ensure_host(progress: Progress, needs: Collection[str] = ALL_NEEDS,
         why = "not root" if os.geteuid() != 0 else "not a Debian system"
         raise HostSetupError(f"host setup incomplete ({why})", manual_instructions(missing,
                                                                                     stopped))
+    if missing or stopped:
+        with _one_setup_at_a_time():
+            # Another run may have done it while this one waited.
+            missing, stopped = check(needs)
+            _install_and_start(progress, needs, missing, stopped)
+    if make_pool and "libvirt" in needs:
+        ensure_storage_pool(paths.pool_dir())
+
+
+@contextmanager
+def _one_setup_at_a_time() -> Iterator[None]:
+    """Runs that start together on a new machine (CI jobs, pytest-xdist workers, a test
+    run's background preparation) would run apt-get side by side, which dpkg's lock refuses,
+    and start a second dockerd. The packages and daemons are the machine's, whatever
+    ``VMC_HOME`` each run uses, so the lock is the machine's too."""
+    directory = Path("/run/lock") if Path("/run/lock").is_dir() else Path(tempfile.gettempdir())
+    with open(directory / "pytest-vmcontainer-setup.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _install_and_start(progress: Progress, needs: Collection[str], missing: list[str],
+                       stopped: list[Daemon]) -> None:
     if missing:
         _install_packages(progress, missing)
         missing, stopped = check(needs)
@@ -291,8 +317,6 @@ def ensure_host(progress: Progress, needs: Collection[str] = ALL_NEEDS,
                     f"{daemon.name} did not answer within {DAEMON_TIMEOUT:.0f}s",
                     f"see {log} and start it by hand ({' '.join(daemon.start_command)})",
                 ) from None
-    if make_pool and "libvirt" in needs:
-        ensure_storage_pool(paths.pool_dir())
 
 
 def _install_packages(progress: Progress, packages: list[str]) -> None:
