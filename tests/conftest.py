@@ -7,16 +7,41 @@ marked ``vm`` by its author, and every other one is marked ``container`` here (r
 no VM), so ``-m container`` and ``-m vm`` select the two real-engine lanes. Lanes run in
 that order unless another order is asked for (``--random-order``, ``--reverse``): the
 suite passes in any order, and those options are how that is shown.
+
+Side by side: ``pytest tests/ -n 2 --dist loadgroup`` (what CI runs) puts the VM lane on one
+pytest-xdist worker and the unit and container lanes, in that order, on the other. Each lane
+is one xdist group, so each keeps its order; the VM lane, the longest, starts at once instead
+of after the others. Tests that restart a daemon or time something are marked ``exclusive``
+and have the engines to themselves meanwhile (``integration/conftest.py``).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 INTEGRATION = Path(__file__).parent / "integration"
 LANES = ("unit", "container", "vm")
+# The xdist group of each lane (``--dist loadgroup``): one worker per group.
+XDIST_GROUPS = {"unit": "quick", "container": "quick", "vm": "vm"}
+
+
+# What pytest-xdist tells its workers through the environment. The runs that tests start
+# (pytester, subprocesses) inherit the environment, and pytest-benchmark turns itself off in
+# a run that says it is an xdist worker: the comparison rows' timings would then not run.
+XDIST_ENVIRONMENT = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """In a worker, the runs that tests start are not xdist workers (see XDIST_ENVIRONMENT);
+    the worker's id stays in ``config.workerinput``."""
+    if hasattr(config, "workerinput"):
+        for name in XDIST_ENVIRONMENT:
+            os.environ.pop(name, None)
 
 
 def lane(item: pytest.Item) -> str:
@@ -36,12 +61,18 @@ def _other_order_asked(config: pytest.Config) -> bool:
     return shuffled or bool(config.getoption("reverse", False))
 
 
+def xdist_group(item: pytest.Item) -> str:
+    return XDIST_GROUPS[lane(item)]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(INTEGRATION):
             item.add_marker(pytest.mark.integration)
             if not item.get_closest_marker("vm"):
                 item.add_marker(pytest.mark.container)
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
     if not _other_order_asked(config):
         items.sort(key=_place)
 
@@ -55,6 +86,18 @@ def _place(item: pytest.Item) -> tuple[int, bool, bool, bool]:
     fixtures = getattr(item, "fixturenames", ())
     return (LANES.index(lane(item)), "bootloader_box" in fixtures, "bases" in fixtures,
             "shipped_vm" in fixtures)
+
+
+# Called once, with the first test this process runs: in an xdist worker, the first test of the
+# group it was given, which tells what to prepare (integration/conftest.py registers it).
+ON_FIRST_TEST = pytest.StashKey[list[Callable[[pytest.Item], None]]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    callbacks = item.config.stash.get(ON_FIRST_TEST, [])
+    while callbacks:
+        callbacks.pop(0)(item)
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,9 @@ machine pays for it once, behind tests that run anyway. Fixtures wait for their 
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +35,7 @@ from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, SESSION_LABEL
 from pytest_vmcontainer.targets.docker.client import connect
 from pytest_vmcontainer.targets.vagrant import libvirt_names
 from tests import npmtools
+from tests.conftest import ON_FIRST_TEST, xdist_group
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_HOME = paths.home()  # the VMC_HOME the run began with (a test's own_home is another)
@@ -49,48 +53,83 @@ class Prepared:
     session: the tests' own harnesses, which stop every process this one tracks at their
     teardown, never stop it, and a terminal's Ctrl-C reaches it only through ``stop``.
     Their output goes to a log file: the terminal belongs to the tests running meanwhile.
+
+    ``start`` begins the pieces a set of tests will need, early; ``need`` makes one on
+    demand (and what it comes after), so a fixture finds its piece in any case.
     """
 
-    def __init__(self, vm: bool, bootloader: bool, warm_vm: bool, chromium: bool = False,
-                 npm: bool = False) -> None:
+    def __init__(self, worker: str = "") -> None:
         # The environment as the run began: a test's own VMC_HOME (monkeypatched while a piece
         # starts later, the warm-up's second run say) is not the shared home's.
         self._env = dict(os.environ)
-        self.log = paths.ensure_dir(paths.home() / "logs") / "tests-prepared.log"
+        self.log = paths.ensure_dir(paths.home() / "logs") / f"tests-prepared{worker}.log"
         self.log.write_text("")
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._children: list[subprocess.Popen[str]] = []
+        self._jobs: dict[str, Job[Any]] = {}
         self._stopping = False
-        self.engines = Job("host setup", lambda: self._tool("setup"))
-        self.docker_base = Job("the Docker base",
-                               lambda: self._after(self.engines, "build", "--target=container"))
-        self.box = Job("the box", lambda: self._after(self.engines, "build", "--target=vm")) \
-            if vm else None
-        # After the box, not beside it: one build at a time keeps guestfish's appliance off a
-        # loaded host (see boxes.make_bootloader_disk).
-        self.bootloader_box = Job("the boot-loader box", lambda: self._after(
-            self.box or self.engines, "build", "--target=vm", "--box",
-            images.BOOTLOADER_BOX.name)) if bootloader else None
-        self.shipped_vm = Job("the shipped VM, warmed into the VM cache",
-                              self._warm_shipped_vm) if warm_vm else None
+
+    def _make(self, name: str) -> Job[Any]:
+        """One piece's job; what it comes after is made first."""
+        if name == "engines":
+            return Job("host setup", lambda: self._tool("setup"))
+        if name == "docker_base":
+            engines = self.need("engines")
+            return Job("the Docker base",
+                       lambda: self._after(engines, "build", "--target=container"))
+        if name == "box":
+            engines = self.need("engines")
+            return Job("the box", lambda: self._after(engines, "build", "--target=vm"))
+        if name == "bootloader_box":
+            # After the box, not beside it: one build at a time keeps guestfish's appliance
+            # off a loaded host (see boxes.make_bootloader_disk).
+            box = self.need("box")
+            return Job("the boot-loader box", lambda: self._after(
+                box, "build", "--target=vm", "--box", images.BOOTLOADER_BOX.name))
+        if name == "shipped_vm":
+            box = self.need("box")
+            return Job("the shipped VM, warmed into the VM cache",
+                       lambda: self._warm_shipped_vm(box))
         # Clients some tests drive, fetched once (minutes on a new machine): Debian's chromium
         # after the host setup's apt, the npm packages at once.
-        self.chromium = Job("chromium", lambda: self._after_job(self.engines, install_chromium)) \
-            if chromium else None
-        self.npm = Job("gitlab-ci-local", lambda: npmtools.package(*npmtools.GITLAB_CI_LOCAL)) \
-            if npm else None
+        if name == "chromium":
+            engines = self.need("engines")
+            return Job("chromium", lambda: self._after_job(engines, install_chromium))
+        if name == "npm":
+            return Job("gitlab-ci-local", lambda: npmtools.package(*npmtools.GITLAB_CI_LOCAL))
+        raise KeyError(f"no piece named {name}")
+
+    def need(self, name: str) -> Job[Any]:
+        """The piece's job, started now unless it already was."""
+        with self._lock:
+            if name not in self._jobs:
+                self._jobs[name] = self._make(name)
+            return self._jobs[name]
+
+    def start(self, items: Collection[pytest.Item]) -> None:
+        """Begin what ``items`` will need, so that it overlaps the tests before them."""
+        for name in plan(items):
+            self.need(name)
 
     def _tool(self, *args: str) -> str:
-        """``python -m pytest_vmcontainer ARGS`` to its end; its output, also in the log."""
+        """``python -m pytest_vmcontainer ARGS`` to its end; its output, also in the log.
+
+        It holds a share of the engines while it runs (``engines_share``): a test that
+        restarts a daemon waits for it. It takes its share past that test's turn, which
+        may be waiting for a test that waits for this piece."""
         with self._lock:
             if self._stopping:
                 raise RuntimeError("the test run is ending")
-            process = subprocess.Popen(
-                [sys.executable, "-m", "pytest_vmcontainer", *args], cwd=ROOT,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                text=True, start_new_session=True, env=self._env)
-            self._children.append(process)
-        output, _ = process.communicate()
+        with engines_share(exclusive=False, queue=False):
+            with self._lock:
+                if self._stopping:
+                    raise RuntimeError("the test run is ending")
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "pytest_vmcontainer", *args], cwd=ROOT,
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    text=True, start_new_session=True, env=self._env)
+                self._children.append(process)
+            output, _ = process.communicate()
         with self._lock, self.log.open("a") as log:
             log.write(f"{time.strftime('%H:%M:%S')} $ python -m pytest_vmcontainer "
                       f"{' '.join(args)} (exit {process.returncode})\n{output}")
@@ -109,21 +148,20 @@ class Prepared:
         first.wait()
         return work()
 
-    def _warm_shipped_vm(self) -> None:
+    def _warm_shipped_vm(self, box: Job[Any]) -> None:
         """``up --target=vm`` of the shipped files until the run restores or saves its VM: the
         first run on a cold machine provisions and caches, the second boots from the cache
         and saves. In a process of its own, so that leak checks count it as another run's."""
-        assert self.box is not None
-        self.box.wait()
+        box.wait()
         for _ in range(WARM_UP_RUNS):
             if any(word in self._tool("up", "--target=vm") for word in WARMED):
                 return
         raise RuntimeError(f"the shipped VM was not saved after {WARM_UP_RUNS} runs; see "
                            f"{self.log}")
 
-    def wait(self, request: pytest.FixtureRequest, job: Job[Any] | None) -> Any:
-        """The job's result, saying on the terminal when the test has to wait for it."""
-        assert job is not None, "not prepared: the lane markers and the fixtures disagree"
+    def wait(self, request: pytest.FixtureRequest, name: str) -> Any:
+        """The piece's result, saying on the terminal when the test has to wait for it."""
+        job = self.need(name)
         try:
             return job.wait(timeout=1.0)
         except StillRunning:
@@ -153,6 +191,20 @@ class Prepared:
                 child.wait()
 
 
+def plan(items: Collection[pytest.Item]) -> list[str]:
+    """The pieces the real-engine tests among ``items`` need, in the order to start them."""
+    selected = [item for item in items if item.get_closest_marker("integration")]
+    if not selected:
+        return []
+    fixtures = {name for item in selected for name in getattr(item, "fixturenames", ())}
+    vm = any(item.get_closest_marker("vm") for item in selected) or "bases" in fixtures
+    wanted = {"engines": True, "docker_base": True, "box": vm,
+              "bootloader_box": "bootloader_box" in fixtures,
+              "shipped_vm": "shipped_vm" in fixtures, "chromium": "chromium" in fixtures,
+              "npm": any(item.path.name == "test_ci_examples.py" for item in selected)}
+    return [name for name, wanted_now in wanted.items() if wanted_now]
+
+
 def install_chromium() -> str | None:
     """Debian's chromium (for the report's browser test), installed when missing and this is
     root on Debian; None when it is not there."""
@@ -166,19 +218,74 @@ def install_chromium() -> str | None:
     return found
 
 
+ENGINES_LOCK = RUN_HOME / "tests-engines.lock"
+ENGINES_GATE = RUN_HOME / "tests-engines.gate"
+_held = threading.local()  # what this thread holds: None, "shared" or "exclusive"
+_exclusive_here = threading.Event()  # this process's test has the engines to itself
+
+
+@contextmanager
+def engines_share(exclusive: bool, queue: bool = True) -> Iterator[None]:
+    """The engines (dockerd, libvirtd, QEMU's host) shared by the tests and the pieces being
+    prepared, or left to one test that restarts a daemon or times something (``exclusive``).
+
+    A readers-writer lock over flock(2) in the run's home, so it holds across pytest-xdist
+    workers. The gate gives a waiting exclusive test its turn: no new test starts sharing
+    meanwhile. ``queue=False`` (the background pieces) takes a share past the gate, because
+    a test holding a share may be waiting for that piece; and a piece of the process whose
+    test has the engines to itself takes none, because that test may be waiting for it.
+    Nested calls in one thread hold what the outer one took."""
+    if getattr(_held, "mode", None) is not None or (not queue and _exclusive_here.is_set()):
+        yield
+        return
+    paths.ensure_dir(RUN_HOME)
+    with open(ENGINES_LOCK, "a") as lock, open(ENGINES_GATE, "a") as gate:
+        if queue:
+            fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            if queue:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+        _held.mode = "exclusive" if exclusive else "shared"
+        if exclusive:
+            _exclusive_here.set()
+        try:
+            yield
+        finally:
+            if exclusive:
+                _exclusive_here.clear()
+            _held.mode = None
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@pytest.fixture(autouse=True)
+def _engines(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every real-engine test shares the engines; one marked ``exclusive`` has them alone."""
+    with engines_share(exclusive=request.node.get_closest_marker("exclusive") is not None):
+        yield
+
+
 PREPARED = pytest.StashKey[Prepared]()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    selected = [item for item in session.items if item.get_closest_marker("integration")]
-    if not selected or hasattr(session.config, "workerinput"):
+    """Without workers, start what the whole selection needs; an xdist worker waits for its
+    first test, which tells the lane it was given (``tests/conftest.py``)."""
+    if not any(item.get_closest_marker("integration") for item in session.items):
         return
-    fixtures = {name for item in selected for name in getattr(item, "fixturenames", ())}
-    vm = any(item.get_closest_marker("vm") for item in selected) or "bases" in fixtures
-    session.config.stash[PREPARED] = Prepared(
-        vm=vm, bootloader="bootloader_box" in fixtures, warm_vm="shipped_vm" in fixtures,
-        chromium="chromium" in fixtures,
-        npm=any(item.path.name == "test_ci_examples.py" for item in selected))
+    workerinput = getattr(session.config, "workerinput", None)
+    if workerinput is None:
+        session.config.stash[PREPARED] = Prepared()
+        session.config.stash[PREPARED].start(session.items)
+        return
+    prepared = session.config.stash[PREPARED] = Prepared(f"-{workerinput['workerid']}")
+
+    def start_for_the_lane(first: pytest.Item) -> None:
+        group = xdist_group(first)
+        prepared.start([item for item in session.items if xdist_group(item) == group])
+
+    session.config.stash.setdefault(ON_FIRST_TEST, []).append(start_for_the_lane)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -195,7 +302,7 @@ def _prepared(request: pytest.FixtureRequest) -> Prepared:
 def docker_client(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The Docker engine, once the host is set up (packages, dockerd, libvirtd)."""
     prepared = _prepared(request)
-    prepared.wait(request, prepared.engines)
+    prepared.wait(request, "engines")
     client = connect()
     yield client
     client.close()
@@ -205,14 +312,14 @@ def docker_client(request: pytest.FixtureRequest) -> Iterator[Any]:
 def docker_base(request: pytest.FixtureRequest, docker_client: Any) -> None:
     """The Docker base only, for tests that bring up no VM (they leave the box alone)."""
     prepared = _prepared(request)
-    prepared.wait(request, prepared.docker_base)
+    prepared.wait(request, "docker_base")
 
 
 @pytest.fixture(scope="session")
 def bases(request: pytest.FixtureRequest, docker_base: None) -> None:
     """Both bases built (a cold build takes minutes: see the prepared log)."""
     prepared = _prepared(request)
-    prepared.wait(request, prepared.box)
+    prepared.wait(request, "box")
 
 
 @pytest.fixture(scope="session")
@@ -220,7 +327,7 @@ def bootloader_box(request: pytest.FixtureRequest, bases: None) -> str:
     """The box built like a public one (GRUB, Vagrant's key replacement), built before the
     run that uses it, so that its cold build is not counted against that run's timeout."""
     prepared = _prepared(request)
-    prepared.wait(request, prepared.bootloader_box)
+    prepared.wait(request, "bootloader_box")
     return images.BOOTLOADER_BOX.name
 
 
@@ -229,7 +336,7 @@ def shipped_vm(request: pytest.FixtureRequest, bases: None) -> None:
     """The shipped Vagrantfile's VM is in the provisioned-VM cache and has a saved running
     state: runs of the shipped files restore it in seconds, whichever test comes first."""
     prepared = _prepared(request)
-    prepared.wait(request, prepared.shipped_vm)
+    prepared.wait(request, "shipped_vm")
 
 
 @pytest.fixture
@@ -251,33 +358,69 @@ def _visible(request: pytest.FixtureRequest) -> Any:
     return capman.global_and_fixture_disabled()
 
 
+SESSION_LOCK = re.compile(r"/sessions/([^/]+)/lock$")
+# On what a test makes itself (not through a run): which test process made it. Another
+# process's is that process's fixture, not a leak of this test (pytest-xdist workers).
+TEST_PID_LABEL = "pytest-vmcontainer-tests.pid"
+
+
+def fixture_labels() -> dict[str, str]:
+    return {TEST_PID_LABEL: str(os.getpid())}
+
+
 def other_live_runs() -> set[str]:
     """Sessions whose lock another process holds now (/proc/locks names the holder): runs
-    sharing this machine, such as a CI run or a colleague's. Their targets come and go while
-    a test runs and are not that test's leaks; the test's own runs have ended by then."""
+    sharing this machine, such as a CI run, a colleague's, or another xdist worker's test
+    under its own home. Their targets come and go while a test runs and are not that
+    test's leaks; the test's own runs have ended by then."""
     holders: dict[int, int] = {}  # inode of a flock'ed file -> the pid holding it
     with open("/proc/locks") as locks:
         for fields in (line.split() for line in locks):
             # "1: FLOCK  ADVISORY  WRITE 4136 00:1a:12345 0 EOF" (waiters have "->" first)
             if len(fields) >= 6 and fields[1] == "FLOCK":
                 holders[int(fields[5].rsplit(":", 1)[1])] = int(fields[4])
-    live = set()
+    held = {ino for ino, pid in holders.items() if pid != os.getpid()}
+    locks_open = [path for pid in set(holders.values()) - {os.getpid()}
+                  for path in _open_files(pid) if SESSION_LOCK.search(path)]
     # This test's home (own_home) and the one the run began with, where the background
     # preparation runs: its warm-up's restored VM is named after its slot, locked there.
     for sessions in {lifecycle.paths.sessions_dir(), RUN_HOME / "sessions"}:
-        for session in sessions.iterdir() if sessions.is_dir() else ():
-            try:
-                holder = holders.get((session / "lock").stat().st_ino)
-            except OSError:
-                continue
-            if holder is not None and holder != os.getpid():
-                live.add(session.name)
+        locks_open += [str(session / "lock")
+                       for session in (sessions.iterdir() if sessions.is_dir() else ())]
+    live = set()
+    for path in locks_open:
+        try:
+            if os.stat(path).st_ino in held:
+                live.add(Path(path).parent.name)
+        except OSError:
+            continue
     return live
+
+
+def _open_files(pid: int) -> list[str]:
+    """The paths a process has open (empty once it has ended)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return []
+    paths_open = []
+    for fd in fds:
+        try:
+            paths_open.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            continue
+    return paths_open
+
+
+def _made_here(labels: dict[str, str] | None) -> bool:
+    """Not another test process's own fixture (``TEST_PID_LABEL``)."""
+    return (labels or {}).get(TEST_PID_LABEL, str(os.getpid())) == str(os.getpid())
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What exists now that a run could leak: compared before and after the run."""
+    """What exists now that a run could leak: compared before and after the run. Other test
+    processes' own fixtures are left out (``TEST_PID_LABEL``)."""
 
     containers: frozenset[tuple[str, str]]  # (id, the session label or "")
     volumes: frozenset[str]
@@ -290,10 +433,12 @@ class Snapshot:
         return cls(
             containers=frozenset((c.id, c.labels.get(SESSION_LABEL, ""))
                                  for c in client.containers.list(all=True,
-                                                                 ignore_removed=True)),
-            volumes=frozenset(v.name for v in client.volumes.list()),
+                                                                 ignore_removed=True)
+                                 if _made_here(c.labels)),
+            volumes=frozenset(v.name for v in client.volumes.list()
+                              if _made_here(v.attrs.get("Labels"))),
             dangling_images=frozenset(i.id for i in client.images.list(
-                filters={"dangling": True})),
+                filters={"dangling": True}) if _made_here(i.labels)),
             libvirt=frozenset(libvirt_names("vmc-")),
             sessions=frozenset(p.name for p in lifecycle.paths.sessions_dir().iterdir()),
         )

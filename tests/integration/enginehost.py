@@ -27,6 +27,7 @@ from typing import Any
 
 from pytest_vmcontainer.host.bases import DOCKER_BASE_IMAGE
 from pytest_vmcontainer.runtime.waiting import NotReady, ssh_banner, wait_for
+from tests.integration.conftest import fixture_labels
 
 LABEL = "pytest-vmcontainer-tests.fixture"
 REPOSITORY = "pytest-vmcontainer-tests/engine-host"
@@ -142,9 +143,9 @@ def start(client: Any, image: str, host: EngineHost, key: Path, docker: bool = T
     name = host.name
     host.made += [lambda: _gone(lambda: client.containers.get(name).remove(force=True, v=True)),
                   lambda: _gone(lambda: client.volumes.get(f"{name}-docker").remove(force=True))]
-    volume = client.volumes.create(name=f"{name}-docker", labels={LABEL: name})
+    volume = client.volumes.create(name=f"{name}-docker", labels={LABEL: name, **fixture_labels()})
     container = client.containers.run(
-        image, detach=True, name=name, labels={LABEL: name},
+        image, detach=True, name=name, labels={LABEL: name, **fixture_labels()},
         cap_add=["ALL"], cap_drop=["SYS_RESOURCE"], cgroupns="private",
         security_opt=["seccomp=unconfined", "apparmor=unconfined"],
         environment={"AUTHORIZED_KEY": (key.with_suffix(".pub")).read_text().strip(),

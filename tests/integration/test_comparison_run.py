@@ -15,7 +15,7 @@ from pytest_vmcontainer.host import accel
 from pytest_vmcontainer.host import bases as images
 from tests.integration.conftest import ROOT
 
-pytestmark = [pytest.mark.vm, pytest.mark.slow]
+pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.exclusive]  # it times rows
 
 SMALLEST = ("--vmc-rounds=1", "--vmc-warmup=0", "--vmc-boot-rounds=1", "--vmc-density-vms=1",
             "--vmc-density-containers=2", "--vmc-http-requests=200", "--vmc-http-seconds=5")

@@ -16,7 +16,7 @@ from pytest_vmcontainer.harness import Harness, HarnessConfig
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, SESSION_LABEL
 from pytest_vmcontainer.targets.docker.leftovers import DockerLeftovers
-from tests.integration.conftest import ROOT, leftovers
+from tests.integration.conftest import ROOT, fixture_labels, leftovers
 
 
 def test_a_volume_is_mounted_and_goes_with_its_container(docker_client: Any,
@@ -52,7 +52,8 @@ def test_the_sweep_removes_the_volumes_of_a_dead_session(docker_client: Any,
     dead = secrets.token_hex(4)
     lifecycle.Session.open(dead).close(remove=False)  # its directory, no lock holder: a crash
     volume = docker_client.volumes.create(name=f"vmc-{dead}-container-storage-data",
-                                          labels={OWNER_LABEL: OWNER, SESSION_LABEL: dead})
+                                          labels={OWNER_LABEL: OWNER, SESSION_LABEL: dead,
+                                                  **fixture_labels()})
     source = DockerLeftovers()
     assert source.by_session()[dead] == [f"volume {volume.name}"]
     assert lifecycle.sweep([source], only={dead}) == [f"volume {volume.name}",

@@ -33,10 +33,11 @@ from tests.integration.conftest import (
     stop_process,
 )
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.skipif(
     os.environ.get("CI") != "true" and os.environ.get("VMC_TEST_FAULTS") != "1",
     reason="restarts the engines' daemons, which stops every container here: set "
-           "VMC_TEST_FAULTS=1 (CI sets CI=true)")
+           "VMC_TEST_FAULTS=1 (CI sets CI=true)"),
+    pytest.mark.exclusive]  # no other test may use a daemon while it restarts
 
 
 def _restart(daemon: str) -> None:

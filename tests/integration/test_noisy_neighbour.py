@@ -17,7 +17,7 @@ from pytest_vmcontainer.comparison.report import load_report
 from pytest_vmcontainer.comparison.results import DOES_NOT_HOLD, HOLDS, NOT_MEASURABLE
 from tests.integration.conftest import ROOT
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.exclusive]  # its own hog, no other load
 HOG_SECONDS = 300  # bounded in time: it ends by itself if this test is killed
 HOG = f"import time\nend = time.monotonic() + {HOG_SECONDS}\nwhile time.monotonic() < end: pass"
 

@@ -21,7 +21,14 @@ import pytest
 from pytest_vmcontainer.host import ports
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL
 from tests.integration import enginehost
-from tests.integration.conftest import ROOT, error_line, run_cli, run_process
+from tests.integration.conftest import ROOT, engines_share, error_line, run_cli, run_process
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _engines_for_the_module() -> Iterator[None]:
+    """The engine host lives across this module's tests: no daemon restarts meanwhile."""
+    with engines_share(exclusive=False):
+        yield
 
 
 @pytest.fixture(scope="module")

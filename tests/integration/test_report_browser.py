@@ -39,7 +39,7 @@ def chromium(request: pytest.FixtureRequest) -> str:
     """Debian's chromium, installed in the background when missing (as root: see
     ``conftest.install_chromium``); skipped if it cannot be."""
     prepared = _prepared(request)
-    found: str | None = prepared.wait(request, prepared.chromium)
+    found: str | None = prepared.wait(request, "chromium")
     if found is None:
         pytest.skip("Debian's chromium is not installed and could not be (apt-get install "
                     "-y chromium, as root)")

@@ -17,7 +17,7 @@ import pytest
 
 from pytest_vmcontainer.host.bases import DOCKER_BASE_IMAGE
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL
-from tests.integration.conftest import run_cli
+from tests.integration.conftest import fixture_labels, run_cli
 
 SERVE = "busybox httpd -f -p 8080 -h /srv"
 SAME = f"""FROM {DOCKER_BASE_IMAGE}
@@ -70,10 +70,11 @@ def containers(docker_client: Any, docker_base: None, tmp_path: Path,
             context.mkdir()
             (context / "Dockerfile").write_text(dockerfile)
             image, _ = docker_client.images.build(path=str(context), rm=True, forcerm=True,
-                                                  labels={OWNER_LABEL: OWNER})
+                                                  labels={OWNER_LABEL: OWNER, **fixture_labels()})
             images.append(image.id)
             container = docker_client.containers.run(
-                image.id, detach=True, network_mode="none", labels={OWNER_LABEL: OWNER},
+                image.id, detach=True, network_mode="none",
+                labels={OWNER_LABEL: OWNER, **fixture_labels()},
                 name=f"vmc-scan-test-{name}-{uuid.uuid4().hex[:6]}", **options)
             running.append(container)
             names[name] = container.name

@@ -23,7 +23,7 @@ from pytest_vmcontainer.comparison.report import load_report
 from pytest_vmcontainer.comparison.results import DOES_NOT_HOLD, HOLDS
 from tests.integration.conftest import ROOT
 
-pytestmark = [pytest.mark.vm, pytest.mark.slow]
+pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.exclusive]  # it times rows
 FIGURES = ("write, container/VM", "read, container/VM")
 
 
