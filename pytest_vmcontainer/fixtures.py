@@ -42,14 +42,15 @@ def vmc_state(request: pytest.FixtureRequest) -> Iterator[RunState]:
 def _get_target(state: RunState, kind: str) -> Target:
     if kind not in state.kinds:
         pytest.skip(f"the {kind} target is not selected (--target={state.settings.target})")
-    if state.shared_dir is not None:  # an xdist worker: the controller brings targets up
-        if kind not in state.attached:
+    xdist = state.xdist
+    if xdist.shared_dir is not None:  # an xdist worker: the controller brings targets up
+        if kind not in xdist.attached:
             try:
-                state.attached[kind] = shared.attach(state.shared_dir, kind)
+                xdist.attached[kind] = shared.attach(xdist.shared_dir, kind)
                 scanrun.wait(state)  # the controller scans both targets before any test
             except VmcError as error:
                 fail_for(kind, error)
-        return state.attached[kind]
+        return xdist.attached[kind]
     harness = state.get_harness()
     try:
         # Start every needed target now, so that both come up concurrently.
@@ -122,5 +123,5 @@ def parity(request: pytest.FixtureRequest, target: Target, vmc_state: RunState) 
     """
     row = parity_row(request.node)
     assert row is not None, "parity is parametrized over the targets"
-    return Parity(vmc_state.parity, row[0], target.kind, expect_diff_reason(request.node),
+    return Parity(vmc_state.results.parity, row[0], target.kind, expect_diff_reason(request.node),
                   request.node.user_properties)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -96,28 +95,24 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "expect_diff(reason): the VM and the container legitimately differ in what "
         "this test records; both values are shown in the parity matrix instead of compared")
     ini_dir = config.inipath.parent if config.inipath else config.rootpath
-    workerinput = getattr(config, "workerinput", None)  # set by pytest-xdist in its workers
+    xdist = shared.XdistRole.from_config(config)
     try:
         resolved = options.resolve(_PytestSources(config), os.environ,
                                    config.invocation_params.dir, ini_dir)
         settings = RunSettings.from_resolved(resolved)
         kinds = settings.kinds
         options.check_files(resolved, kinds, lambda p: p.is_file() and os.access(p, os.R_OK))
-        if workerinput is None and settings.report is not None:
+        if not xdist.in_worker and settings.report is not None:
             runreport.ensure_directory(settings.report, settings.where("vmc_report"))
     except SettingError as error:
         raise pytest.UsageError(str(error)) from None
     extra_rows = [row for rows in config.hook.pytest_vmcontainer_comparison_rows() for row in rows]
     state = RunState(settings, kinds, TerminalProgress(config), hooks=harness_hooks(config),
-                     extra_rows=extra_rows)
+                     extra_rows=extra_rows, xdist=xdist)
     try:
         scanrun.user_rules(state)  # a bad vmc_scan_expect line stops the run before it starts
     except SettingError as error:
         raise pytest.UsageError(str(error)) from None
-    if workerinput is not None:
-        state.worker = str(workerinput.get("workerid", "gw?"))
-        shared_dir = workerinput.get(shared.SESSION_KEY)
-        state.shared_dir = Path(shared_dir) if shared_dir else None
     config.stash[STATE] = state
     from pytest_vmcontainer import fixtures
 
@@ -167,9 +162,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         item.user_properties.extend(runstate.target_properties(item))
     state.needed &= set(state.kinds)
     scanrun.add_item(session, items)
-    runstate.note_collection(state, (item.nodeid for item in items))
-    if state.shared_dir is not None and state.worker is not None:
-        shared.publish_needed(state.shared_dir, state.worker, state.needed)
+    state.results.note_collection(item.nodeid for item in items)
+    state.xdist.publish_needed(state.needed)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -185,7 +179,7 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
     """On the xdist controller (which collects nothing itself): the workers' collection order;
     and the bring-up of the targets that worker's tests need."""
     state = state_of(node.config)
-    runstate.note_collection(state, ids)
+    state.results.note_collection(ids)
     harness = state.get_harness()
     kinds = shared.read_needed(harness.open_session().dir, str(node.workerinput["workerid"]))
     if kinds:
@@ -219,7 +213,7 @@ class ParityReports:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Every phase of every test, here and, under xdist, on the controller from workers."""
-        runstate.take_report(self._state, report)
+        self._state.results.take_report(report)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -227,7 +221,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """A team's own benchmark on a target: its rounds join the VM-vs-container summary."""
     row = parity_row(item) if call.when == "call" else None
     if row is not None:
-        state_of(item.config).user_benchmarks.collect(row[0], row[1], item)
+        state_of(item.config).results.user_benchmarks.collect(row[0], row[1], item)
 
 
 @pytest.hookimpl(wrapper=True)

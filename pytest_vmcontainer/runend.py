@@ -21,43 +21,44 @@ from pytest_vmcontainer.runstate import RunState
 def run_report(state: RunState) -> runreport.RunReport:
     """The matrix, the comparison (when rows were measured) and the inputs hash; made once,
     when every test has reported."""
-    if state.final is None:
-        state.final = _make_run_report(state)
-    return state.final
+    if state.results.final is None:
+        state.results.final = _make_run_report(state)
+    return state.results.final
 
 
 def _make_run_report(state: RunState) -> runreport.RunReport:
     from pytest_vmcontainer.comparison.measure import host_facts
     from pytest_vmcontainer.comparison.results import ComparisonReport
 
+    results = state.results
     shown = runreport.settings_shown(state.settings.by_name())
-    benchmarks = state.user_benchmarks.results()
-    if (state.comparison is not None and state.comparison.figures) or benchmarks:
+    benchmarks = results.user_benchmarks.results()
+    if (results.comparison is not None and results.comparison.figures) or benchmarks:
         comparison = state.get_comparison().report(shown, benchmarks)
     else:
         comparison = ComparisonReport(
             generated_at=runreport.now(), host=host_facts(with_vm_tools=False, with_docker=False),
             vm_mode=None, vm_mode_reason="", settings=shown, rows=[])
     if not comparison.rows:  # a parity-only run: its VM's mode is the one to show
-        comparison.vm_mode = state.matrix.modes.get("vm")
+        comparison.vm_mode = results.matrix.modes.get("vm")
     for kind, target in (state.harness.targets.items() if state.harness else ()):
         engine = target.facts().get("engine")  # where it ran, when not on this host
         if engine:
             comparison.host[f"{kind}_engine"] = engine
     digest = runreport.inputs_hash(state.settings.vagrantfile, state.settings.dockerfile,
                                    state.settings.provision_inputs)
-    return runreport.RunReport(comparison, state.matrix,
-                               runreport.targets_of(comparison, state.matrix), digest,
-                               scan=state.scan)
+    return runreport.RunReport(comparison, results.matrix,
+                               runreport.targets_of(comparison, results.matrix), digest,
+                               scan=results.scan)
 
 
 def write_report(state: RunState) -> None:
     """--vmc-report=DIR: the run's report, with or without comparison rows (not in a worker)."""
     directory = state.settings.report
-    if directory is None or state.worker is not None:
+    if directory is None or state.xdist.in_worker:
         return
     try:
-        state.report_paths = runreport.write(run_report(state), directory)
+        state.results.report_paths = runreport.write(run_report(state), directory)
     except OSError as error:
         raise ReportError(f"cannot write the report into {directory} ({error})",
                           "give --vmc-report a writable directory") from None
@@ -65,7 +66,7 @@ def write_report(state: RunState) -> None:
 
 def terminal_summary(state: RunState, reporter: Any) -> None:
     """Targets, parity matrix and comparison, printed once: never by an xdist worker."""
-    if state.worker is not None:
+    if state.xdist.in_worker:
         return
     write = reporter.write_line
     harness = state.harness
@@ -83,16 +84,17 @@ def terminal_summary(state: RunState, reporter: Any) -> None:
         if state.kept:
             write("remove one with: python -m pytest_vmcontainer destroy [vm|container] "
                   "--session ID; all with: python -m pytest_vmcontainer clean")
-    matrix = state.matrix.render(state.kinds)
+    results = state.results
+    matrix = results.matrix.render(state.kinds)
     if matrix:
         reporter.section("vmcontainer parity matrix", sep="-")
         for line in matrix:
             write(line)
-    if state.scan is not None:
+    if results.scan is not None:
         from pytest_vmcontainer.scan import render
 
         reporter.section(render.TITLE, sep="-")
-        for line in render.terminal_lines(state.scan):
+        for line in render.terminal_lines(results.scan):
             write(line)
     measured = run_report(state).comparison
     if measured.rows:
@@ -109,8 +111,8 @@ def terminal_summary(state: RunState, reporter: Any) -> None:
             write(report.mode_line(measured))
         for line in report.benchmark_lines(measured):
             write(line)
-    if state.report_paths:
-        write("report: " + ", ".join(str(path) for path in state.report_paths.values()))
+    if results.report_paths:
+        write("report: " + ", ".join(str(path) for path in results.report_paths.values()))
 
 
 DECLARED_ROW = "ports the files declare (Dockerfile EXPOSE, Vagrantfile forwarded_port)"
@@ -121,11 +123,12 @@ def note_declared_ports(state: RunState) -> None:
     the union, so a port declared on one side only works on both, but it is a difference
     between the two files, and the matrix shows it as one."""
     declared = state.harness.declared_ports if state.harness is not None else {}
-    if not any(declared.values()) or DECLARED_ROW in state.matrix.rows:
+    matrix = state.results.matrix
+    if not any(declared.values()) or DECLARED_ROW in matrix.rows:
         return
     for kind, ports in sorted(declared.items()):
-        state.matrix.add_report([(PROP_TARGET, kind), (PROP_ROW, DECLARED_ROW),
-                                 (f"{PROP_CHECK}guest ports", list(ports))], "call", "passed")
+        matrix.add_report([(PROP_TARGET, kind), (PROP_ROW, DECLARED_ROW),
+                           (f"{PROP_CHECK}guest ports", list(ports))], "call", "passed")
 
 
 def teardown(state: RunState, failed: bool) -> None:

@@ -1,25 +1,23 @@
-"""One pytest run's state: settings, the harness, parity, the comparison.
+"""One pytest run's state: its settings and the harness that runs its targets.
 
 Kept in ``config.stash`` by the plugin (``plugin.py``), used by the fixtures
 (``fixtures.py``); the end of the run (its report, the summary, teardown) is
-``runend.py``. Nothing here is a pytest hook.
+``runend.py``. The state holds two parts whole, each defined where it is used:
+the process's xdist role (``shared.XdistRole``) and what the run found
+(``runreport.results.RunResults``). Nothing here is a pytest hook.
 """
 
 from __future__ import annotations
 
-import math
 import queue
 import sys
 import threading
-from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
-from pytest_vmcontainer.comparison.userbench import UserBenchmarks
 from pytest_vmcontainer.errors import TargetError, UsageError, VmcError
 from pytest_vmcontainer.harness import Harness, HarnessHooks
 from pytest_vmcontainer.parity import (
@@ -27,17 +25,15 @@ from pytest_vmcontainer.parity import (
     PROP_MODE,
     PROP_ROW,
     PROP_TARGET,
-    ParityStore,
 )
+from pytest_vmcontainer.runreport.results import RunResults
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.settings import RunSettings
+from pytest_vmcontainer.shared import XdistRole
 from pytest_vmcontainer.targets import capabilities
 
 if TYPE_CHECKING:
-    from pytest_vmcontainer import runreport
     from pytest_vmcontainer.comparison.measure import Comparison
-    from pytest_vmcontainer.runtime.background import Job
-    from pytest_vmcontainer.scan.model import ScanResult
     from pytest_vmcontainer.targets.base import Target, TargetSpec
 
 TARGET_FIXTURES = ("vm", "container")
@@ -130,22 +126,12 @@ class RunState:
     terminal: TerminalProgress
     hooks: HarnessHooks = field(default_factory=HarnessHooks)
     extra_rows: list[Any] = field(default_factory=list)  # from pytest_vmcontainer_comparison_rows
-    parity: ParityStore = field(default_factory=ParityStore)  # live: what parity.check compares
-    matrix: ParityStore = field(default_factory=ParityStore)  # assembled from test reports
-    order: dict[str, int] = field(default_factory=dict)  # nodeid -> position in the collection
-    worker: str | None = None  # the xdist worker id ("gw0") in a worker, else None
-    shared_dir: Path | None = None  # in an xdist worker: the controller's session directory
-    attached: dict[str, Target] = field(default_factory=dict)  # a worker's targets, by kind
-    report_paths: dict[str, Path] = field(default_factory=dict)  # what --vmc-report wrote
-    final: runreport.RunReport | None = None  # made once, at the end of the run
     needed: set[str] = field(default_factory=set)  # kinds the selected tests use
     harness: Harness | None = None
     kept: list[str] = field(default_factory=list)
     previous_sigterm: Any = None
-    comparison: Comparison | None = None
-    user_benchmarks: UserBenchmarks = field(default_factory=UserBenchmarks)
-    scan_job: Job[ScanResult] | None = None  # the parity scan, where targets are owned
-    scan: ScanResult | None = None  # its result (see scanrun)
+    xdist: XdistRole = field(default_factory=XdistRole)  # a worker, or the targets' owner
+    results: RunResults = field(default_factory=RunResults)  # parity, comparison, scan, report
 
     def get_harness(self) -> Harness:
         if self.harness is None:
@@ -154,15 +140,17 @@ class RunState:
         return self.harness
 
     def get_comparison(self) -> Comparison:
-        if self.comparison is None:
+        """Made on first use, from the harness: kept with the results it measures into."""
+        if self.results.comparison is None:
             from pytest_vmcontainer.comparison.measure import Comparison
 
             # A probe may measure several targets at once, but only those the selected tests
             # need: nothing boots for a target no selected test uses.
             kinds = tuple(kind for kind in self.kinds if kind in self.needed)
-            self.comparison = Comparison(self.get_harness(), self.settings.measure_settings(),
-                                         self.extra_rows, kinds=kinds)
-        return self.comparison
+            self.results.comparison = Comparison(self.get_harness(),
+                                                 self.settings.measure_settings(),
+                                                 self.extra_rows, kinds=kinds)
+        return self.results.comparison
 
 
 STATE = pytest.StashKey[RunState]()
@@ -216,7 +204,7 @@ def expect_diff_reason(item: pytest.Item) -> str | None:
     return str(marker.kwargs.get("reason") or (marker.args[0] if marker.args else "expected"))
 
 
-# --- the parity matrix, from test reports (the same with and without xdist) ----------------
+# --- what target tests' reports carry: the parity matrix is made of them (results.py) ------
 
 def target_properties(item: pytest.Item) -> list[tuple[str, object]]:
     """What a target test's reports carry from collection on: its target, row, expect_diff.
@@ -243,23 +231,12 @@ def mode_properties(item: pytest.Item) -> list[tuple[str, object]]:
     return [(PROP_MODE, mode)]
 
 
-def note_collection(state: RunState, nodeids: Iterable[str]) -> None:
-    """The collection's order (the first one seen, from this process or an xdist worker)."""
-    if not state.order:
-        state.order = {nodeid: index for index, nodeid in enumerate(nodeids)}
-
-
-def take_report(state: RunState, report: pytest.TestReport) -> None:
-    """One phase's report into the matrix: in a plain run and on the xdist controller alike."""
-    state.matrix.add_report(report.user_properties, report.when or "", report.outcome,
-                            rank=state.order.get(report.nodeid, math.inf))
-
-
 def comparison_refusal(state: RunState) -> UsageError | None:
     """Timed rows need the host to themselves, and their table is made where they ran."""
-    if state.worker is None:
+    if state.xdist.worker is None:
         return None
-    return UsageError(f"comparison rows cannot be measured in an xdist worker ({state.worker}): "
+    return UsageError("comparison rows cannot be measured in an xdist worker "
+                      f"({state.xdist.worker}): "
                       "other workers would load the host during the timings",
                       "run the comparison without workers, e.g. pytest -n 0 (or -p no:xdist) "
                       "suites/test_comparison.py")

@@ -44,13 +44,13 @@ def wanted(state: RunState) -> bool:
 
 def start(state: RunState) -> None:
     """Where targets are owned, once both bring-ups started: scan in the background."""
-    if state.scan_job is not None or state.worker is not None:
+    if state.results.scan_job is not None or state.xdist.in_worker:
         return
     if state.settings.scan == "off" or set(state.kinds) != set(SIDES):
         return
     harness = state.get_harness()
     if all(harness.started(kind) for kind in SIDES):
-        state.scan_job = background.Job("parity-scan", lambda: _scan(state))
+        state.results.scan_job = background.Job("parity-scan", lambda: _scan(state))
 
 
 def _scan(state: RunState) -> ScanResult:
@@ -88,18 +88,19 @@ def _scan(state: RunState) -> ScanResult:
 
 def wait(state: RunState) -> ScanResult | None:
     """Before a target test: the run's scan, once it is made (None: no scan in this run)."""
-    if state.scan is not None:
-        return state.scan
-    if state.shared_dir is not None:  # an xdist worker: the controller scans
+    results = state.results
+    if results.scan is not None:
+        return results.scan
+    if state.xdist.shared_dir is not None:  # an xdist worker: the controller scans
         if wanted(state):
-            state.scan = _published(state.shared_dir)
-        return state.scan
-    if state.scan_job is None:
+            results.scan = _published(state.xdist.shared_dir)
+        return results.scan
+    if results.scan_job is None:
         return None
     while True:
         try:
-            state.scan = state.scan_job.wait(timeout=0.5)
-            return state.scan
+            results.scan = results.scan_job.wait(timeout=0.5)
+            return results.scan
         except background.StillRunning:
             state.terminal.flush()
 
@@ -163,8 +164,9 @@ def add_item(session: pytest.Session, items: list[pytest.Item]) -> None:
 
 def finish(state: RunState) -> None:
     """At the end of the run, where targets are owned: the scan's result for the reports."""
-    if state.scan is None and state.scan_job is not None and state.worker is None:
+    results = state.results
+    if results.scan is None and results.scan_job is not None and not state.xdist.in_worker:
         try:
-            state.scan = state.scan_job.wait()
+            results.scan = results.scan_job.wait()
         except Exception as error:  # a broken scan must not lose the run's report
-            state.scan = ScanResult.skip(f"the scan failed ({error})")
+            results.scan = ScanResult.skip(f"the scan failed ({error})")

@@ -20,12 +20,17 @@ them, nothing of theirs is left to clean up. testinfra connections are per
 worker. Compare pytest-xdist's FileLock recipe (the first worker to get the
 lock brings the resource up): with it, the resource outlives every worker but
 no one owns its teardown, which is why the controller owns it here.
+
+``XdistRole`` is which part this process plays (a worker, or the owner of the
+targets), kept in the run's state.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_vmcontainer import targets
 from pytest_vmcontainer.bringup import STATUS_SUFFIX
@@ -33,8 +38,43 @@ from pytest_vmcontainer.errors import TargetError
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets.base import Target
 
+if TYPE_CHECKING:
+    import pytest
+
 SESSION_KEY = "vmc_session_dir"  # in xdist's workerinput
 WAIT_SECONDS = 7200.0  # a cold start may build both bases and provision the VM first
+
+
+@dataclass
+class XdistRole:
+    """This process's part in the run: an xdist worker, or the owner of the targets.
+
+    A worker (``worker`` set) owns no target: it attaches to the controller's, found in
+    ``shared_dir``. The controller and a run without workers have neither, and own theirs.
+    """
+
+    worker: str | None = None  # the xdist worker id ("gw0") in a worker, else None
+    shared_dir: Path | None = None  # in a worker: the controller's session directory
+    attached: dict[str, Target] = field(default_factory=dict)  # a worker's targets, by kind
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> XdistRole:
+        """From ``workerinput``, which pytest-xdist sets in its workers only."""
+        workerinput = getattr(config, "workerinput", None)
+        if workerinput is None:
+            return cls()
+        shared_dir = workerinput.get(SESSION_KEY)
+        return cls(worker=str(workerinput.get("workerid", "gw?")),
+                   shared_dir=Path(shared_dir) if shared_dir else None)
+
+    @property
+    def in_worker(self) -> bool:
+        return self.worker is not None
+
+    def publish_needed(self, kinds: set[str]) -> None:
+        """In a worker, after collection: the kinds its tests need, for the controller."""
+        if self.shared_dir is not None and self.worker is not None:
+            publish_needed(self.shared_dir, self.worker, kinds)
 
 
 def needed_file(session_dir: Path, worker: str) -> Path:

@@ -10,7 +10,8 @@ e.g. a ``--target=vm`` run on a KVM runner and a ``--target=container`` run on
 another machine. Files written before these keys existed still load: they have
 an empty matrix and no inputs hash (so they cannot be merged).
 
-The package: ``model`` (the report as data, and a saved one read back), ``pages`` (its
+The package: ``results`` (what a pytest run has found so far, ``RunResults``; the report
+is made of it), ``model`` (the report as data, and a saved one read back), ``pages`` (its
 sections of the pages, terminal lines and files) and ``merging`` (two runs as one).
 """
 
