@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pytest_vmcontainer.errors import BuildError
-from pytest_vmcontainer.host import paths
+from pytest_vmcontainer.host import paths, space
 from pytest_vmcontainer.runtime import logtail, procs
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -103,6 +103,12 @@ def workdir(kind: str) -> Iterator[Path]:
     work.mkdir()
     try:
         yield work
+    except BuildError as error:
+        if not space.filled_up(error.detail):
+            raise
+        remove_tree(work)  # before the free space is told
+        raise BuildError(space.filled_up_cause(paths.builds_dir(), f"a base ({kind})"),
+                         space.FILLED_UP_REMEDY, detail=error.detail) from None
     finally:
         remove_tree(work)
 
@@ -129,7 +135,10 @@ def debootstrap(rootfs: Path, include: str, log: Path, cancel: threading.Event |
                     f"check that the Debian archive {mirror} is reachable "
                     f"(or set {MIRROR_ENV} to a reachable mirror), then retry", cancel)
     except BuildError as error:
-        tail = error.detail
+        # When its disk fills up, debootstrap says "Couldn't download"; its own log says why.
+        tail = f"{error.detail}\n{logtail.tail(rootfs / 'debootstrap' / 'debootstrap.log', 4)}"
+        if space.filled_up(tail):
+            raise BuildError(error.cause, error.remedy, detail=tail) from None  # see workdir
         if any(marker in tail for marker in ("Failed getting release file", "Couldn't download",
                                              "Temporary failure", "Could not resolve",
                                              "Connection refused")):

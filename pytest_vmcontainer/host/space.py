@@ -69,3 +69,24 @@ def require(needs: Sequence[Need]) -> None:
                 f"this run needs about {human_bytes(total)} there ({parts})",
                 "free some space on that disk (python -m pytest_vmcontainer clean --caches "
                 "removes the VM cache), or set VMC_HOME to a directory on a larger disk")
+
+
+NO_SPACE = "No space left on device"  # strerror(ENOSPC), as qemu-img and libvirt print it
+
+
+def filled_up(output: str) -> bool:
+    """A write that failed because its disk filled up halfway (another job's files, a small
+    disk): the up-front check cannot foresee what others write meanwhile."""
+    return NO_SPACE in output
+
+
+FILLED_UP_REMEDY = ("free some space there (python -m pytest_vmcontainer clean --caches removes "
+                    "the VM cache), or set VMC_HOME to a directory on a larger disk")
+
+
+def filled_up_cause(path: Path, what: str, size: int | None = None) -> str:
+    """The cause for such a write, once its partial file went: where, how much is free now and
+    how much the write needs, where known (``FILLED_UP_REMEDY`` is the remedy)."""
+    needed = f", about {human_bytes(size)} needed" if size is not None else ""
+    return (f"the disk under {_existing(path)} filled up while writing {what} "
+            f"({human_bytes(free_bytes(path))} free now{needed}; nothing half-written was kept)")

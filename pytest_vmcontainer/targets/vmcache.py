@@ -28,6 +28,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -37,8 +38,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from pytest_vmcontainer.errors import TargetError
-from pytest_vmcontainer.host import libvirt, paths
-from pytest_vmcontainer.runtime import hashing, procs, seal
+from pytest_vmcontainer.host import libvirt, paths, space
+from pytest_vmcontainer.runtime import hashing, logtail, procs, seal
 
 BOX_PREFIX = "pytest-vmcontainer-cache"  # not "vmc-...": those are session names
 ENTRY_FILE = "vmc-cache.json"  # what an entry is, written last before the commit
@@ -187,6 +188,14 @@ def _in_pool(entry: Entry) -> None:
         libvirt.run_virsh("pool-refresh", libvirt.pool_name())
 
 
+def _allocated(disk: Path) -> int:
+    """The bytes a flattened copy of ``disk`` (a qcow2 over its backing files) about takes."""
+    result = subprocess.run(["qemu-img", "measure", "-O", "qcow2", str(disk)],
+                            capture_output=True, text=True, check=False)
+    found = re.search(r"required size: (\d+)", result.stdout)
+    return int(found.group(1)) if found and result.returncode == 0 else disk.stat().st_size
+
+
 class Writer:
     """Writes one entry under a temporary name; ``commit`` renames it into place."""
 
@@ -218,9 +227,14 @@ class Writer:
                        str(self.partial / "box.img")]
             out.write(f"\n$ {' '.join(command)}\n".encode())
             out.flush()
-            if procs.run(command, cancel, stdout=out, stderr=subprocess.STDOUT) != 0:
-                raise TargetError("qemu-img could not copy the provisioned disk into the "
-                                  "VM cache", f"see {self.log}")
+            failed = procs.run(command, cancel, stdout=out, stderr=subprocess.STDOUT) != 0
+        if failed:
+            self.discard()
+            if space.filled_up(logtail.tail(self.log)):
+                raise TargetError(space.filled_up_cause(cache_dir(), "a VM cache entry",
+                                                        _allocated(disk)), space.FILLED_UP_REMEDY)
+            raise TargetError("qemu-img could not copy the provisioned disk into the "
+                              "VM cache", f"see {self.log}")
         return time.monotonic() - started
 
     def add_box_files(self, machine_key: Path | None) -> None:

@@ -61,13 +61,10 @@ class Restore(FromCache):
                 else vm.vagrant.ssh_config()
             disk = domain.disk_path()
             slot.begin()
-            # The definition Vagrant made: the restored VM is defined with it, so that a
-            # later vagrant up (a warm boot) finds the domain as it made it.
-            slot.definition.write_text(domain.definition())
-            saved = domain.save(slot.state)
-            if saved.returncode != 0:  # the VM runs on, booted; the slot stays empty
+            failure = self._write_state(slot)
+            if failure is not None:  # the VM runs on, booted; the slot stays empty
                 slot.forget()
-                vm.progress.say(f"vm: not saved ({saved.stderr.strip()}); it runs on as booted")
+                vm.progress.say(f"vm: not saved ({failure}); it runs on as booted")
                 return
             vm.drop_host()
             # The state file holds the definition; the restore defines the domain again.
@@ -80,6 +77,26 @@ class Restore(FromCache):
         if not self.restored():  # the state just saved does not restore here: boot again
             vm.run_streamed("vagrant up --no-provision (the restore failed)", provision=False)
             vm.wait_ready()
+
+    def _write_state(self, slot: vmsaved.Slot) -> str | None:
+        """``virsh save`` into the slot: None, or why it failed, in one line."""
+        domain = self.vm.domain
+        try:
+            # The definition Vagrant made: the restored VM is defined with it, so that a
+            # later vagrant up (a warm boot) finds the domain as it made it.
+            slot.definition.write_text(domain.definition())
+            saved = domain.save(slot.state)
+        except OSError as error:  # the definition's write
+            output = str(error)
+        else:
+            if saved.returncode == 0:
+                return None
+            output = "; ".join(line.strip() for line in saved.stderr.splitlines() if line.strip())
+        if not space.filled_up(output):
+            return output
+        slot.forget()  # before the free space is told
+        return (f"{space.filled_up_cause(slot.directory, 'a saved VM', space.SAVED_VM)}: "
+                f"{space.FILLED_UP_REMEDY}")
 
     def restored(self) -> bool:
         """Restore the slot's saved VM; False (nothing left of the attempt, the slot emptied)
