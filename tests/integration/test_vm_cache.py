@@ -84,6 +84,31 @@ def _project(directory: Path, token: str) -> Path:
     return directory
 
 
+def _run_on_a_full_disk(project: Path, entry: vmcache.Entry) -> subprocess.CompletedProcess[str]:
+    """The saved VMs' disk fills up during ``virsh save`` (issue 20, fault 3c): a 32 MiB tmpfs
+    over the entry's saved VMs (which hides the good one) makes the run boot, then meet
+    ENOSPC. It says so in one line and goes on as booted; the slot keeps nothing half-written,
+    and the good saved VM under the mount is untouched."""
+    saved = vmcache.saved_dir(entry.key)
+    states_before = {state: state.stat().st_size for state in saved.glob("*/state.sav")}
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "vmc-test-small-disk",
+                    str(saved)], check=True)
+    try:
+        run = _run(project, "-k", "fresh")
+        left = [str(path) for path in saved.rglob("*")]
+    finally:
+        subprocess.run(["umount", str(saved)], check=True)
+    assert run.returncode == 0, run.stdout
+    assert re.search(rf"vm: not saved \(the disk under {re.escape(str(saved))}\S* filled up "
+                     r"while writing a saved VM \(\d+\.\d MiB free now, about 512\.0 MiB "
+                     r"needed; nothing half-written was kept\): free some space there .*\); it "
+                     r"runs on as booted", run.stdout), run.stdout
+    assert left == [], left
+    assert {state: state.stat().st_size for state in saved.glob("*/state.sav")} \
+        == states_before
+    return run
+
+
 def test_a_second_run_starts_a_fresh_vm_from_the_cache(tmp_path: Path, bases: None,
                                                       leak_check: None) -> None:
     token = secrets.token_hex(8)  # inputs of this test only: the first run cannot hit
@@ -124,11 +149,14 @@ def _cache_runs(project: Path, token: str) -> None:
                      r"was sealed\); removed it, booting instead", fifth.stdout), fifth.stdout
     assert "saving the ready VM for later runs" in fifth.stdout, fifth.stdout
 
+    sixth = _run_on_a_full_disk(project, entry)
+
     seen = [line.split() for line in (project / "seen.txt").read_text().splitlines()]
     assert seen[0][0] != seen[1][0]  # a new domain
-    assert [rc for _name, rc, *_origin in seen] == ["0", "1", "0", "1", "1"], seen  # each
+    assert [rc for _name, rc, *_origin in seen] == ["0", "1", "0", "1", "1", "1"], seen  # each
     # run's VM is without the files earlier runs' tests made, restored ones included
-    for output in (first.stdout, second.stdout, third.stdout, fourth.stdout, fifth.stdout):
+    for output in (first.stdout, second.stdout, third.stdout, fourth.stdout, fifth.stdout,
+                   sixth.stdout):
         session = re.search(r"vmc-(\w+)-default", output)
         assert session and leftovers(session.group(1)) == []
 
