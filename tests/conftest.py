@@ -9,17 +9,20 @@ that order unless another order is asked for (``--random-order``, ``--reverse``)
 suite passes in any order, and those options are how that is shown.
 
 Side by side: ``pytest tests/ -n 2 --dist loadgroup`` (what CI runs) puts the VM lane on one
-pytest-xdist worker and the unit and container lanes, in that order, on the other. Each lane
-is one xdist group, so each keeps its order; the VM lane, the longest, starts at once instead
+pytest-xdist worker and the unit and container lanes, in that order, on the other
+(``xdistlanes.py``). Each keeps its order; the VM lane, the longest, starts at once instead
 of after the others. Tests that restart a daemon or time something are marked ``exclusive``
-and have the engines to themselves meanwhile (``integration/conftest.py``).
+and have the engines to themselves meanwhile (``integration/conftest.py``); they come last
+in their lane, when the other worker is most likely done.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +30,7 @@ INTEGRATION = Path(__file__).parent / "integration"
 LANES = ("unit", "container", "vm")
 # The xdist group of each lane (``--dist loadgroup``): one worker per group.
 XDIST_GROUPS = {"unit": "quick", "container": "quick", "vm": "vm"}
+GROUPS_FILE = pytest.StashKey[Path]()  # on the xdist controller (xdistlanes)
 
 
 # What pytest-xdist tells its workers through the environment. The runs that tests start
@@ -42,6 +46,35 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         for name in XDIST_ENVIRONMENT:
             os.environ.pop(name, None)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """On the xdist controller: where the workers write their tests' groups."""
+    from tests import xdistlanes
+
+    config = node.config
+    if GROUPS_FILE not in config.stash:
+        handle, name = tempfile.mkstemp(prefix="vmc-tests-lanes-", suffix=".json")
+        os.close(handle)
+        config.stash[GROUPS_FILE] = Path(name)
+    node.workerinput[xdistlanes.WORKERINPUT_KEY] = str(config.stash[GROUPS_FILE])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup``: one worker per lane group (see xdistlanes for why not xdist's)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from tests import xdistlanes
+
+    return xdistlanes.LaneScheduling(config, log, config.stash[GROUPS_FILE])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    groups_file = config.stash.get(GROUPS_FILE, None)
+    if groups_file is not None:
+        groups_file.unlink(missing_ok=True)
 
 
 def lane(item: pytest.Item) -> str:
@@ -75,16 +108,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
     if not _other_order_asked(config):
         items.sort(key=_place)
+    groups_file = getattr(config, "workerinput", {}).get("vmc_tests_lanes")
+    if groups_file:  # an xdist worker of a run with the lane scheduler (xdistlanes)
+        from tests import xdistlanes
+
+        xdistlanes.publish(Path(groups_file), {item.nodeid: xdist_group(item) for item in items})
 
 
-def _place(item: pytest.Item) -> tuple[int, bool, bool, bool]:
+def _place(item: pytest.Item) -> tuple[int, bool, bool, bool, bool]:
     """Lane first; within a lane, file order (a stable sort), except that the tests waiting
     for what is prepared in the background on a cold machine (the box, then the shipped
-    VM's warm-up) come after those that need none of it, and the boot-loader box's test
-    comes last: on a new machine that box takes minutes to build after the box, and the
-    rest of the VM lane runs meanwhile instead of waiting for it."""
+    VM's warm-up) come after those that need none of it, the ``exclusive`` ones after
+    those (beside the other lane's worker, they wait for its test to end and stop it
+    from starting another), and the boot-loader box's test comes last: on a new machine
+    that box takes minutes to build after the box, and the rest of the VM lane runs
+    meanwhile instead of waiting for it."""
     fixtures = getattr(item, "fixturenames", ())
-    return (LANES.index(lane(item)), "bootloader_box" in fixtures, "bases" in fixtures,
+    return (LANES.index(lane(item)), "bootloader_box" in fixtures,
+            item.get_closest_marker("exclusive") is not None, "bases" in fixtures,
             "shipped_vm" in fixtures)
 
 

@@ -1,0 +1,39 @@
+"""The project's own lanes on pytest-xdist workers: one worker per lane group, each in order.
+
+``--dist loadgroup`` would do this from ``xdist_group`` marks, but pytest-xdist 3.8 keys the
+group on ``item._nodeid``, which pytest 9.2 no longer reads (``Node.nodeid`` is ``_id``): every
+test became a group of its own and both lanes ran on both workers. So the workers write each
+test's group to a file the controller names (``workerinput``), and this scheduler, xdist's own
+LoadScopeScheduling, reads its scopes from there. Imported only when xdist runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from xdist.scheduler import LoadScopeScheduling
+
+WORKERINPUT_KEY = "vmc_tests_lanes"  # the file each worker writes its tests' groups to
+
+
+def publish(path: Path, groups: dict[str, str]) -> None:
+    """In a worker, after collection: each test's group (all workers write the same)."""
+    partial = path.with_name(f"{path.name}.{id(groups)}.partial")
+    partial.write_text(json.dumps(groups))
+    partial.replace(path)
+
+
+class LaneScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships no types
+    """One unit of work per lane group: the first worker takes one, the next the other."""
+
+    def __init__(self, config: Any, log: Any, groups_file: Path) -> None:
+        super().__init__(config, log)
+        self._groups_file = groups_file
+        self._groups: dict[str, str] | None = None
+
+    def _split_scope(self, nodeid: str) -> str:
+        if self._groups is None:  # read once every worker has collected (schedule's first call)
+            self._groups = json.loads(self._groups_file.read_text())
+        return self._groups.get(nodeid, nodeid)
