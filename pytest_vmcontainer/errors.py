@@ -38,6 +38,11 @@ class TargetError(VmcError):
     """A target could not be started, provisioned or reached."""
 
 
+class EngineStopped(TargetError):
+    """An engine's daemon (libvirtd) stopped or restarted under a step: not the project's
+    fault, and what was cached or saved before stays good."""
+
+
 class PortInUse(TargetError):
     """A loopback port the harness was asked to use is taken (one message for every backend).
     Without ``port``, the port is read from the engine's message in ``detail``: QEMU's "Could

@@ -11,14 +11,16 @@ that URI, no update checks, no colour.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from pytest_vmcontainer.errors import HostSetupError
+from pytest_vmcontainer.errors import HostSetupError, WaitTimeout
 from pytest_vmcontainer.host import paths
+from pytest_vmcontainer.runtime.waiting import wait_for
 
 DEFAULT_LIBVIRT_URI = "qemu:///system"
 LIBVIRT_URI_ENV = "VMC_LIBVIRT_URI"
@@ -32,6 +34,44 @@ def pool_name() -> str:
 
 def libvirt_uri() -> str:
     return os.environ.get(LIBVIRT_URI_ENV) or DEFAULT_LIBVIRT_URI
+
+
+LIBVIRTD_PID_FILE = Path("/run/libvirtd.pid")
+# What virsh and vagrant-libvirt say when libvirtd goes away under a call.
+CONNECTION_LOST = ("End of file while reading data", "Connection reset by peer",
+                   "Cannot recv data", "client socket is closed", "Broken pipe",
+                   "Failed to connect socket")
+DAEMON_GONE_WAIT = 10.0  # for a libvirtd that dropped a call to remove its pid file
+
+
+def libvirtd_started() -> str | None:
+    """When the local libvirtd started (its pid file's time, ISO UTC); None when libvirt is on
+    another machine (a URI with a host) or libvirtd is not running."""
+    if not libvirt_uri().split("://", 1)[-1].startswith("/"):
+        return None
+    try:
+        started = LIBVIRTD_PID_FILE.stat().st_mtime
+    except OSError:
+        return None
+    return datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat()
+
+
+def libvirtd_went_away(before: str | None, said: str) -> str | None:
+    """How libvirtd is now ("started again at ... UTC", "not running now") when it stopped or
+    restarted since ``before``, else None. A call that lost its connection (``said``) waits a
+    few seconds for the pid file to go or change: the call fails before the daemon exits."""
+    if before is None:
+        return None
+    if libvirtd_started() == before:
+        if not any(marker in said for marker in CONNECTION_LOST):
+            return None
+        try:
+            wait_for(lambda: libvirtd_started() != before, timeout=DAEMON_GONE_WAIT,
+                     what="libvirtd to stop", interval=0.2)
+        except WaitTimeout:
+            return None  # the connection broke for another reason
+    started = libvirtd_started()
+    return f"started again at {started[:19]} UTC" if started else "not running now"
 
 
 def virsh() -> list[str]:

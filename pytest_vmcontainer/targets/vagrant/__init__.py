@@ -28,8 +28,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from pytest_vmcontainer.errors import VmcError
 from pytest_vmcontainer.host import accel as accellib
-from pytest_vmcontainer.host import bases, paths, space
+from pytest_vmcontainer.host import bases, libvirt, paths, space
 from pytest_vmcontainer.host.ports import free_port
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.timing import Timer
@@ -51,7 +52,7 @@ from pytest_vmcontainer.targets.vagrant.domain import (
     remove_libvirt_leftovers,
 )
 from pytest_vmcontainer.targets.vagrant.environment import PLUMBING, environment
-from pytest_vmcontainer.targets.vagrant.failures import explain_up_failure
+from pytest_vmcontainer.targets.vagrant.failures import explain_up_failure, libvirtd_gone
 from pytest_vmcontainer.targets.vagrant.leftovers import (
     _RESOURCE_NAME,
     LibvirtLeftovers,
@@ -92,6 +93,7 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
         self._vagrant: TrackedVagrant | None = None
         self.exported = False  # an app box was added from this VM (removed at destroy)
         self.start_path: StartPath = Provision(self, None)  # prepare picks the real one
+        self.libvirtd_before: str | None = None  # when libvirtd started, as up began
 
     @property
     def mode(self) -> str:
@@ -211,8 +213,15 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
         (restored, or booted with no provisioning); else ``vagrant up`` with the provisioners,
         then the provisioned disk goes into the cache."""
         self.ssh_config_path.unlink(missing_ok=True)  # a new machine: new ports, maybe a new key
-        self.start_path.hold()
-        self.on_picked_ports(self._start_on_picked_ports, self._undo_start)
+        self.libvirtd_before = libvirt.libvirtd_started()  # a restart under us is named
+        try:
+            self.start_path.hold()
+            self.on_picked_ports(self._start_on_picked_ports, self._undo_start)
+        except VmcError as error:
+            gone = libvirtd_gone(self, f"the start of {self.resource_name}", error)
+            if gone is None:
+                raise
+            raise gone from None
 
     def _start_on_picked_ports(self) -> None:
         self._vagrant = None  # made again with the forwards just picked

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pytest_vmcontainer.errors import PortInUse, TargetError
-from pytest_vmcontainer.host import bases
+from pytest_vmcontainer.errors import Cancelled, EngineStopped, PortInUse, TargetError, VmcError
+from pytest_vmcontainer.host import bases, libvirt
 
 if TYPE_CHECKING:
     from pytest_vmcontainer.targets.vagrant import VagrantTarget
@@ -17,6 +17,21 @@ def boot_timeout(vm: VagrantTarget, detail: str = "") -> TargetError:
         f"({vm.spec.boot_timeout:.0f}s, {vm.mode.upper()})",
         "raise the boot timeout (pytest --vmc-boot-timeout, up --boot-timeout), or "
         f"check the guest in /var/log/libvirt/qemu/{vm.resource_name}.log", detail=detail)
+
+
+def libvirtd_gone(vm: VagrantTarget, step: str, error: VmcError) -> EngineStopped | None:
+    """When libvirtd stopped or restarted under ``step`` since the VM's start began: the
+    daemon's fault, not the project's, in one line; else None."""
+    if isinstance(error, EngineStopped | PortInUse | Cancelled):
+        return None  # named already, another program's port, or an interrupt
+    now = libvirt.libvirtd_went_away(vm.libvirtd_before, f"{error.cause}\n{error.detail}")
+    if now is None:
+        return None
+    said = " ".join(error.cause.split())
+    return EngineStopped(
+        f"libvirtd stopped during {step} (libvirtd {now}; the step said: {said})",
+        "run again once libvirtd answers (python -m pytest_vmcontainer setup starts it); "
+        "check what stopped it", detail=error.detail)
 
 
 def explain_up_failure(vm: VagrantTarget) -> TargetError:
