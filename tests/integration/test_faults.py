@@ -24,11 +24,13 @@ import pytest
 from pytest_vmcontainer.host import setup
 from pytest_vmcontainer.host.bases import DOCKER_BASE_IMAGE
 from pytest_vmcontainer.runtime.waiting import wait_for
+from pytest_vmcontainer.targets import vmcache
 from tests.integration.conftest import (
     ROOT,
     LiveOutput,
     leftovers,
     run_cli,
+    run_process,
     start_process,
     stop_process,
 )
@@ -188,3 +190,88 @@ def test_libvirtd_and_virtlogd_restarted_while_the_tests_run(tmp_path: Path, shi
     assert returncode == 0, output
     assert "2 passed" in output, output
     assert leftovers(name.removeprefix("vmc-").removesuffix("-default")) == [], output
+
+
+def _stat(pid: int) -> tuple[str, int]:
+    """(name, parent pid) from /proc; ("", 0) once it has ended."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "", 0
+    return text[text.index("(") + 1:text.rindex(")")], int(text[text.rindex(")") + 2:].split()[1])
+
+
+def _virsh_of(run: subprocess.Popen[str]) -> bool:
+    """A virsh that the run (or a process it started) has running now."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or _stat(int(entry.name))[0] != "virsh":
+            continue
+        parent = int(entry.name)
+        while parent > 1:
+            parent = _stat(parent)[1]
+            if parent == run.pid:
+                return True
+    return False
+
+
+def _restart_libvirtd_under(run: subprocess.Popen[str]) -> None:
+    """libvirtd stops answering (SIGSTOP) until the run waits on a libvirt call, then
+    restarts as ``_restart`` does: the restart lands inside the run's step, always."""
+    pid = int(Path("/run/libvirtd.pid").read_text())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: _virsh_of(run) or run.poll() is not None, timeout=60, interval=0.05,
+                 max_interval=0.2, what="the run's next libvirt call")
+        os.kill(pid, signal.SIGTERM)  # handled once it runs again
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=120, what="libvirtd to stop")
+    started = run_cli("setup")
+    assert started.returncode == 0, started.stderr
+
+
+def _saved_states() -> dict[Path, int]:
+    return {state: state.stat().st_size
+            for state in (vmcache.cache_dir() / "saved").glob("*/*/state.sav")}
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize(("start", "options", "step"), [
+    ("booting from the VM cache", ["--vmc-no-vm-restore"], r"the start of vmc-\w+-default"),
+    ("restoring the saved VM", [], r"the restore of the saved VM s\w+"),
+])
+def test_libvirtd_restarted_during_a_vms_start(tmp_path: Path, shipped_vm: None,
+                                               leak_check: None, start: str,
+                                               options: list[str], step: str) -> None:
+    """libvirtd restarts while the VM boots from the cache, or while its saved state is
+    restored: the run fails with one line that names libvirtd, not the project; teardown
+    removes what the start made; the cache entry and the saved VMs stay, and the next run
+    restores as before."""
+    (tmp_path / "test_up.py").write_text("def test_up(vm):\n    assert vm.address\n")
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=vm",
+            SHIPPED["vm"], f"--vmc-provision-inputs={ROOT / 'fixtures'}"]
+    states = _saved_states()
+    run = start_process([*argv, *options], tmp_path, env={"PYTHONUNBUFFERED": "1"},
+                        merge_stderr=True)
+    output = LiveOutput(run)
+    try:
+        wait_for(lambda: output.has(lambda line: f"vm: {start}" in line)
+                 or run.poll() is not None, timeout=600, interval=0.05, max_interval=0.05,
+                 what=f"the run's '{start}'")
+        _restart_libvirtd_under(run)
+        run.wait(timeout=600)
+    finally:
+        stop_process(run)
+    text = output.text()
+    assert run.returncode == 1, text
+    assert re.search(rf"vm target: libvirtd stopped during {step} \(libvirtd (started again "
+                     r"at [\d\-T:]+ UTC|not running now); the step said: .*\): run again once "
+                     r"libvirtd answers", text), text
+    assert "restore failed, booting instead" not in text, text  # the saved VM is not blamed
+    session = re.search(r"vmc-(\w+)-default", text)
+    assert session and leftovers(session.group(1)) == [], text
+    assert _saved_states() == states  # nothing saved was lost or half-written
+
+    again = run_process(argv, tmp_path, timeout=600)
+    assert again.returncode == 0, again.stdout
+    assert "restored from the VM cache" in again.stdout, again.stdout
