@@ -147,6 +147,23 @@ def test_dockerd_restarted_while_the_tests_run(tmp_path: Path, docker_base: None
     assert leftovers(name.removeprefix("vmc-").removesuffix("-container")) == [], output
 
 
+def _fault_once_it_says(argv: list[str], directory: Path, says: Callable[[str], bool],
+                        fault: Callable[[subprocess.Popen[str]], None],
+                        timeout: float) -> tuple[int, str]:
+    """A run started in ``directory``; ``fault`` as soon as a line of its output ``says`` what
+    it waits for (polled every 50 ms: some steps last a second). Its exit status and output."""
+    run = start_process(argv, directory, env={"PYTHONUNBUFFERED": "1"}, merge_stderr=True)
+    output = LiveOutput(run)
+    try:
+        wait_for(lambda: output.has(says) or run.poll() is not None, timeout=timeout,
+                 interval=0.05, max_interval=0.05, what="the run's line")
+        fault(run)
+        run.wait(timeout=timeout)
+    finally:
+        stop_process(run)
+    return run.returncode, output.text()
+
+
 def test_dockerd_restarted_during_a_build(tmp_path: Path, docker_base: None, own_home: Path,
                                           leak_check: None) -> None:
     """A build step dies with dockerd: the run fails with one line that names the engine, not
@@ -155,19 +172,11 @@ def test_dockerd_restarted_during_a_build(tmp_path: Path, docker_base: None, own
         f"FROM {DOCKER_BASE_IMAGE}\nRUN sleep 300 # {secrets.token_hex(8)}\n"
         'CMD ["sleep", "infinity"]\n')
     (tmp_path / "test_up.py").write_text("def test_up(container):\n    assert container.address\n")
-    run = start_process([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-                         "--target=container"], tmp_path, env={"PYTHONUNBUFFERED": "1"},
-                        merge_stderr=True)
-    output = LiveOutput(run)
-    try:
-        wait_for(lambda: output.has(lambda line: "Step" in line and ": RUN sleep 300" in line)
-                 or run.poll() is not None, timeout=300, what="the build's long step")
-        _restart_dockerd()
-        run.wait(timeout=300)
-    finally:
-        stop_process(run)
-    text = output.text()
-    assert run.returncode == 1, text
+    returncode, text = _fault_once_it_says(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=container"],
+        tmp_path, lambda line: "Step" in line and ": RUN sleep 300" in line,
+        lambda _run: _restart_dockerd(), 300)
+    assert returncode == 1, text
     assert re.search(rf"container target: the Docker engine stopped during the build of "
                      rf"{tmp_path / 'Dockerfile'} \(dockerd (started again at [\d\-T:]+ UTC|not "
                      r"running now); the build said: .*\): run again once dockerd answers",
@@ -251,19 +260,10 @@ def test_libvirtd_restarted_during_a_vms_start(tmp_path: Path, shipped_vm: None,
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=vm",
             SHIPPED["vm"], f"--vmc-provision-inputs={ROOT / 'fixtures'}"]
     states = _saved_states()
-    run = start_process([*argv, *options], tmp_path, env={"PYTHONUNBUFFERED": "1"},
-                        merge_stderr=True)
-    output = LiveOutput(run)
-    try:
-        wait_for(lambda: output.has(lambda line: f"vm: {start}" in line)
-                 or run.poll() is not None, timeout=600, interval=0.05, max_interval=0.05,
-                 what=f"the run's '{start}'")
-        _restart_libvirtd_under(run)
-        run.wait(timeout=600)
-    finally:
-        stop_process(run)
-    text = output.text()
-    assert run.returncode == 1, text
+    returncode, text = _fault_once_it_says([*argv, *options], tmp_path,
+                                           lambda line: f"vm: {start}" in line,
+                                           _restart_libvirtd_under, 600)
+    assert returncode == 1, text
     assert re.search(rf"vm target: libvirtd stopped during {step} \(libvirtd (started again "
                      r"at [\d\-T:]+ UTC|not running now); the step said: .*\): run again once "
                      r"libvirtd answers", text), text
