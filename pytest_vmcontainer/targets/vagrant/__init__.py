@@ -28,7 +28,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from pytest_vmcontainer.errors import VmcError
 from pytest_vmcontainer.host import accel as accellib
 from pytest_vmcontainer.host import bases, libvirt, paths, space
 from pytest_vmcontainer.host.ports import free_port
@@ -52,7 +51,7 @@ from pytest_vmcontainer.targets.vagrant.domain import (
     remove_libvirt_leftovers,
 )
 from pytest_vmcontainer.targets.vagrant.environment import PLUMBING, environment
-from pytest_vmcontainer.targets.vagrant.failures import explain_up_failure, libvirtd_gone
+from pytest_vmcontainer.targets.vagrant.failures import explain_up_failure, libvirtd_named
 from pytest_vmcontainer.targets.vagrant.leftovers import (
     _RESOURCE_NAME,
     LibvirtLeftovers,
@@ -214,14 +213,9 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
         then the provisioned disk goes into the cache."""
         self.ssh_config_path.unlink(missing_ok=True)  # a new machine: new ports, maybe a new key
         self.libvirtd_before = libvirt.libvirtd_started()  # a restart under us is named
-        try:
+        with libvirtd_named(self, f"the start of {self.resource_name}"):
             self.start_path.hold()
             self.on_picked_ports(self._start_on_picked_ports, self._undo_start)
-        except VmcError as error:
-            gone = libvirtd_gone(self, f"the start of {self.resource_name}", error)
-            if gone is None:
-                raise
-            raise gone from None
 
     def _start_on_picked_ports(self) -> None:
         self._vagrant = None  # made again with the forwards just picked

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from pytest_vmcontainer.errors import Cancelled, EngineStopped, PortInUse, TargetError, VmcError
@@ -32,6 +34,18 @@ def libvirtd_gone(vm: VagrantTarget, step: str, error: VmcError) -> EngineStoppe
         f"libvirtd stopped during {step} (libvirtd {now}; the step said: {said})",
         "run again once libvirtd answers (python -m pytest_vmcontainer setup starts it); "
         "check what stopped it", detail=error.detail)
+
+
+@contextmanager
+def libvirtd_named(vm: VagrantTarget, step: str) -> Iterator[None]:
+    """A failure of ``step`` that libvirtd's stop or restart caused says so (``libvirtd_gone``)."""
+    try:
+        yield
+    except VmcError as error:
+        gone = libvirtd_gone(vm, step, error)
+        if gone is None:
+            raise
+        raise gone from None
 
 
 def explain_up_failure(vm: VagrantTarget) -> TargetError:
