@@ -12,6 +12,7 @@ that URI, no update checks, no colour.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -138,7 +139,16 @@ def quiet_ok(command: list[str], timeout: float = 10.0) -> bool:
 
 
 def ensure_storage_pool(pool_dir: Path) -> None:
-    """This home's dir pool, so box volumes and VM disks never mix with other pools."""
+    """This home's dir pool, so box volumes and VM disks never mix with other pools. One run
+    of the home at a time: two that start together on a new machine would both define it,
+    and the second's ``pool-define-as`` fails."""
+    with open(paths.ensure_dir(paths.home()) / ".pool.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _define_and_start_pool(pool_dir)
+    remove_pools_of_gone_homes()
+
+
+def _define_and_start_pool(pool_dir: Path) -> None:
     command, name = virsh(), pool_name()
     if not quiet_ok([*command, "pool-info", name]):
         subprocess.run([*command, "pool-define-as", name, "dir", "--target", str(pool_dir)],
@@ -148,7 +158,6 @@ def ensure_storage_pool(pool_dir: Path) -> None:
                           check=True).stdout
     if "running" not in info:
         subprocess.run([*command, "pool-start", name], check=True, capture_output=True)
-    remove_pools_of_gone_homes()
 
 
 def remove_storage_pool() -> None:
