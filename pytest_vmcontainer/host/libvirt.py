@@ -75,6 +75,11 @@ def libvirtd_went_away(before: str | None, said: str) -> str | None:
     return f"started again at {started[:19]} UTC" if started else "not running now"
 
 
+def answers() -> bool:
+    """libvirtd takes a call (``virsh uri``, a few milliseconds)."""
+    return quiet_ok([*virsh(), "uri"], timeout=5.0)
+
+
 def virsh() -> list[str]:
     return ["virsh", "-c", libvirt_uri()]
 

@@ -16,8 +16,21 @@ from pytest_vmcontainer.runtime.waiting import wait_for
 GRACEFUL_HALT_S = 60.0  # vagrant-libvirt's graceful_halt_timeout default
 
 
+LIBVIRTD_BACK_WAIT = 30.0  # seconds a removal waits for a libvirtd that stopped to answer
+
+
 def remove_libvirt_leftovers(prefix: str) -> list[str]:
-    """Destroy domains and delete volumes whose names start with ``prefix``; returns their names."""
+    """Destroy domains and delete volumes whose names start with ``prefix``; returns their names.
+
+    A libvirtd that stopped under the run (a restart) is waited for once: a supervisor or
+    the next setup starts it within seconds. If it does not answer, what is left stays
+    with the session for the next run's sweep."""
+    if not libvirt.answers():
+        try:
+            wait_for(libvirt.answers, timeout=LIBVIRTD_BACK_WAIT, interval=0.5,
+                     what="libvirtd to answer again")
+        except WaitTimeout:
+            pass
     removed = []
     for domain in (d for d in libvirt.domain_names() if d.startswith(prefix)):
         libvirt.run_virsh("destroy", domain)
@@ -53,7 +66,11 @@ def _failed(command: str, stderr: str, remedy: str) -> TargetError:
 
 def saved_definition(state: Path) -> str:
     """The domain definition a ``virsh save`` state file holds."""
-    return libvirt.run_virsh("save-image-dumpxml", "--security-info", str(state)).stdout
+    result = libvirt.run_virsh("save-image-dumpxml", "--security-info", str(state))
+    if result.returncode != 0:
+        raise _failed("save-image-dumpxml", result.stderr,
+                      "python -m pytest_vmcontainer clean --caches removes saved VMs")
+    return result.stdout
 
 
 @dataclass(frozen=True)
