@@ -13,6 +13,7 @@ import pytest
 
 from pytest_vmcontainer.errors import Cancelled, EngineStopped, PortInUse, TargetError
 from pytest_vmcontainer.host import libvirt
+from pytest_vmcontainer.targets.vagrant import domain
 from pytest_vmcontainer.targets.vagrant.failures import libvirtd_gone
 
 
@@ -83,3 +84,15 @@ def test_what_is_named_already_or_an_interrupt_stays_as_it_is(pid_file: Path,
     vm = _vm(libvirt.libvirtd_started())
     pid_file.unlink()
     assert libvirtd_gone(vm, "the start", error) is None
+
+
+def test_a_removal_that_libvirtd_cannot_take_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a quiet no-op: teardown then keeps the session for the next run's sweep."""
+    monkeypatch.setattr(libvirt, "answers", lambda: False)
+    monkeypatch.setattr(domain, "LIBVIRTD_BACK_WAIT", 0.2)
+    with pytest.raises(TargetError) as failed:
+        domain.remove_libvirt_leftovers("vmc-abc-")
+    assert failed.value.one_line() == (
+        "libvirtd did not answer within 0s, so the domain and volumes named vmc-abc-* could "
+        "not be removed: start libvirtd (python -m pytest_vmcontainer setup); the next run's "
+        "sweep removes them")

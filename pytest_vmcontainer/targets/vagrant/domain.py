@@ -23,14 +23,18 @@ def remove_libvirt_leftovers(prefix: str) -> list[str]:
     """Destroy domains and delete volumes whose names start with ``prefix``; returns their names.
 
     A libvirtd that stopped under the run (a restart) is waited for once: a supervisor or
-    the next setup starts it within seconds. If it does not answer, what is left stays
-    with the session for the next run's sweep."""
+    the next setup starts it within seconds. If it does not answer, this raises: a
+    teardown then keeps the session's directory, and the next run's sweep removes the
+    rest (a removal that failed quietly would leave the domain to no one)."""
     if not libvirt.answers():
         try:
             wait_for(libvirt.answers, timeout=LIBVIRTD_BACK_WAIT, interval=0.5,
                      what="libvirtd to answer again")
         except WaitTimeout:
-            pass
+            raise TargetError(f"libvirtd did not answer within {LIBVIRTD_BACK_WAIT:.0f}s, so "
+                              f"the domain and volumes named {prefix}* could not be removed",
+                              "start libvirtd (python -m pytest_vmcontainer setup); the next "
+                              "run's sweep removes them") from None
     removed = []
     for domain in (d for d in libvirt.domain_names() if d.startswith(prefix)):
         libvirt.run_virsh("destroy", domain)
