@@ -25,10 +25,9 @@ from pytest_vmcontainer.host import engine, paths
 from pytest_vmcontainer.host.libvirt import (
     DEFAULT_LIBVIRT_URI,
     LIBVIRT_URI_ENV,
+    answers,
     ensure_storage_pool,
     libvirt_uri,
-    quiet_ok,
-    virsh,
 )
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.waiting import wait_for
@@ -106,7 +105,7 @@ def virtlogd_answers() -> bool:
 
 
 def libvirtd_answers() -> bool:
-    return quiet_ok([*virsh(), "version"])
+    return answers()
 
 
 def _docker_host() -> str:
