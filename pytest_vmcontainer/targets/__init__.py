@@ -85,5 +85,6 @@ def clean_caches() -> list[str]:
     if shutil.which("virsh") is None:
         return []
     from pytest_vmcontainer.targets import vmcache
+    from pytest_vmcontainer.targets.vagrant import configcache
 
-    return vmcache.remove_all()
+    return vmcache.remove_all() + configcache.forget_all()

@@ -136,6 +136,7 @@ def _cache_runs(project: Path, token: str) -> None:
         assert later.returncode == 0, later.stdout
         assert "restored from the VM cache" in later.stdout, later.stdout
         assert "vagrant up" not in later.stdout, later.stdout  # no boot
+        assert "vagrant vmc-config" not in later.stdout, later.stdout  # the kept config
     # Random bytes written into the saved state (as a failing disk or a stray dd would):
     # the next run says so, boots from the entry instead and saves a good state again.
     (entry,) = (vmcache.Entry(key) for key in _entries(project))

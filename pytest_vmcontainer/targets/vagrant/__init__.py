@@ -36,12 +36,13 @@ from pytest_vmcontainer.runtime.timing import Timer
 from pytest_vmcontainer.targets import vmcache, vmsaved
 from pytest_vmcontainer.targets.base import Export, Leftovers, Target, TargetSpec, resource_prefix
 from pytest_vmcontainer.targets.capabilities import Attaching, Exporting, Measuring, Shell
+from pytest_vmcontainer.targets.vagrant import configcache
 from pytest_vmcontainer.targets.vagrant import export as exporting
 from pytest_vmcontainer.targets.vagrant.config import (
     CONFIG_MARKER,
     MachineConfig,
     check_machine,
-    read_machine,
+    read_with_vagrant,
     vm_cache_key,
 )
 from pytest_vmcontainer.targets.vagrant.domain import (
@@ -141,11 +142,9 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
         return self.machine.declared_ports if self.machine else ()
 
     def read_config(self) -> MachineConfig:
-        """``vagrant vmc-config`` in the project: the machine as Vagrant merged it."""
-        with self.progress.step(f"vm: reading {self.spec.vagrantfile} (vagrant vmc-config)"):
-            reader = TrackedVagrant(self.spec.vagrantfile.parent, environment(self, read=True),
-                                    self.log_path, self.cancelled)
-            return read_machine(reader, self.spec.vagrantfile, self.log_path, self.log_tail)
+        """The machine as Vagrant merged it: kept from an earlier read of the same inputs
+        (``configcache``), else read with ``vagrant vmc-config`` in the project."""
+        return configcache.read(self.spec.vagrantfile, lambda: read_with_vagrant(self))
 
     # --- names and places --------------------------------------------------------------------
 

@@ -1,0 +1,152 @@
+"""The merged machine config, kept under a hash of what it was read from, so that a run whose
+VM restores from a saved state starts no Ruby (``vagrant vmc-config``: 1.2 to 2.6 s here).
+
+Vagrant's answer changes only when one of these does, so all of them key it:
+- the project's Vagrantfile and the plumbing's, byte for byte;
+- every file beside the Vagrantfile, and every file it names by a literal path (a
+  ``settings.yml`` it reads), by content;
+- the environment variables it names (``ENV["X"]``, ``ENV.fetch("X")``); a Vagrantfile that
+  reads the environment in any other way keys on all of it;
+- every file of every box Vagrant can pick from, by size and time (a box rebuilt or added);
+- Vagrant and vagrant-libvirt themselves (their executable and package lists, by time).
+
+A Vagrantfile that reads a file in a subdirectory that it does not name literally (a glob)
+is not seen: ``clean --caches`` forgets every kept config. A config whose box is not
+installed is not kept (the box is built, then read again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from pytest_vmcontainer.host import paths
+from pytest_vmcontainer.targets import vmcache
+from pytest_vmcontainer.targets.vagrant.config import MachineConfig
+from pytest_vmcontainer.targets.vagrant.environment import PLUMBING
+
+FORMAT = "1"
+KEPT = 64  # configs kept per home, the newest first; each is a few hundred bytes
+LARGE = 4 * 2**20  # a file beside the Vagrantfile bigger than this keys by size and time
+_NAMED_VARIABLE = re.compile(r"""ENV(?:\.fetch)?\s*[\[(]\s*["']([^"']+)["']""")
+_LITERAL = re.compile(r"""["']([^"'\n#{}]+)["']""")
+# What changes between runs without changing what the Vagrantfile is about.
+_VOLATILE_PREFIXES = ("PYTEST_",)
+_VOLATILE_NAMES = frozenset({"VMC_PLUMBING", "OLDPWD", "PWD", "_"})
+# The packages that load a Vagrantfile (Debian's): their lists change when they are upgraded.
+# The VM cache's entries are boxes too, but a read never picks one (and their last use is
+# written into them).
+_CACHE_BOXES = f"{vmcache.BOX_PREFIX}-VAGRANTSLASH-"
+_PACKAGE_LISTS = (Path("/var/lib/dpkg/info/vagrant.list"),
+                  Path("/var/lib/dpkg/info/vagrant-libvirt.list"))
+
+
+def directory() -> Path:
+    return paths.home() / "vm-configs"
+
+
+def read(vagrantfile: Path, read_with_vagrant: Callable[[], MachineConfig]) -> MachineConfig:
+    """The kept config of ``vagrantfile``, else ``read_with_vagrant()``, kept for later runs."""
+    machine = lookup(vagrantfile)
+    if machine is None:
+        machine = read_with_vagrant()
+        keep(vagrantfile, machine)
+    return machine
+
+
+def lookup(vagrantfile: Path) -> MachineConfig | None:
+    """The kept config of ``vagrantfile`` as it is now, or None (read it with Vagrant)."""
+    path = directory() / f"{inputs_key(vagrantfile)}.json"
+    try:
+        machine = MachineConfig.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError):
+        return None
+    if not machine.box_directory or not Path(machine.box_directory).is_dir():
+        return None  # the box went (clean, a rebuild under another version)
+    os.utime(path)  # the newest are kept
+    return machine
+
+
+def keep(vagrantfile: Path, machine: MachineConfig) -> None:
+    """Keep ``machine`` (as read just now) for later runs; a config without an installed box
+    is not kept. The box directory is kept as a real path: Vagrant reports it through the
+    session's own ``VAGRANT_HOME``, which goes with the session."""
+    if not machine.box_installed or not machine.box_directory:
+        return
+    kept = replace(machine, box_directory=str(Path(machine.box_directory).resolve()))
+    folder = paths.ensure_dir(directory())
+    path = folder / f"{inputs_key(vagrantfile)}.json"
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    partial.write_text(json.dumps(asdict(kept)))
+    partial.replace(path)  # whole or not at all: another run may read it meanwhile
+    for old in sorted(folder.glob("*.json"), key=_age)[KEPT:]:
+        old.unlink(missing_ok=True)
+
+
+def forget_all() -> list[str]:
+    """For ``clean --caches``: what was removed, in one line, or nothing."""
+    folder = directory()
+    count = len(list(folder.glob("*.json"))) if folder.is_dir() else 0
+    shutil.rmtree(folder, ignore_errors=True)
+    return [f"{count} kept Vagrant configs ({folder})"] if count else []
+
+
+def inputs_key(vagrantfile: Path) -> str:
+    digest = hashlib.sha256(f"vmc-config {FORMAT}\0".encode())
+    text = vagrantfile.read_text(errors="replace")
+    for item in _inputs(vagrantfile, text):
+        digest.update(item.encode() + b"\0")
+    return digest.hexdigest()[:32]
+
+
+def _inputs(vagrantfile: Path, text: str) -> Iterator[str]:
+    project = vagrantfile.parent
+    yield f"plumbing {_content(PLUMBING)}"
+    beside = {p for p in project.iterdir() if p.is_file()}
+    named = {project / literal for literal in _LITERAL.findall(text)
+             if not literal.startswith("/") and (project / literal).is_file()}
+    for file in sorted(beside | named | {vagrantfile}):
+        yield f"file {file.relative_to(project)} {_content(file)}"
+    yield from _environment(text)
+    boxes = paths.vagrant_home() / "boxes"
+    for file in sorted(boxes.rglob("*")) if boxes.is_dir() else ():
+        name = file.relative_to(boxes)
+        if file.is_file() and not name.parts[0].startswith(_CACHE_BOXES):
+            yield f"box {name} {_stamp(file)}"
+    vagrant = shutil.which("vagrant")
+    for file in [*_PACKAGE_LISTS, *([Path(vagrant).resolve()] if vagrant else [])]:
+        yield f"vagrant {file} {_stamp(file) if file.exists() else 'absent'}"
+
+
+def _environment(text: str) -> Iterator[str]:
+    named = _NAMED_VARIABLE.findall(text)
+    names = set(named)
+    if len(re.findall(r"\bENV\b", text)) > len(named):  # ENV.each, ENV[name], ENV.to_h ...
+        names = {name for name in os.environ
+                 if name not in _VOLATILE_NAMES and not name.startswith(_VOLATILE_PREFIXES)}
+    for name in sorted(names):
+        yield f"env {name}={os.environ.get(name)!r}"
+
+
+def _content(file: Path) -> str:
+    if file.stat().st_size > LARGE:
+        return _stamp(file)
+    return hashlib.sha256(file.read_bytes()).hexdigest()
+
+
+def _stamp(file: Path) -> str:
+    stat = file.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
+
+
+def _age(path: Path) -> float:
+    try:
+        return -path.stat().st_mtime
+    except OSError:
+        return 0.0
