@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pytest_vmcontainer.errors import PortInUse, TargetError, WaitTimeout
 from pytest_vmcontainer.host import libvirt
@@ -122,6 +124,33 @@ class LibvirtDomain:
     def wait_clock_set(self) -> None:
         wait_for(lambda: libvirt.run_virsh("domtime", self.name, "--now").returncode == 0,
                  timeout=30, what="the guest clock set through the agent")
+
+    def continue_saved_boot(self, randomness: bytes) -> bool:
+        """What a VM restored from a saved state needs before its tests, through the guest
+        agent: the clock set, and ``randomness`` mixed into the kernel's pool (every restore
+        continues one saved boot). False when the agent refuses file writes (some
+        distributions block ``guest-file-*``): the caller stirs the pool through SSH."""
+        self.wait_clock_set()
+        handle = self._agent("guest-file-open", path="/dev/urandom", mode="w")
+        if handle is None:
+            return False
+        try:
+            written = self._agent("guest-file-write", handle=handle,
+                                  **{"buf-b64": base64.b64encode(randomness).decode()})
+        finally:
+            self._agent("guest-file-close", handle=handle)
+        return isinstance(written, dict) and written.get("count") == len(randomness)
+
+    def _agent(self, command: str, **arguments: object) -> Any:
+        """One guest agent command's answer, or None when it fails."""
+        result = libvirt.run_virsh("qemu-agent-command", self.name,
+                                   json.dumps({"execute": command, "arguments": arguments}))
+        if result.returncode != 0:
+            return None
+        try:
+            return json.loads(result.stdout).get("return")
+        except ValueError:
+            return None
 
     def save(self, state: Path) -> subprocess.CompletedProcess[str]:
         return libvirt.run_virsh("save", self.name, str(state))
