@@ -105,14 +105,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
             if not item.get_closest_marker("vm"):
                 item.add_marker(pytest.mark.container)
-        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
     if not _other_order_asked(config):
         items.sort(key=_place)
-    groups_file = getattr(config, "workerinput", {}).get("vmc_tests_lanes")
-    if groups_file:  # an xdist worker of a run with the lane scheduler (xdistlanes)
+    if hasattr(config, "workerinput"):  # an xdist worker
         from tests import xdistlanes
 
-        xdistlanes.publish(Path(groups_file), {item.nodeid: xdist_group(item) for item in items})
+        groups_file = config.workerinput.get(xdistlanes.WORKERINPUT_KEY)
+        if groups_file:  # a run with the lane scheduler
+            xdistlanes.publish(Path(groups_file),
+                               {item.nodeid: xdist_group(item) for item in items})
 
 
 def _place(item: pytest.Item) -> tuple[int, bool, bool, bool, bool]:

@@ -119,9 +119,6 @@ class Prepared:
         It holds a share of the engines while it runs (``engines_share``): a test that
         restarts a daemon waits for it. It takes its share past that test's turn, which
         may be waiting for a test that waits for this piece."""
-        with self._lock:
-            if self._stopping:
-                raise RuntimeError("the test run is ending")
         with engines_share(exclusive=False, queue=False):
             with self._lock:
                 if self._stopping:
@@ -241,14 +238,13 @@ def engines_share(exclusive: bool, queue: bool = True) -> Iterator[None]:
         yield
         return
     paths.ensure_dir(RUN_HOME)
-    with open(ENGINES_LOCK, "a") as lock, open(ENGINES_GATE, "a") as gate:
+    with open(ENGINES_LOCK, "a") as lock:
         if queue:
-            fcntl.flock(gate, fcntl.LOCK_EX)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        finally:
-            if queue:
-                fcntl.flock(gate, fcntl.LOCK_UN)
+            with open(ENGINES_GATE, "a") as gate:
+                fcntl.flock(gate, fcntl.LOCK_EX)  # closing the file lets the gate go
+                fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        else:
+            fcntl.flock(lock, fcntl.LOCK_SH)
         _held.mode = "exclusive" if exclusive else "shared"
         if exclusive:
             _exclusive_here.set()
@@ -386,7 +382,7 @@ def other_live_runs() -> set[str]:
                   for path in _open_files(pid) if SESSION_LOCK.search(path)]
     # This test's home (own_home) and the one the run began with, where the background
     # preparation runs: its warm-up's restored VM is named after its slot, locked there.
-    for sessions in {lifecycle.paths.sessions_dir(), RUN_HOME / "sessions"}:
+    for sessions in {paths.sessions_dir(), RUN_HOME / "sessions"}:
         locks_open += [str(session / "lock")
                        for session in (sessions.iterdir() if sessions.is_dir() else ())]
     live = set()
@@ -442,7 +438,7 @@ class Snapshot:
             dangling_images=frozenset(i.id for i in client.images.list(
                 filters={"dangling": True}) if _made_here(i.labels)),
             libvirt=frozenset(libvirt_names("vmc-")),
-            sessions=frozenset(p.name for p in lifecycle.paths.sessions_dir().iterdir()),
+            sessions=frozenset(p.name for p in paths.sessions_dir().iterdir()),
         )
 
     def new_since(self, before: Snapshot, others: Collection[str] = ()) -> dict[str, set[str]]:
