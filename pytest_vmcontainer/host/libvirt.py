@@ -37,42 +37,54 @@ def libvirt_uri() -> str:
     return os.environ.get(LIBVIRT_URI_ENV) or DEFAULT_LIBVIRT_URI
 
 
-LIBVIRTD_PID_FILE = Path("/run/libvirtd.pid")
-# What virsh and vagrant-libvirt say when libvirtd goes away under a call.
+# The local daemons a VM's start needs, by the pid files setup (or the distribution) writes.
+# libvirtd takes every call; virtlogd only the starts (libvirtd opens each new QEMU's log
+# through it), so its restart is named only for a failure that names it.
+PID_FILES = {"libvirtd": Path("/run/libvirtd.pid"), "virtlogd": Path("/run/virtlogd.pid")}
+# What virsh and vagrant-libvirt say when a daemon goes away under a call.
 CONNECTION_LOST = ("End of file while reading data", "Connection reset by peer",
                    "Cannot recv data", "client socket is closed", "Broken pipe",
                    "Failed to connect socket")
-DAEMON_GONE_WAIT = 10.0  # for a libvirtd that dropped a call to remove its pid file
+DAEMON_GONE_WAIT = 10.0  # for a daemon that dropped a call to remove its pid file
 
 
-def libvirtd_started() -> str | None:
-    """When the local libvirtd started (its pid file's time, ISO UTC); None when libvirt is on
-    another machine (a URI with a host) or libvirtd is not running."""
+def daemons_started() -> dict[str, str | None]:
+    """When each local libvirt daemon started (its pid file's time, ISO UTC; None when it is
+    not running); empty when libvirt is on another machine (a URI with a host)."""
     if not libvirt_uri().split("://", 1)[-1].startswith("/"):
-        return None
+        return {}
+    return {daemon: _started(pid_file) for daemon, pid_file in PID_FILES.items()}
+
+
+def _started(pid_file: Path) -> str | None:
     try:
-        started = LIBVIRTD_PID_FILE.stat().st_mtime
+        started = pid_file.stat().st_mtime
     except OSError:
         return None
     return datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat()
 
 
-def libvirtd_went_away(before: str | None, said: str) -> str | None:
-    """How libvirtd is now ("started again at ... UTC", "not running now") when it stopped or
-    restarted since ``before``, else None. A call that lost its connection (``said``) waits a
-    few seconds for the pid file to go or change: the call fails before the daemon exits."""
-    if before is None:
-        return None
-    if libvirtd_started() == before:
-        if not any(marker in said for marker in CONNECTION_LOST):
+def daemon_went_away(before: dict[str, str | None], said: str) -> tuple[str, str] | None:
+    """(the daemon, how it is now: "started again at ... UTC", "not running now") when a
+    libvirt daemon that ran at ``before`` stopped or restarted since and the failure that
+    ``said`` so is its doing; else None. A call that lost its connection waits a few seconds
+    for the pid file to go or change: the call fails before the daemon exits."""
+    suspects = [daemon for daemon, started in before.items() if started is not None
+                and (daemon == "libvirtd" or daemon in said)]
+    changed = [daemon for daemon in suspects if _started(PID_FILES[daemon]) != before[daemon]]
+    if not changed:
+        if not suspects or not any(marker in said for marker in CONNECTION_LOST):
             return None
+        daemon = suspects[-1]  # virtlogd when the failure names it, else libvirtd
         try:
-            wait_for(lambda: libvirtd_started() != before, timeout=DAEMON_GONE_WAIT,
-                     what="libvirtd to stop", interval=0.2)
+            wait_for(lambda: _started(PID_FILES[daemon]) != before[daemon],
+                     timeout=DAEMON_GONE_WAIT, what=f"{daemon} to stop", interval=0.2)
         except WaitTimeout:
             return None  # the connection broke for another reason
-    started = libvirtd_started()
-    return f"started again at {started[:19]} UTC" if started else "not running now"
+        changed = [daemon]
+    daemon = changed[-1]
+    started = _started(PID_FILES[daemon])
+    return daemon, f"started again at {started[:19]} UTC" if started else "not running now"
 
 
 def answers() -> bool:

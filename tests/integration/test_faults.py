@@ -1,5 +1,5 @@
 """Faults a CI machine has, performed for real: dockerd restarted during a run's tests and
-between two runs; libvirtd and virtlogd restarted during a VM's tests.
+between two runs; libvirtd and virtlogd restarted during a VM's tests and during its start.
 
 Restarting dockerd stops every container on the machine (and libvirtd drops every client's
 connection), so these run only where the machine is the suite's own: under CI (``CI=true``,
@@ -210,10 +210,17 @@ def _stat(pid: int) -> tuple[str, int]:
     return text[text.index("(") + 1:text.rindex(")")], int(text[text.rindex(")") + 2:].split()[1])
 
 
-def _virsh_of(run: subprocess.Popen[str]) -> bool:
-    """A virsh that the run (or a process it started) has running now."""
+def _virsh_of(run: subprocess.Popen[str], verbs: frozenset[str] = frozenset()) -> bool:
+    """A virsh that the run (or a process it started) has running now; with ``verbs``, one
+    whose command is one of them."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or _stat(int(entry.name))[0] != "virsh":
+            continue
+        try:
+            argv = set((entry / "cmdline").read_bytes().decode(errors="replace").split("\0"))
+        except OSError:
+            continue
+        if verbs and not verbs & argv:
             continue
         parent = int(entry.name)
         while parent > 1:
@@ -223,20 +230,42 @@ def _virsh_of(run: subprocess.Popen[str]) -> bool:
     return False
 
 
-def _restart_libvirtd_under(run: subprocess.Popen[str]) -> None:
-    """libvirtd stops answering (SIGSTOP) until the run waits on a libvirt call, then
-    restarts as ``_restart`` does: the restart lands inside the run's step, always."""
-    pid = int(Path("/run/libvirtd.pid").read_text())
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        wait_for(lambda: _virsh_of(run) or run.poll() is not None, timeout=60, interval=0.05,
-                 max_interval=0.2, what="the run's next libvirt call")
-        os.kill(pid, signal.SIGTERM)  # handled once it runs again
-    finally:
-        os.kill(pid, signal.SIGCONT)
-    wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=120, what="libvirtd to stop")
-    started = run_cli("setup")
-    assert started.returncode == 0, started.stderr
+# The calls that wait on each daemon: any, for libvirtd; for virtlogd, those that start a
+# QEMU (libvirtd opens the new domain's log through it).
+_CALLS_OF = {"libvirtd": frozenset(), "virtlogd": frozenset({"start", "restore"})}
+
+
+def _restart_under(daemon: str) -> Callable[[subprocess.Popen[str]], None]:
+    """The daemon stops answering (SIGSTOP) until the run waits on a libvirt call that needs
+    it, then goes away and is started again as ``_restart`` does: the fault lands inside the
+    run's step, always. libvirtd gets SIGTERM. virtlogd is killed (SIGKILL), as a crash: on
+    SIGTERM it first answers the call it holds, and the start goes on."""
+
+    def restart(run: subprocess.Popen[str]) -> None:
+        pid = int(Path(f"/run/{daemon}.pid").read_text())
+        assert Path(f"/proc/{pid}/comm").read_text().strip() == daemon
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: _virsh_of(run, _CALLS_OF[daemon]) or run.poll() is not None,
+                     timeout=60, interval=0.05, max_interval=0.2,
+                     what=f"the run's next libvirt call that needs {daemon}")
+            os.kill(pid, signal.SIGKILL if daemon == "virtlogd" else signal.SIGTERM)
+        finally:
+            os.kill(pid, signal.SIGCONT)  # a SIGTERM is handled once it runs again
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=120, what=f"{daemon} to stop")
+        started = run_cli("setup")
+        assert started.returncode == 0, started.stderr
+
+    return restart
+
+
+def _before_the_call_of(daemon: str, start: str) -> Callable[[str], bool]:
+    """The run's line after which the daemon is held: libvirtd, once the start's step begins;
+    virtlogd, from the run's first line (a start's call to virtlogd follows its step's line
+    by a fraction of a second, too soon to hold it from here; until then no call needs it)."""
+    if daemon == "virtlogd":
+        return lambda line: "test session starts" in line
+    return lambda line: f"vm: {start}" in line
 
 
 def _saved_states() -> dict[Path, int]:
@@ -245,28 +274,29 @@ def _saved_states() -> dict[Path, int]:
 
 
 @pytest.mark.vm
+@pytest.mark.parametrize("daemon", ["libvirtd", "virtlogd"])
 @pytest.mark.parametrize(("start", "options", "step"), [
     ("booting from the VM cache", ["--vmc-no-vm-restore"], r"the start of vmc-\w+-default"),
     ("restoring the saved VM", [], r"the restore of the saved VM s\w+"),
 ])
-def test_libvirtd_restarted_during_a_vms_start(tmp_path: Path, shipped_vm: None,
-                                               leak_check: None, start: str,
-                                               options: list[str], step: str) -> None:
-    """libvirtd restarts while the VM boots from the cache, or while its saved state is
-    restored: the run fails with one line that names libvirtd, not the project; teardown
-    removes what the start made; the cache entry and the saved VMs stay, and the next run
-    restores as before."""
+def test_a_libvirt_daemon_restarted_during_a_vms_start(
+        tmp_path: Path, shipped_vm: None, leak_check: None, start: str, options: list[str],
+        step: str, daemon: str) -> None:
+    """libvirtd or virtlogd restarts while the VM boots from the cache, or while its saved
+    state is restored: the run fails with one line that names the daemon, not the project;
+    teardown removes what the start made; the cache entry and the saved VMs stay, and the
+    next run restores as before."""
     (tmp_path / "test_up.py").write_text("def test_up(vm):\n    assert vm.address\n")
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=vm",
             SHIPPED["vm"], f"--vmc-provision-inputs={ROOT / 'fixtures'}"]
     states = _saved_states()
     returncode, text = _fault_once_it_says([*argv, *options], tmp_path,
-                                           lambda line: f"vm: {start}" in line,
-                                           _restart_libvirtd_under, 600)
+                                           _before_the_call_of(daemon, start),
+                                           _restart_under(daemon), 600)
     assert returncode == 1, text
-    assert re.search(rf"vm target: libvirtd stopped during {step} \(libvirtd (started again "
+    assert re.search(rf"vm target: {daemon} stopped during {step} \({daemon} (started again "
                      r"at [\d\-T:]+ UTC|not running now); the step said: .*\): run again once "
-                     r"libvirtd answers", text), text
+                     rf"{daemon} answers", text), text
     assert "restore failed, booting instead" not in text, text  # the saved VM is not blamed
     session = re.search(r"vmc-(\w+)-default", text)
     assert session and leftovers(session.group(1)) == [], text

@@ -52,7 +52,10 @@ from pytest_vmcontainer.targets.vagrant.domain import (
     remove_libvirt_leftovers,
 )
 from pytest_vmcontainer.targets.vagrant.environment import PLUMBING, environment
-from pytest_vmcontainer.targets.vagrant.failures import explain_up_failure, libvirtd_named
+from pytest_vmcontainer.targets.vagrant.failures import (
+    explain_up_failure,
+    libvirt_daemons_named,
+)
 from pytest_vmcontainer.targets.vagrant.leftovers import (
     _RESOURCE_NAME,
     LibvirtLeftovers,
@@ -93,7 +96,8 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
         self._vagrant: TrackedVagrant | None = None
         self.exported = False  # an app box was added from this VM (removed at destroy)
         self.start_path: StartPath = Provision(self, None)  # prepare picks the real one
-        self.libvirtd_before: str | None = None  # when libvirtd started, as up began
+        # When libvirtd and virtlogd started, as up began: a restart under it is named.
+        self.libvirt_daemons_before: dict[str, str | None] = {}
 
     @property
     def mode(self) -> str:
@@ -211,8 +215,8 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
         (restored, or booted with no provisioning); else ``vagrant up`` with the provisioners,
         then the provisioned disk goes into the cache."""
         self.ssh_config_path.unlink(missing_ok=True)  # a new machine: new ports, maybe a new key
-        self.libvirtd_before = libvirt.libvirtd_started()  # a restart under us is named
-        with libvirtd_named(self, f"the start of {self.resource_name}"):
+        self.libvirt_daemons_before = libvirt.daemons_started()
+        with libvirt_daemons_named(self, f"the start of {self.resource_name}"):
             self.start_path.hold()
             self.on_picked_ports(self._start_on_picked_ports, self._undo_start)
 

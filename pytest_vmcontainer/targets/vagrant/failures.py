@@ -21,28 +21,30 @@ def boot_timeout(vm: VagrantTarget, detail: str = "") -> TargetError:
         f"check the guest in /var/log/libvirt/qemu/{vm.resource_name}.log", detail=detail)
 
 
-def libvirtd_gone(vm: VagrantTarget, step: str, error: VmcError) -> EngineStopped | None:
-    """When libvirtd stopped or restarted under ``step`` since the VM's start began: the
-    daemon's fault, not the project's, in one line; else None."""
+def libvirt_daemon_gone(vm: VagrantTarget, step: str, error: VmcError) -> EngineStopped | None:
+    """When libvirtd or virtlogd stopped or restarted under ``step`` since the VM's start
+    began: the daemon's fault, not the project's, in one line; else None."""
     if isinstance(error, EngineStopped | PortInUse | Cancelled):
         return None  # named already, another program's port, or an interrupt
-    now = libvirt.libvirtd_went_away(vm.libvirtd_before, f"{error.cause}\n{error.detail}")
-    if now is None:
+    gone = libvirt.daemon_went_away(vm.libvirt_daemons_before,
+                                    f"{error.cause}\n{error.detail}")
+    if gone is None:
         return None
+    daemon, now = gone
     said = " ".join(error.cause.split())
     return EngineStopped(
-        f"libvirtd stopped during {step} (libvirtd {now}; the step said: {said})",
-        "run again once libvirtd answers (python -m pytest_vmcontainer setup starts it); "
+        f"{daemon} stopped during {step} ({daemon} {now}; the step said: {said})",
+        f"run again once {daemon} answers (python -m pytest_vmcontainer setup starts it); "
         "check what stopped it", detail=error.detail)
 
 
 @contextmanager
-def libvirtd_named(vm: VagrantTarget, step: str) -> Iterator[None]:
-    """A failure of ``step`` that libvirtd's stop or restart caused says so (``libvirtd_gone``)."""
+def libvirt_daemons_named(vm: VagrantTarget, step: str) -> Iterator[None]:
+    """A failure of ``step`` that a libvirt daemon's stop or restart caused says so."""
     try:
         yield
     except VmcError as error:
-        gone = libvirtd_gone(vm, step, error)
+        gone = libvirt_daemon_gone(vm, step, error)
         if gone is None:
             raise
         raise gone from None

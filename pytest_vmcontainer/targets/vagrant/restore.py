@@ -11,7 +11,7 @@ from pytest_vmcontainer.host import paths, space
 from pytest_vmcontainer.runtime.background import run_all
 from pytest_vmcontainer.targets import vmcache, vmsaved
 from pytest_vmcontainer.targets.vagrant.domain import refresh_pool
-from pytest_vmcontainer.targets.vagrant.failures import libvirtd_gone
+from pytest_vmcontainer.targets.vagrant.failures import libvirt_daemon_gone
 from pytest_vmcontainer.targets.vagrant.resume import resume_on_overlay
 from pytest_vmcontainer.targets.vagrant.starts import FromCache
 
@@ -120,7 +120,7 @@ class Restore(FromCache):
             vm.remove_machine()
             raise  # another program took a forward's port: the saved state is fine too
         except VmcError as error:
-            gone = libvirtd_gone(vm, f"the restore of the saved VM {slot.id}", error)
+            gone = libvirt_daemon_gone(vm, f"the restore of the saved VM {slot.id}", error)
             if gone is not None:  # not the saved VM's fault: it stays for the next run
                 raise gone from None
             vm.progress.say(f"vm: restore failed, booting instead: {error}")
