@@ -34,6 +34,11 @@ class BuildError(VmcError):
     """A base image, box or target image could not be built."""
 
 
+class DiskFilledUp(BuildError):
+    """A build's write that found its disk full, named with that disk
+    (``space.filled_up_cause``): not to be named again by an outer step."""
+
+
 class TargetError(VmcError):
     """A target could not be started, provisioned or reached."""
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pytest_vmcontainer.errors import BuildError
+from pytest_vmcontainer.errors import BuildError, DiskFilledUp
 from pytest_vmcontainer.host import paths, space
 from pytest_vmcontainer.runtime import logtail, procs
 
@@ -104,11 +104,11 @@ def workdir(kind: str) -> Iterator[Path]:
     try:
         yield work
     except BuildError as error:
-        if not space.filled_up(error.detail):
+        if isinstance(error, DiskFilledUp) or not space.filled_up(error.detail):
             raise
         remove_tree(work)  # before the free space is told
-        raise BuildError(space.filled_up_cause(paths.builds_dir(), f"a base ({kind})"),
-                         space.FILLED_UP_REMEDY, detail=error.detail) from None
+        raise DiskFilledUp(space.filled_up_cause(paths.builds_dir(), f"a base ({kind})"),
+                           space.FILLED_UP_REMEDY, detail=error.detail) from None
     finally:
         remove_tree(work)
 

@@ -28,8 +28,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_vmcontainer.errors import BuildError
-from pytest_vmcontainer.host import libvirt
+from pytest_vmcontainer.errors import BuildError, DiskFilledUp
+from pytest_vmcontainer.host import libvirt, paths, space
 from pytest_vmcontainer.host.basebuild import (
     BASE_RECIPE,
     DATA,
@@ -210,6 +210,31 @@ def vagrant_insecure_key() -> Path:
                      "install Vagrant ('python -m pytest_vmcontainer setup' does), then retry")
 
 
+def add_box(box: BoxRecipe, log: Path, cancel: threading.Event | None = None,
+            cwd: Path | None = None) -> None:
+    """``vagrant box add`` of the packed box into the harness's ``VAGRANT_HOME``. A disk that
+    fills up meanwhile is named, and what Vagrant left of the box goes first."""
+    remove_stale_box_volumes(box.name)
+    try:
+        run_logged(["vagrant", "box", "add", "--force", "--name", box.name,
+                     str(box.box_file())], log, "vagrant box add", "see the log", cancel,
+                    env=libvirt.vagrant_env(), cwd=cwd)  # cwd: not the caller's project dir
+    except BuildError as error:
+        # Vagrant copies the box with curl first, which says "Failure writing output".
+        home, size = paths.vagrant_home(), box.box_file().stat().st_size
+        if not space.filled_up(error.detail) and space.free_bytes(home) >= size:
+            raise
+        if not box.current():  # a box of the old recipe, or half of the new one
+            remove_tree(home / "boxes" / box.name.replace("/", "-VAGRANTSLASH-"))
+        for partial in (home / "tmp").glob("box*"):  # Vagrant's download and unpacking
+            remove_tree(partial) if partial.is_dir() else partial.unlink(missing_ok=True)
+        raise DiskFilledUp(space.filled_up_cause(home, f"the box {box.name} into Vagrant", size),
+                           space.FILLED_UP_REMEDY, detail=error.detail) from None
+    if not box.current():
+        raise BuildError("vagrant box add did not install the box", f"see {log}",
+                         detail=logtail.tail(log, 12))
+
+
 def ensure_box(progress: Progress, rebuild: bool = False,
                cancel: threading.Event | None = None, box: BoxRecipe = PROJECT_BOX) -> str:
     """A libvirt box built here (``LOCAL_BOXES``), as the Vagrantfile names it in
@@ -259,13 +284,7 @@ def ensure_box(progress: Progress, rebuild: bool = False,
                         "packing the box", "see the log", cancel)
             os.replace(packed, box.box_file())
             note("vagrant box add")
-            remove_stale_box_volumes(box.name)
-            run_logged(["vagrant", "box", "add", "--force", "--name", box.name,
-                         str(box.box_file())], log, "vagrant box add", "see the log", cancel,
-                        env=libvirt.vagrant_env(), cwd=work)  # not the caller's project dir
-            if not box.current():
-                raise BuildError("vagrant box add did not install the box",
-                                 f"see {log}", detail=logtail.tail(log, 12))
+            add_box(box, log, cancel, cwd=work)
             BuildRecord(box.kind, box.recipe_hash(), str(box.box_file()),
                         round(time.monotonic() - started, 1), box.box_file().stat().st_size,
                         time.time()).save()

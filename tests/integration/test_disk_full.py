@@ -1,6 +1,7 @@
 """A disk that fills up while the harness writes a base or a VM cache entry: one line naming
 the disk, what was written and what to do; nothing half-written is kept, and what was there
-before stays (issue 20, faults 3a and 3b).
+before stays (issue 20, faults 3a and 3b): the Docker base, the box (its build and its import
+into Vagrant) and a VM cache entry.
 
 The full disk is real: a 32 MiB tmpfs mounted where the harness writes, filled by the real
 debootstrap of a base build and by a real ``qemu-img convert`` of a disk image twice that
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,11 +23,12 @@ from typing import Any
 
 import pytest
 
-from pytest_vmcontainer.errors import TargetError
+from pytest_vmcontainer.errors import BuildError, TargetError
+from pytest_vmcontainer.host import bases as boxes
 from pytest_vmcontainer.host import paths
 from pytest_vmcontainer.host.bases import DOCKER_BASE_IMAGE
 from pytest_vmcontainer.targets import vmcache
-from tests.integration.conftest import error_line, run_cli
+from tests.integration.conftest import RUN_HOME, error_line, run_cli
 
 SMALL = "32m"
 
@@ -83,3 +86,41 @@ def test_a_cache_entry_that_fills_the_disk_is_one_line_and_leaves_nothing(
     assert left == []  # the partial entry went
     assert vmcache.entries() == []
     assert "No space left on device" in (tmp_path / "vm.log").read_text()  # qemu-img's words
+
+
+def test_a_box_build_that_fills_the_disk_is_one_line(own_home: Path) -> None:
+    """The box's debootstrap goes through the same work directory as the Docker base's."""
+    with small_disk(paths.builds_dir()) as builds:
+        done = run_cli("build", "--target=vm", "--rebuild", timeout=600)
+        left = list(builds.iterdir())
+    assert done.returncode != 0, done.stdout
+    line = error_line(done.stderr)
+    assert re.fullmatch("pytest-vmcontainer: error: " + FILLED_UP.format(
+        path=re.escape(str(builds)), what=r"a base \(box\)", needed=""), line), line
+    assert [path.name for path in left if path.name.startswith("work-")] == [], left
+    assert not boxes.PROJECT_BOX.current()
+
+
+def test_a_box_import_that_fills_the_disk_is_one_line_and_leaves_no_half_box(
+        bases: None, own_home: Path, tmp_path: Path) -> None:
+    """A real ``vagrant box add`` of the real box file, through the harness's import, into a
+    ``VAGRANT_HOME`` on a 32 MiB disk. Vagrant copies the box with curl first, which says
+    only "Failure writing output to destination": the harness reads the disk's free space."""
+    box_file = boxes.PROJECT_BOX.box_file()  # in this test's home: the run's built box
+    shutil.copyfile(RUN_HOME / box_file.relative_to(own_home), box_file)
+    with small_disk(paths.vagrant_home()) as home, pytest.raises(BuildError) as failed:
+        try:
+            boxes.add_box(boxes.PROJECT_BOX, tmp_path / "box.log")
+        finally:
+            left = sorted(str(path.relative_to(home)) for path in home.rglob("*")
+                          if path.is_file())
+            used = shutil.disk_usage(home).used
+    line = failed.value.one_line()
+    size = r"\d+\.\d MiB"
+    assert re.fullmatch(FILLED_UP.format(
+        path=re.escape(str(home)), what=re.escape(f"the box {boxes.PROJECT_BOX.name} into "
+                                                  "Vagrant"),
+        needed=rf", about {size} needed"), line), line
+    assert [name for name in left if "boxes/" in name or name.startswith("tmp/")] == [], left
+    assert "Failure writing output to destination" in (tmp_path / "box.log").read_text()
+    assert used < 2**20, left  # its partial copy went
