@@ -196,6 +196,12 @@ def _allocated(disk: Path) -> int:
     return int(found.group(1)) if found and result.returncode == 0 else disk.stat().st_size
 
 
+# The copy ends with the run that started it, even one killed with SIGKILL (which no handler
+# sees): util-linux's setpriv gives it a parent-death signal. Otherwise it would go on writing
+# into the partial entry that the next run's sweep removes as a dead writer's.
+DIE_WITH_THE_RUN = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
+
+
 class Writer:
     """Writes one entry under a temporary name; ``commit`` renames it into place."""
 
@@ -223,7 +229,7 @@ class Writer:
         """Flatten the VM's disk (its overlay and the box under it) into the entry."""
         started = time.monotonic()
         with open(self.log, "ab") as out:
-            command = ["qemu-img", "convert", "-U", "-O", "qcow2", str(disk),
+            command = [*DIE_WITH_THE_RUN, "qemu-img", "convert", "-U", "-O", "qcow2", str(disk),
                        str(self.partial / "box.img")]
             out.write(f"\n$ {' '.join(command)}\n".encode())
             out.flush()
