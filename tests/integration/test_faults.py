@@ -148,7 +148,7 @@ def test_dockerd_restarted_while_the_tests_run(tmp_path: Path, docker_base: None
 
 
 def _fault_once_it_says(argv: list[str], directory: Path, says: Callable[[str], bool],
-                        fault: Callable[[subprocess.Popen[str]], None],
+                        fault: Callable[[subprocess.Popen[str], LiveOutput], None],
                         timeout: float) -> tuple[int, str]:
     """A run started in ``directory``; ``fault`` as soon as a line of its output ``says`` what
     it waits for (polled every 50 ms: some steps last a second). Its exit status and output."""
@@ -157,7 +157,7 @@ def _fault_once_it_says(argv: list[str], directory: Path, says: Callable[[str], 
     try:
         wait_for(lambda: output.has(says) or run.poll() is not None, timeout=timeout,
                  interval=0.05, max_interval=0.05, what="the run's line")
-        fault(run)
+        fault(run, output)
         run.wait(timeout=timeout)
     finally:
         stop_process(run)
@@ -175,7 +175,7 @@ def test_dockerd_restarted_during_a_build(tmp_path: Path, docker_base: None, own
     returncode, text = _fault_once_it_says(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=container"],
         tmp_path, lambda line: "Step" in line and ": RUN sleep 300" in line,
-        lambda _run: _restart_dockerd(), 300)
+        lambda _run, _output: _restart_dockerd(), 300)
     assert returncode == 1, text
     assert re.search(rf"container target: the Docker engine stopped during the build of "
                      rf"{tmp_path / 'Dockerfile'} \(dockerd (started again at [\d\-T:]+ UTC|not "
@@ -230,25 +230,23 @@ def _virsh_of(run: subprocess.Popen[str], verbs: frozenset[str] = frozenset()) -
     return False
 
 
-# The calls that wait on each daemon: any, for libvirtd; for virtlogd, those that start a
-# QEMU (libvirtd opens the new domain's log through it).
-_CALLS_OF = {"libvirtd": frozenset(), "virtlogd": frozenset({"start", "restore"})}
+Reached = Callable[[subprocess.Popen[str], LiveOutput], bool]
 
 
-def _restart_under(daemon: str) -> Callable[[subprocess.Popen[str]], None]:
-    """The daemon stops answering (SIGSTOP) until the run waits on a libvirt call that needs
-    it, then goes away and is started again as ``_restart`` does: the fault lands inside the
-    run's step, always. libvirtd gets SIGTERM. virtlogd is killed (SIGKILL), as a crash: on
-    SIGTERM it first answers the call it holds, and the start goes on."""
+def _restart_under(daemon: str, reached: Reached) -> Callable[
+        [subprocess.Popen[str], LiveOutput], None]:
+    """The daemon stops answering (SIGSTOP) until the run waits on a call that needs it
+    (``reached``), then goes away and is started again as ``_restart`` does: the fault lands
+    inside the run's step, always. libvirtd gets SIGTERM. virtlogd is killed (SIGKILL), as a
+    crash: on SIGTERM it first answers the call it holds, and the start goes on."""
 
-    def restart(run: subprocess.Popen[str]) -> None:
+    def restart(run: subprocess.Popen[str], output: LiveOutput) -> None:
         pid = int(Path(f"/run/{daemon}.pid").read_text())
         assert Path(f"/proc/{pid}/comm").read_text().strip() == daemon
         os.kill(pid, signal.SIGSTOP)
         try:
-            wait_for(lambda: _virsh_of(run, _CALLS_OF[daemon]) or run.poll() is not None,
-                     timeout=60, interval=0.05, max_interval=0.2,
-                     what=f"the run's next libvirt call that needs {daemon}")
+            wait_for(lambda: reached(run, output) or run.poll() is not None, timeout=60,
+                     interval=0.05, max_interval=0.2, what=f"the run's call that needs {daemon}")
             os.kill(pid, signal.SIGKILL if daemon == "virtlogd" else signal.SIGTERM)
         finally:
             os.kill(pid, signal.SIGCONT)  # a SIGTERM is handled once it runs again
@@ -259,13 +257,24 @@ def _restart_under(daemon: str) -> Callable[[subprocess.Popen[str]], None]:
     return restart
 
 
-def _before_the_call_of(daemon: str, start: str) -> Callable[[str], bool]:
-    """The run's line after which the daemon is held: libvirtd, once the start's step begins;
-    virtlogd, from the run's first line (a start's call to virtlogd follows its step's line
-    by a fraction of a second, too soon to hold it from here; until then no call needs it)."""
+def _when(daemon: str, start: str) -> tuple[Callable[[str], bool], Reached]:
+    """The run's line at which the daemon is held, and when the run waits on it.
+
+    virtlogd is held from the run's first line: only a domain's start calls it (libvirtd opens
+    the new QEMU's log through it), a fraction of a second after the step's line, too soon
+    to hold it from here. A start through virsh is seen as its ``virsh start`` or ``virsh
+    restore``; ``vagrant up`` (vagrant-libvirt calls libvirt from Ruby) by its line "Starting
+    domain.", after which it waits on libvirtd for the guest's address: libvirtd goes then."""
+    first_line = "test session starts"
+    if start.startswith("vagrant up"):
+        if daemon == "libvirtd":
+            return (lambda line: "Starting domain." in line), lambda _run, _output: True
+        return (lambda line: first_line in line), lambda _run, output: output.has(
+            lambda line: "Starting domain." in line)
     if daemon == "virtlogd":
-        return lambda line: "test session starts" in line
-    return lambda line: f"vm: {start}" in line
+        verbs = frozenset({"start", "restore"})
+        return (lambda line: first_line in line), lambda run, _output: _virsh_of(run, verbs)
+    return (lambda line: f"vm: {start}" in line), lambda run, _output: _virsh_of(run)
 
 
 def _saved_states() -> dict[Path, int]:
@@ -278,21 +287,23 @@ def _saved_states() -> dict[Path, int]:
 @pytest.mark.parametrize(("start", "options", "step"), [
     ("booting from the VM cache", ["--vmc-no-vm-restore"], r"the start of vmc-\w+-default"),
     ("restoring the saved VM", [], r"the restore of the saved VM s\w+"),
+    ("vagrant up", ["--vmc-no-vm-cache"], r"the start of vmc-\w+-default"),
 ])
 def test_a_libvirt_daemon_restarted_during_a_vms_start(
         tmp_path: Path, shipped_vm: None, leak_check: None, start: str, options: list[str],
         step: str, daemon: str) -> None:
-    """libvirtd or virtlogd restarts while the VM boots from the cache, or while its saved
-    state is restored: the run fails with one line that names the daemon, not the project;
+    """libvirtd or virtlogd restarts while the VM boots from the cache, while its saved state
+    is restored, or in ``vagrant up`` (the cache off: it would provision next, but fails
+    first): the run fails with one line that names the daemon, not the project;
     teardown removes what the start made; the cache entry and the saved VMs stay, and the
     next run restores as before."""
     (tmp_path / "test_up.py").write_text("def test_up(vm):\n    assert vm.address\n")
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=vm",
             SHIPPED["vm"], f"--vmc-provision-inputs={ROOT / 'fixtures'}"]
     states = _saved_states()
-    returncode, text = _fault_once_it_says([*argv, *options], tmp_path,
-                                           _before_the_call_of(daemon, start),
-                                           _restart_under(daemon), 600)
+    says, reached = _when(daemon, start)
+    returncode, text = _fault_once_it_says([*argv, *options], tmp_path, says,
+                                           _restart_under(daemon, reached), 600)
     assert returncode == 1, text
     assert re.search(rf"vm target: {daemon} stopped during {step} \({daemon} (started again "
                      r"at [\d\-T:]+ UTC|not running now); the step said: .*\): run again once "
