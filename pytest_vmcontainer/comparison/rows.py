@@ -242,8 +242,8 @@ def _storage(vm: Figures, ct: Figures, host: Figures) -> Verdict:
 ROWS: tuple[Row, ...] = (
     Row("size", "Size", "GBs (1-10+ GB)", "MBs (10-500 MB)", "bytes", "footprint_bytes",
         "probe_size",
-        "VM: disk bytes allocated to its volume and the box volume under it (qemu-img); "
-        "container: image size plus its writable layer (docker inspect)",
+        "VM: what a flattened copy of its disk needs (qemu-img measure), the same whichever "
+        "way it started; container: image size plus its writable layer (docker inspect)",
         "holds if the VM's footprint is at least 1 GB and the container's at most 500 MB",
         _size, needs=("measure",)),
     Row("boot_time", "Boot Time", "Minutes (1-5 min)", "Seconds (1-10 sec)", "s", "cold_s",
@@ -290,7 +290,8 @@ ROWS: tuple[Row, ...] = (
     Row("resource_usage", "Resource Usage", "Heavy", "Lightweight", "bytes",
         "idle_memory_bytes", "probe_idle",
         "from the host side at idle: QEMU process RSS vs the container's cgroup memory; "
-        "CPU over a fixed window",
+        "CPU over a fixed window; a VM resumed from a saved state is halted and started "
+        "first (its QEMU maps memory lazily), and the figures say how each started",
         "holds if the VM's idle memory is at least 5x the container's",
         _resources, tcg_biased=True, needs=("measure",)),
     Row("density", "Density", "10-20 VMs per host", "100+ containers per host", "count",

@@ -62,6 +62,10 @@ class Measuring(Protocol):
     def usage(self) -> tuple[int, float]:
         """From the host side: (memory bytes, CPU seconds used so far)."""
 
+    def memory_as_booted(self) -> str:
+        """Make ``usage``'s memory independent of how the target started (a VM resumed from
+        a saved state is halted and started first); how the measured instance started."""
+
 
 @runtime_checkable
 class Attaching(Protocol):

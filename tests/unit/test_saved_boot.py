@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_vmcontainer.host import libvirt
 from pytest_vmcontainer.targets.vagrant import domain as domainlib
 
 
@@ -37,7 +38,7 @@ class FakeVirsh:
 @pytest.fixture
 def virsh(monkeypatch: pytest.MonkeyPatch) -> FakeVirsh:
     fake = FakeVirsh()
-    monkeypatch.setattr(domainlib.libvirt, "run_virsh", fake)
+    monkeypatch.setattr(libvirt, "run_virsh", fake)
     return fake
 
 
@@ -62,3 +63,27 @@ def test_an_agent_that_refuses_file_writes_says_so(virsh: FakeVirsh, tmp_path: P
     executed = [json.loads(call[2])["execute"] for call in virsh.calls[1:]]
     if refused == "guest-file-write":  # an opened handle is closed all the same
         assert executed[-1] == "guest-file-close"
+
+
+class FakeVm:
+    def __init__(self, lazy: bool) -> None:
+        self.memory_lazy = lazy
+        self.calls: list[str] = []
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+
+    def start(self) -> None:
+        self.calls.append("start")
+
+
+def test_a_resumed_vm_is_booted_before_its_memory_is_measured() -> None:
+    """A restored QEMU maps the guest's memory lazily: its RSS would depend on the start."""
+    from pytest_vmcontainer.targets.vagrant.starts import booted_for_memory
+
+    resumed = FakeVm(lazy=True)
+    said = booted_for_memory(resumed)  # type: ignore[arg-type]
+    assert resumed.calls == ["stop", "start"] and not resumed.memory_lazy
+    assert said.startswith("booted for this measurement (it had resumed from a saved state")
+    booted = FakeVm(lazy=False)
+    assert booted_for_memory(booted) == "booted" and booted.calls == []  # type: ignore[arg-type]

@@ -60,6 +60,7 @@ def probe_boot(ctx: ProbeContext, target: Target, phase: str) -> Measured:
 
 def probe_idle(ctx: ProbeContext, target: Target) -> Measured:
     window = ctx.settings.idle_seconds
+    how_started = as_measuring(target).memory_as_booted()
     _, cpu_before = as_measuring(target).usage()
     started = time.monotonic()
     threading.Event().wait(window)  # the measurement window itself: nothing to poll for
@@ -67,7 +68,7 @@ def probe_idle(ctx: ProbeContext, target: Target) -> Measured:
     elapsed = time.monotonic() - started
     return {"idle_memory_bytes": memory,
             "idle_cpu_percent": 100.0 * (cpu_after - cpu_before) / elapsed,
-            "window_s": round(elapsed, 2),
+            "window_s": round(elapsed, 2), "started": how_started,
             "source": "QEMU process RSS" if target.kind == "vm" else
             "container cgroup memory (docker stats, without inactive file cache)"}, None
 

@@ -287,6 +287,9 @@ class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
                 "unique_bytes": size - base.artifact_bytes if base else None,
                 "parent": (image.attrs.get("Parent") or "")[:19]}
 
+    def memory_as_booted(self) -> str:
+        return "started by docker run"  # a container starts one way
+
     def usage(self) -> tuple[int, float]:
         """The container's cgroup memory (without inactive file cache) and CPU time."""
         stats = self.container.stats(stream=False, one_shot=True)

@@ -62,7 +62,13 @@ from pytest_vmcontainer.targets.vagrant.leftovers import (
     remove_app_boxes,
 )
 from pytest_vmcontainer.targets.vagrant.restore import Restore
-from pytest_vmcontainer.targets.vagrant.starts import FromCache, Provision, StartPath, boot_defined
+from pytest_vmcontainer.targets.vagrant.starts import (
+    FromCache,
+    Provision,
+    StartPath,
+    boot_defined,
+    booted_for_memory,
+)
 from pytest_vmcontainer.targets.vagrantcli import TrackedVagrant
 
 __all__ = ["CONFIG_MARKER", "GRACEFUL_HALT_S", "PLUMBING", "_RESOURCE_NAME", "LibvirtLeftovers",
@@ -98,6 +104,7 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
         self.start_path: StartPath = Provision(self, None)  # prepare picks the real one
         # When libvirtd and virtlogd started, as up began: a restart under it is named.
         self.libvirt_daemons_before: dict[str, str | None] = {}
+        self.memory_lazy = False  # resumed from a saved state (resume), not booted since
 
     @property
     def mode(self) -> str:
@@ -315,15 +322,15 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
                              self.progress, accel=self.accel)
 
     def footprint(self) -> dict[str, Any]:
-        """Disk bytes allocated to the VM's volume and the box volume under it (qemu-img)."""
         local = self.local_box  # a box from elsewhere has no build record here
         record = bases.BuildRecord.load(local.kind) if local else None
-        disk = self.domain.disk_bytes()
-        return {"footprint_bytes": disk, "disk_bytes": disk,
-                "box_bytes": record.artifact_bytes if record else None}
+        return {**self.domain.footprint(), "box_bytes": record.artifact_bytes if record else None}
 
     def usage(self) -> tuple[int, float]:
         return self.domain.usage()
+
+    def memory_as_booted(self) -> str:
+        return booted_for_memory(self)
 
     def disk_cache_mode(self) -> str | None:
         return self.domain.disk_cache_mode()

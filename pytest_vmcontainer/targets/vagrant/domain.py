@@ -184,6 +184,15 @@ class LibvirtDomain:
             raise TargetError(f"libvirt lists no disk for {self.name}", f"see {self.log_path}")
         return Path(disks[0])
 
+    def footprint(self) -> dict[str, int]:
+        """``footprint_bytes``: what a flattened copy of the disk needs (``qemu-img measure``),
+        the same whichever way the VM started (a resumed VM's chain has one overlay more, a
+        new VM's one less); ``allocated_bytes``: what its chain holds on the host now."""
+        measured = json.loads(subprocess.run(
+            ["qemu-img", "measure", "-U", "--output=json", "-O", "qcow2",
+             str(self.disk_path())], capture_output=True, text=True, check=True).stdout)
+        return {"footprint_bytes": int(measured["required"]), "allocated_bytes": self.disk_bytes()}
+
     def disk_bytes(self) -> int:
         """Disk bytes allocated to the volume and the backing chain under it (qemu-img)."""
         info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--backing-chain",

@@ -26,4 +26,5 @@ def resume_on_overlay(vm: VagrantTarget, state: Path, base: Path, definition: st
                                              boxes))
     defined.write_text(domainxml.restore_xml(definition, overlay, vm.forwards(), boxes))
     domain.restore(state, running, defined)
+    vm.memory_lazy = True  # until it boots (starts.booted_for_memory)
     return boxes

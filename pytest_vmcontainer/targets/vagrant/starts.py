@@ -32,6 +32,7 @@ def boot_defined(vm: VagrantTarget) -> None:
     """Start the defined, shut-off domain; return once its SSH server answers."""
     vm.check_cancelled()
     vm.domain.start()
+    vm.memory_lazy = False
 
     def answers() -> bool:
         vm.check_cancelled()
@@ -41,6 +42,20 @@ def boot_defined(vm: VagrantTarget) -> None:
         wait_for(answers, timeout=vm.spec.boot_timeout, what="SSH", interval=0.2)
     except WaitTimeout:
         raise boot_timeout(vm) from None
+
+
+def booted_for_memory(vm: VagrantTarget) -> str:
+    """How the VM whose memory is measured started. A VM resumed from a saved state is halted
+    and started first: its QEMU maps the guest's memory only as the guest touches it again
+    (one host showed 423 MB of RSS restored, 1,528 MB booted), so the figure would depend on
+    the start path."""
+    if not vm.memory_lazy:
+        return "booted"
+    vm.stop()
+    vm.start()
+    vm.memory_lazy = False
+    return ("booted for this measurement (it had resumed from a saved state, whose QEMU maps "
+            "the guest's memory lazily)")
 
 
 class StartPath:
