@@ -52,17 +52,23 @@ FILLED_UP = (r"the disk under {path} filled up while writing {what} \(\d+\.\d Mi
              r"directory on a larger disk")
 
 
-def test_a_base_build_that_fills_the_disk_is_one_line_and_keeps_the_old_base(
-        own_home: Path, docker_client: Any, docker_base: None) -> None:
-    base_before = docker_client.images.get(DOCKER_BASE_IMAGE).id
+def _build_on_a_full_disk(target: str, kind: str) -> None:
+    """``build --rebuild`` of ``target``'s base with the builds on a 32 MiB disk: one line
+    that names it, and no work directory left."""
     with small_disk(paths.builds_dir()) as builds:
-        done = run_cli("build", "--target=container", "--rebuild", timeout=600)
+        done = run_cli("build", f"--target={target}", "--rebuild", timeout=600)
         left = list(builds.iterdir())
     assert done.returncode != 0, done.stdout
     line = error_line(done.stderr)
     assert re.fullmatch("pytest-vmcontainer: error: " + FILLED_UP.format(
-        path=re.escape(str(builds)), what=r"a base \(docker-base\)", needed=""), line), line
+        path=re.escape(str(builds)), what=rf"a base \({kind}\)", needed=""), line), line
     assert [path.name for path in left if path.name.startswith("work-")] == [], left
+
+
+def test_a_base_build_that_fills_the_disk_is_one_line_and_keeps_the_old_base(
+        own_home: Path, docker_client: Any, docker_base: None) -> None:
+    base_before = docker_client.images.get(DOCKER_BASE_IMAGE).id
+    _build_on_a_full_disk("container", "docker-base")
     assert docker_client.images.get(DOCKER_BASE_IMAGE).id == base_before  # still the base
 
 
@@ -90,14 +96,7 @@ def test_a_cache_entry_that_fills_the_disk_is_one_line_and_leaves_nothing(
 
 def test_a_box_build_that_fills_the_disk_is_one_line(own_home: Path) -> None:
     """The box's debootstrap goes through the same work directory as the Docker base's."""
-    with small_disk(paths.builds_dir()) as builds:
-        done = run_cli("build", "--target=vm", "--rebuild", timeout=600)
-        left = list(builds.iterdir())
-    assert done.returncode != 0, done.stdout
-    line = error_line(done.stderr)
-    assert re.fullmatch("pytest-vmcontainer: error: " + FILLED_UP.format(
-        path=re.escape(str(builds)), what=r"a base \(box\)", needed=""), line), line
-    assert [path.name for path in left if path.name.startswith("work-")] == [], left
+    _build_on_a_full_disk("vm", "box")
     assert not boxes.PROJECT_BOX.current()
 
 
