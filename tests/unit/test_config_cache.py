@@ -71,8 +71,8 @@ def test_it_keeps_the_real_box_directory_not_the_sessions_link(project: Path, bo
 
 
 @pytest.mark.parametrize("change", [
-    "the Vagrantfile", "a file beside it", "a file it names in a folder", "the box's files",
-    "a variable it names", "the plumbing"])
+    "the Vagrantfile", "a file it names beside it", "a file it names in a folder",
+    "the box's files", "a variable it names", "the plumbing"])
 def test_any_input_changed_means_vagrant_reads_again(project: Path, box: Path, change: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     vagrantfile = project / "Vagrantfile"
@@ -85,7 +85,7 @@ def test_any_input_changed_means_vagrant_reads_again(project: Path, box: Path, c
     assert configcache.lookup(vagrantfile) is not None
     if change == "the Vagrantfile":
         vagrantfile.write_text(vagrantfile.read_text() + "# edited\n")
-    elif change == "a file beside it":
+    elif change == "a file it names beside it":
         (project / "setup.sh").write_text("apt-get install -y apache2\n")
     elif change == "a file it names in a folder":
         (project / "conf" / "vm.yml").write_text("memory: 2048\n")
@@ -97,6 +97,31 @@ def test_any_input_changed_means_vagrant_reads_again(project: Path, box: Path, c
         plumbing = project.parent / "plumbing"
         plumbing.write_text("# another plumbing\n")
         monkeypatch.setattr(configcache, "PLUMBING", plumbing)
+    assert configcache.lookup(vagrantfile) is None
+
+
+def test_files_beside_it_that_it_does_not_name_do_not_count(project: Path, box: Path) -> None:
+    """The runs write them (tests, reports, coverage): each would cost a Ruby start."""
+    configcache.keep(project / "Vagrantfile", _machine(box))
+    (project / "report.xml").write_text("<testsuite/>")
+    assert configcache.lookup(project / "Vagrantfile") is not None
+
+
+def test_a_vagrantfile_that_lists_files_keys_on_every_file_beside_it(project: Path,
+                                                                     box: Path) -> None:
+    vagrantfile = project / "Vagrantfile"
+    vagrantfile.write_text(VAGRANTFILE + 'Dir.glob("*.yml").each { |f| load_settings(f) }\n')
+    configcache.keep(vagrantfile, _machine(box))
+    (project / "extra.yml").write_text("memory: 2048\n")
+    assert configcache.lookup(vagrantfile) is None
+
+
+def test_a_required_file_counts_without_its_extension(project: Path, box: Path) -> None:
+    vagrantfile = project / "Vagrantfile"
+    vagrantfile.write_text('require_relative "settings"\n' + VAGRANTFILE)
+    (project / "settings.rb").write_text("MEMORY = 1024\n")
+    configcache.keep(vagrantfile, _machine(box))
+    (project / "settings.rb").write_text("MEMORY = 2048\n")
     assert configcache.lookup(vagrantfile) is None
 
 

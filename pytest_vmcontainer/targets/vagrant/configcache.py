@@ -3,15 +3,17 @@ VM restores from a saved state starts no Ruby (``vagrant vmc-config``: 1.2 to 2.
 
 Vagrant's answer changes only when one of these does, so all of them key it:
 - the project's Vagrantfile and the plumbing's, byte for byte;
-- every file beside the Vagrantfile, and every file it names by a literal path (a
-  ``settings.yml`` it reads), by content;
+- every file it names by a literal path (a ``settings.yml`` it reads, a provisioning script,
+  a ``require_relative``), by content; every file beside it too when it lists files itself
+  (``Dir.glob``, ``Dir[...]``). Other files beside it (the tests, their reports) do not
+  count: the runs write them;
 - the environment variables it names (``ENV["X"]``, ``ENV.fetch("X")``); a Vagrantfile that
   reads the environment in any other way keys on all of it;
 - every file of every box Vagrant can pick from, by size and time (a box rebuilt or added);
 - Vagrant and vagrant-libvirt themselves (their executable and package lists, by time).
 
-A Vagrantfile that reads a file in a subdirectory that it does not name literally (a glob)
-is not seen: ``clean --caches`` forgets every kept config. A config whose box is not
+A Vagrantfile that reads a file it names only through a computed path is not seen:
+``clean --caches`` forgets every kept config. A config whose box is not
 installed is not kept (the box is built, then read again).
 """
 
@@ -35,6 +37,7 @@ FORMAT = "1"
 KEPT = 64  # configs kept per home, the newest first; each is a few hundred bytes
 LARGE = 4 * 2**20  # a file beside the Vagrantfile bigger than this keys by size and time
 _NAMED_VARIABLE = re.compile(r"""ENV(?:\.fetch)?\s*[\[(]\s*["']([^"']+)["']""")
+_LISTS_FILES = re.compile(r"\bDir\s*(\.glob|\[|\.entries|\.children|\.each_child)|\bFind\.find")
 _LITERAL = re.compile(r"""["']([^"'\n#{}]+)["']""")
 # What changes between runs without changing what the Vagrantfile is about.
 _VOLATILE_PREFIXES = ("PYTEST_",)
@@ -108,9 +111,11 @@ def inputs_key(vagrantfile: Path) -> str:
 def _inputs(vagrantfile: Path, text: str) -> Iterator[str]:
     project = vagrantfile.parent
     yield f"plumbing {_content(PLUMBING)}"
-    beside = {p for p in project.iterdir() if p.is_file()}
-    named = {project / literal for literal in _LITERAL.findall(text)
-             if not literal.startswith("/") and (project / literal).is_file()}
+    beside = {p for p in project.iterdir() if p.is_file()} if _LISTS_FILES.search(text) \
+        else set()
+    named = {project / name for literal in _LITERAL.findall(text)
+             for name in (literal, f"{literal}.rb")
+             if not literal.startswith("/") and (project / name).is_file()}
     for file in sorted(beside | named | {vagrantfile}):
         yield f"file {file.relative_to(project)} {_content(file)}"
     yield from _environment(text)
