@@ -118,12 +118,19 @@ def cmd_destroy(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def cmd_list(args: argparse.Namespace, progress: Progress) -> int:
-    """Kept and reused targets (and those of runs in progress): where they are, how to get in."""
+    """Kept and reused targets (and those of runs in progress): where they are, how to get in;
+    then what the caches hold."""
     saved = lifecycle.saved_targets()
-    if not saved:
+    if saved:
+        _list_targets(saved)
+    else:
         print("no kept or reused targets (keep them with --vmc-keep=always|on-failure or "
               "--vmc-reuse)")
-        return 0
+    print("\n".join(housekeeping.cache_lines(time.time())))
+    return 0
+
+
+def _list_targets(saved: list[lifecycle.SavedTarget]) -> None:
     rows = [("session", "kind", "status", "state", "forwards (guest -> 127.0.0.1)", "age",
              "inputs")]
     for item in saved:
@@ -134,21 +141,12 @@ def cmd_list(args: argparse.Namespace, progress: Progress) -> int:
         except (VmcError, OSError, ValueError, KeyError) as error:
             state, forwards = f"unknown ({error})", "-"
         rows.append((item.session_id, item.kind, item.status, state, forwards or "-",
-                     _age(time.time() - item.saved_at), item.inputs or "-"))
+                     housekeeping.age(time.time() - item.saved_at), item.inputs or "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
               .rstrip())
     print("get in with: python -m pytest_vmcontainer login KIND --session SESSION")
-    return 0
-
-
-def _age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
 
 
 def _saved_target(kind: str, session: str | None) -> Target:

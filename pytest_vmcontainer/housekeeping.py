@@ -63,6 +63,34 @@ def clean(caches: bool) -> Removal:
     return result
 
 
+def cache_lines(now: float) -> list[str]:
+    """What the caches of this home hold, for ``list``: the VM cache's entries (least recently
+    used first, the first to go beyond its budget) and the kept Vagrant configs."""
+    found, configs, folder = targets.cache_contents()
+    total = sum(entry["bytes"] for entry in found)
+    lines = [f"VM cache: {len(found)} entr{'y' if len(found) == 1 else 'ies'}, "
+             f"{human_bytes(total)} (the least recently used go first beyond "
+             "--vmc-vm-cache-size, 20G unless set; clean --caches removes them)"]
+    rows = [("key", "made from", "box", "on disk", "saved VMs", "last used")] + [
+        (entry["key"][:12] + ("" if entry["proven"] else " (unproven)"),
+         entry["vagrantfile"] or "-", entry["box"] or "-", human_bytes(entry["bytes"]),
+         str(entry["saved_vms"]), f"{age(now - entry['last_used'])} ago") for entry in found]
+    if found:
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines += ["  " + "  ".join(cell.ljust(width) for cell, width in
+                                   zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.append(f"kept Vagrant configs: {configs} ({folder})")
+    return lines
+
+
+def age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
 def _chosen(kind: str | None, session: str | None) -> list[lifecycle.SavedTarget]:
     saved = [item for item in lifecycle.saved_targets() if kind in (None, item.kind)]
     chosen = [item for item in saved if session in (None, item.session_id)]

@@ -14,7 +14,7 @@ import json
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pytest_vmcontainer.targets import capabilities
 
@@ -78,6 +78,16 @@ def cache_usage() -> tuple[int, int]:
 
     found = vmcache.entries()
     return len(found), sum(vmcache.disk_bytes(entry) for entry in found)
+
+
+def cache_contents() -> tuple[list[dict[str, Any]], int, Path]:
+    """What the backends' own caches hold, for ``list``: the VM cache's entries
+    (``vmcache.listing``), and how many merged Vagrant configs are kept, and where."""
+    from pytest_vmcontainer.targets import vmcache
+    from pytest_vmcontainer.targets.vagrant import configcache
+
+    folder = configcache.directory()
+    return vmcache.listing(), len(list(folder.glob("*.json"))) if folder.is_dir() else 0, folder
 
 
 def clean_caches() -> list[str]:

@@ -326,6 +326,22 @@ def kept_keys() -> set[str]:
     return {path.read_text().strip() for path in paths.sessions_dir().glob("*/vm/vm-cache-key")}
 
 
+def listing() -> list[dict[str, Any]]:
+    """What the cache holds, least recently used first (for ``list``): each entry's key, what
+    it was made from, its bytes on disk (saved running VMs included), its saved VMs and when
+    a run last used it."""
+    found = []
+    for entry in entries():
+        info = entry.info()
+        saved = saved_dir(entry.key)
+        found.append({"key": entry.key, "box": info.get("box"),
+                      "vagrantfile": info.get("vagrantfile"), "bytes": disk_bytes(entry),
+                      "saved_vms": len(list(saved.glob("*/state.sav"))) if saved.is_dir() else 0,
+                      "last_used": (entry.directory / ENTRY_FILE).stat().st_mtime,
+                      "proven": bool(info.get("proven"))})
+    return found
+
+
 def disk_bytes(entry: Entry) -> int:
     """What ``entry`` takes on disk: its box directory and its saved running VMs."""
     files = [path for root in (entry.box_root, saved_dir(entry.key)) if root.exists()
