@@ -179,3 +179,21 @@ def test_only_the_newest_configs_stay_and_clean_forgets_them(
     assert found is not None and found.name == "m3"
     assert configcache.forget_all() == [f"2 kept Vagrant configs ({configcache.directory()})"]
     assert configcache.lookup(vagrantfile) is None
+
+
+def test_a_write_that_fails_costs_only_the_shortcut(project: Path, box: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk or a race while keeping the config never fails the run."""
+    def full(*_args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "replace", full)
+        configcache.keep(project / "Vagrantfile", _machine(box))  # no error
+    assert list(configcache.directory().iterdir()) == []  # nor a partial file
+    assert configcache.lookup(project / "Vagrantfile") is None
+
+
+def test_a_box_file_that_goes_meanwhile_keys_as_gone(tmp_path: Path) -> None:
+    assert configcache._stamp(tmp_path / "removed-meanwhile") == "gone"
+    assert configcache._content(tmp_path / "removed-meanwhile") == "gone"

@@ -19,6 +19,7 @@ installed is not kept (the box is built, then read again).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -42,10 +43,10 @@ _LITERAL = re.compile(r"""["']([^"'\n#{}]+)["']""")
 # What changes between runs without changing what the Vagrantfile is about.
 _VOLATILE_PREFIXES = ("PYTEST_",)
 _VOLATILE_NAMES = frozenset({"VMC_PLUMBING", "OLDPWD", "PWD", "_"})
-# The packages that load a Vagrantfile (Debian's): their lists change when they are upgraded.
 # The VM cache's entries are boxes too, but a read never picks one (and their last use is
 # written into them).
 _CACHE_BOXES = f"{vmcache.BOX_PREFIX}-VAGRANTSLASH-"
+# The packages that load a Vagrantfile (Debian's): their lists change when they are upgraded.
 _PACKAGE_LISTS = (Path("/var/lib/dpkg/info/vagrant.list"),
                   Path("/var/lib/dpkg/info/vagrant-libvirt.list"))
 
@@ -72,7 +73,8 @@ def lookup(vagrantfile: Path) -> MachineConfig | None:
         return None
     if not machine.box_directory or not Path(machine.box_directory).is_dir():
         return None  # the box went (clean, a rebuild under another version)
-    os.utime(path)  # the newest are kept
+    with contextlib.suppress(OSError):  # another run pruned it meanwhile: still read
+        os.utime(path)  # the newest are kept
     return machine
 
 
@@ -86,10 +88,13 @@ def keep(vagrantfile: Path, machine: MachineConfig) -> None:
     folder = paths.ensure_dir(directory())
     path = folder / f"{inputs_key(vagrantfile)}.json"
     partial = path.with_suffix(f".{os.getpid()}.partial")
-    partial.write_text(json.dumps(asdict(kept)))
-    partial.replace(path)  # whole or not at all: another run may read it meanwhile
-    for old in sorted(folder.glob("*.json"), key=_age)[KEPT:]:
-        old.unlink(missing_ok=True)
+    try:  # a shortcut only: a full disk or a race costs the next run a Ruby start, no more
+        partial.write_text(json.dumps(asdict(kept)))
+        partial.replace(path)  # whole or not at all: another run may read it meanwhile
+        for old in sorted(folder.glob("*.json"), key=_age)[KEPT:]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        partial.unlink(missing_ok=True)
 
 
 def forget_all() -> list[str]:
@@ -120,13 +125,22 @@ def _inputs(vagrantfile: Path, text: str) -> Iterator[str]:
         yield f"file {file.relative_to(project)} {_content(file)}"
     yield from _environment(text)
     boxes = paths.vagrant_home() / "boxes"
-    for file in sorted(boxes.rglob("*")) if boxes.is_dir() else ():
-        name = file.relative_to(boxes)
-        if file.is_file() and not name.parts[0].startswith(_CACHE_BOXES):
-            yield f"box {name} {_stamp(file)}"
+    for file in _box_files(boxes):
+        yield f"box {file.relative_to(boxes)} {_stamp(file)}"
     vagrant = shutil.which("vagrant")
     for file in [*_PACKAGE_LISTS, *([Path(vagrant).resolve()] if vagrant else [])]:
         yield f"vagrant {file} {_stamp(file) if file.exists() else 'absent'}"
+
+
+def _box_files(boxes: Path) -> list[Path]:
+    """Every file of every box but the VM cache's; ``os.walk`` skips a directory that goes
+    meanwhile (a run's exported app box is removed at its teardown)."""
+    found = []
+    for folder, subfolders, files in os.walk(boxes):
+        if Path(folder) == boxes:
+            subfolders[:] = [name for name in subfolders if not name.startswith(_CACHE_BOXES)]
+        found += [Path(folder) / name for name in files]
+    return sorted(found)
 
 
 def _environment(text: str) -> Iterator[str]:
@@ -140,13 +154,19 @@ def _environment(text: str) -> Iterator[str]:
 
 
 def _content(file: Path) -> str:
-    if file.stat().st_size > LARGE:
-        return _stamp(file)
-    return hashlib.sha256(file.read_bytes()).hexdigest()
+    try:
+        if file.stat().st_size > LARGE:
+            return _stamp(file)
+        return hashlib.sha256(file.read_bytes()).hexdigest()
+    except OSError:  # gone meanwhile (a box removed, a file replaced): it keys as gone
+        return "gone"
 
 
 def _stamp(file: Path) -> str:
-    stat = file.stat()
+    try:
+        stat = file.stat()
+    except OSError:
+        return "gone"
     return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
 
 
