@@ -37,6 +37,24 @@ def libvirt_uri() -> str:
     return os.environ.get(LIBVIRT_URI_ENV) or DEFAULT_LIBVIRT_URI
 
 
+def on_this_host() -> bool:
+    """The URI names this host's libvirt (a socket path, no host: ``qemu:///system``)."""
+    return libvirt_uri().split("://", 1)[-1].startswith("/")
+
+
+def require_this_host() -> None:
+    """A VM on another machine is not built yet: the VM cache, the saved states, ``qemu-img``
+    and the guest's forwards all work on this host's paths and loopback. Refuse in one line
+    rather than fail halfway through a start."""
+    if not on_this_host():
+        raise HostSetupError(
+            f"{LIBVIRT_URI_ENV}={libvirt_uri()} names libvirt on another machine: the VM "
+            "target runs only on this host's libvirt so far (its cache, saved states and "
+            "forwards are local)",
+            f"unset {LIBVIRT_URI_ENV} (or set it to {DEFAULT_LIBVIRT_URI}), or run the tests "
+            "on that machine; the container can still run elsewhere (DOCKER_HOST=ssh://...)")
+
+
 # The local daemons a VM's start needs, by the pid files setup (or the distribution) writes.
 # libvirtd takes every call; virtlogd only the starts (libvirtd opens each new QEMU's log
 # through it), so its restart is named only for a failure that names it.
@@ -51,7 +69,7 @@ DAEMON_GONE_WAIT = 10.0  # for a daemon that dropped a call to remove its pid fi
 def daemons_started() -> dict[str, str | None]:
     """When each local libvirt daemon started (its pid file's time, ISO UTC; None when it is
     not running); empty when libvirt is on another machine (a URI with a host)."""
-    if not libvirt_uri().split("://", 1)[-1].startswith("/"):
+    if not on_this_host():
         return {}
     return {daemon: _started(pid_file) for daemon, pid_file in PID_FILES.items()}
 

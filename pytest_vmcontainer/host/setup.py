@@ -28,6 +28,7 @@ from pytest_vmcontainer.host.libvirt import (
     answers,
     ensure_storage_pool,
     libvirt_uri,
+    require_this_host,
 )
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.waiting import wait_for
@@ -264,6 +265,8 @@ def ensure_host(progress: Progress, needs: Collection[str] = ALL_NEEDS,
     HostSetupError saying what to do. With ``make_pool`` and libvirt among the needs, also
     the current ``VMC_HOME``'s storage pool: a VM run's, not the host's (``setup`` leaves
     it, so that a home no VM ever uses gets none)."""
+    if "libvirt" in needs:
+        require_this_host()
     missing, stopped = check(needs)
     elsewhere = [d for d in stopped if not d.startable()]
     if any(d.name == "dockerd" for d in elsewhere):
