@@ -146,20 +146,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    """Remember which targets the selected tests need (nothing else boots), the collection's
-    order, and label each target test's reports with its target and parity row.
+    """Remember which targets the selected tests need (nothing else boots; nor do refused
+    comparison tests), the collection's order, and label each target test's reports with
+    its target and parity row.
 
     Last of this hook (after -k and -m deselected theirs), and before collection finishes:
     an xdist worker's needs must be on disk before its collection reaches the controller.
     """
     state = state_of(config)
+    refusal = runstate.comparison_refusal(state)
     for item in items:
+        item.user_properties.extend(runstate.target_properties(item))
+        if refusal is not None and runstate.uses_comparison(item):
+            item.stash[runstate.REFUSED] = refusal  # fails at its setup, and starts nothing
+            continue
         names = getattr(item, "fixturenames", ())
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "target" in callspec.params:
             state.needed.add(callspec.params["target"])
         state.needed.update(kind for kind in TARGET_FIXTURES if kind in names)
-        item.user_properties.extend(runstate.target_properties(item))
     state.needed &= set(state.kinds)
     scanrun.add_item(session, items)
     state.results.note_collection(item.nodeid for item in items)
@@ -214,6 +219,14 @@ class ParityReports:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Every phase of every test, here and, under xdist, on the controller from workers."""
         self._state.results.take_report(report)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A comparison test the run refused at collection fails before its fixtures start."""
+    refusal = item.stash.get(runstate.REFUSED, None)
+    if refusal is not None:
+        fail_for(None, refusal)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -20,6 +20,7 @@ import pytest
 
 from pytest_vmcontainer.errors import TargetError, UsageError, VmcError
 from pytest_vmcontainer.harness import Harness, HarnessHooks
+from pytest_vmcontainer.host import sites
 from pytest_vmcontainer.parity import (
     PROP_EXPECT_DIFF,
     PROP_MODE,
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 TARGET_FIXTURES = ("vm", "container")
 PARAMETRIZED_FIXTURES = ("target", "host", "parity")
+COMPARISON_FIXTURES = ("comparison", "vmc_comparison")
+REFUSED = pytest.StashKey[UsageError]()  # on a comparison test the run refuses (collection)
 
 
 class TerminalProgress:
@@ -232,11 +235,21 @@ def mode_properties(item: pytest.Item) -> list[tuple[str, object]]:
 
 
 def comparison_refusal(state: RunState) -> UsageError | None:
-    """Timed rows need the host to themselves, and their table is made where they ran."""
-    if state.xdist.worker is None:
+    """Timed rows need the host to themselves, both targets on that one host, and their
+    table is made where they ran. Read from the settings alone: refused rows start nothing."""
+    if state.xdist.worker is not None:
+        return UsageError("comparison rows cannot be measured in an xdist worker "
+                          f"({state.xdist.worker}): "
+                          "other workers would load the host during the timings",
+                          "run the comparison without workers, e.g. pytest -n 0 (or -p no:xdist) "
+                          "suites/test_comparison.py")
+    spread = sites.split(state.kinds)
+    if spread is None:
         return None
-    return UsageError("comparison rows cannot be measured in an xdist worker "
-                      f"({state.xdist.worker}): "
-                      "other workers would load the host during the timings",
-                      "run the comparison without workers, e.g. pytest -n 0 (or -p no:xdist) "
-                      "suites/test_comparison.py")
+    return UsageError(f"comparison rows need both targets on one machine, and this run puts "
+                      f"{spread}", "point DOCKER_HOST and VMC_LIBVIRT_URI at one machine, "
+                      "or run the parity tests alone (e.g. pytest suites/test_parity.py)")
+
+
+def uses_comparison(item: pytest.Item) -> bool:
+    return any(name in COMPARISON_FIXTURES for name in getattr(item, "fixturenames", ()))

@@ -312,6 +312,37 @@ def test_the_comparison_is_refused_in_a_worker(project: pytest.Pytester) -> None
     assert "Traceback" not in result.stdout.str()
 
 
+def test_the_comparison_is_refused_with_the_targets_on_two_machines(
+        project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container on another host's engine and a VM here: no comparison row is measured
+    (each refused in one line, before a target starts); the parity tests still run."""
+    monkeypatch.setenv("DOCKER_HOST", "ssh://ci@engines.example:2222")
+    project.makepyfile(test_rows="""
+        def test_size(target, comparison):
+            raise AssertionError("must not run")
+    """)
+    alone = run(project, "-n", "0", "--target=both")
+    alone.assert_outcomes(errors=2)
+    refusals = [line for line in alone.outlines if line.startswith("comparison rows need")]
+    assert refusals == [
+        "comparison rows need both targets on one machine, and this run puts the vm on this "
+        "host, the container on the Docker engine at ssh://ci@engines.example:2222: point "
+        "DOCKER_HOST and VMC_LIBVIRT_URI at one machine, or run the parity tests alone (e.g. "
+        "pytest suites/test_parity.py)"] * 2
+    events = project.path / "events.log"
+    assert not events.exists() or "up " not in events.read_text()  # no target was started
+    project.makepyfile(test_parity="""
+        def test_parity(target, parity):
+            parity.check("x", 1)
+    """)
+    mixed = run(project, "-n", "0", "--target=both")
+    mixed.assert_outcomes(passed=2, errors=2)
+    assert "must not run" not in alone.stdout.str() + mixed.stdout.str()
+    single = run(project, "-n", "0", "--target=vm", "test_rows.py")  # one machine: measured
+    single.assert_outcomes(failed=1)
+    assert not any(line.startswith("comparison rows need") for line in single.outlines)
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("--target=bogus",),
      "ERROR: --target (from command line): invalid value 'bogus'; allowed: both, vm, container"),
