@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vmcontainer.comparison import report as rendering
-from pytest_vmcontainer.parity import TestRow
+from pytest_vmcontainer.parity import KINDS, TestRow
 from pytest_vmcontainer.runreport.model import RunReport
 from pytest_vmcontainer.scan import render as scan_rendering
 from pytest_vmcontainer.scan.model import ScanResult
@@ -136,6 +136,17 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def places(report: RunReport) -> list[tuple[str, str]]:
+    """(kind, where it ran) for every target, once one of them ran on another machine (its
+    engine's URL, from ``runend``); nothing when all ran on this host."""
+    host = report.comparison.host
+    elsewhere = {kind: str(host[f"{kind}_engine"]) for kind in KINDS if f"{kind}_engine" in host}
+    if not elsewhere:
+        return []
+    return [(kind, elsewhere.get(kind, "this host")) for kind in KINDS
+            if kind in report.targets or kind in elsewhere]
+
+
 def sections(report: RunReport) -> list[rendering.Section]:
     """The differences first (scan and parity matrix, unexpected then expected), then the run,
     the parity matrix and the scan's summary, for the Markdown and HTML pages."""
@@ -143,9 +154,7 @@ def sections(report: RunReport) -> list[rendering.Section]:
     run_facts = [["targets", ", ".join(report.targets) or "none"],
                  ["inputs hash", report.inputs_hash or "not recorded"],
                  ["VM mode", vm_mode.upper() if vm_mode else "no VM ran"]]
-    run_facts += [[f"{key.removesuffix('_engine')} ran on", str(value)]  # a remote engine
-                  for key, value in sorted(report.comparison.host.items())
-                  if key.endswith("_engine") and key != "docker_engine"]
+    run_facts += [[f"{kind} ran on", place] for kind, place in places(report)]
     run_facts += [["merged from", f"{run['file']} ({', '.join(run['targets']) or 'no target'}, "
                    f"{run['generated_at']})"] for run in report.merged_from]
     header, table = parity_table(report)

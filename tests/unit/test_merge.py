@@ -169,3 +169,11 @@ def test_the_run_says_which_engine_the_container_ran_on(tmp_path: Path) -> None:
     report.comparison.host["container_engine"] = "ssh://ci@127.0.0.1:2222"
     page = runreport.write(report, tmp_path / "remote")["markdown"].read_text()
     assert "| container ran on | ssh://ci@127.0.0.1:2222 |" in page
+    assert "vm ran on" not in page  # this report has no VM
+
+
+def test_once_one_target_ran_elsewhere_the_report_says_where_each_ran(tmp_path: Path) -> None:
+    report = runreport.load(BOTH)
+    report.comparison.host["container_engine"] = "ssh://ci@127.0.0.1:2222"
+    page = runreport.write(report, tmp_path)["markdown"].read_text()
+    assert "| vm ran on | this host |\n| container ran on | ssh://ci@127.0.0.1:2222 |" in page
