@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import sys
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,21 +86,114 @@ def _forwarders(port: int) -> list[int]:
     return found
 
 
+# Run beside the shipped parity suite, while its container is up: every TCP socket listening
+# on either machine for the run (this host: the run's own processes, its ssh forwards among
+# them; the engine host: all but the fixture's sshd) is on a loopback address.
+LISTENING_CHECK = """
+import os
+import subprocess
+from pathlib import Path
+
+LOOPBACK = ("0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F")
+
+
+def listening(tables, inodes=None):
+    found = []
+    for table in tables:
+        for line in table.splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and (inodes is None or fields[9] in inodes):
+                address, port = fields[1].split(":")
+                found.append((address, int(port, 16)))
+    return found
+
+
+def descendants(root):
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+        except OSError:
+            continue
+        children.setdefault(int(rest.rsplit(") ", 1)[1].split()[1]), []).append(int(pid))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def socket_inodes(pids):
+    inodes = set()
+    for pid in pids:
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        inodes |= {link[8:-1] for link in links if link.startswith("socket:[")}
+    return inodes
+
+
+def test_nothing_listens_beyond_loopback(container):
+    here = listening([Path(f"/proc/net/{name}").read_text() for name in ("tcp", "tcp6")],
+                     socket_inodes(descendants(os.getpid())))
+    assert any(port == container.address(80)[1] for _, port in here), here  # the forward
+    assert all(address in LOOPBACK for address, _ in here), here
+    env = {key: value for key, value in os.environ.items() if key != "DOCKER_HOST"}
+    there = listening([subprocess.run(
+        ["docker", "exec", os.environ["VMC_TEST_ENGINE_HOST"], "cat", f"/proc/net/{name}"],
+        capture_output=True, text=True, check=True, env=env).stdout for name in ("tcp", "tcp6")])
+    published = [(address, port) for address, port in there if port != 22]
+    assert published, there  # the app's port, published there by the engine
+    assert all(address in LOOPBACK for address, _ in published), there
+"""
+
+
 def test_the_parity_suite_passes_on_a_remote_engine(
         engine_host: enginehost.EngineHost, keys: dict[str, Path], tmp_path: Path,
         leak_check: None) -> None:
+    """And nothing listens beyond loopback on either machine, and no key reaches a report."""
     report = tmp_path / "report"
+    (tmp_path / "checks").mkdir()
+    (tmp_path / "checks" / "test_listening.py").write_text(LISTENING_CHECK)
     result = run_process(
         [sys.executable, "-m", "pytest", "--target=container", "suites/test_parity.py",
-         "-p", "no:cacheprovider", f"--vmc-report={report}"], ROOT, timeout=900,
-        env=engine_host.ssh_env(keys["accepted"]))
+         str(tmp_path / "checks"), "-p", "no:cacheprovider", f"--vmc-report={report}",
+         f"--junitxml={report / 'junit.xml'}"], ROOT, timeout=900,
+        env={**engine_host.ssh_env(keys["accepted"]), "VMC_TEST_ENGINE_HOST": engine_host.name})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    cases = ET.parse(report / "junit.xml").getroot().iter("testcase")
+    listening = [case for case in cases if case.get("name", "").startswith("test_nothing_listens")]
+    assert len(listening) == 1, result.stdout[-3000:]
+    assert not [child for child in listening[0] if child.tag in ("failure", "error", "skipped")]
     assert f"(CONTAINER: on the Docker engine at {engine_host.docker_host}, up in" in \
         result.stdout
     saved = json.loads((report / "comparison.json").read_text())
     assert saved["host"]["container_engine"] == engine_host.docker_host
+    secret = keys["accepted"].read_text().splitlines()[1]  # a line of the private key
+    written = [path for path in report.rglob("*") if path.is_file()]
+    assert len(written) >= 4 and not [path for path in written if secret in path.read_text()]
     assert _owned_there(engine_host) == []
     assert _forwarders(engine_host.port) == []
+
+
+def test_the_comparison_is_refused_with_the_container_on_another_machine(
+        engine_host: enginehost.EngineHost, keys: dict[str, Path], leak_check: None) -> None:
+    """A VM here and a container there: each row refused in one line, and nothing started."""
+    result = run_process(
+        [sys.executable, "-m", "pytest", "--target=both", "suites/test_comparison.py",
+         "-p", "no:cacheprovider", "-n", "0"], ROOT, timeout=300,
+        env=engine_host.ssh_env(keys["accepted"]))
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-2000:]
+    refusals = [line for line in result.stdout.splitlines()
+                if line.startswith("comparison rows need both targets on one machine")]
+    assert len(refusals) == result.stdout.count("ERROR at setup of") > 0
+    assert refusals[0].startswith(
+        "comparison rows need both targets on one machine, and this run puts the vm on this "
+        f"host, the container on the Docker engine at {engine_host.docker_host}: ")
+    assert " passed" not in result.stdout and "up in" not in result.stdout
+    assert _owned_there(engine_host) == []
 
 
 @pytest.mark.parametrize("case", ["unreachable", "refused key", "no docker there"])
