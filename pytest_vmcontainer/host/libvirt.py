@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import grp
 import hashlib
 import os
+import pwd
+import re
+import stat
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +30,8 @@ from pytest_vmcontainer.runtime.waiting import wait_for
 DEFAULT_LIBVIRT_URI = "qemu:///system"
 LIBVIRT_URI_ENV = "VMC_LIBVIRT_URI"
 POOL_PREFIX = "pytest-vmcontainer-"
+QEMU_CONF = Path("/etc/libvirt/qemu.conf")
+DEFAULT_QEMU_USER = "libvirt-qemu"  # Debian's build default, when qemu.conf names none
 
 
 def pool_name() -> str:
@@ -177,6 +183,7 @@ def ensure_storage_pool(pool_dir: Path) -> None:
     """This home's dir pool, so box volumes and VM disks never mix with other pools. One run
     of the home at a time: two that start together on a new machine would both define it,
     and the second's ``pool-define-as`` fails."""
+    require_reachable_by_qemu(pool_dir)
     with open(paths.ensure_dir(paths.home()) / ".pool.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         _define_and_start_pool(pool_dir)
@@ -193,6 +200,57 @@ def _define_and_start_pool(pool_dir: Path) -> None:
                           check=True).stdout
     if "running" not in info:
         subprocess.run([*command, "pool-start", name], check=True, capture_output=True)
+
+
+def require_reachable_by_qemu(pool_dir: Path) -> None:
+    """The system daemon runs QEMU as its own user, which must pass through every directory
+    down to the pool's disks. A home under a private directory (``/root``, pytest's
+    ``tmp_path``) otherwise fails at the VM's first start with Ruby's "Permission denied"."""
+    if libvirt_uri() != DEFAULT_LIBVIRT_URI:
+        return
+    user = qemu_user()
+    closed = closed_to(user, pool_dir)
+    if closed is not None:
+        raise HostSetupError(
+            f"libvirt's QEMU user ({user}) cannot reach the VM disks under {pool_dir}: "
+            f"{closed} is mode {stat.S_IMODE(closed.stat().st_mode):o}",
+            f"use a VMC_HOME that other users can pass through (e.g. under /var/lib or "
+            f"/var/tmp), or let them through: chmod o+x {closed}")
+
+
+def qemu_user() -> str:
+    """The user libvirt's system daemon runs QEMU as (``user`` in qemu.conf)."""
+    try:
+        text = QEMU_CONF.read_text()
+    except OSError:
+        return DEFAULT_QEMU_USER
+    found = re.findall(r'^\s*user\s*=\s*"([^"]+)"', text, re.MULTILINE)
+    return found[-1] if found else DEFAULT_QEMU_USER
+
+
+def closed_to(user: str, directory: Path) -> Path | None:
+    """The first directory on the way down to ``directory`` that ``user`` may not pass
+    through (by its mode; a directory with an ACL, or a user unknown here, is not judged)."""
+    try:
+        entry = pwd.getpwuid(int(user.lstrip("+"))) if user.lstrip("+").isdigit() \
+            else pwd.getpwnam(user)
+    except KeyError:
+        return None
+    if entry.pw_uid == 0:
+        return None
+    groups = {entry.pw_gid} | {group.gr_gid for group in grp.getgrall()
+                               if entry.pw_name in group.gr_mem}
+    for path in [*reversed(directory.parents), directory]:
+        try:
+            info = path.stat()
+            acl = "system.posix_acl_access" in os.listxattr(path)
+        except OSError:  # not made yet: the harness makes its directories open to pass
+            return None
+        bit = (stat.S_IXUSR if info.st_uid == entry.pw_uid else
+               stat.S_IXGRP if info.st_gid in groups else stat.S_IXOTH)
+        if not info.st_mode & bit and not acl:
+            return path
+    return None
 
 
 def remove_storage_pool() -> None:

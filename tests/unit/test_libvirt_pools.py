@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_vmcontainer.errors import HostSetupError
 from pytest_vmcontainer.host import libvirt, paths
 
 
@@ -37,3 +38,37 @@ def test_only_pools_of_our_prefix_whose_home_is_gone_go(tmp_path: Path,
     changed = [call for call in calls if call[0] in ("pool-destroy", "pool-undefine")]
     assert changed == [("pool-destroy", "pytest-vmcontainer-aaaaaaaaaaaa"),
                        ("pool-undefine", "pytest-vmcontainer-aaaaaaaaaaaa")]
+
+
+def test_a_home_libvirts_qemu_cannot_reach_is_named_before_the_pool(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest's basetemp is mode 700: a pool under it fails at the VM's first start."""
+    private = tmp_path / "private"
+    (private / "home" / "libvirt-pool").mkdir(parents=True)
+    private.chmod(0o700)
+    pool = private / "home" / "libvirt-pool"
+    assert libvirt.closed_to("nobody", pool) in (private, *private.parents)
+    private.chmod(0o711)  # passing through is enough: no listing needed
+    assert libvirt.closed_to("nobody", pool) in (None, *private.parents)
+    assert libvirt.closed_to("root", pool) is None and libvirt.closed_to("+0", pool) is None
+    assert libvirt.closed_to("no-such-user-here", pool) is None  # not judged
+
+    private.chmod(0o700)
+    monkeypatch.delenv(libvirt.LIBVIRT_URI_ENV, raising=False)
+    monkeypatch.setattr(libvirt, "qemu_user", lambda: "nobody")
+    monkeypatch.setattr(libvirt, "closed_to", lambda user, directory: private)
+    with pytest.raises(HostSetupError) as raised:
+        libvirt.ensure_storage_pool(pool)
+    assert raised.value.one_line() == (
+        f"libvirt's QEMU user (nobody) cannot reach the VM disks under {pool}: {private} is "
+        "mode 700: use a VMC_HOME that other users can pass through (e.g. under /var/lib or "
+        f"/var/tmp), or let them through: chmod o+x {private}")
+
+
+def test_the_qemu_user_is_read_from_qemu_conf(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = tmp_path / "qemu.conf"
+    monkeypatch.setattr(libvirt, "QEMU_CONF", conf)
+    assert libvirt.qemu_user() == "libvirt-qemu"  # no file: Debian's default
+    conf.write_text('#user = "qemu"\nuser = "+64055"\n  group = "kvm"\n')
+    assert libvirt.qemu_user() == "+64055"
