@@ -351,6 +351,25 @@ def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     libvirt.remove_storage_pool()  # this home's, when a run made one
 
 
+@pytest.fixture
+def own_vm_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """``own_home`` for tests that boot a VM in it: QEMU runs as libvirt's own user, which
+    cannot reach into pytest's private ``tmp_path`` (mode 700), so this home is a directory of
+    its own under /var/tmp, removed afterwards. Ask for it before ``leak_check``."""
+    import tempfile
+
+    from pytest_vmcontainer.host import libvirt
+
+    home = Path(tempfile.mkdtemp(prefix="vmc-test-home-", dir="/var/tmp"))
+    try:
+        home.chmod(0o755)
+        monkeypatch.setenv(paths.HOME_ENV, str(home))
+        yield home
+        libvirt.remove_storage_pool()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def _visible(request: pytest.FixtureRequest) -> Any:
     capman = request.config.pluginmanager.getplugin("capturemanager")
     return capman.global_and_fixture_disabled()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,9 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from pytest_vmcontainer.host import bases as boxes
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets import vmcache
 from tests.integration.conftest import (
+    RUN_HOME,
     LiveOutput,
     leftovers,
     page_project,
@@ -189,3 +192,36 @@ def _cache_runs(project: Path, token: str) -> None:
     assert not vmcache.saved_dir(entry.key).exists(), output  # went with the damaged entry
     session = re.search(r"vmc-(\w+)-default", output)
     assert session and leftovers(session.group(1)) == [], output
+
+
+def test_a_rebuilt_box_never_serves_the_old_boxs_entries(
+        tmp_path: Path, bases: None, own_vm_home: Path, leak_check: None) -> None:
+    """Issue 20, fault 5, in a home of its own: an entry made from the box, then the box
+    rebuilt under it (the last step of a rebuild, the harness's own ``vagrant box add
+    --force`` of the packed box, gives a new box image under the same name). The next run
+    provisions again into a new entry; the old one is left for eviction, never used."""
+    box_file = boxes.PROJECT_BOX.box_file()  # this home's; the run's own box file, copied
+    box_file.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(RUN_HOME / box_file.relative_to(own_vm_home), box_file)
+    image = boxes.PROJECT_BOX.box_dir() / "box.img"
+    boxes.add_box(boxes.PROJECT_BOX, tmp_path / "box.log")
+    project = _project(tmp_path / "project", secrets.token_hex(8))
+    first = _run(project, "-k", "fresh")
+    assert first.returncode == 0, first.stdout
+    assert re.search(r"vm: vmc-\w+-default \(.*provisioned, then cached as \w+\)", first.stdout)
+    (old,) = _entries(project)
+    old_image = image.stat()
+
+    boxes.add_box(boxes.PROJECT_BOX, tmp_path / "box.log")  # rebuilt: a new image, same name
+    assert (image.stat().st_ino, image.stat().st_mtime_ns) != \
+        (old_image.st_ino, old_image.st_mtime_ns)
+    second = _run(project, "-k", "fresh")
+    assert second.returncode == 0, second.stdout
+    assert re.search(r"vm: vmc-\w+-default \(.*provisioned, then cached as \w+\)",
+                     second.stdout), second.stdout
+    assert "from the VM cache" not in second.stdout, second.stdout
+    assert _entries(project) - {old}, "the rebuilt box's run made no entry of its own"
+    kept = vmcache.Entry(old)
+    assert kept.committed() and kept.damage() is None  # still whole: never used, not harmed
+    seen = [line.split() for line in (project / "seen.txt").read_text().splitlines()]
+    assert len(seen) == 2 and seen[0][0] != seen[1][0], seen
