@@ -151,6 +151,19 @@ def test_the_vm_caches_own_boxes_do_not_count(project: Path, box: Path) -> None:
     assert configcache.lookup(project / "Vagrantfile") is not None
 
 
+def test_a_runs_exported_app_box_does_not_count_but_a_team_box_does(project: Path,
+                                                                     box: Path) -> None:
+    """A comparison run's ``vmc-<session>-app`` box lives while its run does."""
+    configcache.keep(project / "Vagrantfile", _machine(box))
+    boxes = paths.vagrant_home() / "boxes"
+    (boxes / "vmc-0123abcd-app" / "0" / "libvirt").mkdir(parents=True)
+    (boxes / "vmc-0123abcd-app" / "0" / "libvirt" / "box.img").write_text("exported")
+    assert configcache.lookup(project / "Vagrantfile") is not None
+    (boxes / "vmc-team-app" / "0" / "libvirt").mkdir(parents=True)  # not a session's name
+    (boxes / "vmc-team-app" / "0" / "libvirt" / "box.img").write_text("a team's box")
+    assert configcache.lookup(project / "Vagrantfile") is None
+
+
 def test_no_config_without_an_installed_box_is_kept(project: Path) -> None:
     configcache.keep(project / "Vagrantfile", _machine(None, installed=False))
     assert configcache.lookup(project / "Vagrantfile") is None

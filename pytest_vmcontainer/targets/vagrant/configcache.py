@@ -46,6 +46,8 @@ _VOLATILE_NAMES = frozenset({"VMC_PLUMBING", "OLDPWD", "PWD", "_"})
 # The VM cache's entries are boxes too, but a read never picks one (and their last use is
 # written into them).
 _CACHE_BOXES = f"{vmcache.BOX_PREFIX}-VAGRANTSLASH-"
+# A comparison run's exported app box (``export.app_box_name``): it lives while its run does.
+_SESSION_BOX = re.compile(r"vmc-[0-9a-f]{8}-app")
 # The packages that load a Vagrantfile (Debian's): their lists change when they are upgraded.
 _PACKAGE_LISTS = (Path("/var/lib/dpkg/info/vagrant.list"),
                   Path("/var/lib/dpkg/info/vagrant-libvirt.list"))
@@ -97,12 +99,17 @@ def keep(vagrantfile: Path, machine: MachineConfig) -> None:
         partial.unlink(missing_ok=True)
 
 
+def count() -> int:
+    """How many merged configs are kept."""
+    folder = directory()
+    return len(list(folder.glob("*.json"))) if folder.is_dir() else 0
+
+
 def forget_all() -> list[str]:
     """For ``clean --caches``: what was removed, in one line, or nothing."""
-    folder = directory()
-    count = len(list(folder.glob("*.json"))) if folder.is_dir() else 0
+    folder, kept = directory(), count()
     shutil.rmtree(folder, ignore_errors=True)
-    return [f"{count} kept Vagrant configs ({folder})"] if count else []
+    return [f"{kept} kept Vagrant configs ({folder})"] if kept else []
 
 
 def inputs_key(vagrantfile: Path) -> str:
@@ -133,12 +140,14 @@ def _inputs(vagrantfile: Path, text: str) -> Iterator[str]:
 
 
 def _box_files(boxes: Path) -> list[Path]:
-    """Every file of every box but the VM cache's; ``os.walk`` skips a directory that goes
-    meanwhile (a run's exported app box is removed at its teardown)."""
+    """Every file of every box but the VM cache's and the runs' own exported app boxes (which
+    come and go with their runs: a read meanwhile would miss the kept config); ``os.walk``
+    skips a directory that goes meanwhile."""
     found = []
     for folder, subfolders, files in os.walk(boxes):
         if Path(folder) == boxes:
-            subfolders[:] = [name for name in subfolders if not name.startswith(_CACHE_BOXES)]
+            subfolders[:] = [name for name in subfolders if not name.startswith(_CACHE_BOXES)
+                             and not _SESSION_BOX.fullmatch(name)]
         found += [Path(folder) / name for name in files]
     return sorted(found)
 
