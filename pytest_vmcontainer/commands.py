@@ -8,6 +8,7 @@ raises a ``VmcError`` for a failure with a known cause and remedy.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pytest_vmcontainer import housekeeping, lifecycle, targets
+from pytest_vmcontainer import housekeeping, lifecycle, options, targets
 from pytest_vmcontainer.errors import ReportError, TargetError, UsageError, VmcError
 from pytest_vmcontainer.harness import Harness, HarnessConfig
 from pytest_vmcontainer.host import accel, bases, setup
@@ -126,7 +127,10 @@ def cmd_list(args: argparse.Namespace, progress: Progress) -> int:
     else:
         print("no kept or reused targets (keep them with --vmc-keep=always|on-failure or "
               "--vmc-reuse)")
-    print("\n".join(housekeeping.cache_lines(time.time())))
+    size = options.BY_NAME["vmc_vm_cache_size"]
+    budget = (f"{size.env}={os.environ[size.env]}" if os.environ.get(size.env) else
+              f"{size.flag}, {size.default} unless set")
+    print("\n".join(housekeeping.cache_lines(time.time(), budget)))
     return 0
 
 
@@ -142,10 +146,7 @@ def _list_targets(saved: list[lifecycle.SavedTarget]) -> None:
             state, forwards = f"unknown ({error})", "-"
         rows.append((item.session_id, item.kind, item.status, state, forwards or "-",
                      housekeeping.age(time.time() - item.saved_at), item.inputs or "-"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-              .rstrip())
+    print("\n".join(housekeeping.table_lines(rows)))
     print("get in with: python -m pytest_vmcontainer login KIND --session SESSION")
 
 

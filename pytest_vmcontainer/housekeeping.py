@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,22 +64,28 @@ def clean(caches: bool) -> Removal:
     return result
 
 
-def cache_lines(now: float) -> list[str]:
+def table_lines(rows: Sequence[Sequence[str]], indent: str = "") -> list[str]:
+    """``rows`` (the first one the header) in columns as wide as their widest cell."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [indent + "  ".join(cell.ljust(width) for cell, width in
+                               zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def cache_lines(now: float, budget: str) -> list[str]:
     """What the caches of this home hold, for ``list``: the VM cache's entries (least recently
-    used first, the first to go beyond its budget) and the kept Vagrant configs."""
+    used first, the first to go beyond ``budget``, the size setting as the user sees it) and
+    the kept Vagrant configs."""
     found, configs, folder = targets.cache_contents()
     total = sum(entry["bytes"] for entry in found)
     lines = [f"VM cache: {len(found)} entr{'y' if len(found) == 1 else 'ies'}, "
-             f"{human_bytes(total)} (the least recently used go first beyond "
-             "--vmc-vm-cache-size, 20G unless set; clean --caches removes them)"]
+             f"{human_bytes(total)} (the least recently used go first beyond {budget}; "
+             "clean --caches removes them)"]
     rows = [("key", "made from", "box", "on disk", "saved VMs", "last used")] + [
         (entry["key"][:12] + ("" if entry["proven"] else " (unproven)"),
          entry["vagrantfile"] or "-", entry["box"] or "-", human_bytes(entry["bytes"]),
          str(entry["saved_vms"]), f"{age(now - entry['last_used'])} ago") for entry in found]
     if found:
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        lines += ["  " + "  ".join(cell.ljust(width) for cell, width in
-                                   zip(row, widths, strict=True)).rstrip() for row in rows]
+        lines += table_lines(rows, indent="  ")
     lines.append(f"kept Vagrant configs: {configs} ({folder})")
     return lines
 

@@ -86,8 +86,7 @@ def cache_contents() -> tuple[list[dict[str, Any]], int, Path]:
     from pytest_vmcontainer.targets import vmcache
     from pytest_vmcontainer.targets.vagrant import configcache
 
-    folder = configcache.directory()
-    return vmcache.listing(), len(list(folder.glob("*.json"))) if folder.is_dir() else 0, folder
+    return vmcache.listing(), configcache.count(), configcache.directory()
 
 
 def clean_caches() -> list[str]:

@@ -152,9 +152,9 @@ def test_list_shows_what_the_caches_hold_least_recently_used_first(vmc_home: Pat
     (vmc_home / "vm-configs").mkdir()
     (vmc_home / "vm-configs" / "0123.json").write_text("{}")
 
-    lines = housekeeping.cache_lines(now=2060.0)
-    assert lines[0].startswith("VM cache: 2 entries, 3.0 MiB (the least recently used go "
-                               "first beyond --vmc-vm-cache-size")
+    lines = housekeeping.cache_lines(now=2060.0, budget="--vmc-vm-cache-size, 20G unless set")
+    assert lines[0] == ("VM cache: 2 entries, 3.0 MiB (the least recently used go first beyond "
+                        "--vmc-vm-cache-size, 20G unless set; clean --caches removes them)")
     assert lines[1].split() == ["key", "made", "from", "box", "on", "disk", "saved", "VMs",
                                 "last", "used"]
     assert lines[2].split() == ["a" * 12, "/src/a/Vagrantfile", "team/box", "1.0", "MiB", "0",
