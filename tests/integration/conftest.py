@@ -337,37 +337,32 @@ def shipped_vm(request: pytest.FixtureRequest, bases: None) -> None:
     prepared.wait(request, "shipped_vm")
 
 
-@pytest.fixture
-def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A ``VMC_HOME`` of this test's own (for this process and the runs it starts), for tests
-    that clean, evict or sweep: whatever they remove, the shared home's caches and every
-    other run's targets stay. Ask for it before ``leak_check``."""
-    home = tmp_path / "vmc-home"
-    home.mkdir()
-    monkeypatch.setenv(paths.HOME_ENV, str(home))
-    yield home
-    from pytest_vmcontainer.host import libvirt
-
-    libvirt.remove_storage_pool()  # this home's, when a run made one
-
-
-@pytest.fixture
-def own_vm_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """``own_home`` for tests that boot a VM in it: QEMU runs as libvirt's own user, which
-    cannot reach into pytest's private ``tmp_path`` (mode 700), so this home is a directory of
-    its own under /var/tmp, removed afterwards. Ask for it before ``leak_check``."""
+@contextmanager
+def home_qemu_reaches() -> Iterator[Path]:
+    """A new directory for a ``VMC_HOME``, removed afterwards. Not under ``tmp_path``: QEMU
+    runs as libvirt's own user, which cannot pass through pytest's private basetemp (mode
+    700), and the harness refuses a home whose VM disks QEMU could not reach."""
     import tempfile
-
-    from pytest_vmcontainer.host import libvirt
 
     home = Path(tempfile.mkdtemp(prefix="vmc-test-home-", dir="/var/tmp"))
     try:
         home.chmod(0o755)
-        monkeypatch.setenv(paths.HOME_ENV, str(home))
         yield home
-        libvirt.remove_storage_pool()
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def own_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A ``VMC_HOME`` of this test's own (for this process and the runs it starts), for tests
+    that clean, evict or sweep, or rebuild a base: whatever they remove, the shared home's
+    caches and every other run's targets stay. Ask for it before ``leak_check``."""
+    from pytest_vmcontainer.host import libvirt
+
+    with home_qemu_reaches() as home:
+        monkeypatch.setenv(paths.HOME_ENV, str(home))
+        yield home
+        libvirt.remove_storage_pool()  # this home's, when a run made one
 
 
 def _visible(request: pytest.FixtureRequest) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import error_line, run_cli, write_project
+from tests.integration.conftest import error_line, home_qemu_reaches, run_cli, write_project
 
 FAILING_PROVISION = "RUN sh -c 'echo provisioning goes wrong >&2; exit 3'\n"
 
@@ -89,20 +89,19 @@ def test_vm_does_not_answer_ssh_in_time(tmp_path: Path, bases: None, leak_check:
 
 
 @pytest.fixture
-def small_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def small_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A ``VMC_HOME`` on a 64 MiB tmpfs: a disk too small for a box build."""
-    home = tmp_path / "small-home"
-    home.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "vmc-test-small-home", str(home)],
-                   check=True)
-    try:
-        monkeypatch.setenv("VMC_HOME", str(home))
-        yield home
-        from pytest_vmcontainer.host import libvirt
+    with home_qemu_reaches() as home:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=755",
+                        "vmc-test-small-home", str(home)], check=True)
+        try:
+            monkeypatch.setenv("VMC_HOME", str(home))
+            yield home
+            from pytest_vmcontainer.host import libvirt
 
-        libvirt.remove_storage_pool()  # this home's, when the run made one
-    finally:
-        subprocess.run(["umount", str(home)], check=True)
+            libvirt.remove_storage_pool()  # this home's, when the run made one
+        finally:
+            subprocess.run(["umount", str(home)], check=True)
 
 
 def test_too_little_disk_space_is_named_before_anything_is_written(
