@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import sys
 import xml.etree.ElementTree as ET
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from pytest_vmcontainer.host import ports
+from pytest_vmcontainer.host import paths, ports
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL
 from tests.integration import enginehost
 from tests.integration.conftest import ROOT, engines_share, error_line, run_cli, run_process
@@ -172,8 +173,12 @@ def test_the_parity_suite_passes_on_a_remote_engine(
     saved = json.loads((report / "comparison.json").read_text())
     assert saved["host"]["container_engine"] == engine_host.docker_host
     secret = keys["accepted"].read_text().splitlines()[1]  # a line of the private key
+    session = re.search(r"vmc-(\w+)-container", result.stdout)
+    assert session, result.stdout[-2000:]
+    logs = list((paths.home() / "logs").glob(f"{session.group(1)}-*"))  # the build, ssh
     written = [path for path in report.rglob("*") if path.is_file()]
-    assert len(written) >= 4 and not [path for path in written if secret in path.read_text()]
+    assert len(written) >= 4 and len(logs) >= 2, (written, logs)
+    assert not [path for path in [*written, *logs] if secret in path.read_text(errors="replace")]
     assert _owned_there(engine_host) == []
     assert _forwarders(engine_host.port) == []
 
