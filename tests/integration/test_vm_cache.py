@@ -173,25 +173,31 @@ def _cache_runs(project: Path, token: str) -> None:
     partials = set(vmcache.cache_dir().glob(".partial-*"))
     damaged = f"vm: the VM cache entry {entry.key} is damaged (box.img was written to after " \
         "it was sealed); removed it, provisioning instead"
+    output = _interrupted_once_it_says(project, damaged, "the run to find the damaged entry")
+    assert set(vmcache.cache_dir().glob(".partial-*")) <= partials, output
+    assert not _entries(project), output  # the damaged one went, no new one was begun
+    assert not vmcache.saved_dir(entry.key).exists(), output  # went with the damaged entry
+
+
+def _interrupted_once_it_says(project: Path, text: str, what: str) -> str:
+    """A run of ``project`` sent SIGINT (by its id, as a terminal's Ctrl-C) as soon as it
+    prints ``text``, while it provisions; its output, once it exited 2 and left nothing."""
     run = start_process([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=vm",
                          "-k", "fresh"], project, env={"PYTHONUNBUFFERED": "1"},
                         merge_stderr=True)
     live = LiveOutput(run)
     try:
-        wait_for(lambda: live.has(lambda line: damaged in line) or run.poll() is not None,
-                 timeout=600, what="the run to find the damaged entry")
-        run.send_signal(signal.SIGINT)  # by its id, as a terminal's Ctrl-C
+        wait_for(lambda: live.has(lambda line: text in line) or run.poll() is not None,
+                 timeout=600, what=what)
+        run.send_signal(signal.SIGINT)
         run.wait(timeout=600)
     finally:
         stop_process(run)
     output = live.text()
-    assert run.returncode == 2, output  # interrupted while provisioning
-    assert damaged in output, output
-    assert set(vmcache.cache_dir().glob(".partial-*")) <= partials, output
-    assert not _entries(project), output  # the damaged one went, no new one was begun
-    assert not vmcache.saved_dir(entry.key).exists(), output  # went with the damaged entry
+    assert run.returncode == 2 and text in output, output  # interrupted while provisioning
     session = re.search(r"vmc-(\w+)-default", output)
     assert session and leftovers(session.group(1)) == [], output
+    return output
 
 
 def test_a_rebuilt_box_never_serves_the_old_boxs_entries(
@@ -217,22 +223,8 @@ def test_a_rebuilt_box_never_serves_the_old_boxs_entries(
         (old_image.st_ino, old_image.st_mtime_ns)
     # The next run decides before it boots: provisioning (``vagrant up`` with the provisioners)
     # rather than the old entry. Interrupted there, as a Ctrl-C would: it leaves nothing.
-    provisioning = f"vm: vagrant up {project / 'Vagrantfile'}"
-    run = start_process([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=vm",
-                         "-k", "fresh"], project, env={"PYTHONUNBUFFERED": "1"},
-                        merge_stderr=True)
-    live = LiveOutput(run)
-    try:
-        wait_for(lambda: live.has(lambda line: provisioning in line) or run.poll() is not None,
-                 timeout=600, what="the run to decide how to start its VM")
-        run.send_signal(signal.SIGINT)
-        run.wait(timeout=600)
-    finally:
-        stop_process(run)
-    output = live.text()
-    assert provisioning in output, output
+    output = _interrupted_once_it_says(project, f"vm: vagrant up {project / 'Vagrantfile'}",
+                                       "the run to decide how to start its VM")
     assert "from the VM cache" not in output and "restored" not in output, output
     kept = vmcache.Entry(old)
     assert _entries(project) == {old} and kept.committed() and kept.damage() is None, output
-    session = re.search(r"vmc-(\w+)-default", output)
-    assert session and leftovers(session.group(1)) == [], output
