@@ -188,6 +188,12 @@ SETTINGS = (
             "differences the scan shows as expected: one 'CATEGORY GLOB reason' per line "
             "(categories: package, user, group, port, process, file, environment, limit, "
             "sysctl, system)", kind="lines"),
+    Setting("vmc_docker_host", "--vmc-docker-host", "DOCKER_HOST", "",
+            "the Docker engine of the container target, as docker's own DOCKER_HOST (empty: "
+            "this host's; ssh://USER@HOST[:PORT]: that host's, its ports forwarded over SSH)"),
+    Setting("vmc_libvirt_uri", "--vmc-libvirt-uri", "VMC_LIBVIRT_URI", "qemu:///system",
+            "the libvirt of the VM target: this host's (qemu:///system; a VM on another "
+            "machine is refused, not built yet)"),
     Setting("vmc_host_setup", "--vmc-no-host-setup", "VMC_HOST_SETUP", "true",
             "install and start missing Debian packages and daemons (as root); the flag turns "
             "this off", kind="bool", flag_value="false"),

@@ -100,6 +100,7 @@ def pytest_configure(config: pytest.Config) -> None:
         resolved = options.resolve(_PytestSources(config), os.environ,
                                    config.invocation_params.dir, ini_dir)
         settings = RunSettings.from_resolved(resolved)
+        settings.export_engines(os.environ)
         kinds = settings.kinds
         options.check_files(resolved, kinds, lambda p: p.is_file() and os.access(p, os.R_OK))
         if not xdist.in_worker and settings.report is not None:

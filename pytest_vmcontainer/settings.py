@@ -8,7 +8,7 @@ value came from stays alongside, for the report header and error messages.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pytest_vmcontainer.comparison.probes.context import MeasureSettings
 
 PREFIX = "vmc_"  # a setting's name is its attribute with this prefix (vmc_scan: .scan)
+ENGINE_SETTINGS = ("vmc_docker_host", "vmc_libvirt_uri")  # where the engines are
 
 
 def attribute(name: str) -> str:
@@ -56,6 +57,8 @@ class RunSettings:
     scan: str  # one of options.SCAN
     scan_paths: tuple[str, ...]
     scan_expect: tuple[str, ...]
+    docker_host: str  # "": the engine docker finds by itself
+    libvirt_uri: str
     host_setup: bool
     # setting name -> "command line", "env VMC_X", "ini vmc_x" or "default"; for display only
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -76,9 +79,23 @@ class RunSettings:
         return f"{options.BY_NAME[name].flag} (from {self.sources.get(name, 'default')})"
 
     def by_name(self) -> dict[str, object]:
-        """Every value under its setting's name, for display (the reports' settings)."""
-        return {setting.name: getattr(self, attribute(setting.name))
-                for setting in options.SETTINGS}
+        """Every value under its setting's name, for display (the reports' settings): an
+        engine's URL without a password written into it."""
+        from pytest_vmcontainer.host.engine import shown
+
+        values = {setting.name: getattr(self, attribute(setting.name))
+                  for setting in options.SETTINGS}
+        for name in ENGINE_SETTINGS:
+            values[name] = shown(str(values[name]))
+        return values
+
+    def export_engines(self, environ: MutableMapping[str, str]) -> None:
+        """The engines' settings given in the ini file or on the command line, into the
+        environment: the docker SDK and CLI, virsh and Vagrant (and the runs they start) read
+        them there, as they do when the user sets them there."""
+        for name in ENGINE_SETTINGS:
+            if self.sources.get(name, "default").startswith(("command line", "ini")):
+                environ[options.BY_NAME[name].env] = str(getattr(self, attribute(name)))
 
     def harness_config(self) -> HarnessConfig:
         """What the harness needs: the targets' files, ports, timeouts, keeping and caches."""

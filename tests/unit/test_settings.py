@@ -106,6 +106,29 @@ def test_by_name_lists_every_setting_with_its_value(tmp_path: Path) -> None:
     assert shown["vmc_ports"] == (80, 8080)
 
 
+def test_an_engine_url_is_shown_without_its_password(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, {"vmc_docker_host": "ssh://ci:hunter2@engines.example"})
+    assert settings.by_name()["vmc_docker_host"] == "ssh://ci@engines.example"
+    assert settings.docker_host == "ssh://ci:hunter2@engines.example"  # used as given
+
+
+def test_engines_given_on_the_command_line_or_in_the_ini_go_into_the_environment(
+        tmp_path: Path) -> None:
+    """Where the docker SDK and CLI, virsh and Vagrant read them; the environment's own and
+    the defaults stay as they are."""
+    environ = {"DOCKER_HOST": "unix:///from/the/env.sock"}
+    given = _settings(tmp_path, {"vmc_docker_host": "ssh://ci@engines.example:2222"})
+    given.export_engines(environ)
+    assert environ == {"DOCKER_HOST": "ssh://ci@engines.example:2222"}
+    from_env: dict[str, str] = {"DOCKER_HOST": "ssh://ci@other.example"}
+    _settings(tmp_path, env=from_env).export_engines(from_env)
+    assert from_env == {"DOCKER_HOST": "ssh://ci@other.example"}
+    untouched: dict[str, str] = {}
+    defaults = _settings(tmp_path)
+    defaults.export_engines(untouched)
+    assert untouched == {} and defaults.libvirt_uri == "qemu:///system"
+
+
 def test_the_harness_config_from_the_defaults_is_the_harness_s_default(tmp_path: Path) -> None:
     config = _settings(tmp_path).harness_config()
     assert config == HarnessConfig(tmp_path / "Vagrantfile", tmp_path / "Dockerfile",

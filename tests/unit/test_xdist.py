@@ -312,11 +312,16 @@ def test_the_comparison_is_refused_in_a_worker(project: pytest.Pytester) -> None
     assert "Traceback" not in result.stdout.str()
 
 
+@pytest.mark.parametrize("given_in", ["env", "ini"])
 def test_the_comparison_is_refused_with_the_targets_on_two_machines(
-        project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+        project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, given_in: str) -> None:
     """A container on another host's engine and a VM here: no comparison row is measured
     (each refused in one line, before a target starts); the parity tests still run."""
-    monkeypatch.setenv("DOCKER_HOST", "ssh://ci@engines.example:2222")
+    if given_in == "env":
+        monkeypatch.setenv("DOCKER_HOST", "ssh://ci@engines.example:2222")
+    else:
+        monkeypatch.delenv("DOCKER_HOST", raising=False)
+        project.makeini("[pytest]\nvmc_docker_host = ssh://ci@engines.example:2222\n")
     project.makepyfile(test_rows="""
         def test_size(target, comparison):
             raise AssertionError("must not run")
