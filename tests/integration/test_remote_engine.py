@@ -158,11 +158,13 @@ def test_the_parity_suite_passes_on_a_remote_engine(
     report = tmp_path / "report"
     (tmp_path / "checks").mkdir()
     (tmp_path / "checks" / "test_listening.py").write_text(LISTENING_CHECK)
+    env = engine_host.ssh_env(keys["accepted"])
+    del env["DOCKER_HOST"]  # given as the option: it reaches the SDK, the CLI and the forwards
     result = run_process(
         [sys.executable, "-m", "pytest", "--target=container", "suites/test_parity.py",
          str(tmp_path / "checks"), "-p", "no:cacheprovider", f"--vmc-report={report}",
-         f"--junitxml={report / 'junit.xml'}"], ROOT, timeout=900,
-        env={**engine_host.ssh_env(keys["accepted"]), "VMC_TEST_ENGINE_HOST": engine_host.name})
+         f"--vmc-docker-host={engine_host.docker_host}", f"--junitxml={report / 'junit.xml'}"],
+        ROOT, timeout=900, env={**env, "VMC_TEST_ENGINE_HOST": engine_host.name})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     cases = ET.parse(report / "junit.xml").getroot().iter("testcase")
     listening = [case for case in cases if case.get("name", "").startswith("test_nothing_listens")]
