@@ -34,8 +34,7 @@ def container_place() -> Place:
     current = engine.current()
     if not current.over_ssh:
         return Place("", THIS_HOST)
-    return Place(f"{current.hostname.lower()}:{current.port or SSH_PORT}",
-                 f"the Docker engine at {current.shown}")
+    return Place(current.ssh_machine, f"the Docker engine at {current.shown}")
 
 
 def vm_place() -> Place:

@@ -48,9 +48,77 @@ def test_a_bad_port_is_one_line() -> None:
 def test_tcp_is_local_only_on_loopback() -> None:
     assert not engine.Engine.parse("tcp://127.0.0.1:2375").over_tcp_elsewhere
     assert engine.Engine.parse("tcp://docker:2376").over_tcp_elsewhere
-    with pytest.raises(HostSetupError, match="only through SSH forwards") as caught:
+    with pytest.raises(HostSetupError, match="over plain TCP: whoever reaches that port is "
+                       "root there") as caught:
         engine.require_reachable(engine.Engine.parse("tcp://docker:2376"))
     assert "DOCKER_HOST=ssh://USER@docker" in caught.value.remedy
+    assert "VMC_DOCKER_SSH=USER@HOST" in caught.value.remedy
+    with pytest.raises(HostSetupError, match="over plain TCP"):  # an SSH login does not help
+        engine.require_reachable(engine.Engine.parse("tcp://docker:2376", ssh_via="ci@docker"))
+    with pytest.raises(HostSetupError, match="only through SSH forwards") as caught:
+        engine.require_reachable(engine.Engine.parse("tcp://docker:2376", tls=True))
+    assert "VMC_DOCKER_SSH=USER@docker" in caught.value.remedy
+
+
+def test_an_engine_over_tls_has_its_ports_forwarded_through_the_ssh_login(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:32800")
+    monkeypatch.setenv(engine.TLS_VERIFY_ENV, "1")
+    monkeypatch.setenv(engine.SSH_VIA_ENV, "root@127.0.0.1:32799")
+    tls = engine.current()
+    assert tls.tls and tls.over_ssh and not tls.over_tcp_elsewhere  # loopback, but elsewhere
+    assert tls.ssh_destination() == ["-l", "root", "-p", "32799", "--", "127.0.0.1"]
+    assert tls.ssh_machine == "127.0.0.1:32799"
+    assert tls.described() == "on the Docker engine at tcp://127.0.0.1:32800 (TLS; ports over SSH)"
+    monkeypatch.setenv(engine.SSH_VIA_ENV, "@:22")
+    with pytest.raises(HostSetupError, match="VMC_DOCKER_SSH=@:22 names no host"):
+        engine.current()
+
+
+@pytest.mark.parametrize(("raised", "cause", "remedy"), [
+    ("HTTPSConnectionPool(host='h', port=2376): Max retries exceeded with url: /version "
+     "(Caused by SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] "
+     "certificate verify failed: unable to get local issuer certificate (_ssl.c:1006)')))",
+     "the TLS handshake with the Docker engine at tcp://h:2376 failed ([SSL: "
+     "CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer "
+     "certificate)", "check the CA, cert and key in /certs/client"),
+    ("HTTPSConnectionPool(host='h', port=2376): Max retries exceeded with url: /version "
+     "(Caused by NewConnectionError(\"HTTPSConnection(host='h', port=2376): Failed to "
+     "establish a new connection: [Errno 111] Connection refused\"))",
+     "the Docker engine at tcp://h:2376 does not answer over TLS ([Errno 111] Connection "
+     "refused)", "dockerd listens there with --tlsverify"),
+])
+def test_an_engine_over_tls_that_fails_is_one_line(monkeypatch: pytest.MonkeyPatch, raised: str,
+                                                   cause: str, remedy: str) -> None:
+    def refused(timeout: int) -> Any:
+        raise RuntimeError(raised)
+
+    monkeypatch.setattr(engine, "tls_client", refused)
+    monkeypatch.setenv(engine.CERT_PATH_ENV, "/certs/client")
+    with pytest.raises(HostSetupError) as caught:
+        engine.tls_version(engine.Engine.parse("tcp://h:2376", tls=True, ssh_via="ci@h"))
+    assert caught.value.cause == cause
+    assert remedy in caught.value.remedy
+
+
+def test_over_tls_the_ssh_login_is_probed_then_the_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+
+    def ssh(argv: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 255, "", "ci@h: Permission denied (publickey).")
+
+    monkeypatch.setattr(subprocess, "run", ssh)
+    tls = engine.Engine.parse("tcp://h:2376", tls=True, ssh_via="ci@h")
+    with pytest.raises(HostSetupError) as caught:
+        engine.require_reachable(tls)
+    assert calls[0][-1] == "true" and calls[0][-3:-1] == ["--", "h"]
+    assert caught.value.cause.startswith("the SSH server at ssh://ci@h (the SSH login for the "
+                                         "ports of tcp://h:2376) refused every key offered")
+    monkeypatch.setattr(subprocess, "run", lambda argv, **_: subprocess.CompletedProcess(
+        argv, 0, "", ""))
+    monkeypatch.setattr(engine, "tls_version", lambda found: "20.10.24")
+    engine.require_reachable(tls)  # the login answers, then the API: reached
 
 
 @pytest.mark.parametrize(("returncode", "stderr", "cause", "remedy"), [
