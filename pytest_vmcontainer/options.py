@@ -191,6 +191,9 @@ SETTINGS = (
     Setting("vmc_docker_host", "--vmc-docker-host", "DOCKER_HOST", "",
             "the Docker engine of the container target, as docker's own DOCKER_HOST (empty: "
             "this host's; ssh://USER@HOST[:PORT]: that host's, its ports forwarded over SSH)"),
+    Setting("vmc_docker_ssh", "--vmc-docker-ssh", "VMC_DOCKER_SSH", "",
+            "for an engine over TCP with TLS (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH): an SSH login "
+            "on its host, USER@HOST[:PORT], through which its containers' ports are forwarded"),
     Setting("vmc_libvirt_uri", "--vmc-libvirt-uri", "VMC_LIBVIRT_URI", "qemu:///system",
             "the libvirt of the VM target: this host's (qemu:///system; a VM on another "
             "machine is refused, not built yet)"),

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from pytest_vmcontainer.comparison.probes.context import MeasureSettings
 
 PREFIX = "vmc_"  # a setting's name is its attribute with this prefix (vmc_scan: .scan)
-ENGINE_SETTINGS = ("vmc_docker_host", "vmc_libvirt_uri")  # where the engines are
+ENGINE_SETTINGS = ("vmc_docker_host", "vmc_docker_ssh", "vmc_libvirt_uri")  # the engines
 
 
 def attribute(name: str) -> str:
@@ -58,6 +58,7 @@ class RunSettings:
     scan_paths: tuple[str, ...]
     scan_expect: tuple[str, ...]
     docker_host: str  # "": the engine docker finds by itself
+    docker_ssh: str  # "": none (an engine over TLS needs one, for its ports)
     libvirt_uri: str
     host_setup: bool
     # setting name -> "command line", "env VMC_X", "ini vmc_x" or "default"; for display only
