@@ -56,7 +56,13 @@ for dir in /sys/fs/cgroup/*/; do
             | grep -vxE 'ro|rw|nosuid|nodev|noexec|relatime' | paste -sd, -)
   umount "$dir" && mount -t cgroup -o "$options" cgroup "$dir"
 done
-exec dockerd --host=unix:///var/run/docker.sock >/var/log/dockerd.log 2>&1
+if [ -n "${DOCKERD_TLS:-}" ]; then  # its API over TLS too, with the certificates in /certs
+  set -- --host=tcp://0.0.0.0:2376 --tlsverify --tlscacert=/certs/ca.pem \
+         --tlscert=/certs/server-cert.pem --tlskey=/certs/server-key.pem
+else
+  set --
+fi
+exec dockerd --host=unix:///var/run/docker.sock "$@" >/var/log/dockerd.log 2>&1
 """
 
 SSH_CONFIG = """Host *
@@ -108,10 +114,17 @@ class EngineHost:
     directory: Path
     # How to remove what it made (its container, then its volume), in that order.
     made: list[Callable[[], None]] = field(default_factory=list)
+    tls_port: int = 0  # its engine's API over TLS, published on 127.0.0.1 (start(tls=...))
 
     @property
     def docker_host(self) -> str:
         return f"ssh://root@127.0.0.1:{self.port}"
+
+    def tls_env(self, key: Path, client_certs: Path) -> dict[str, str]:
+        """The engine's API over TLS, verified with ``client_certs``; its ports over SSH."""
+        return {**self.ssh_env(key), "DOCKER_HOST": f"tcp://127.0.0.1:{self.tls_port}",
+                "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(client_certs),
+                "VMC_DOCKER_SSH": f"root@127.0.0.1:{self.port}"}
 
     def ssh_env(self, key: Path) -> dict[str, str]:
         """DOCKER_HOST and a PATH whose ssh offers ``key`` and trusts only this host."""
@@ -137,9 +150,41 @@ def local_engine_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key != "DOCKER_HOST"}
 
 
-def start(client: Any, image: str, host: EngineHost, key: Path, docker: bool = True) -> None:
-    """Run the engine host (``docker=False``: sshd only) and wait until it serves. Each
-    removal is in ``host.made`` before the step that makes it, for the caller's teardown."""
+def tls_certificates(directory: Path) -> tuple[Path, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, with openssl, in
+    the file names dockerd and docker's clients expect: (server dir, client dir)."""
+    server, client = directory / "server", directory / "client"
+    server.mkdir(parents=True)
+    client.mkdir()
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "/CN=vmc-test-ca", "-keyout", "ca-key.pem", "-out", "ca.pem")
+    for name, subject, extension in (
+            ("server", "/CN=127.0.0.1",
+             "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+            ("client", "/CN=vmc-test-client", "extendedKeyUsage=clientAuth")):
+        (directory / f"{name}.ext").write_text(extension + "\n")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
+                "-keyout", f"{name}-key.pem", "-out", f"{name}.csr")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+                "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext",
+                "-out", f"{name}-cert.pem")
+    for file in ("ca.pem", "server-cert.pem", "server-key.pem"):
+        (server / file).write_bytes((directory / file).read_bytes())
+    for file, name in (("ca.pem", "ca.pem"), ("client-cert.pem", "cert.pem"),
+                       ("client-key.pem", "key.pem")):
+        (client / name).write_bytes((directory / file).read_bytes())
+    return server, client
+
+
+def start(client: Any, image: str, host: EngineHost, key: Path, docker: bool = True,
+          tls: Path | None = None) -> None:
+    """Run the engine host (``docker=False``: sshd only; ``tls``: its engine's API also over
+    TLS, with the server certificates there) and wait until it serves. Each removal is in
+    ``host.made`` before the step that makes it, for the caller's teardown."""
     name = host.name
     host.made += [lambda: _gone(lambda: client.containers.get(name).remove(force=True, v=True)),
                   lambda: _gone(lambda: client.volumes.get(f"{name}-docker").remove(force=True))]
@@ -149,11 +194,15 @@ def start(client: Any, image: str, host: EngineHost, key: Path, docker: bool = T
         cap_add=["ALL"], cap_drop=["SYS_RESOURCE"], cgroupns="private",
         security_opt=["seccomp=unconfined", "apparmor=unconfined"],
         environment={"AUTHORIZED_KEY": (key.with_suffix(".pub")).read_text().strip(),
-                     "NO_DOCKER": "0" if docker else "1"},
-        volumes={volume.name: {"bind": "/var/lib/docker", "mode": "rw"}},
-        ports={"22/tcp": ("127.0.0.1", None)})
+                     "NO_DOCKER": "0" if docker else "1", "DOCKERD_TLS": "1" if tls else ""},
+        volumes={volume.name: {"bind": "/var/lib/docker", "mode": "rw"},
+                 **({str(tls): {"bind": "/certs", "mode": "ro"}} if tls else {})},
+        ports={"22/tcp": ("127.0.0.1", None), **({"2376/tcp": ("127.0.0.1", None)} if tls
+                                                  else {})})
     container.reload()
-    host.port = int(container.attrs["NetworkSettings"]["Ports"]["22/tcp"][0]["HostPort"])
+    published = container.attrs["NetworkSettings"]["Ports"]
+    host.port = int(published["22/tcp"][0]["HostPort"])
+    host.tls_port = int(published["2376/tcp"][0]["HostPort"]) if tls else 0
     wait_for(ssh_banner(host.port), timeout=60, what="sshd in the engine host")
     if docker:
         def engine_answers() -> bool:

@@ -203,6 +203,62 @@ def test_the_comparison_is_refused_with_the_container_on_another_machine(
     assert _owned_there(engine_host) == []
 
 
+@pytest.fixture(scope="module")
+def tls_engine_host(docker_client: Any, engine_image: str, keys: dict[str, Path],
+                    tmp_path_factory: pytest.TempPathFactory
+                    ) -> Iterator[tuple[enginehost.EngineHost, Path]]:
+    """An engine host whose engine's API also listens over TLS (published on 127.0.0.1), and
+    the client certificates that verify it."""
+    server, client = enginehost.tls_certificates(tmp_path_factory.mktemp("tls"))
+    directory = tmp_path_factory.mktemp("tls-engine-host")
+    host = enginehost.EngineHost(f"vmc-test-engine-host-{secrets.token_hex(3)}", 0, directory)
+    try:
+        enginehost.start(docker_client, engine_image, host, keys["accepted"], tls=server)
+        enginehost.preload_base(host)
+        yield host, client
+    finally:
+        for removal in host.made:
+            removal()
+
+
+def test_the_parity_suite_passes_on_an_engine_over_tls(
+        tls_engine_host: tuple[enginehost.EngineHost, Path], keys: dict[str, Path],
+        tmp_path: Path, leak_check: None) -> None:
+    """DOCKER_HOST=tcp:// with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, as docker reads them,
+    and VMC_DOCKER_SSH for the ports: built, run and tested there; nothing left."""
+    host, client = tls_engine_host
+    env = host.tls_env(keys["accepted"], client)
+    result = run_process([sys.executable, "-m", "pytest", "--target=container",
+                          "suites/test_parity.py", "-p", "no:cacheprovider"], ROOT, timeout=900,
+                         env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert f"(CONTAINER: on the Docker engine at {env['DOCKER_HOST']} (TLS; ports over SSH), " \
+        "up in" in result.stdout, result.stdout[-3000:]
+    assert _owned_there(host) == []
+    assert _forwarders(host.port) == []
+
+
+def test_an_engine_over_tls_that_does_not_trust_us_is_one_line(
+        tls_engine_host: tuple[enginehost.EngineHost, Path], keys: dict[str, Path],
+        tmp_path: Path, own_home: Path, leak_check: None,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Client certificates of another CA: the TLS handshake fails, named in one line."""
+    host, _ = tls_engine_host
+    _, strangers = enginehost.tls_certificates(tmp_path / "another-ca")
+    result = run_cli("up", "--target=container", env=host.tls_env(keys["accepted"], strangers),
+                     timeout=120)
+    assert result.returncode != 0
+    line = error_line(result.stderr)
+    assert f"the TLS handshake with the Docker engine at tcp://127.0.0.1:{host.tls_port} " \
+        "failed" in line and "DOCKER_CERT_PATH" not in line, line
+    assert str(strangers) in line  # where the certificates it used are
+    with capsys.disabled():
+        print(f"\nan engine over TLS that does not trust us: {line}")
+    assert "Traceback" not in result.stderr
+    assert list((own_home / "sessions").iterdir()) == []
+    assert _forwarders(host.port) == []
+
+
 @pytest.mark.parametrize("case", ["unreachable", "refused key", "no docker there"])
 def test_a_bad_engine_is_one_line_and_leaves_nothing(
         case: str, docker_client: Any, engine_image: str, keys: dict[str, Path],
