@@ -11,6 +11,7 @@ from __future__ import annotations
 import urllib.parse
 from dataclasses import dataclass
 
+from pytest_vmcontainer.errors import HostSetupError
 from pytest_vmcontainer.host import engine, libvirt
 
 THIS_HOST = "this host"
@@ -52,8 +53,12 @@ PLACES = {"vm": vm_place, "container": container_place}
 
 def split(kinds: tuple[str, ...] | list[str]) -> str | None:
     """How the targets of ``kinds`` are spread over machines, when they are not on one
-    (``"the vm on this host, the container on the Docker engine at ssh://..."``)."""
-    places = {kind: PLACES[kind]() for kind in kinds if kind in PLACES}
+    (``"the vm on this host, the container on the Docker engine at ssh://..."``). A URL that
+    does not parse says nothing here: the target's own start names it in one line."""
+    try:
+        places = {kind: PLACES[kind]() for kind in kinds if kind in PLACES}
+    except (HostSetupError, ValueError):
+        return None
     if len({place.machine for place in places.values()}) <= 1:
         return None
     return ", ".join(f"the {kind} on {place.shown}" for kind, place in places.items())

@@ -68,6 +68,17 @@ def test_a_vm_on_another_machine_is_refused_before_setup(
     assert "unset VMC_LIBVIRT_URI" in line and "\n" not in line
 
 
+@pytest.mark.parametrize(("variable", "value"), [("DOCKER_HOST", "ssh://host:notaport"),
+                                                 ("VMC_DOCKER_SSH", "@:22"),
+                                                 ("VMC_LIBVIRT_URI", "qemu+ssh://h:port/system")])
+def test_a_url_that_does_not_parse_decides_nothing_here(
+        monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
+    """Collection asks; the target's own start names the bad URL in one line."""
+    monkeypatch.setenv("DOCKER_HOST", "tcp://h:2376")
+    monkeypatch.setenv(variable, value)
+    assert sites.split(["vm", "container"]) is None
+
+
 def test_a_session_uri_is_this_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(libvirt.LIBVIRT_URI_ENV, "qemu:///session")
     assert libvirt.on_this_host() and sites.vm_place().here
