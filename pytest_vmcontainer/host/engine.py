@@ -38,6 +38,7 @@ CONNECT_TIMEOUT = 10
 PROBE_COMMAND = "docker version --format '{{.Server.Version}}'"
 TLS_VERIFY_ENV, CERT_PATH_ENV = "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"  # docker's own
 SSH_VIA_ENV = "VMC_DOCKER_SSH"  # the SSH login on a TCP engine's host, for the forwards
+SSH_PORT = 22  # an ssh:// URL without a port
 OLDEST_API = "1.24"  # asked only for the engine's own API version (every engine serves it)
 
 
@@ -98,7 +99,7 @@ class Engine:
     def ssh_machine(self) -> str:
         """The engine's host as SSH reaches it (host:port), for telling machines apart."""
         login = self.ssh_via or self
-        return f"{login.hostname.lower()}:{login.port or 22}"
+        return f"{login.hostname.lower()}:{login.port or SSH_PORT}"
 
     def described(self) -> str:
         """Where the container runs, for the report (no credential: see ``shown``)."""
@@ -230,14 +231,15 @@ def tls_version(engine: Engine) -> str:
         if "certificate" in text.lower() or "ssl" in text.lower() or "tls" in text.lower():
             raise HostSetupError(
                 f"the TLS handshake with the Docker engine at {engine.shown} failed "
-                f"({_last_line(text)})", f"check the CA, cert and key in {certs} "
+                f"({_innermost_reason(text)})", f"check the CA, cert and key in {certs} "
                 "(ca.pem, cert.pem, key.pem) against the engine's") from None
         raise HostSetupError(f"the Docker engine at {engine.shown} does not answer over TLS "
-                             f"({_last_line(text)})", "check the host and port in DOCKER_HOST "
-                             "and that dockerd listens there with --tlsverify") from None
+                             f"({_innermost_reason(text)})", "check the host and port in "
+                             "DOCKER_HOST and that dockerd listens there with --tlsverify"
+                             ) from None
 
 
-def _last_line(text: str) -> str:
+def _innermost_reason(text: str) -> str:
     """The innermost reason in an SDK error's chain of wrapped messages."""
     text = " ".join(text.split())
     found = re.search(r"\[SSL[^\]]*\][^'\")]*|\[Errno \d+\][^'\")]*", text)

@@ -15,7 +15,6 @@ from pytest_vmcontainer.errors import HostSetupError
 from pytest_vmcontainer.host import engine, libvirt
 
 THIS_HOST = "this host"
-SSH_PORT = 22
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ def vm_place() -> Place:
     parts = urllib.parse.urlsplit(uri)
     if not parts.hostname:
         return Place("", THIS_HOST)
-    default_port = SSH_PORT if parts.scheme.endswith("+ssh") else 0
+    default_port = engine.SSH_PORT if parts.scheme.endswith("+ssh") else 0
     return Place(f"{parts.hostname.lower()}:{parts.port or default_port}",
                  f"libvirt at {engine.shown(uri)}")
 

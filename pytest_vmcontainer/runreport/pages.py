@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vmcontainer.comparison import report as rendering
+from pytest_vmcontainer.host import sites
 from pytest_vmcontainer.parity import KINDS, TestRow
 from pytest_vmcontainer.runreport.model import RunReport
 from pytest_vmcontainer.scan import render as scan_rendering
@@ -143,7 +144,7 @@ def places(report: RunReport) -> list[tuple[str, str]]:
     elsewhere = {kind: str(host[f"{kind}_engine"]) for kind in KINDS if f"{kind}_engine" in host}
     if not elsewhere:
         return []
-    return [(kind, elsewhere.get(kind, "this host")) for kind in KINDS
+    return [(kind, elsewhere.get(kind, sites.THIS_HOST)) for kind in KINDS
             if kind in report.targets or kind in elsewhere]
 
 
