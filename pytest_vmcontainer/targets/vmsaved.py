@@ -83,11 +83,19 @@ class Slot:
     def damage(self) -> str | None:
         """Why the committed state or disk cannot be trusted (truncated, written to since the
         save, unsealed), or None."""
+        return seal.broken(self.directory, self._description().get("seal"))
+
+    def frozen(self) -> bool:
+        """Saved with the guest's file systems frozen (right after provisioning, so that the
+        entry's disk is clean): the restored guest thaws them before anything writes."""
+        return bool(self._description().get("frozen"))
+
+    def _description(self) -> dict[str, object]:
         try:
-            sealed = json.loads((self.directory / _SAVED_FILE).read_text()).get("seal")
-        except (OSError, ValueError, AttributeError):
-            sealed = None
-        return seal.broken(self.directory, sealed)
+            described = json.loads((self.directory / _SAVED_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return described if isinstance(described, dict) else {}
 
     def begin(self) -> None:
         """An empty slot directory, world-traversable (QEMU reads the kept disk)."""

@@ -42,10 +42,12 @@ from tests.conftest import ON_FIRST_TEST, xdist_group
 ROOT = Path(__file__).resolve().parents[2]
 RUN_HOME = paths.home()  # the VMC_HOME the run began with (a test's own_home is another)
 T = TypeVar("T")
-WARM_UP_RUNS = 3  # provision and cache; boot from the cache and save; (a retry)
-# What `up` prints once a saved state exists: it saved one, or restored one (a restore that
-# fails boots and saves again). "restored from the VM cache" is pytest's wording, not up's.
-WARMED = ("saving the ready VM for later runs", "restoring the saved VM")
+WARM_UP_RUNS = 2  # provision, cache and keep the saved state; (a retry)
+# What `up` prints once a saved state exists: it kept the provisioned VM's, saved a booted
+# one, or restored one (a restore that fails boots and saves again). "restored from the VM
+# cache" is pytest's wording, not up's.
+WARMED = ("keeping the provisioned VM for later runs", "saving the ready VM for later runs",
+          "restoring the saved VM")
 
 
 class Prepared:

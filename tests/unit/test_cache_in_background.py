@@ -1,5 +1,6 @@
 """A cold run's cache entry written in the background: proven by the first boot from it,
-removed when that boot fails, cancelled by Ctrl-C or SIGTERM (no libvirt, no VM)."""
+removed when that boot fails, cancelled by Ctrl-C or SIGTERM; the state saved right after
+provisioning kept as the entry's first saved VM (no libvirt, no VM)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import signal
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,12 +16,12 @@ import pytest
 from pytest_vmcontainer.errors import TargetError, WaitTimeout
 from pytest_vmcontainer.host import paths
 from pytest_vmcontainer.runtime import signals
-from pytest_vmcontainer.targets import vmcache
+from pytest_vmcontainer.targets import vmcache, vmsaved
 from pytest_vmcontainer.targets.base import TargetSpec
-from pytest_vmcontainer.targets.vagrant import VagrantTarget
+from pytest_vmcontainer.targets.vagrant import VagrantTarget, starts
 from pytest_vmcontainer.targets.vagrant import cachewrite as cachewrite_module
-from pytest_vmcontainer.targets.vagrant.cachewrite import BackgroundWrite
-from pytest_vmcontainer.targets.vagrant.starts import FromCache
+from pytest_vmcontainer.targets.vagrant.cachewrite import BackgroundWrite, SavedAfterProvisioning
+from pytest_vmcontainer.targets.vagrant.starts import FromCache, Provision
 
 
 @pytest.fixture
@@ -155,3 +157,62 @@ def test_a_finished_background_write_commits_an_unproven_entry(
     assert not entry.proven
     assert entry.boot_files is not None
     assert cachewrite_module.__doc__  # the why is written down where the code is
+
+
+def _provisioning(home: Path, monkeypatch: pytest.MonkeyPatch,
+                  key: str) -> tuple[VagrantTarget, Provision, Path]:
+    """A provisioning VM with saved VMs on, its slot held, its state saved right after
+    provisioning (frozen) and its entry written in the background; the overlay that
+    ``qemu-img create`` would make stands in a file naming its backing."""
+    vm, base = _provisioned(home, monkeypatch)
+    vm.spec = replace(vm.spec, vm_restore=True)
+    monkeypatch.setattr(starts, "pool_volume", lambda name: home / "pool" / name)
+
+    monkeypatch.setattr(starts, "overlay_file",
+                        lambda backing, overlay: overlay.write_text(f"qcow2 over {backing}"))
+
+    def copy(self: vmcache.Writer, disk: Path, cancel: threading.Event) -> float:
+        (self.partial / "box.img").write_bytes(disk.read_bytes())
+        return 0.0
+
+    monkeypatch.setattr(vmcache.Writer, "add_disk", copy)
+    start = vm.start_path = Provision(vm, key)
+    start.hold()
+    assert start.slot is not None and vm.resource_name.startswith(f"vmc-{start.slot.id}-")
+    state = vm.spec.workdir / "provisioned.sav"
+    state.write_bytes(os.urandom(4096))
+    start._saved = SavedAfterProvisioning(base, state, frozen=True)
+    start._background = BackgroundWrite(vm, key, base)
+    start._background.start()
+    return vm, start, state
+
+
+def test_the_provisioned_vm_is_kept_for_the_next_run(home: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    vm, start, state = _provisioning(home, monkeypatch, "f" * 24)
+    saved = state.read_bytes()
+    start.settle()
+    assert start.entry is not None and not start.entry.proven  # a restore proves no boot
+    assert vm.origin.endswith(", its saved state kept for later runs"), vm.origin
+    slot = start.slot
+    assert slot is not None and slot.saved() and slot.frozen()
+    assert slot.state.read_bytes() == saved and not state.exists()
+    assert slot.disk.read_text() == f"qcow2 over {home}/pool/{start.entry.volume_name()}"
+    assert slot.definition.read_text() == "<domain/>"
+    start.release()
+    taken = vmsaved.take("f" * 24, starts.slot_variant(vm))  # the next run's
+    assert taken is not None and taken[0] == slot and taken[0].saved()
+    taken[1].release()
+
+
+def test_another_runs_entry_keeps_no_state_of_this_run(home: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    other = _unproven_entry(home, "0" * 24)  # a concurrent run committed the key first
+    _vm, start, state = _provisioning(home, monkeypatch, "0" * 24)
+    start.settle()
+    assert start.entry == other
+    assert start.entry is not None and start.slot is not None
+    assert not start.slot.committed()
+    start.release()
+    assert not state.exists()  # not kept: it goes with the run
+    assert not (paths.sessions_dir() / start.slot.id).exists()

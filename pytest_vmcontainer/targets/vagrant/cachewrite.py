@@ -11,11 +11,11 @@ booted: it is committed as unproven, and the first VM that boots from it proves 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_vmcontainer.errors import Cancelled
-from pytest_vmcontainer.host import libvirt
 from pytest_vmcontainer.runtime import signals
 from pytest_vmcontainer.targets import vmcache
 from pytest_vmcontainer.targets.vagrant.domain import refresh_pool
@@ -36,7 +36,19 @@ def description(vm: VagrantTarget, proven: bool) -> dict[str, object]:
             "vagrantfile": str(vm.spec.vagrantfile), "session": vm.spec.session_id}
 
 
-def save_and_continue_on_overlay(vm: VagrantTarget) -> Path | None:
+@dataclass(frozen=True)
+class SavedAfterProvisioning:
+    """The provisioned VM's disk, set aside as the base of the overlay it runs on, and the
+    state saved with it (kept only when asked for: ``starts.Provision`` keeps it for later
+    runs), and whether the guest's file systems were frozen when it was saved."""
+
+    base: Path
+    state: Path | None
+    frozen: bool
+
+
+def save_and_continue_on_overlay(vm: VagrantTarget,
+                                 keep_state: bool) -> SavedAfterProvisioning | None:
     """Save the provisioned VM, move its disk aside as a base, restore the VM on an overlay of
     it; returns the base (frozen from now on), or None when libvirt refused the save (the VM
     then runs on as it was)."""
@@ -44,12 +56,12 @@ def save_and_continue_on_overlay(vm: VagrantTarget) -> Path | None:
     disk = domain.disk_path()
     definition = domain.definition()
     vm.run("sync")
-    frozen = libvirt.run_virsh("domfsfreeze", domain.name).returncode == 0
+    frozen = domain.freeze()
     state = vm.spec.workdir / "provisioned.sav"
     saved = domain.save(state)
     if saved.returncode != 0:
         if frozen:
-            libvirt.run_virsh("domfsthaw", domain.name)
+            domain.thaw()
         vm.progress.say(f"vm: not saved ({saved.stderr.strip()}); caching after a halt instead")
         return None
     vm.drop_host()
@@ -57,11 +69,13 @@ def save_and_continue_on_overlay(vm: VagrantTarget) -> Path | None:
     disk.rename(base)
     refresh_pool()
     resume_on_overlay(vm, state, base, definition)
-    state.unlink()
-    libvirt.run_virsh("domfsthaw", domain.name)
+    if not keep_state:
+        state.unlink()
+    if frozen:
+        domain.thaw()
     domain.wait_clock_set()
     vm.wait_ready()
-    return base
+    return SavedAfterProvisioning(base, state if keep_state else None, frozen)
 
 
 class BackgroundWrite:

@@ -63,6 +63,19 @@ def pool_volume(name: str) -> Path:
     return libvirt.pool_path() / name
 
 
+def overlay_file(backing: Path, overlay: Path) -> None:
+    """A new, empty copy-on-write disk at ``overlay`` over ``backing`` (a second at most:
+    not cancellable, unlike ``LibvirtDomain.new_overlay``); OSError when qemu-img fails."""
+    try:
+        made = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                               str(backing), str(overlay)],
+                              capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired as timeout:
+        raise OSError(f"qemu-img create took over {timeout.timeout:.0f}s") from None
+    if made.returncode != 0:
+        raise OSError(f"qemu-img create: {made.stderr.strip()}")
+
+
 def _failed(command: str, stderr: str, remedy: str) -> TargetError:
     """A failed virsh command; PortInUse when QEMU could not bind a forward's host port."""
     if "Could not set up host forwarding rule" in stderr:
@@ -120,6 +133,17 @@ class LibvirtDomain:
             if result.returncode != 0:
                 raise _failed(args[0], result.stderr,
                               "python -m pytest_vmcontainer clean --caches removes saved VMs")
+
+    def freeze(self) -> bool:
+        """Freeze the guest's file systems through the agent; False when it cannot (no
+        agent)."""
+        return libvirt.run_virsh("domfsfreeze", self.name).returncode == 0
+
+    def thaw(self) -> None:
+        """Thaw what ``freeze`` froze, through the agent (retried: right after a restore it
+        may not answer yet); until then anything in the guest that writes waits."""
+        wait_for(lambda: libvirt.run_virsh("domfsthaw", self.name).returncode == 0,
+                 timeout=30, what="the guest's file systems thawed through the agent")
 
     def wait_clock_set(self) -> None:
         wait_for(lambda: libvirt.run_virsh("domtime", self.name, "--now").returncode == 0,

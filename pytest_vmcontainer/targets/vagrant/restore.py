@@ -13,7 +13,7 @@ from pytest_vmcontainer.targets import vmcache, vmsaved
 from pytest_vmcontainer.targets.vagrant.domain import refresh_pool
 from pytest_vmcontainer.targets.vagrant.failures import libvirt_daemon_gone
 from pytest_vmcontainer.targets.vagrant.resume import resume_on_overlay
-from pytest_vmcontainer.targets.vagrant.starts import FromCache
+from pytest_vmcontainer.targets.vagrant.starts import FromCache, slot_variant
 
 if TYPE_CHECKING:
     from pytest_vmcontainer.targets.vagrant import VagrantTarget
@@ -34,9 +34,7 @@ class Restore(FromCache):
     def hold(self) -> None:
         super().hold()
         vm = self.vm
-        variant = (f"ports={sorted({22, *vm.spec.guest_ports})} cache={vm.spec.disk_cache} "
-                   f"driver={vm.accel.libvirt_driver}")
-        taken = vmsaved.take(self.cached.key, variant, vm.progress.say)
+        taken = vmsaved.take(self.cached.key, slot_variant(vm), vm.progress.say)
         if taken is not None:
             self.slot, self._slot_lock = taken
 
@@ -136,4 +134,6 @@ class Restore(FromCache):
         vm = self.vm
         vm.remove_machine()  # what a crashed run of this slot left
         boxes = resume_on_overlay(vm, slot.state, slot.disk, slot.definition.read_text())
+        if slot.frozen():  # saved right after provisioning (``starts.Provision``)
+            vm.domain.thaw()
         self._adopt_domain(slot.ssh_config, boxes)

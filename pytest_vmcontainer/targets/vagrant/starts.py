@@ -7,6 +7,7 @@ and ready; ``destroy`` calls ``release``. ``restore.Restore`` adds the saved run
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -16,11 +17,12 @@ from pytest_vmcontainer.runtime.waiting import ssh_banner, wait_for
 from pytest_vmcontainer.targets import domainxml, vmcache, vmsaved
 from pytest_vmcontainer.targets.vagrant.cachewrite import (
     BackgroundWrite,
+    SavedAfterProvisioning,
     description,
     save_and_continue_on_overlay,
     source_box,
 )
-from pytest_vmcontainer.targets.vagrant.domain import pool_volume
+from pytest_vmcontainer.targets.vagrant.domain import overlay_file, pool_volume
 from pytest_vmcontainer.targets.vagrant.environment import vagrant_home
 from pytest_vmcontainer.targets.vagrant.failures import boot_timeout
 
@@ -42,6 +44,13 @@ def boot_defined(vm: VagrantTarget) -> None:
         wait_for(answers, timeout=vm.spec.boot_timeout, what="SSH", interval=0.2)
     except WaitTimeout:
         raise boot_timeout(vm) from None
+
+
+def slot_variant(vm: VagrantTarget) -> str:
+    """The machine a saved state restores into (forwarded guest ports, disk cache mode,
+    accelerator): ``vmsaved.slot_ids`` keeps each variant's slots apart."""
+    return (f"ports={sorted({22, *vm.spec.guest_ports})} cache={vm.spec.disk_cache} "
+            f"driver={vm.accel.libvirt_driver}")
 
 
 def booted_for_memory(vm: VagrantTarget) -> str:
@@ -87,7 +96,9 @@ class StartPath:
 
 class Provision(StartPath):
     """``vagrant up`` with the provisioners; with a cache key, the provisioned disk is then
-    written into the VM cache."""
+    written into the VM cache. With saved VMs on, the VM runs under the first free slot of
+    its future entry (``vmsaved``): the state saved right after provisioning is kept there,
+    so that the next run restores it in seconds instead of booting from the entry."""
 
     def __init__(self, vm: VagrantTarget, cache_key: str | None) -> None:
         super().__init__(vm)
@@ -95,10 +106,23 @@ class Provision(StartPath):
         self._writer: vmcache.Writer | None = None
         self._background: BackgroundWrite | None = None  # the entry, written while tests run
         self._abandoned: BackgroundWrite | None = None  # a settled write, cleaned at release
+        self._slot_lock: vmsaved.SlotLock | None = None
+        self._saved: SavedAfterProvisioning | None = None  # its state goes to the slot
 
     def space_needed(self) -> list[space.Need]:
         what = "provisioning and the VM cache entry" if self.cache_key else "provisioning"
-        return [space.Need(paths.home(), space.PROVISION_AND_CACHE, what)]
+        needs = [space.Need(paths.home(), space.PROVISION_AND_CACHE, what)]
+        if self.cache_key and self.vm.spec.vm_restore:
+            needs.append(space.Need(paths.home(), space.SAVED_VM, "a saved VM"))
+        return needs
+
+    def hold(self) -> None:
+        vm = self.vm
+        if self.cache_key is None or not vm.spec.vm_restore:
+            return
+        taken = vmsaved.take(self.cache_key, slot_variant(vm), vm.progress.say)
+        if taken is not None:  # else (every slot taken) the VM runs under the session's name
+            self.slot, self._slot_lock = taken
 
     def run(self) -> None:
         vm = self.vm
@@ -109,11 +133,11 @@ class Provision(StartPath):
             return
         with vm.progress.step("vm: saving the provisioned VM, to cache its disk while the "
                               "tests run"):
-            base = save_and_continue_on_overlay(vm)
-        if base is None:
+            self._saved = save_and_continue_on_overlay(vm, keep_state=self.slot is not None)
+        if self._saved is None:
             self._fill_cache(self.cache_key)
             return
-        self._background = BackgroundWrite(vm, self.cache_key, base)
+        self._background = BackgroundWrite(vm, self.cache_key, self._saved.base)
         self._background.start()
         vm.origin = f"provisioned, caching as {self.cache_key[:12]} in the background"
 
@@ -126,9 +150,36 @@ class Provision(StartPath):
         self.entry = background.finish()
         if self.entry is not None:
             self.vm.origin = f"provisioned, then cached as {self.entry.key[:12]}"
+            if self._keep_for_later_runs(self.entry):
+                self.vm.origin += ", its saved state kept for later runs"
         elif background.error and not background.cancel.is_set():
             self.vm.origin = "provisioned (not cached)"
             self.vm.progress.say(f"vm: the VM cache entry was not written: {background.error}")
+
+    def _keep_for_later_runs(self, entry: vmcache.Entry) -> bool:
+        """The state saved right after provisioning, as the entry's first saved VM: a new
+        overlay of the entry holds what the saved VM's disk held (the entry is that disk,
+        flattened). Only for an entry this run wrote: another run's is another disk."""
+        vm, slot, saved = self.vm, self.slot, self._saved
+        boot_files = entry.boot_files
+        if slot is None or saved is None or saved.state is None or boot_files is None or \
+                entry.info().get("session") != vm.spec.session_id:
+            return False
+        with vm.progress.step(f"vm: keeping the provisioned VM for later runs ({slot.id})"):
+            slot.begin()
+            try:
+                shutil.move(saved.state, slot.state)
+                # teardown settles, after it set ``vm.cancelled``: nothing here is cancellable
+                overlay_file(pool_volume(entry.volume_name()), slot.disk)
+                shutil.copyfile(boot_files[0], slot.definition)
+                shutil.copyfile(boot_files[1], slot.ssh_config)
+                slot.commit({"domain": vm.resource_name, "session": vm.spec.session_id,
+                             "vagrantfile": str(vm.spec.vagrantfile), "frozen": saved.frozen})
+            except OSError as error:
+                slot.forget()
+                vm.progress.say(f"vm: the provisioned VM was not kept for later runs ({error})")
+                return False
+        return True
 
     def _fill_cache(self, cache_key: str) -> None:
         """Halt, copy the disk into a cache entry, boot again: commit once that boot is ready."""
@@ -152,6 +203,11 @@ class Provision(StartPath):
             self._abandoned.abandon()
         if self._writer is not None:
             self._writer.discard()
+        if self._saved is not None and self._saved.state is not None:
+            self._saved.state.unlink(missing_ok=True)  # not kept: the run ended before
+        if self._slot_lock is not None:
+            self._slot_lock.release()
+            self._slot_lock = None
 
 
 class FromCache(StartPath):
