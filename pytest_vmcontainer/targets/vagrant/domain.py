@@ -63,17 +63,13 @@ def pool_volume(name: str) -> Path:
     return libvirt.pool_path() / name
 
 
-def overlay_file(backing: Path, overlay: Path) -> None:
-    """A new, empty copy-on-write disk at ``overlay`` over ``backing`` (a second at most:
-    not cancellable, unlike ``LibvirtDomain.new_overlay``); OSError when qemu-img fails."""
-    try:
-        made = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
-                               str(backing), str(overlay)],
-                              capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired as timeout:
-        raise OSError(f"qemu-img create took over {timeout.timeout:.0f}s") from None
-    if made.returncode != 0:
-        raise OSError(f"qemu-img create: {made.stderr.strip()}")
+def overlay_file(backing: Path, overlay: Path, cancel: threading.Event | None = None) -> None:
+    """A new, empty copy-on-write disk at ``overlay`` over ``backing``; TargetError when
+    qemu-img fails or ``cancel`` stopped it."""
+    if procs.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(backing),
+                  str(overlay)], cancel) != 0:
+        raise TargetError(f"qemu-img could not make an overlay of {backing}",
+                          f"check the free space in {overlay.parent}")
 
 
 def _failed(command: str, stderr: str, remedy: str) -> TargetError:
@@ -242,9 +238,6 @@ class LibvirtDomain:
     def new_overlay(self, backing: Path, cancelled: threading.Event) -> Path:
         """A new copy-on-write disk over ``backing``, in the pool, named after this domain."""
         overlay = libvirt.pool_path() / f"{self.name}.img"
-        if procs.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
-                      str(backing), str(overlay)], cancelled) != 0:
-            raise TargetError(f"qemu-img could not make an overlay of {backing}",
-                              f"check the free space in {overlay.parent}")
+        overlay_file(backing, overlay, cancelled)
         refresh_pool()
         return overlay

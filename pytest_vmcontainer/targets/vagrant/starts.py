@@ -169,13 +169,13 @@ class Provision(StartPath):
             slot.begin()
             try:
                 shutil.move(saved.state, slot.state)
-                # teardown settles, after it set ``vm.cancelled``: nothing here is cancellable
+                # not cancellable: teardown settles after it set ``vm.cancelled``
                 overlay_file(pool_volume(entry.volume_name()), slot.disk)
                 shutil.copyfile(boot_files[0], slot.definition)
                 shutil.copyfile(boot_files[1], slot.ssh_config)
                 slot.commit({"domain": vm.resource_name, "session": vm.spec.session_id,
                              "vagrantfile": str(vm.spec.vagrantfile), "frozen": saved.frozen})
-            except OSError as error:
+            except (OSError, TargetError) as error:
                 slot.forget()
                 vm.progress.say(f"vm: the provisioned VM was not kept for later runs ({error})")
                 return False
