@@ -14,6 +14,7 @@ from pytest_vmcontainer.host import paths
 from pytest_vmcontainer.targets import domainxml, vagrant, vmcache, vmsaved
 from pytest_vmcontainer.targets.base import TargetSpec
 from pytest_vmcontainer.targets.vagrant import _RESOURCE_NAME, VagrantTarget
+from pytest_vmcontainer.targets.vagrant import restore as restore_module
 from pytest_vmcontainer.targets.vagrant.restore import Restore
 
 SAVED = """<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
@@ -157,3 +158,29 @@ def test_a_refused_restore_empties_the_slot_and_an_interrupted_one_keeps_it(
     else:
         assert restore.restored() is False  # the caller boots instead
     assert slot.directory.exists() is kept
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_a_state_saved_frozen_is_thawed_before_anything_waits_on_the_guest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, frozen: bool) -> None:
+    """The state a provisioning run keeps was saved with the guest's file systems frozen
+    (its disk became the cache entry); a restore of it thaws them before SSH is waited for,
+    and a restore of a state saved from a booted VM does not ask the agent."""
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path))
+    spec = TargetSpec(session_id="1a2b3c4d", workdir=tmp_path / "vm",
+                      vagrantfile=tmp_path / "Vagrantfile", dockerfile=tmp_path / "Dockerfile")
+    vm = VagrantTarget(spec)
+    restore = vm.start_path = Restore(vm, vmcache.Entry("k" * 24))
+    slot = restore.slot = vmsaved.Slot("k" * 24, "s0123456789abn0")
+    slot.begin()
+    for path in (slot.state, slot.disk, slot.definition, slot.ssh_config):
+        path.write_text("x")
+    slot.commit({"domain": "d", "frozen": frozen} if frozen else {"domain": "d"})
+    calls: list[str] = []
+    monkeypatch.setattr(vm, "remove_machine", lambda: calls.append("remove"))
+    monkeypatch.setattr(restore_module, "resume_on_overlay",
+                        lambda *args: calls.append("resume") or tmp_path / "boxes")
+    monkeypatch.setattr(vm.domain.__class__, "thaw", lambda self: calls.append("thaw"))
+    monkeypatch.setattr(restore, "_adopt_domain", lambda *args: calls.append("adopt"))
+    restore._restore_domain(slot)
+    assert calls == ["remove", "resume", *(["thaw"] if frozen else []), "adopt"]
