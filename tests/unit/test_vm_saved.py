@@ -134,19 +134,26 @@ def test_an_xdist_worker_attaches_to_a_restored_vm_under_its_slots_name(tmp_path
     assert VagrantTarget.attach(spec, booted.state()).resource_name == "vmc-1a2b3c4d-default"
 
 
-@pytest.mark.parametrize(("error", "kept"), [
-    (TargetError("virsh restore failed: error: ...", "remedy"), False),
-    (Cancelled("the run was interrupted"), True)])
-def test_a_refused_restore_empties_the_slot_and_an_interrupted_one_keeps_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception, kept: bool) -> None:
+def _restoring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+               ) -> tuple[VagrantTarget, Restore, vmsaved.Slot]:
+    """A VM about to restore from a slot of entry k..k, the slot's directory begun."""
     monkeypatch.setenv(paths.HOME_ENV, str(tmp_path))
-    monkeypatch.setattr(vagrant, "remove_libvirt_leftovers", lambda prefix: [])
     spec = TargetSpec(session_id="1a2b3c4d", workdir=tmp_path / "vm",
                       vagrantfile=tmp_path / "Vagrantfile", dockerfile=tmp_path / "Dockerfile")
     vm = VagrantTarget(spec)
     restore = vm.start_path = Restore(vm, vmcache.Entry("k" * 24))
     slot = restore.slot = vmsaved.Slot("k" * 24, "s0123456789abn0")
     slot.begin()
+    return vm, restore, slot
+
+
+@pytest.mark.parametrize(("error", "kept"), [
+    (TargetError("virsh restore failed: error: ...", "remedy"), False),
+    (Cancelled("the run was interrupted"), True)])
+def test_a_refused_restore_empties_the_slot_and_an_interrupted_one_keeps_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception, kept: bool) -> None:
+    monkeypatch.setattr(vagrant, "remove_libvirt_leftovers", lambda prefix: [])
+    _vm, restore, slot = _restoring(tmp_path, monkeypatch)
 
     def refuse(slot: vmsaved.Slot) -> None:
         raise error
@@ -166,13 +173,7 @@ def test_a_state_saved_frozen_is_thawed_before_anything_waits_on_the_guest(
     """The state a provisioning run keeps was saved with the guest's file systems frozen
     (its disk became the cache entry); a restore of it thaws them before SSH is waited for,
     and a restore of a state saved from a booted VM does not ask the agent."""
-    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path))
-    spec = TargetSpec(session_id="1a2b3c4d", workdir=tmp_path / "vm",
-                      vagrantfile=tmp_path / "Vagrantfile", dockerfile=tmp_path / "Dockerfile")
-    vm = VagrantTarget(spec)
-    restore = vm.start_path = Restore(vm, vmcache.Entry("k" * 24))
-    slot = restore.slot = vmsaved.Slot("k" * 24, "s0123456789abn0")
-    slot.begin()
+    vm, restore, slot = _restoring(tmp_path, monkeypatch)
     for path in (slot.state, slot.disk, slot.definition, slot.ssh_config):
         path.write_text("x")
     slot.commit({"domain": "d", "frozen": frozen} if frozen else {"domain": "d"})
