@@ -179,8 +179,12 @@ def test_a_state_saved_frozen_is_thawed_before_anything_waits_on_the_guest(
     slot.commit({"domain": "d", "frozen": frozen} if frozen else {"domain": "d"})
     calls: list[str] = []
     monkeypatch.setattr(vm, "remove_machine", lambda: calls.append("remove"))
-    monkeypatch.setattr(restore_module, "resume_on_overlay",
-                        lambda *args: calls.append("resume") or tmp_path / "boxes")
+
+    def resume(*args: object) -> Path:
+        calls.append("resume")
+        return tmp_path / "boxes"
+
+    monkeypatch.setattr(restore_module, "resume_on_overlay", resume)
     monkeypatch.setattr(vm.domain.__class__, "thaw", lambda self: calls.append("thaw"))
     monkeypatch.setattr(restore, "_adopt_domain", lambda *args: calls.append("adopt"))
     restore._restore_domain(slot)
