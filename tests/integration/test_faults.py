@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -149,10 +151,11 @@ def test_dockerd_restarted_while_the_tests_run(tmp_path: Path, docker_base: None
 
 def _fault_once_it_says(argv: list[str], directory: Path, says: Callable[[str], bool],
                         fault: Callable[[subprocess.Popen[str], LiveOutput], None],
-                        timeout: float) -> tuple[int, str]:
+                        timeout: float, env: dict[str, str] | None = None) -> tuple[int, str]:
     """A run started in ``directory``; ``fault`` as soon as a line of its output ``says`` what
     it waits for (polled every 50 ms: some steps last a second). Its exit status and output."""
-    run = start_process(argv, directory, env={"PYTHONUNBUFFERED": "1"}, merge_stderr=True)
+    run = start_process(argv, directory, env={"PYTHONUNBUFFERED": "1", **(env or {})},
+                        merge_stderr=True)
     output = LiveOutput(run)
     try:
         wait_for(lambda: output.has(says) or run.poll() is not None, timeout=timeout,
@@ -233,20 +236,59 @@ def _virsh_of(run: subprocess.Popen[str], verbs: frozenset[str] = frozenset()) -
 Reached = Callable[[subprocess.Popen[str], LiveOutput], bool]
 
 
-def _restart_under(daemon: str, reached: Reached) -> Callable[
+@dataclass(frozen=True)
+class _Timing:
+    """When a daemon is held (it stops answering) and when it goes."""
+
+    says: Callable[[str], bool]  # the run's line after which the test acts
+    reached: Reached  # the run now waits on a call that needs the daemon
+    gate: Path | None = None  # a virsh gate (``_virsh_gate``): held once its call comes
+
+
+def _virsh_gate(directory: Path, verb: str) -> Path:
+    """A ``virsh`` for the front of the run's PATH: its first call with ``verb`` writes
+    ``reached`` and waits (at most 10 minutes) for ``go`` before it runs the real virsh; other
+    calls run it at once. The test holds the daemon in between, so the fault lands inside
+    that call however late this process is scheduled: reacting to the step's line instead
+    missed the step's libvirt calls (a second long) once, under xdist on two busy cores."""
+    gate = directory / "virsh-gate"
+    gate.mkdir()
+    real = shutil.which("virsh")
+    assert real, "virsh is not installed"
+    script = gate / "virsh"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'for arg in "$@"; do [ "$arg" = {verb} ] && [ ! -e {gate}/go ] && {{\n'
+        f"  : > {gate}/reached\n"
+        f"  n=0; while [ ! -e {gate}/go ] && [ $n -lt 6000 ]; do sleep 0.1; n=$((n+1)); done\n"
+        "}; done\n"
+        f'exec {real} "$@"\n')
+    script.chmod(0o755)
+    return gate
+
+
+def _restart_under(daemon: str, timing: _Timing) -> Callable[
         [subprocess.Popen[str], LiveOutput], None]:
     """The daemon stops answering (SIGSTOP) until the run waits on a call that needs it
-    (``reached``), then goes away and is started again as ``_restart`` does: the fault lands
-    inside the run's step, always. libvirtd gets SIGTERM. virtlogd is killed (SIGKILL), as a
-    crash: on SIGTERM it first answers the call it holds, and the start goes on."""
+    (``timing.reached``), then goes away and is started again as ``_restart`` does: the
+    fault lands inside the run's step, always. libvirtd gets SIGTERM. virtlogd is killed
+    (SIGKILL), as a crash: on SIGTERM it first answers the call it holds, and the start
+    goes on."""
 
     def restart(run: subprocess.Popen[str], output: LiveOutput) -> None:
+        gate = timing.gate
+        if gate is not None:
+            wait_for(lambda: (gate / "reached").exists() or run.poll() is not None,
+                     timeout=600, interval=0.05, max_interval=0.2, what="the gated virsh call")
         pid = int(Path(f"/run/{daemon}.pid").read_text())
         assert Path(f"/proc/{pid}/comm").read_text().strip() == daemon
         os.kill(pid, signal.SIGSTOP)
         try:
-            wait_for(lambda: reached(run, output) or run.poll() is not None, timeout=60,
-                     interval=0.05, max_interval=0.2, what=f"the run's call that needs {daemon}")
+            if gate is not None:
+                (gate / "go").write_text("")
+            wait_for(lambda: timing.reached(run, output) or run.poll() is not None,
+                     timeout=60, interval=0.05, max_interval=0.2,
+                     what=f"the run's call that needs {daemon}")
             os.kill(pid, signal.SIGKILL if daemon == "virtlogd" else signal.SIGTERM)
         finally:
             os.kill(pid, signal.SIGCONT)  # a SIGTERM is handled once it runs again
@@ -257,24 +299,29 @@ def _restart_under(daemon: str, reached: Reached) -> Callable[
     return restart
 
 
-def _when(daemon: str, start: str) -> tuple[Callable[[str], bool], Reached]:
+def _when(daemon: str, start: str, directory: Path) -> _Timing:
     """The run's line at which the daemon is held, and when the run waits on it.
 
     virtlogd is held from the run's first line: only a domain's start calls it (libvirtd opens
     the new QEMU's log through it), a fraction of a second after the step's line, too soon
-    to hold it from here. A start through virsh is seen as its ``virsh start`` or ``virsh
-    restore``; ``vagrant up`` (vagrant-libvirt calls libvirt from Ruby) by its line "Starting
-    domain.", after which it waits on libvirtd for the guest's address: libvirtd goes then."""
+    to hold it from here. libvirtd, which every virsh call needs, is held at the step's own
+    virsh start or restore, through a gate. ``vagrant up`` (vagrant-libvirt calls libvirt from
+    Ruby) is seen by its line "Starting domain.", after which it waits on libvirtd for the
+    guest's address: libvirtd goes then."""
     first_line = "test session starts"
     if start.startswith("vagrant up"):
         if daemon == "libvirtd":
-            return (lambda line: "Starting domain." in line), lambda _run, _output: True
-        return (lambda line: first_line in line), lambda _run, output: output.has(
-            lambda line: "Starting domain." in line)
+            return _Timing(lambda line: "Starting domain." in line, lambda _run, _output: True)
+        return _Timing(lambda line: first_line in line, lambda _run, output: output.has(
+            lambda line: "Starting domain." in line))
+    verbs = frozenset({"start", "restore"})
     if daemon == "virtlogd":
-        verbs = frozenset({"start", "restore"})
-        return (lambda line: first_line in line), lambda run, _output: _virsh_of(run, verbs)
-    return (lambda line: f"vm: {start}" in line), lambda run, _output: _virsh_of(run)
+        return _Timing(lambda line: first_line in line,
+                       lambda run, _output: _virsh_of(run, verbs))
+    verb = "restore" if start.startswith("restoring") else "start"
+    return _Timing(lambda line: first_line in line,
+                   lambda run, _output: _virsh_of(run, frozenset({verb})),
+                   _virsh_gate(directory, verb))
 
 
 def _saved_states() -> dict[Path, int]:
@@ -301,9 +348,11 @@ def test_a_libvirt_daemon_restarted_during_a_vms_start(
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=vm",
             SHIPPED["vm"], f"--vmc-provision-inputs={ROOT / 'fixtures'}"]
     states = _saved_states()
-    says, reached = _when(daemon, start)
-    returncode, text = _fault_once_it_says([*argv, *options], tmp_path, says,
-                                           _restart_under(daemon, reached), 600)
+    timing = _when(daemon, start, tmp_path)
+    gated = {} if timing.gate is None else {
+        "PATH": f"{timing.gate}{os.pathsep}{os.environ['PATH']}"}
+    returncode, text = _fault_once_it_says([*argv, *options], tmp_path, timing.says,
+                                           _restart_under(daemon, timing), 600, gated)
     assert returncode == 1, text
     assert re.search(rf"vm target: {daemon} stopped during {step} \({daemon} (started again "
                      r"at [\d\-T:]+ UTC|not running now); the step said: .*\): run again once "
