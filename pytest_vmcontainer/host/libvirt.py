@@ -142,13 +142,21 @@ def _path_of_pool(name: str) -> Path | None:
     return Path(xml[start + len("<path>"):end].strip()) if 0 <= start < end else None
 
 
+_pool_paths: dict[tuple[str, str], Path] = {}
+
+
 def pool_path() -> Path:
-    """Where the harness's libvirt pool keeps its volumes."""
-    path = _path_of_pool(pool_name())
-    if path is None:
-        raise HostSetupError(f"the libvirt pool {pool_name()} has no path",
-                             "run 'python -m pytest_vmcontainer setup'")
-    return path
+    """Where the harness's libvirt pool keeps its volumes: asked of libvirt once per process
+    and pool (a VM's start asked it two or three times, 20 ms each; a pool's path does not
+    change while it is defined, and is its home's again when it is defined anew)."""
+    key = (libvirt_uri(), pool_name())
+    if key not in _pool_paths:
+        path = _path_of_pool(key[1])
+        if path is None:
+            raise HostSetupError(f"the libvirt pool {key[1]} has no path",
+                                 "run 'python -m pytest_vmcontainer setup'")
+        _pool_paths[key] = path
+    return _pool_paths[key]
 
 
 def remove_pools_of_gone_homes() -> list[str]:
@@ -192,13 +200,14 @@ def ensure_storage_pool(pool_dir: Path) -> None:
 
 def _define_and_start_pool(pool_dir: Path) -> None:
     command, name = virsh(), pool_name()
-    if not quiet_ok([*command, "pool-info", name]):
+    info = run_virsh("pool-info", name)
+    if info.returncode != 0:
         subprocess.run([*command, "pool-define-as", name, "dir", "--target", str(pool_dir)],
                        check=True, capture_output=True)
         subprocess.run([*command, "pool-autostart", name], check=True, capture_output=True)
-    info = subprocess.run([*command, "pool-info", name], capture_output=True, text=True,
-                          check=True).stdout
-    if "running" not in info:
+        info = subprocess.run([*command, "pool-info", name], capture_output=True, text=True,
+                              check=True)
+    if "running" not in info.stdout:
         subprocess.run([*command, "pool-start", name], check=True, capture_output=True)
 
 

@@ -72,3 +72,35 @@ def test_the_qemu_user_is_read_from_qemu_conf(tmp_path: Path,
     assert libvirt.qemu_user() == "libvirt-qemu"  # no file: Debian's default
     conf.write_text('#user = "qemu"\nuser = "+64055"\n  group = "kvm"\n')
     assert libvirt.qemu_user() == "+64055"
+
+
+def test_a_pools_path_is_asked_of_libvirt_once_per_pool(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A VM's start needs the path two or three times; each ask was a virsh call. Another
+    home's pool is asked on its own, and a pool with no path is refused every time."""
+    asked: list[str] = []
+    paths_of = {"one": tmp_path / "one" / "libvirt-pool", "two": tmp_path / "two" / "libvirt-pool"}
+
+    def fake_virsh(*args: str) -> subprocess.CompletedProcess[str]:
+        assert args[0] == "pool-dumpxml"
+        asked.append(args[1])
+        home = next((h for h in paths_of if args[1] == _pool_of(tmp_path / h, monkeypatch)), None)
+        out = f"<pool><target><path>{paths_of[home]}</path></target></pool>" if home else "<pool/>"
+        return subprocess.CompletedProcess(list(args), 0, out, "")
+
+    monkeypatch.setattr(libvirt, "run_virsh", fake_virsh)
+    for home in ("one", "two", "one", "two"):
+        monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / home))
+        assert libvirt.pool_path() == paths_of[home]
+    assert len(asked) == 2 and len(set(asked)) == 2
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "pathless"))
+    for _ in range(2):
+        with pytest.raises(HostSetupError, match="has no path"):
+            libvirt.pool_path()
+    assert len(asked) == 4
+
+
+def _pool_of(home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    with monkeypatch.context() as inner:
+        inner.setenv(paths.HOME_ENV, str(home))
+        return libvirt.pool_name()
