@@ -141,18 +141,26 @@ def tls_client(timeout: int) -> Any:
     the engine's CA (docker/docker-py#2433, open), and CI machines often set those; so the
     session does not read the environment, and the API version is asked for first."""
     import docker
+
+    settings, answer = _tls_version_answer(timeout)
+    client = docker.DockerClient(version=str(answer["ApiVersion"]), timeout=timeout, **settings)
+    client.api.trust_env = False
+    return client
+
+
+def _tls_version_answer(timeout: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The SDK's TLS settings from the environment, and the engine's ``/version`` answer
+    through them (asked with no API version: it names the engine's)."""
+    import docker
     from docker.utils import kwargs_from_env
 
-    settings = kwargs_from_env()
+    settings: dict[str, Any] = dict(kwargs_from_env())
     first = docker.APIClient(version=OLDEST_API, timeout=timeout, **settings)
     first.trust_env = False
     try:
-        version = str(first.version(api_version=False)["ApiVersion"])
+        return settings, first.version(api_version=False)
     finally:
         first.close()
-    client = docker.DockerClient(version=version, timeout=timeout, **settings)
-    client.api.trust_env = False
-    return client
 
 
 _reached: set[str] = set()  # engines whose probe passed in this process
@@ -220,12 +228,8 @@ def tls_version(engine: Engine) -> str:
     """The version of an engine over TLS, through the SDK (as ``DOCKER_TLS_VERIFY`` and
     ``DOCKER_CERT_PATH`` configure it), or one line naming why it does not answer."""
     certs = os.environ.get(CERT_PATH_ENV) or "~/.docker"
-    try:
-        client = tls_client(int(PROBE_TIMEOUT))
-        try:
-            return str(client.version()["Version"])
-        finally:
-            client.close()
+    try:  # one round trip: the answer that picks a client's API version has the version
+        return str(_tls_version_answer(int(PROBE_TIMEOUT))[1]["Version"])
     except Exception as error:  # the SDK's TLS, connection and API errors alike
         text = str(error)
         if "certificate" in text.lower() or "ssl" in text.lower() or "tls" in text.lower():

@@ -93,7 +93,7 @@ def test_an_engine_over_tls_that_fails_is_one_line(monkeypatch: pytest.MonkeyPat
     def refused(timeout: int) -> Any:
         raise RuntimeError(raised)
 
-    monkeypatch.setattr(engine, "tls_client", refused)
+    monkeypatch.setattr(engine, "_tls_version_answer", refused)
     monkeypatch.setenv(engine.CERT_PATH_ENV, "/certs/client")
     with pytest.raises(HostSetupError) as caught:
         engine.tls_version(engine.Engine.parse("tcp://h:2376", tls=True, ssh_via="ci@h"))
@@ -201,3 +201,26 @@ def test_host_setup_names_why_a_remote_engine_does_not_answer(
     monkeypatch.setattr(setup, "missing_packages", lambda packages: [])
     with pytest.raises(HostSetupError, match="no SSH server answers there"):
         setup.ensure_host(quiet(), {"docker"})
+
+
+def test_over_tls_the_probe_asks_the_engine_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer that would pick a client's API version has the engine's version: the probe
+    asks ``/version`` once, through a session that reads no CA bundle from the environment."""
+    import docker
+
+    asked: list[bool] = []
+
+    class OneAnswer:
+        def __init__(self, **_: Any) -> None:
+            self.trust_env = True
+
+        def version(self, api_version: bool = True) -> dict[str, str]:
+            asked.append(self.trust_env)
+            return {"Version": "24.0.9", "ApiVersion": "1.43"}
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(docker, "APIClient", OneAnswer)
+    found = engine.tls_version(engine.Engine.parse("tcp://h:2376", tls=True, ssh_via="ci@h"))
+    assert found == "24.0.9" and asked == [False]
