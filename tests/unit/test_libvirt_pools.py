@@ -79,28 +79,23 @@ def test_a_pools_path_is_asked_of_libvirt_once_per_pool(
     """A VM's start needs the path two or three times; each ask was a virsh call. Another
     home's pool is asked on its own, and a pool with no path is refused every time."""
     asked: list[str] = []
-    paths_of = {"one": tmp_path / "one" / "libvirt-pool", "two": tmp_path / "two" / "libvirt-pool"}
+    defined: dict[str, Path] = {}  # pool name: its path, as libvirt answers
 
     def fake_virsh(*args: str) -> subprocess.CompletedProcess[str]:
         assert args[0] == "pool-dumpxml"
         asked.append(args[1])
-        home = next((h for h in paths_of if args[1] == _pool_of(tmp_path / h, monkeypatch)), None)
-        out = f"<pool><target><path>{paths_of[home]}</path></target></pool>" if home else "<pool/>"
+        path = defined.get(args[1])
+        out = f"<pool><target><path>{path}</path></target></pool>" if path else "<pool/>"
         return subprocess.CompletedProcess(list(args), 0, out, "")
 
     monkeypatch.setattr(libvirt, "run_virsh", fake_virsh)
     for home in ("one", "two", "one", "two"):
         monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / home))
-        assert libvirt.pool_path() == paths_of[home]
+        defined[libvirt.pool_name()] = tmp_path / home / "libvirt-pool"
+        assert libvirt.pool_path() == tmp_path / home / "libvirt-pool"
     assert len(asked) == 2 and len(set(asked)) == 2
     monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "pathless"))
     for _ in range(2):
         with pytest.raises(HostSetupError, match="has no path"):
             libvirt.pool_path()
     assert len(asked) == 4
-
-
-def _pool_of(home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    with monkeypatch.context() as inner:
-        inner.setenv(paths.HOME_ENV, str(home))
-        return libvirt.pool_name()
