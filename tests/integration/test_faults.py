@@ -314,8 +314,8 @@ def _when(daemon: str, start: str, directory: Path) -> _Timing:
             return _Timing(lambda line: "Starting domain." in line, lambda _run, _output: True)
         return _Timing(lambda line: first_line in line, lambda _run, output: output.has(
             lambda line: "Starting domain." in line))
-    verbs = frozenset({"start", "restore"})
     if daemon == "virtlogd":
+        verbs = frozenset({"start", "restore"})
         return _Timing(lambda line: first_line in line,
                        lambda run, _output: _virsh_of(run, verbs))
     verb = "restore" if start.startswith("restoring") else "start"
