@@ -16,16 +16,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from pytest_vmcontainer.host import accel, boxes
+from pytest_vmcontainer.host import accel, bases, boxes
 from pytest_vmcontainer.host.ports import free_port
 
-CMDLINE = "root=/dev/vda rw console=ttyS0 quiet"  # data/box/Vagrantfile's lv.cmd_line
+# The shipped box's kernel command line, as its embedded Vagrantfile gives it.
+_BOX_CMDLINE = re.search(r'lv\.cmd_line = "([^"]+)"',
+                         (bases.PROJECT_BOX.directory / "Vagrantfile").read_text())
+assert _BOX_CMDLINE, "data/box/Vagrantfile sets no lv.cmd_line"
+CMDLINE = _BOX_CMDLINE[1]
 REPORT = ("systemd-analyze | head -1; systemd-analyze critical-chain ssh.service | tail -n +4; "
           "systemctl --failed --no-legend")
 

@@ -79,6 +79,15 @@ def test_the_bootloader_box_is_made_like_a_public_box() -> None:
     assert not any((BOOTLOADER.directory / name).exists() for name in ("vmlinuz", "initrd.img"))
 
 
+def test_the_project_box_keeps_the_kernels_nic_names() -> None:
+    """net.ifnames=0, as the boot-loader box's GRUB line has: no NIC is renamed while
+    systemd-networkd starts, a race in which networkd 252 failed a renamed link's DHCP and
+    the guest got no IPv4."""
+    embedded = (bases.PROJECT_BOX.directory / "Vagrantfile").read_text()
+    cmd_line = re.findall(r'^\s*lv\.cmd_line = "([^"]+)"$', embedded, re.M)
+    assert len(cmd_line) == 1 and "net.ifnames=0" in cmd_line[0].split(), cmd_line
+
+
 def test_the_disk_script_partitions_and_installs_grub_with_every_value_filled() -> None:
     template = (BOOTLOADER.directory / "make-disk.fish").read_text()
     script = string.Template(template).substitute(disk="/w/box.img", rootfs_tar="/w/rootfs.tar",
