@@ -8,12 +8,14 @@ no VM), so ``-m container`` and ``-m vm`` select the two real-engine lanes. Lane
 that order unless another order is asked for (``--random-order``, ``--reverse``): the
 suite passes in any order, and those options are how that is shown.
 
-Side by side: ``pytest tests/ -n 2 --dist loadgroup`` (what CI runs) puts the VM lane on one
-pytest-xdist worker and the unit and container lanes, in that order, on the other
-(``xdistlanes.py``). Each keeps its order; the VM lane, the longest, starts at once instead
-of after the others. Tests that restart a daemon or time something are marked ``exclusive``
-and have the engines to themselves meanwhile (``integration/conftest.py``); they come last
-in their lane, when the other worker is most likely done.
+Side by side: ``pytest tests/ -n 2 --dist loadgroup`` (what CI runs) gives one pytest-xdist
+worker the unit and container lanes, in that order, as one unit of work, and the other the VM
+lane's tests, in their order, one at a time (``xdistlanes.py``); the first worker, once its
+lanes are done, takes VM tests too. A VM test keeps about one core busy (under TCG its guest
+mostly waits), so two at once finish the VM lane, the longest, in about half the time.
+Tests that restart a daemon or time something are marked ``exclusive`` and have the engines
+to themselves meanwhile (``integration/conftest.py``); they come last in their lane, when
+the other worker is most likely done.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ import pytest
 
 INTEGRATION = Path(__file__).parent / "integration"
 LANES = ("unit", "container", "vm")
-# The xdist group of each lane (``--dist loadgroup``): one worker per group.
-XDIST_GROUPS = {"unit": "quick", "container": "quick", "vm": "vm"}
+# What one worker prepares in the background for the lane it starts with (integration/conftest).
+LANE_GROUPS = {"unit": "quick", "container": "quick", "vm": "vm"}
 GROUPS_FILE = pytest.StashKey[Path]()  # on the xdist controller (xdistlanes)
 
 
@@ -94,8 +96,15 @@ def _other_order_asked(config: pytest.Config) -> bool:
     return shuffled or bool(config.getoption("reverse", False))
 
 
+def lane_group(item: pytest.Item) -> str:
+    return LANE_GROUPS[lane(item)]
+
+
 def xdist_group(item: pytest.Item) -> str:
-    return XDIST_GROUPS[lane(item)]
+    """The scheduler's unit of work: the quick lanes are one, run in order by one worker; each
+    VM test is one of its own, taken in order by whichever worker is free."""
+    group = lane_group(item)
+    return f"{group}:{item.nodeid}" if group == "vm" else group
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups

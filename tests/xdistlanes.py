@@ -1,4 +1,9 @@
-"""The project's own lanes on pytest-xdist workers: one worker per lane group, each in order.
+"""The project's own lanes on pytest-xdist workers: the quick lanes as one unit of work, in
+order, and each VM test as a unit of its own (``tests/conftest.py``'s ``xdist_group``).
+
+xdist's LoadScopeScheduling hands the units out: the largest (the quick lanes) to the first
+worker, the VM tests in their order to the other, a few ahead, and to the first worker too once
+its lanes are nearly done.
 
 ``--dist loadgroup`` would do this from ``xdist_group`` marks, but pytest-xdist 3.8 keys the
 group on ``item._nodeid``, which pytest 9.2 no longer reads (``Node.nodeid`` is ``_id``): every
@@ -26,7 +31,8 @@ def publish(path: Path, groups: dict[str, str]) -> None:
 
 
 class LaneScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships no types
-    """One unit of work per lane group: the first worker takes one, the next the other."""
+    """LoadScopeScheduling with its scopes read from the workers' file (see the module doc).
+    Its queue puts the largest scope first, the others in collection order (a stable sort)."""
 
     def __init__(self, config: Any, log: Any, groups_file: Path) -> None:
         super().__init__(config, log)

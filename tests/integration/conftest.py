@@ -37,7 +37,7 @@ from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, SESSION_LABEL
 from pytest_vmcontainer.targets.docker.client import connect
 from pytest_vmcontainer.targets.vagrant import libvirt_names
 from tests import npmtools
-from tests.conftest import ON_FIRST_TEST, xdist_group
+from tests.conftest import ON_FIRST_TEST, lane_group
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_HOME = paths.home()  # the VMC_HOME the run began with (a test's own_home is another)
@@ -152,11 +152,15 @@ class Prepared:
     def _warm_shipped_vm(self, box: Job[Any]) -> None:
         """``up --target=vm`` of the shipped files until the run restores or saves its VM: the
         first run on a cold machine provisions and caches, the second boots from the cache
-        and saves. In a process of its own, so that leak checks count it as another run's."""
+        and saves. In a process of its own, so that leak checks count it as another run's.
+        One worker at a time (both may run VM tests): a second warm-up waits for the first,
+        then restores, instead of provisioning the same VM beside it."""
         box.wait()
-        for _ in range(WARM_UP_RUNS):
-            if any(word in self._tool("up", "--target=vm") for word in WARMED):
-                return
+        with open(paths.ensure_dir(RUN_HOME) / "tests-shipped-vm.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            for _ in range(WARM_UP_RUNS):
+                if any(word in self._tool("up", "--target=vm") for word in WARMED):
+                    return
         raise RuntimeError(f"the shipped VM was not saved after {WARM_UP_RUNS} runs; see "
                            f"{self.log}")
 
@@ -282,8 +286,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     prepared = session.config.stash[PREPARED] = Prepared(f"-{workerinput['workerid']}")
 
     def start_for_the_lane(first: pytest.Item) -> None:
-        group = xdist_group(first)
-        prepared.start([item for item in session.items if xdist_group(item) == group])
+        group = lane_group(first)
+        prepared.start([item for item in session.items if lane_group(item) == group])
 
     session.config.stash.setdefault(ON_FIRST_TEST, []).append(start_for_the_lane)
 

@@ -36,6 +36,8 @@ def _values(report: Path) -> dict[tuple[str, str], Any]:
             for check, seen in row["values"].items()}
 
 
+# Both of the shipped VM's saved slots: a shipped-VM test on the other worker would take one.
+@pytest.mark.exclusive
 def test_three_runs_at_once_two_restore_one_boots_all_give_the_same_values(
         tmp_path: Path, shipped_vm: None, leak_check: None) -> None:
     """Three runs of the shipped parity suite start together: two restore the saved VM (one
