@@ -18,6 +18,7 @@ import hashlib
 import os
 import pwd
 import re
+import shutil
 import stat
 import subprocess
 from collections.abc import Mapping
@@ -157,6 +158,36 @@ def pool_path() -> Path:
                                  "run 'python -m pytest_vmcontainer setup'")
         _pool_paths[key] = path
     return _pool_paths[key]
+
+
+def box_volume_name(box_name: str, version: str, image: Path) -> str:
+    """The pool volume vagrant-libvirt uploads a box's image into, and looks for first (its
+    HandleBoxImage.get_volume_name): a box of version 0, or none, adds the image's mtime."""
+    if version in ("", "0"):
+        version = f"0_{int(image.stat().st_mtime)}"
+    return f"{box_name.replace('/', '-VAGRANTSLASH-')}_vagrant_box_image_{version}_box.img"
+
+
+def box_in_pool(box_name: str, version: str, image: Path) -> None:
+    """``image`` as its box's pool volume, whole before any vagrant-libvirt looks for it.
+
+    vagrant-libvirt creates the volume, then uploads into it, under a lock of its own process
+    only: a second run that started meanwhile found the volume and booted over the half
+    written image (in the guest, "EXT4-fs (vda): error loading journal", then its initramfs
+    shell). A hard link, or a copy renamed into place, is never seen half written."""
+    volume = pool_path() / box_volume_name(box_name, version, image)
+    if volume.exists():
+        return
+    staged = volume.with_name(f".{volume.name}.{os.getpid()}")
+    try:
+        try:
+            os.link(image, staged)
+        except OSError:  # another file system
+            shutil.copyfile(image, staged)
+        os.replace(staged, volume)
+    finally:
+        staged.unlink(missing_ok=True)
+    run_virsh("pool-refresh", pool_name())
 
 
 def remove_pools_of_gone_homes() -> list[str]:

@@ -107,10 +107,8 @@ class Entry:
         return seal.broken(self.directory, self.info().get("seal"))
 
     def volume_name(self) -> str:
-        """The pool volume vagrant-libvirt looks for: box name, version 0 and the image's
-        mtime (see its HandleBoxImage.get_volume_name)."""
-        mtime = int((self.directory / "box.img").stat().st_mtime)
-        return f"{_escaped(self.box_name)}_vagrant_box_image_0_{mtime}_box.img"
+        """The pool volume vagrant-libvirt looks for (the entry is a box of version 0)."""
+        return libvirt.box_volume_name(self.box_name, "0", self.directory / "box.img")
 
     @property
     def proven(self) -> bool:
@@ -182,10 +180,7 @@ def hold(entry: Entry) -> IO[str]:
 
 def _in_pool(entry: Entry) -> None:
     """The entry's image as the pool volume vagrant-libvirt expects (a hard link: no copy)."""
-    volume = libvirt.pool_path() / entry.volume_name()
-    if not volume.exists():
-        os.link(entry.directory / "box.img", volume)
-        libvirt.run_virsh("pool-refresh", libvirt.pool_name())
+    libvirt.box_in_pool(entry.box_name, "0", entry.directory / "box.img")
 
 
 def _allocated(disk: Path) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -99,3 +100,40 @@ def test_a_pools_path_is_asked_of_libvirt_once_per_pool(
         with pytest.raises(HostSetupError, match="has no path"):
             libvirt.pool_path()
     assert len(asked) == 4
+
+
+def test_a_box_volume_is_named_as_vagrant_libvirt_names_it(tmp_path: Path) -> None:
+    image = tmp_path / "box.img"
+    image.write_bytes(b"qcow2")
+    os.utime(image, (1_700_000_000, 1_700_000_000))
+    assert libvirt.box_volume_name("team/box", "0", image) == \
+        "team-VAGRANTSLASH-box_vagrant_box_image_0_1700000000_box.img"
+    assert libvirt.box_volume_name("team/box", "1.2.0", image) == \
+        "team-VAGRANTSLASH-box_vagrant_box_image_1.2.0_box.img"
+
+
+@pytest.mark.parametrize("linkable", [True, False])
+def test_a_box_goes_into_the_pool_whole_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              linkable: bool) -> None:
+    """Linked (or, across file systems, copied and renamed) under its final name only when
+    whole, and the pool refreshed once; a second call finds it and does nothing."""
+    pool, image = tmp_path / "pool", tmp_path / "boxes" / "box.img"
+    pool.mkdir()
+    image.parent.mkdir()
+    image.write_bytes(b"the box's disk")
+    refreshed: list[tuple[str, ...]] = []
+    monkeypatch.setattr(libvirt, "pool_path", lambda: pool)
+    monkeypatch.setattr(libvirt, "run_virsh", lambda *args: refreshed.append(args))
+    if not linkable:
+        def cross_device(source: object, target: object) -> None:
+            raise OSError(18, "Invalid cross-device link")
+        monkeypatch.setattr(os, "link", cross_device)
+
+    libvirt.box_in_pool("team/box", "0", image)
+    libvirt.box_in_pool("team/box", "0", image)
+
+    volume = pool / libvirt.box_volume_name("team/box", "0", image)
+    assert [path.name for path in pool.iterdir()] == [volume.name]  # nothing staged is left
+    assert volume.read_bytes() == b"the box's disk"
+    assert volume.samefile(image) is linkable
+    assert refreshed == [("pool-refresh", libvirt.pool_name())]

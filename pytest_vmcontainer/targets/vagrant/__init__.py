@@ -48,6 +48,7 @@ from pytest_vmcontainer.targets.vagrant.config import (
 from pytest_vmcontainer.targets.vagrant.domain import (
     GRACEFUL_HALT_S,
     LibvirtDomain,
+    box_in_pool,
     libvirt_names,
     remove_libvirt_leftovers,
 )
@@ -207,6 +208,7 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
     # --- lifecycle -------------------------------------------------------------------------
 
     def run_streamed(self, title: str, provision: bool) -> None:
+        box_in_pool(self.machine)
         with self.progress.step(f"vm: {title} ({self.mode.upper()})") as note:
             try:
                 for line in self.vagrant.up(provision=provision, stream_output=True):

@@ -8,12 +8,15 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_vmcontainer.errors import PortInUse, TargetError, WaitTimeout
 from pytest_vmcontainer.host import libvirt
 from pytest_vmcontainer.runtime import procs
 from pytest_vmcontainer.runtime.waiting import wait_for
+
+if TYPE_CHECKING:
+    from pytest_vmcontainer.targets.vagrant.config import MachineConfig
 
 GRACEFUL_HALT_S = 60.0  # vagrant-libvirt's graceful_halt_timeout default
 
@@ -61,6 +64,18 @@ def refresh_pool() -> None:
 
 def pool_volume(name: str) -> Path:
     return libvirt.pool_path() / name
+
+
+def box_in_pool(machine: MachineConfig | None) -> None:
+    """The machine's box as its pool volume, whole, before ``vagrant up`` looks for it
+    (``libvirt.box_in_pool``: runs that start together from a box the pool lacks would each
+    upload it, and one could boot over the other's half-written volume). A box without a
+    single ``box.img`` is left to vagrant-libvirt."""
+    if machine is None or not machine.box or not machine.box_directory:
+        return
+    image = Path(machine.box_directory) / "box.img"
+    if image.is_file():
+        libvirt.box_in_pool(machine.box, image.parent.parent.name, image)
 
 
 def overlay_file(backing: Path, overlay: Path, cancel: threading.Event | None = None) -> None:
