@@ -487,6 +487,18 @@ def _new_since(client: Any, before: Snapshot) -> tuple[dict[str, set[str]], Snap
     return after.new_since(before, others | other_live_runs()), after
 
 
+def _of_other_homes_only(leaked: dict[str, set[str]], after: Snapshot) -> bool:
+    """Every leaked container, volume and domain names a session with no directory in this
+    test's home: a run of another test process under its own home (``own_home``), whose kept
+    targets that test removes itself once its run has ended (so it is not live)."""
+    sessions = {session for cid, session in after.containers
+                if cid in leaked.get("containers", set())}
+    named = leaked.get("volumes", set()) | leaked.get("libvirt domains/volumes", set())
+    sessions |= {name.split("-")[1] for name in named if name.count("-") >= 2}
+    return bool(sessions) and "" not in sessions and not sessions & after.sessions and \
+        set(leaked) <= {"containers", "volumes", "libvirt domains/volumes"}
+
+
 def _build_leftovers_only(leaked: dict[str, set[str]], after: Snapshot) -> bool:
     """Containers of no session and untagged images: what a docker build has for moments
     (another process's, an xdist worker's, a colleague's)."""
@@ -498,12 +510,13 @@ def _build_leftovers_only(leaked: dict[str, set[str]], after: Snapshot) -> bool:
 @pytest.fixture
 def leak_check(docker_client: Any) -> Iterator[None]:
     """Fails the test if the run left a container, Docker volume, image, libvirt domain or
-    volume, or a session dir. Those of other runs live on this machine are not counted, nor
-    what another process's build has for moments, once it is gone within a minute."""
+    volume, or a session dir. Those of other runs live on this machine are not counted, nor,
+    once they are gone within a minute, what another process's build has for moments and
+    the kept targets of another test's run under its own home."""
     before = Snapshot.take(docker_client)
     yield
     leaked, after = _new_since(docker_client, before)
-    if leaked and _build_leftovers_only(leaked, after):
+    if leaked and (_build_leftovers_only(leaked, after) or _of_other_homes_only(leaked, after)):
         def settled() -> bool:
             nonlocal leaked
             leaked, _ = _new_since(docker_client, before)
@@ -511,7 +524,7 @@ def leak_check(docker_client: Any) -> Iterator[None]:
 
         try:
             wait_for(settled, timeout=LEAK_SETTLE_SECONDS, interval=1.0,
-                     what="another process's build to end")
+                     what="another test process's build or kept targets to go")
         except WaitTimeout:
             pass  # a leak after all: reported below
     assert not leaked, f"the run left resources behind: {leaked}"
