@@ -14,8 +14,9 @@ lane's tests, in their order, one at a time (``xdistlanes.py``); the first worke
 lanes are done, takes VM tests too. A VM test keeps about one core busy (under TCG its guest
 mostly waits), so two at once finish the VM lane, the longest, in about half the time.
 Tests that restart a daemon or time something are marked ``exclusive`` and have the engines
-to themselves meanwhile (``integration/conftest.py``); they come last in their lane, when
-the other worker is most likely done.
+to themselves meanwhile (``integration/conftest.py``): the other worker waits for them to
+end. They come last in their lane, and side by side last of all, one after another, so that
+the workers wait for each other once, not once per such test.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ INTEGRATION = Path(__file__).parent / "integration"
 LANES = ("unit", "container", "vm")
 # What one worker prepares in the background for the lane it starts with (integration/conftest).
 LANE_GROUPS = {"unit": "quick", "container": "quick", "vm": "vm"}
+EXCLUSIVE_GROUP = "exclusive:"  # an exclusive test's unit of work: handed out last (xdistlanes)
 GROUPS_FILE = pytest.StashKey[Path]()  # on the xdist controller (xdistlanes)
 
 
@@ -70,7 +72,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         return None
     from tests import xdistlanes
 
-    return xdistlanes.LaneScheduling(config, log, config.stash[GROUPS_FILE])
+    return xdistlanes.LaneScheduling(config, log, config.stash[GROUPS_FILE],
+                                     last=EXCLUSIVE_GROUP)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -102,7 +105,10 @@ def lane_group(item: pytest.Item) -> str:
 
 def xdist_group(item: pytest.Item) -> str:
     """The scheduler's unit of work: the quick lanes are one, run in order by one worker; each
-    VM test is one of its own, taken in order by whichever worker is free."""
+    VM test is one of its own, taken in order by whichever worker is free; and so is each
+    ``exclusive`` test, which xdistlanes keeps for the end."""
+    if item.get_closest_marker("exclusive"):
+        return f"{EXCLUSIVE_GROUP}{item.nodeid}"
     group = lane_group(item)
     return f"{group}:{item.nodeid}" if group == "vm" else group
 

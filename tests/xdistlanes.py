@@ -3,7 +3,7 @@ order, and each VM test as a unit of its own (``tests/conftest.py``'s ``xdist_gr
 
 xdist's LoadScopeScheduling hands the units out: the largest (the quick lanes) to the first
 worker, the VM tests in their order to the other, a few ahead, and to the first worker too once
-its lanes are nearly done.
+its lanes are nearly done. The ``exclusive`` tests, each a unit of its own, go out last.
 
 ``--dist loadgroup`` would do this from ``xdist_group`` marks, but pytest-xdist 3.8 keys the
 group on ``item._nodeid``, which pytest 9.2 no longer reads (``Node.nodeid`` is ``_id``): every
@@ -34,10 +34,23 @@ class LaneScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships 
     """LoadScopeScheduling with its scopes read from the workers' file (see the module doc).
     Its queue puts the largest scope first, the others in collection order (a stable sort)."""
 
-    def __init__(self, config: Any, log: Any, groups_file: Path) -> None:
+    def __init__(self, config: Any, log: Any, groups_file: Path, last: str) -> None:
         super().__init__(config, log)
+        self._last = last  # the units whose scope starts so go out after all others
         self._groups_file = groups_file
         self._groups: dict[str, str] | None = None
+        self._last_moved = False
+
+    def _assign_work_unit(self, node: Any) -> None:
+        """Before the first unit goes out (the queue is whole by then), the ``last`` units
+        (the exclusive tests) move to the end: each makes the other worker wait for it, so
+        they run one after another once the rest is done, instead of stopping both workers
+        again and again."""
+        if not self._last_moved:
+            for scope in [scope for scope in self.workqueue if scope.startswith(self._last)]:
+                self.workqueue.move_to_end(scope)
+            self._last_moved = True
+        super()._assign_work_unit(node)
 
     def _split_scope(self, nodeid: str) -> str:
         if self._groups is None:  # read once every worker has collected (schedule's first call)

@@ -14,6 +14,10 @@ from tests import xdistlanes
 QUICK = [f"tests/unit/test_a.py::test_{n}" for n in range(6)] + \
     ["tests/integration/test_docker.py::test_container"]
 VM = [f"tests/integration/test_vm.py::test_{n}" for n in range(6)]
+# Exclusive tests, in collection order: one at the end of the quick lanes, one in the VM lane.
+EXCLUSIVE = ["tests/integration/test_docker.py::test_restart_dockerd",
+             "tests/integration/test_vm.py::test_timed"]
+COLLECTION = QUICK + EXCLUSIVE[:1] + VM[:3] + EXCLUSIVE[1:] + VM[3:]
 
 
 class StandInWorker:
@@ -40,19 +44,20 @@ def _scheduler(pytester: pytest.Pytester, tmp_path: Path) -> tuple[
         xdistlanes.LaneScheduling, StandInWorker, StandInWorker]:
     groups = tmp_path / "groups.json"
     groups.write_text(json.dumps({**{test: "quick" for test in QUICK},
-                                  **{test: f"vm:{test}" for test in VM}}))
+                                  **{test: f"vm:{test}" for test in VM},
+                                  **{test: f"exclusive:{test}" for test in EXCLUSIVE}}))
     config = pytester.parseconfig("--tx", "2*popen", "--dist", "loadgroup")
-    scheduler = xdistlanes.LaneScheduling(config, None, groups)
+    scheduler = xdistlanes.LaneScheduling(config, None, groups, last="exclusive:")
     first, second = StandInWorker("gw0"), StandInWorker("gw1")
     for worker in (first, second):
         scheduler.add_node(worker)
-        scheduler.add_node_collection(worker, QUICK + VM)
+        scheduler.add_node_collection(worker, COLLECTION)
     scheduler.schedule()
     return scheduler, first, second
 
 
 def _names(worker: StandInWorker) -> list[str]:
-    return [(QUICK + VM)[index] for index in worker.sent]
+    return [COLLECTION[index] for index in worker.sent]
 
 
 def _finish(scheduler: xdistlanes.LaneScheduling, worker: StandInWorker, count: int) -> None:
@@ -78,8 +83,13 @@ def test_each_worker_takes_the_next_vm_test_when_it_is_nearly_done(
     assert _names(first) == QUICK + VM[3:4]  # the first worker joins the VM lane
     _finish(scheduler, second, 1)
     assert _names(second) == VM[:3] + VM[4:5]
-    # Every VM test is sent once, to one worker or the other, in order on each.
+    # Every VM test is sent once, to one worker or the other, in order on each; the
+    # exclusive tests go out after all of them.
     _finish(scheduler, first, 3)
     _finish(scheduler, second, 2)
     sent = _names(first)[len(QUICK):] + _names(second)
-    assert sorted(sent) == sorted(VM) and len(sent) == len(VM)
+    assert sorted(sent) == sorted(VM + EXCLUSIVE) and len(sent) == len(VM + EXCLUSIVE)
+    for worker in (first, second):
+        names = _names(worker)
+        last_vm = max(names.index(test) for test in VM if test in names)
+        assert all(names.index(test) > last_vm for test in EXCLUSIVE if test in names), names
