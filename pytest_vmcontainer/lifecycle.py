@@ -88,9 +88,13 @@ class Session:
             self._lock = None
 
 
-def _is_dead_and_unmarked(session_dir: Path, ignore_markers: bool = False) -> bool:
+def _claim_if_dead(session_dir: Path, claims: list[IO[str]],
+                   ignore_markers: bool = False) -> bool:
     """True when no process holds the session's lock and (unless ``ignore_markers``) it
-    was not kept or reused.
+    was not kept or reused; the sweep then holds that lock itself (in ``claims``) until it
+    has removed what the session left. A name can be taken again: a saved VM's slot is
+    taken by the next run that restores it, under the same domain name, and a run that took
+    it between the sweep's look and its removal lost its VM to the sweep.
 
     A session with no directory here is not this home's: another ``VMC_HOME`` on this
     machine made it (a CI job's, a test's), and only that home's runs judge it. Every run
@@ -102,7 +106,26 @@ def _is_dead_and_unmarked(session_dir: Path, ignore_markers: bool = False) -> bo
     marked = (session_dir / KEPT_MARKER).exists() or (session_dir / REUSE_MARKER).exists()
     if marked and not ignore_markers:
         return False
-    return not _is_live(session_dir)
+    try:
+        lock = open(session_dir / "lock", "a")  # noqa: SIM115 - closed by the sweep's end
+    except OSError:
+        return True  # a lock that cannot be opened is nobody's
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return False
+    claims.append(lock)
+    return True
+
+
+def _is_dead_and_unmarked(session_dir: Path, ignore_markers: bool = False) -> bool:
+    """``_claim_if_dead``, letting the lock go at once."""
+    claims: list[IO[str]] = []
+    dead = _claim_if_dead(session_dir, claims, ignore_markers)
+    for lock in claims:
+        lock.close()
+    return dead
 
 
 def _is_live(session_dir: Path) -> bool:
@@ -184,13 +207,23 @@ def sweep(sources: Sequence[Leftovers], include_marked: bool = False,
     never touched. ``orphans`` also removes what belongs to no session (images of
     deleted projects): not beside a build, which may be reusing their layers.
     """
+    claims: list[IO[str]] = []  # the locks of the dead sessions, held until the end
+    try:
+        return _sweep(sources, include_marked, only, orphans, claims)
+    finally:
+        for lock in claims:
+            lock.close()
+
+
+def _sweep(sources: Sequence[Leftovers], include_marked: bool, only: set[str] | None,
+           orphans: bool, claims: list[IO[str]]) -> list[str]:
     sessions = paths.sessions_dir()
     decided: dict[str, bool] = {}  # one decision per session, whatever carries its id
 
     def removable(session_id: str) -> bool:
         if session_id not in decided:
             decided[session_id] = (only is None or session_id in only) and \
-                _is_dead_and_unmarked(sessions / session_id, ignore_markers=include_marked)
+                _claim_if_dead(sessions / session_id, claims, ignore_markers=include_marked)
         return decided[session_id]
 
     removed: list[str] = []

@@ -10,6 +10,7 @@ import pytest
 
 from pytest_vmcontainer import lifecycle
 from pytest_vmcontainer.lifecycle import KEPT_MARKER, REUSE_MARKER, Session, _is_dead_and_unmarked
+from pytest_vmcontainer.targets import vmsaved
 from pytest_vmcontainer.targets.base import Leftovers
 
 
@@ -140,3 +141,23 @@ def test_the_sweep_removes_only_dead_sessions_of_its_own_home() -> None:
         assert sorted(source.things) == ["live", "other"]
     finally:
         live.close()
+
+
+def test_the_sweep_holds_a_dead_sessions_lock_while_it_removes_its_leftovers() -> None:
+    """A saved VM's slot is a session name that the next run takes again: one that tried to
+    take it while the sweep removed the old holder's VM must find it taken."""
+    Session.open("s0123abcn0").close(remove=False)  # a killed run's slot
+    taken_meanwhile: list[bool] = []
+
+    class Probing(_FakeSource):
+        def remove(self, session_id: str) -> list[str]:
+            taken_meanwhile.append(vmsaved.SlotLock.try_take(session_id) is not None)
+            return super().remove(session_id)
+
+    source = Probing({"s0123abcn0": ["libvirt vmc-s0123abcn0-default"]})
+    assert lifecycle.sweep([source], orphans=False) == [
+        "libvirt vmc-s0123abcn0-default", "session dir s0123abcn0"]
+    assert taken_meanwhile == [False]
+    slot = vmsaved.SlotLock.try_take("s0123abcn0")  # after the sweep, the next run takes it
+    assert slot is not None
+    slot.release()
