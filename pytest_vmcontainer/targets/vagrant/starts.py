@@ -8,11 +8,12 @@ and ready; ``destroy`` calls ``release``. ``restore.Restore`` adds the saved run
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from pytest_vmcontainer.errors import Cancelled, TargetError, VmcError, WaitTimeout
-from pytest_vmcontainer.host import paths, space
+from pytest_vmcontainer.host import libvirt, paths, space
 from pytest_vmcontainer.runtime.waiting import ssh_banner, wait_for
 from pytest_vmcontainer.targets import domainxml, vmcache, vmsaved
 from pytest_vmcontainer.targets.vagrant.cachewrite import (
@@ -30,20 +31,45 @@ if TYPE_CHECKING:
     from pytest_vmcontainer.targets.vagrant import VagrantTarget
 
 
+DOMAIN_CHECK_S = 5.0  # how often a boot that has not answered yet asks libvirt for its domain
+
+
 def boot_defined(vm: VagrantTarget) -> None:
-    """Start the defined, shut-off domain; return once its SSH server answers."""
+    """Start the defined, shut-off domain; return once its SSH server answers. A domain that
+    stops, or goes, meanwhile fails the start at once instead of at the boot timeout."""
     vm.check_cancelled()
     vm.domain.start()
     vm.memory_lazy = False
+    next_check = time.monotonic() + DOMAIN_CHECK_S
 
     def answers() -> bool:
+        nonlocal next_check
         vm.check_cancelled()
+        if time.monotonic() >= next_check:
+            next_check = time.monotonic() + DOMAIN_CHECK_S
+            stopped = domain_stopped(vm.domain.name)
+            if stopped:
+                raise TargetError(
+                    f"the VM's domain {vm.domain.name} {stopped} while it booted",
+                    f"see /var/log/libvirt/qemu/{vm.domain.name}.log; if another program "
+                    "destroyed it, run again")
         return ssh_banner(vm.ssh_port)()
 
     try:
         wait_for(answers, timeout=vm.spec.boot_timeout, what="SSH", interval=0.2)
     except WaitTimeout:
         raise boot_timeout(vm) from None
+
+
+def domain_stopped(name: str) -> str:
+    """How the domain stopped ("was shut off", "crashed", "is gone"), or "" while it runs,
+    or while libvirt cannot say (a restarting libvirtd is not the domain's end)."""
+    result = libvirt.run_virsh("domstate", name)
+    state = result.stdout.strip()
+    if result.returncode != 0:
+        return "is gone" if "Domain not found" in result.stderr or \
+            "failed to get domain" in result.stderr else ""
+    return {"shut off": "was shut off", "crashed": "crashed"}.get(state, "")
 
 
 def slot_variant(vm: VagrantTarget) -> str:
