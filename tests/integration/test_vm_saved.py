@@ -72,6 +72,9 @@ def test_three_runs_at_once_two_restore_one_boots_all_give_the_same_values(
         assert leftovers(name.removeprefix("vmc-").removesuffix("-default")) == []
 
 
+# The killed run's slot must stay free until this test's sweep: a shipped-VM run on the other
+# worker would take it (and, before the sweep held the locks it judged, lost its VM to it).
+@pytest.mark.exclusive
 def test_a_killed_runs_restored_vm_goes_with_the_next_sweep(tmp_path: Path,
                                                              shipped_vm: None,
                                                              leak_check: None) -> None:
