@@ -11,8 +11,8 @@ suite passes in any order, and those options are how that is shown.
 Side by side: ``pytest tests/ -n 2 --dist loadgroup`` (what CI runs) gives one pytest-xdist
 worker the unit and container lanes, in that order, as one unit of work, and the other the VM
 lane's tests, in their order, one at a time (``xdistlanes.py``); the first worker, once its
-lanes are done, takes VM tests too. A VM test keeps about one core busy (under TCG its guest
-mostly waits), so two at once finish the VM lane, the longest, in about half the time.
+lanes are done, takes VM tests too. A VM test keeps about one core of two busy (under TCG
+its guest mostly waits), so the VM lane, the longest, no longer leaves a core idle.
 Tests that restart a daemon or time something are marked ``exclusive`` and have the engines
 to themselves meanwhile (``integration/conftest.py``): the other worker waits for them to
 end. They come last in their lane, and side by side last of all, one after another, so that
