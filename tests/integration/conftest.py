@@ -415,6 +415,11 @@ def other_live_runs() -> set[str]:
     return live
 
 
+def sessions_held_by(pid: int) -> set[str]:
+    """The sessions (and saved-VM slots) whose lock the process ``pid`` holds open: its runs'."""
+    return {found.group(1) for path in _open_files(pid) if (found := SESSION_LOCK.search(path))}
+
+
 def _open_files(pid: int) -> list[str]:
     """The paths a process has open (empty once it has ended)."""
     try:

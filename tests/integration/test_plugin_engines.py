@@ -22,6 +22,7 @@ from tests.integration.conftest import (
     leftovers,
     owned_containers,
     run_cli,
+    sessions_held_by,
     write_project,
 )
 
@@ -65,13 +66,13 @@ def _popen_pytest(directory: Path, *args: str) -> subprocess.Popen[str]:
                             stdin=subprocess.DEVNULL, text=True)
 
 
-def _interrupt_when(directory: Path, args: list[str], ready: Callable[[], T], what: str,
+def _interrupt_when(directory: Path, args: list[str], ready: Callable[[int], T], what: str,
                     ready_timeout: float, sig: int = signal.SIGINT) -> tuple[T, int, str]:
-    """Run pytest, send ``sig`` to it (by its id) once ``ready()`` is truthy, and return
-    (what ready() gave, exit code, output)."""
+    """Run pytest, send ``sig`` to it (by its id) once ``ready(its pid)`` is truthy, and
+    return (what ready() gave, exit code, output)."""
     run = _popen_pytest(directory, *args)
     try:
-        seen = wait_for(ready, timeout=ready_timeout, what=what)
+        seen = wait_for(lambda: ready(run.pid), timeout=ready_timeout, what=what)
         run.send_signal(sig)
         output, _ = run.communicate(timeout=300)
     finally:
@@ -90,7 +91,9 @@ def test_sigint_during_vagrant_up_leaves_nothing(
         pytester.path, ["--target=vm", f"--vagrantfile={ROOT / 'Vagrantfile'}",
                         f"--vmc-provision-inputs={ROOT / 'fixtures'}",
                         "--vmc-no-vm-restore"],  # a boot, not a restore (test_vm_saved)
-        lambda: [n for n in libvirt_names("vmc-") if n.endswith("-default") and n not in before],
+        # Its own domain: the other worker's runs start VMs meanwhile.
+        lambda pid: [n for n in libvirt_names("vmc-") if n.endswith("-default")
+                     and n not in before and n.split("-")[1] in sessions_held_by(pid)],
         "the VM's domain", ready_timeout=300)
     assert returncode == 2, output  # pytest's "interrupted"
     session_id = domains[0].split("-")[1]
@@ -114,7 +117,7 @@ def test_sigint_during_image_build_leaves_nothing(
     _, returncode, output = _interrupt_when(
         pytester.path, ["--target=container", f"--dockerfile={project / 'Dockerfile'}",
                         f"--vmc-provision-inputs={project / 'fixtures'}"],
-        build_step_running, "the build's RUN step", ready_timeout=120)
+        lambda _pid: build_step_running(), "the build's RUN step", ready_timeout=120)
     assert returncode == 2, output  # pytest's "interrupted"
     assert "KeyboardInterrupt" in output and "docker build" in output, output
     # dockerd removes the cancelled step's container itself (forcerm); give it a bounded moment.
@@ -144,7 +147,8 @@ def test_sigterm_during_tests_removes_the_container(
     name, returncode, output = _interrupt_when(
         pytester.path, ["--target=container", f"--dockerfile={ROOT / 'Dockerfile'}",
                         f"--vmc-provision-inputs={ROOT / 'fixtures'}"],
-        running_container, "the test to start", ready_timeout=300, sig=signal.SIGTERM)
+        lambda _pid: running_container(), "the test to start", ready_timeout=300,
+        sig=signal.SIGTERM)
     assert returncode == 2, output
     assert name not in [c.name for c in owned_containers(docker_client)], output
 
