@@ -416,8 +416,27 @@ def other_live_runs() -> set[str]:
 
 
 def sessions_held_by(pid: int) -> set[str]:
-    """The sessions (and saved-VM slots) whose lock the process ``pid`` holds open: its runs'."""
-    return {found.group(1) for path in _open_files(pid) if (found := SESSION_LOCK.search(path))}
+    """The sessions (and saved-VM slots) whose lock the process ``pid`` or one of its
+    descendants (pytest-xdist workers) holds open: its runs'."""
+    return {found.group(1) for process in _with_descendants(pid)
+            for path in _open_files(process) if (found := SESSION_LOCK.search(path))}
+
+
+def _with_descendants(pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            # /proc/PID/stat: "pid (comm) state ppid ...", comm may hold spaces
+            parents[int(entry.name)] = int(
+                (entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (ValueError, OSError, IndexError):
+            continue
+    found, grown = {pid}, True
+    while grown:
+        more = {child for child, parent in parents.items() if parent in found} - found
+        found |= more
+        grown = bool(more)
+    return found
 
 
 def _open_files(pid: int) -> list[str]:

@@ -16,7 +16,7 @@ import pytest
 from pytest_vmcontainer.host import libvirt
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets.base import SESSION_LABEL
-from tests.integration.conftest import ROOT, leftovers, owned_containers
+from tests.integration.conftest import ROOT, leftovers, owned_containers, sessions_held_by
 
 pytestmark = pytest.mark.vm
 SUITE = str(ROOT / "suites" / "test_parity.py")
@@ -53,12 +53,15 @@ def _session_id(output: str, kind: str = "default|container") -> str:
 class Census:
     """Counts, while a run lives, the VM domains and containers of each session. A VM
     restored from a saved state runs under its slot's name (targets.vmsaved), not the
-    session's: domains that were not there before count for the run."""
+    session's: new domains count for the run when it (``pid``, set once it has started, or
+    one of its workers) holds their session's or slot's lock; the other test worker's runs
+    start VMs meanwhile."""
 
     def __init__(self, docker_client: Any) -> None:
         self._client = docker_client
         self.most: dict[str, dict[str, int]] = {}
         self.most_new_vms = 0
+        self.pid: int | None = None
         self._before = set(libvirt.domain_names())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
@@ -66,8 +69,10 @@ class Census:
     def _watch(self) -> None:
         while not self._stop.wait(1.0):
             counts: dict[str, dict[str, int]] = {}
+            held = sessions_held_by(self.pid) if self.pid else set()
             new_vms = [name for name in libvirt.domain_names()
-                       if name.endswith("-default") and name not in self._before]
+                       if name.endswith("-default") and name not in self._before
+                       and name.split("-")[1] in held]
             self.most_new_vms = max(self.most_new_vms, len(new_vms))
             for container in owned_containers(self._client):
                 session = container.labels.get(SESSION_LABEL, "")
@@ -110,6 +115,7 @@ def test_the_parity_suite_serially_and_on_two_workers_gives_one_matrix(
     assert leftovers(_session_id(serial_output)) == []
     with Census(docker_client) as census:
         parallel = _pytest("-n", "2", SUITE, str(failing))
+        census.pid = parallel.pid
         parallel_output, _ = parallel.communicate(timeout=1800)
     assert parallel.returncode == 1, parallel_output
     assert "2 workers" in parallel_output
@@ -126,8 +132,11 @@ def test_interrupted_during_bring_up_under_xdist_leaves_nothing(
     before = set(libvirt.domain_names())
     run = _pytest("-n", "2", SUITE)
     try:
+        # Its own domain: the other worker's runs start VMs meanwhile.
         domain = wait_for(lambda: next((d for d in libvirt.domain_names()
-                                        if d.endswith("-default") and d not in before), None),
+                                        if d.endswith("-default") and d not in before
+                                        and d.split("-")[1] in sessions_held_by(run.pid)),
+                                       None),
                           timeout=600, what="the run's VM domain")
         run.send_signal(sig)  # to the controller, by its id: as a CI cancellation does
         output, _ = run.communicate(timeout=600)
