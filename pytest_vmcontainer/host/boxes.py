@@ -103,10 +103,7 @@ def box_recipe_hash() -> str:
 
 def remove_stale_box_volumes(name: str) -> None:
     """vagrant-libvirt uploads a box once per name and version: a rebuilt box needs a new upload."""
-    prefix = name.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
-    for volume in libvirt.pool_volumes():
-        if volume.startswith(prefix):
-            libvirt.delete_volume(volume)
+    libvirt.delete_box_volumes(name)
 
 
 def make_disk(rootfs: Path, work: Path, log: Path, cancel: threading.Event | None) -> Path:

@@ -160,12 +160,17 @@ def pool_path() -> Path:
     return _pool_paths[key]
 
 
+def box_volume_prefix(box_name: str) -> str:
+    """What every pool volume of ``box_name`` starts with, whatever its version or mtime."""
+    return f"{box_name.replace('/', '-VAGRANTSLASH-')}_vagrant_box_image_"
+
+
 def box_volume_name(box_name: str, version: str, image: Path) -> str:
     """The pool volume vagrant-libvirt uploads a box's image into, and looks for first (its
     HandleBoxImage.get_volume_name): a box of version 0, or none, adds the image's mtime."""
     if version in ("", "0"):
         version = f"0_{int(image.stat().st_mtime)}"
-    return f"{box_name.replace('/', '-VAGRANTSLASH-')}_vagrant_box_image_{version}_box.img"
+    return f"{box_volume_prefix(box_name)}{version}_box.img"
 
 
 def box_in_pool(box_name: str, version: str, image: Path) -> None:
@@ -208,6 +213,17 @@ def remove_pools_of_gone_homes() -> list[str]:
 
 def delete_volume(name: str) -> None:
     run_virsh("vol-delete", "--pool", pool_name(), name)
+
+
+def delete_box_volumes(box_name: str) -> list[str]:
+    """Delete every pool volume of ``box_name``, found by its name's prefix: a box of version
+    0 is named after its image's mtime (``box_volume_name``), which a write to the image
+    changes, so a name computed again may no longer be the uploaded one's."""
+    prefix = box_volume_prefix(box_name)
+    deleted = [volume for volume in pool_volumes() if volume.startswith(prefix)]
+    for volume in deleted:
+        delete_volume(volume)
+    return deleted
 
 
 def quiet_ok(command: list[str], timeout: float = 10.0) -> bool:

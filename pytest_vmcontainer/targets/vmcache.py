@@ -308,8 +308,7 @@ def _remove(entry: Entry, in_use: set[str]) -> bool:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False  # a VM is starting or running from it
-        if entry.committed():
-            libvirt.delete_volume(entry.volume_name())
+        libvirt.delete_box_volumes(entry.box_name)  # by prefix: a damaged image's mtime moved
         shutil.rmtree(entry.box_root, ignore_errors=True)
         shutil.rmtree(saved_dir(entry.key), ignore_errors=True)
     entry.lock_path.unlink(missing_ok=True)
@@ -344,9 +343,29 @@ def disk_bytes(entry: Entry) -> int:
     return sum(path.stat().st_blocks * 512 for path in files)
 
 
+def _key_of_volume(volume: str) -> str | None:
+    """The entry a pool volume belongs to, or None for a volume that is no entry's."""
+    found = re.fullmatch(rf"{re.escape(_escaped(BOX_PREFIX))}-VAGRANTSLASH-([0-9a-f]+)"
+                         r"_vagrant_box_image_.*", volume)
+    return found.group(1) if found else None
+
+
+def remove_orphan_volumes() -> list[str]:
+    """Delete the pool volumes of entries that are gone (removed by a version that deleted
+    only the volume named after the image's current mtime); returns their names. An entry's
+    volume is linked in after its commit and deleted before its directory, so one without
+    its directory is nobody's."""
+    orphans = [volume for volume in libvirt.pool_volumes()
+               if (key := _key_of_volume(volume)) and not Entry(key).box_root.exists()]
+    for volume in orphans:
+        libvirt.delete_volume(volume)
+    return orphans
+
+
 def evict(budget_bytes: int, keep: set[str] | None = None) -> list[str]:
     """Remove the least recently used entries that no VM uses until the rest fit in
     ``budget_bytes`` (never those in ``keep``); returns the removed keys."""
+    remove_orphan_volumes()
     candidates = entries()
     sizes = {entry.key: disk_bytes(entry) for entry in candidates}
     total = sum(sizes.values())

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from pytest_vmcontainer.host import bases as boxes
+from pytest_vmcontainer.host import libvirt
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets import vmcache
 from tests.integration.conftest import (
@@ -181,6 +182,8 @@ def _cache_runs(project: Path, token: str) -> None:
     assert set(vmcache.cache_dir().glob(".partial-*")) <= partials, output
     assert not _entries(project), output  # the damaged one went, no new one was begun
     assert not vmcache.saved_dir(entry.key).exists(), output  # went with the damaged entry
+    prefix = libvirt.box_volume_prefix(entry.box_name)  # and its pool volume, though the
+    assert not [v for v in libvirt.pool_volumes() if v.startswith(prefix)]  # mtime moved
 
 
 def _interrupted_once_it_says(project: Path, text: str, what: str) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_vmcontainer.host import libvirt
 from pytest_vmcontainer.targets import vmcache
 
 MIB = 2**20
@@ -15,9 +16,16 @@ MIB = 2**20
 @pytest.fixture(autouse=True)
 def home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("VMC_HOME", str(tmp_path))
-    deleted: list[str] = []
-    monkeypatch.setattr(vmcache.libvirt, "delete_volume", deleted.append)  # no libvirt here
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def pool(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The pool's volume names, for the calls that would ask libvirt (none here)."""
+    volumes: list[str] = []
+    monkeypatch.setattr(libvirt, "pool_volumes", lambda: list(volumes))
+    monkeypatch.setattr(libvirt, "delete_volume", volumes.remove)
+    return volumes
 
 
 def _entry(key: str, disk_mib: int, saved_mib: int, last_used: float) -> vmcache.Entry:
@@ -56,3 +64,31 @@ def test_an_entry_just_written_or_in_use_stays_whatever_its_size() -> None:
     finally:
         running.close()
     assert vmcache.evict(0) == [big.key, small.key]  # clean: everything no VM uses
+
+
+def test_a_removed_entry_takes_its_volume_even_after_its_image_was_written_to(
+        pool: list[str]) -> None:
+    # The volume is named after the image's mtime when it went into the pool; a damaged
+    # image (written to since) has another mtime, and the name computed again another name.
+    entry = _entry("a" * 24, 1, 0, 1000)
+    other = _entry("b" * 24, 1, 0, 2000)
+    pool.extend([entry.volume_name(), other.volume_name(),
+                 "pytest-vmcontainer-VAGRANTSLASH-debian-12_vagrant_box_image_0_1_box.img"])
+    image = entry.directory / "box.img"
+    os.utime(image, (image.stat().st_atime, image.stat().st_mtime + 60))
+    assert entry.volume_name() not in pool
+    assert vmcache.remove_entries({entry.key}) == [entry.key]
+    assert pool == [other.volume_name(),
+                    "pytest-vmcontainer-VAGRANTSLASH-debian-12_vagrant_box_image_0_1_box.img"]
+
+
+def test_the_volumes_of_gone_entries_are_removed_and_no_other(pool: list[str]) -> None:
+    kept = _entry("c" * 24, 1, 0, 1000)
+    orphan = f"pytest-vmcontainer-cache-VAGRANTSLASH-{'d' * 24}_vagrant_box_image_0_7_box.img"
+    others = [kept.volume_name(),
+              "pytest-vmcontainer-VAGRANTSLASH-debian-12_vagrant_box_image_0_1_box.img",
+              "vmc-0123456789ab-default.img"]
+    pool.extend([orphan, *others])
+    assert vmcache.remove_orphan_volumes() == [orphan]
+    assert pool == others
+    assert vmcache.evict(100 * MIB) == [] and pool == others  # eviction sweeps them too
