@@ -422,6 +422,15 @@ def sessions_held_by(pid: int) -> set[str]:
             for path in _open_files(process) if (found := SESSION_LOCK.search(path))}
 
 
+def new_vms_of_run(pid: int, before: Collection[str]) -> list[str]:
+    """The run's VM domains (a session's ``-default``) not in ``before``: those whose session
+    or slot the process ``pid`` or a worker of it holds. The other test worker's runs start
+    VMs meanwhile, which are not this run's."""
+    held = sessions_held_by(pid)
+    return [name for name in libvirt_names("vmc-") if name.endswith("-default")
+            and name not in before and name.split("-")[1] in held]
+
+
 def _with_descendants(pid: int) -> set[int]:
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():

@@ -20,9 +20,9 @@ from tests.integration.conftest import (
     ROOT,
     error_line,
     leftovers,
+    new_vms_of_run,
     owned_containers,
     run_cli,
-    sessions_held_by,
     write_project,
 )
 
@@ -91,9 +91,7 @@ def test_sigint_during_vagrant_up_leaves_nothing(
         pytester.path, ["--target=vm", f"--vagrantfile={ROOT / 'Vagrantfile'}",
                         f"--vmc-provision-inputs={ROOT / 'fixtures'}",
                         "--vmc-no-vm-restore"],  # a boot, not a restore (test_vm_saved)
-        # Its own domain: the other worker's runs start VMs meanwhile.
-        lambda pid: [n for n in libvirt_names("vmc-") if n.endswith("-default")
-                     and n not in before and n.split("-")[1] in sessions_held_by(pid)],
+        lambda pid: new_vms_of_run(pid, before),
         "the VM's domain", ready_timeout=300)
     assert returncode == 2, output  # pytest's "interrupted"
     session_id = domains[0].split("-")[1]

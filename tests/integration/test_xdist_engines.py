@@ -16,7 +16,7 @@ import pytest
 from pytest_vmcontainer.host import libvirt
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets.base import SESSION_LABEL
-from tests.integration.conftest import ROOT, leftovers, owned_containers, sessions_held_by
+from tests.integration.conftest import ROOT, leftovers, new_vms_of_run, owned_containers
 
 pytestmark = pytest.mark.vm
 SUITE = str(ROOT / "suites" / "test_parity.py")
@@ -69,10 +69,7 @@ class Census:
     def _watch(self) -> None:
         while not self._stop.wait(1.0):
             counts: dict[str, dict[str, int]] = {}
-            held = sessions_held_by(self.pid) if self.pid else set()
-            new_vms = [name for name in libvirt.domain_names()
-                       if name.endswith("-default") and name not in self._before
-                       and name.split("-")[1] in held]
+            new_vms = new_vms_of_run(self.pid, self._before) if self.pid else []
             self.most_new_vms = max(self.most_new_vms, len(new_vms))
             for container in owned_containers(self._client):
                 session = container.labels.get(SESSION_LABEL, "")
@@ -132,11 +129,7 @@ def test_interrupted_during_bring_up_under_xdist_leaves_nothing(
     before = set(libvirt.domain_names())
     run = _pytest("-n", "2", SUITE)
     try:
-        # Its own domain: the other worker's runs start VMs meanwhile.
-        domain = wait_for(lambda: next((d for d in libvirt.domain_names()
-                                        if d.endswith("-default") and d not in before
-                                        and d.split("-")[1] in sessions_held_by(run.pid)),
-                                       None),
+        domain = wait_for(lambda: next(iter(new_vms_of_run(run.pid, before)), None),
                           timeout=600, what="the run's VM domain")
         run.send_signal(sig)  # to the controller, by its id: as a CI cancellation does
         output, _ = run.communicate(timeout=600)
