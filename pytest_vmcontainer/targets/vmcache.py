@@ -350,13 +350,17 @@ def _key_of_volume(volume: str) -> str | None:
     return found.group(1) if found else None
 
 
+def orphan_volumes() -> list[str]:
+    """The pool volumes of entries that are gone (left by a version that deleted only the
+    volume named after the image's current mtime). An entry's volume is linked in after its
+    commit and deleted before its directory, so one without its directory is nobody's."""
+    return [volume for volume in libvirt.pool_volumes()
+            if (key := _key_of_volume(volume)) and not Entry(key).box_root.exists()]
+
+
 def remove_orphan_volumes() -> list[str]:
-    """Delete the pool volumes of entries that are gone (removed by a version that deleted
-    only the volume named after the image's current mtime); returns their names. An entry's
-    volume is linked in after its commit and deleted before its directory, so one without
-    its directory is nobody's."""
-    orphans = [volume for volume in libvirt.pool_volumes()
-               if (key := _key_of_volume(volume)) and not Entry(key).box_root.exists()]
+    """Delete ``orphan_volumes()``; returns their names."""
+    orphans = orphan_volumes()
     for volume in orphans:
         libvirt.delete_volume(volume)
     return orphans

@@ -33,6 +33,7 @@ from pytest_vmcontainer.host import bases as images
 from pytest_vmcontainer.host import paths
 from pytest_vmcontainer.runtime.background import Job, StillRunning
 from pytest_vmcontainer.runtime.waiting import wait_for
+from pytest_vmcontainer.targets import vmcache
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, SESSION_LABEL
 from pytest_vmcontainer.targets.docker.client import connect
 from pytest_vmcontainer.targets.vagrant import libvirt_names
@@ -490,7 +491,8 @@ class Snapshot:
                               if _made_here(v.attrs.get("Labels"))),
             dangling_images=frozenset(i.id for i in client.images.list(
                 filters={"dangling": True}) if _made_here(i.labels)),
-            libvirt=frozenset(libvirt_names("vmc-")),
+            # the sessions' domains and disks, and cache volumes whose entry is gone
+            libvirt=frozenset(libvirt_names("vmc-") + vmcache.orphan_volumes()),
             sessions=frozenset(p.name for p in paths.sessions_dir().iterdir()),
         )
 
