@@ -65,7 +65,6 @@ from pytest_vmcontainer.host.boxes import (
     copy_boot_files,
     make_bootloader_disk,
     make_disk,
-    remove_stale_box_volumes,
 )
 from pytest_vmcontainer.host.dockerbase import (
     DOCKER_BASE_IMAGE,
@@ -214,7 +213,7 @@ def add_box(box: BoxRecipe, log: Path, cancel: threading.Event | None = None,
             cwd: Path | None = None) -> None:
     """``vagrant box add`` of the packed box into the harness's ``VAGRANT_HOME``. A disk that
     fills up meanwhile is named, and what Vagrant left of the box goes first."""
-    remove_stale_box_volumes(box.name)
+    libvirt.delete_box_volumes(box.name)  # vagrant-libvirt uploads once per name and version
     try:
         run_logged(["vagrant", "box", "add", "--force", "--name", box.name,
                      str(box.box_file())], log, "vagrant box add", "see the log", cancel,

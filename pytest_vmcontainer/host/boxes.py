@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_vmcontainer.errors import BuildError
-from pytest_vmcontainer.host import accel, libvirt, paths
+from pytest_vmcontainer.host import accel, paths
 from pytest_vmcontainer.host.basebuild import (
     BASE_RECIPE,
     DATA,
@@ -99,11 +99,6 @@ def box_file() -> Path:
 def box_recipe_hash() -> str:
     return PROJECT_BOX.recipe_hash()
 
-
-
-def remove_stale_box_volumes(name: str) -> None:
-    """vagrant-libvirt uploads a box once per name and version: a rebuilt box needs a new upload."""
-    libvirt.delete_box_volumes(name)
 
 
 def make_disk(rootfs: Path, work: Path, log: Path, cancel: threading.Event | None) -> Path:
