@@ -7,8 +7,13 @@ kernel and initrd unpacked from the box under ``vagrant.d``.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 HOME_ENV = "VMC_HOME"
 
@@ -21,6 +26,31 @@ def home() -> Path:
         return Path("/var/lib/pytest-vmcontainer")
     data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data) / "pytest-vmcontainer"
+
+
+def machine_lock_dir() -> Path:
+    return Path("/run/lock") if Path("/run/lock").is_dir() else Path(tempfile.gettempdir())
+
+
+@contextmanager
+def machine_lock(name: str, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """An exclusive flock(2) of the machine's, whatever ``VMC_HOME`` each run uses: for what
+    every run on it shares (its packages and daemons, the Docker engine's images).
+    ``waiting``, if given, is called again and again while another process holds it: it
+    waits a moment, and may raise to give up (a cancelled run, a deadline)."""
+    with open(machine_lock_dir() / f"pytest-vmcontainer-{name}.lock", "a") as lock:
+        while waiting is not None and not _took(lock):
+            waiting()
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _took(lock: IO[str]) -> bool:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def ensure_dir(path: Path) -> Path:

@@ -8,13 +8,11 @@ what is missing and how to get it. With everything in place it only checks
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import socket
 import subprocess
-import tempfile
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -294,9 +292,7 @@ def _one_setup_at_a_time() -> Iterator[None]:
     run's background preparation) would run apt-get side by side, which dpkg's lock refuses,
     and start a second dockerd. The packages and daemons are the machine's, whatever
     ``VMC_HOME`` each run uses, so the lock is the machine's too."""
-    directory = Path("/run/lock") if Path("/run/lock").is_dir() else Path(tempfile.gettempdir())
-    with open(directory / "pytest-vmcontainer-setup.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with paths.machine_lock("setup"):
         yield
 
 
