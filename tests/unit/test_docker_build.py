@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,9 @@ from typing import Any
 import pytest
 
 from pytest_vmcontainer.errors import BuildError
+from pytest_vmcontainer.host import paths
+from pytest_vmcontainer.runtime.progress import Progress
+from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets.base import TargetSpec
 from pytest_vmcontainer.targets.docker import DockerTarget
 
@@ -32,11 +36,58 @@ class _Engine:
         return []
 
 
-def _target(tmp_path: Path, engine: _Engine) -> DockerTarget:
+class _HeldEngine(_Engine):
+    """A build that stays inside the engine until ``release``; counts builds inside at once."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.inside = self.most_inside = 0
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self._count = threading.Lock()
+
+    def build(self, **options: Any) -> Iterator[dict[str, str]]:
+        with self._count:
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+        self.entered.set()
+        self.release.wait(timeout=60)
+        yield from super().build(**options)
+        with self._count:
+            self.inside -= 1
+
+
+def _target(tmp_path: Path, engine: _Engine, session: str = "s1",
+            progress: Progress | None = None) -> DockerTarget:
     (tmp_path / "Dockerfile").write_text("FROM pytest-vmcontainer/debian:bookworm\n")
-    spec = TargetSpec("s1", tmp_path / "work", tmp_path / "Vagrantfile", tmp_path / "Dockerfile",
-                      log_dir=tmp_path)
-    return DockerTarget(spec, client=engine)
+    spec = TargetSpec(session, tmp_path / "work", tmp_path / "Vagrantfile",
+                      tmp_path / "Dockerfile", log_dir=tmp_path)
+    return DockerTarget(spec, progress, client=engine)
+
+
+def test_two_runs_building_one_image_build_one_after_the_other(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Side by side, each would make its own image and take the tag from the other, leaving
+    the first one's image dangling; the second waits, then builds from the cache."""
+    monkeypatch.setattr(paths, "machine_lock_dir", lambda: tmp_path)
+    engine = _HeldEngine()
+    said: list[str] = []
+    first = _target(tmp_path, engine)
+    second = _target(tmp_path, engine, "s2", Progress(write=said.append))
+    assert first.spec.dockerfile == second.spec.dockerfile  # one image, one tag
+    threads = [threading.Thread(target=target.build) for target in (first, second)]
+    threads[0].start()
+    assert engine.entered.wait(timeout=30)
+    threads[1].start()
+    try:
+        wait_for(lambda: engine.most_inside > 1 or any("another run is building" in line
+                                                        for line in said),
+                 timeout=30, what="the second build to wait, or to start")
+    finally:
+        engine.release.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert engine.most_inside == 1 and engine.builds == 2, said
 
 
 def test_a_build_whose_cached_image_was_removed_meanwhile_is_built_again(
@@ -50,4 +101,36 @@ def test_a_failing_step_is_not_built_again(tmp_path: Path) -> None:
     engine = _Engine(["The command '/bin/sh -c exit 3' returned a non-zero code: 3"])
     with pytest.raises(BuildError, match="provisioning failed in the container"):
         _target(tmp_path, engine).build()
+    assert engine.builds == 1
+
+
+def test_a_build_waiting_for_another_runs_ends_when_its_run_is_cancelled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(paths, "machine_lock_dir", lambda: tmp_path)
+    engine = _HeldEngine()
+    said: list[str] = []
+    first = _target(tmp_path, engine)
+    second = _target(tmp_path, engine, "s2", Progress(write=said.append))
+    raised: list[BaseException] = []
+
+    def build_second() -> None:
+        try:
+            second.build()
+        except BaseException as error:  # what the thread ended with
+            raised.append(error)
+
+    holder = threading.Thread(target=first.build)
+    holder.start()
+    waiter = threading.Thread(target=build_second)
+    try:
+        assert engine.entered.wait(timeout=30)
+        waiter.start()
+        wait_for(lambda: any("another run is building" in line for line in said), timeout=30,
+                 what="the second build to wait")
+        second.cancelled.set()  # what a teardown does
+        waiter.join(timeout=30)
+    finally:
+        engine.release.set()
+        holder.join(timeout=60)
+    assert [type(error).__name__ for error in raised] == ["Cancelled"], raised
     assert engine.builds == 1

@@ -5,6 +5,7 @@ gone."""
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ import docker.errors
 import requests.exceptions
 
 from pytest_vmcontainer.errors import BuildError, WaitTimeout
-from pytest_vmcontainer.host import bases, engine
+from pytest_vmcontainer.host import bases, engine, paths
 from pytest_vmcontainer.runtime import hashing
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, TargetSpec
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 APP_REPOSITORY = "pytest-vmcontainer/app"
 ENGINE_GONE_WAIT = 10.0  # seconds a killed build step waits to see whether dockerd is stopping
+OTHER_BUILD_TIMEOUT = 3600.0  # seconds a build waits for another run's build of its image
 DOCKERFILE_LABEL = "pytest-vmcontainer.dockerfile"
 
 
@@ -87,7 +89,8 @@ def _build_once(target: DockerTarget) -> str:
     tag = image_tag(target.spec)
     started = time.monotonic()
     engine_before = local_dockerd_started()
-    with target.progress.step(f"container: docker build {dockerfile}") as note, \
+    with _one_build_per_image(target, tag), \
+            target.progress.step(f"container: docker build {dockerfile}") as note, \
             open(target.log_path, "a") as log:
         stream = target.client.api.build(
             path=str(dockerfile.parent), dockerfile=dockerfile.name, tag=tag, rm=True,
@@ -114,6 +117,30 @@ def _build_once(target: DockerTarget) -> str:
     _drop_superseded_images(target, tag)
     target.image = tag
     return tag
+
+def _one_build_per_image(target: DockerTarget, tag: str) -> AbstractContextManager[None]:
+    """Runs that build one image at once (CI jobs on one machine, a colleague's run) would
+    each make their own and move the tag between them, leaving the image another run's
+    container was started from untagged: a dangling image that no later step of that run
+    removes. So a build waits for the other's, then finds every layer cached: the same
+    image under the same tag. The lock is the machine's; an engine over SSH is not."""
+    deadline = time.monotonic() + OTHER_BUILD_TIMEOUT
+    said = False
+
+    def waiting() -> None:
+        nonlocal said
+        if not said:
+            target.progress.say(f"container: another run is building {tag}; waiting for it")
+            said = True
+        if time.monotonic() > deadline:
+            raise BuildError(f"another run has been building {tag} for "
+                             f"{OTHER_BUILD_TIMEOUT:.0f}s", "let that run end or stop it, "
+                             "then run again")
+        target.cancelled.wait(0.5)  # a teardown's cancel ends the wait at once
+        target.check_cancelled()
+
+    return paths.machine_lock(f"build-{tag.rsplit(':', 1)[-1]}", waiting)
+
 
 def _engine_went_away(error: str, before: str | None, broke: bool) -> bool:
     """Whether the local dockerd stopped or restarted since the build began. A step killed by
