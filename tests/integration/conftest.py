@@ -157,7 +157,8 @@ class Prepared:
         One worker at a time (both may run VM tests): a second warm-up waits for the first,
         then restores, instead of provisioning the same VM beside it."""
         box.wait()
-        with open(paths.ensure_dir(RUN_HOME) / "tests-shipped-vm.lock", "a") as lock:
+        with open(paths.ensure_dir(RUN_HOME) / "tests-shipped-vm.lock", "a") as lock, \
+                shipped_slots(alone=False):
             fcntl.flock(lock, fcntl.LOCK_EX)
             for _ in range(WARM_UP_RUNS):
                 if any(word in self._tool("up", "--target=vm") for word in WARMED):
@@ -268,6 +269,32 @@ def engines_share(exclusive: bool, queue: bool = True) -> Iterator[None]:
 def _engines(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every real-engine test shares the engines; one marked ``exclusive`` has them alone."""
     with engines_share(exclusive=request.node.get_closest_marker("exclusive") is not None):
+        yield
+
+
+SHIPPED_SLOTS_LOCK = RUN_HOME / "tests-shipped-slots.lock"
+
+
+@contextmanager
+def shipped_slots(alone: bool) -> Iterator[None]:
+    """The shipped VM's two saved slots: any run of the shipped files may restore into one
+    (the warm-up, every ``shipped_vm`` test), so a test that counts who restores them has
+    them to itself (``shipped_vm_alone``) while the other worker runs any other test. A
+    readers-writer lock over flock(2) in the run's home, taken after the engines' share
+    (``_shipped_slots`` asks for ``_engines``), never before it."""
+    paths.ensure_dir(RUN_HOME)
+    with open(SHIPPED_SLOTS_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _shipped_slots(request: pytest.FixtureRequest, _engines: None) -> Iterator[None]:
+    """A test of the shipped VM shares its slots; one marked ``shipped_vm_alone`` has them."""
+    if "shipped_vm" not in request.fixturenames:
+        yield
+        return
+    with shipped_slots(alone=request.node.get_closest_marker("shipped_vm_alone") is not None):
         yield
 
 

@@ -36,8 +36,8 @@ def _values(report: Path) -> dict[tuple[str, str], Any]:
             for check, seen in row["values"].items()}
 
 
-# Both of the shipped VM's saved slots: a shipped-VM test on the other worker would take one.
-@pytest.mark.exclusive
+# Both of the shipped VM's saved slots: a shipped-VM run on the other worker would take one.
+@pytest.mark.shipped_vm_alone
 def test_three_runs_at_once_two_restore_one_boots_all_give_the_same_values(
         tmp_path: Path, shipped_vm: None, leak_check: None) -> None:
     """Three runs of the shipped parity suite start together: two restore the saved VM (one
@@ -74,7 +74,7 @@ def test_three_runs_at_once_two_restore_one_boots_all_give_the_same_values(
 
 # The killed run's slot must stay free until this test's sweep: a shipped-VM run on the other
 # worker would take it (and, before the sweep held the locks it judged, lost its VM to it).
-@pytest.mark.exclusive
+@pytest.mark.shipped_vm_alone
 def test_a_killed_runs_restored_vm_goes_with_the_next_sweep(tmp_path: Path,
                                                              shipped_vm: None,
                                                              leak_check: None) -> None:
