@@ -280,8 +280,10 @@ def shipped_slots(alone: bool) -> Iterator[None]:
     """The shipped VM's two saved slots: any run of the shipped files may restore into one
     (the warm-up, every ``shipped_vm`` test), so a test that counts who restores them has
     them to itself (``shipped_vm_alone``) while the other worker runs any other test. A
-    readers-writer lock over flock(2) in the run's home, taken after the engines' share
-    (``_shipped_slots`` asks for ``_engines``), never before it."""
+    readers-writer lock over flock(2) in the run's home. A test takes it after its share of
+    the engines (``_shipped_slots`` asks for ``_engines``); the warm-up takes its share of
+    the engines while it holds the slots, which cannot deadlock because it only shares them
+    and no test holding the engines alone waits for a whole hold of the slots."""
     paths.ensure_dir(RUN_HOME)
     with open(SHIPPED_SLOTS_LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
