@@ -39,9 +39,11 @@ def machine_lock(name: str, waiting: Callable[[], None] | None = None) -> Iterat
     ``waiting``, if given, is called again and again while another process holds it: it
     waits a moment, and may raise to give up (a cancelled run, a deadline)."""
     with open(machine_lock_dir() / f"pytest-vmcontainer-{name}.lock", "a") as lock:
-        while waiting is not None and not _took(lock):
-            waiting()
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        if waiting is None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        else:
+            while not _took(lock):
+                waiting()
         yield
 
 

@@ -118,6 +118,7 @@ def _build_once(target: DockerTarget) -> str:
     target.image = tag
     return tag
 
+
 def _one_build_per_image(target: DockerTarget, tag: str) -> AbstractContextManager[None]:
     """Runs that build one image at once (CI jobs on one machine, a colleague's run) would
     each make their own and move the tag between them, leaving the image another run's
