@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,29 +66,48 @@ def _target(tmp_path: Path, engine: _Engine, session: str = "s1",
     return DockerTarget(spec, progress, client=engine)
 
 
-def test_two_runs_building_one_image_build_one_after_the_other(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Side by side, each would make its own image and take the tag from the other, leaving
-    the first one's image dangling; the second waits, then builds from the cache."""
+@dataclass
+class _TwoRuns:
+    """Two runs' container targets of one Dockerfile (one image, one tag), on one held
+    engine; what the second run says is kept."""
+
+    engine: _HeldEngine
+    first: DockerTarget
+    second: DockerTarget
+    said: list[str] = field(default_factory=list)
+
+    def second_waits(self) -> bool:
+        return any("another run is building" in line for line in self.said)
+
+
+@pytest.fixture
+def two_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> _TwoRuns:
     monkeypatch.setattr(paths, "machine_lock_dir", lambda: tmp_path)
     engine = _HeldEngine()
     said: list[str] = []
-    first = _target(tmp_path, engine)
-    second = _target(tmp_path, engine, "s2", Progress(write=said.append))
-    assert first.spec.dockerfile == second.spec.dockerfile  # one image, one tag
-    threads = [threading.Thread(target=target.build) for target in (first, second)]
+    runs = _TwoRuns(engine, _target(tmp_path, engine),
+                    _target(tmp_path, engine, "s2", Progress(write=said.append)), said)
+    assert runs.first.spec.dockerfile == runs.second.spec.dockerfile
+    return runs
+
+
+def test_two_runs_building_one_image_build_one_after_the_other(two_runs: _TwoRuns) -> None:
+    """Side by side, each would make its own image and take the tag from the other, leaving
+    the first one's image dangling; the second waits, then builds from the cache."""
+    engine = two_runs.engine
+    threads = [threading.Thread(target=target.build)
+               for target in (two_runs.first, two_runs.second)]
     threads[0].start()
     assert engine.entered.wait(timeout=30)
     threads[1].start()
     try:
-        wait_for(lambda: engine.most_inside > 1 or any("another run is building" in line
-                                                        for line in said),
+        wait_for(lambda: engine.most_inside > 1 or two_runs.second_waits(),
                  timeout=30, what="the second build to wait, or to start")
     finally:
         engine.release.set()
         for thread in threads:
             thread.join(timeout=60)
-    assert engine.most_inside == 1 and engine.builds == 2, said
+    assert engine.most_inside == 1 and engine.builds == 2, two_runs.said
 
 
 def test_a_build_whose_cached_image_was_removed_meanwhile_is_built_again(
@@ -105,12 +125,8 @@ def test_a_failing_step_is_not_built_again(tmp_path: Path) -> None:
 
 
 def test_a_build_waiting_for_another_runs_ends_when_its_run_is_cancelled(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(paths, "machine_lock_dir", lambda: tmp_path)
-    engine = _HeldEngine()
-    said: list[str] = []
-    first = _target(tmp_path, engine)
-    second = _target(tmp_path, engine, "s2", Progress(write=said.append))
+        two_runs: _TwoRuns) -> None:
+    engine, second = two_runs.engine, two_runs.second
     raised: list[BaseException] = []
 
     def build_second() -> None:
@@ -119,14 +135,13 @@ def test_a_build_waiting_for_another_runs_ends_when_its_run_is_cancelled(
         except BaseException as error:  # what the thread ended with
             raised.append(error)
 
-    holder = threading.Thread(target=first.build)
+    holder = threading.Thread(target=two_runs.first.build)
     holder.start()
     waiter = threading.Thread(target=build_second)
     try:
         assert engine.entered.wait(timeout=30)
         waiter.start()
-        wait_for(lambda: any("another run is building" in line for line in said), timeout=30,
-                 what="the second build to wait")
+        wait_for(two_runs.second_waits, timeout=30, what="the second build to wait")
         second.cancelled.set()  # what a teardown does
         waiter.join(timeout=30)
     finally:
