@@ -25,7 +25,6 @@ class _Engine:
         self.errors = errors
         self.builds = 0
         self.api = self
-        self.images = self
 
     def build(self, **_: Any) -> Iterator[dict[str, str]]:
         self.builds += 1
@@ -33,7 +32,7 @@ class _Engine:
         if self.errors:
             yield {"error": self.errors.pop(0)}
 
-    def list(self, **_: Any) -> list[Any]:  # images.list: no superseded images
+    def images(self, **_: Any) -> list[Any]:  # api.images: no superseded images
         return []
 
 
@@ -149,3 +148,25 @@ def test_a_build_waiting_for_another_runs_ends_when_its_run_is_cancelled(
         holder.join(timeout=60)
     assert [type(error).__name__ for error in raised] == ["Cancelled"], raised
     assert engine.builds == 1
+
+
+def test_images_are_listed_without_inspecting_each() -> None:
+    """Another run may remove an image between the list and an inspect of it (the SDK's
+    ``images.list`` inspects each, and raised ``ImageNotFound`` in CI): the engine's own
+    list is used as it is."""
+    from pytest_vmcontainer.targets.docker.client import ListedImage, listed_images
+
+    class Api:
+        def images(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+            assert filters == {"dangling": True}
+            return [{"Id": "sha256:aa", "RepoTags": ["<none>:<none>"], "Labels": None},
+                    {"Id": "sha256:bb", "RepoTags": ["app:1", "app:2"], "Labels": {"k": "v"}}]
+
+        def inspect_image(self, name: str) -> None:
+            raise AssertionError(f"inspected {name}")
+
+    class Client:
+        api = Api()
+
+    assert listed_images(Client(), {"dangling": True}) == [
+        ListedImage("sha256:aa", (), {}), ListedImage("sha256:bb", ("app:1", "app:2"), {"k": "v"})]

@@ -140,9 +140,9 @@ def test_orphaned_images_are_left_alone_on_an_engine_over_ssh(
     from pytest_vmcontainer.targets.docker import images as docker_images
 
     class NoListing:
-        class images:
+        class api:
             @staticmethod
-            def list(**_: object) -> list[object]:
+            def images(**_: object) -> list[object]:
                 raise AssertionError("listed the images of a remote engine")
 
     monkeypatch.setenv("DOCKER_HOST", "ssh://ci@build-7")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +46,21 @@ def local_dockerd_started() -> str | None:
     except OSError:  # dockerd stopped in between
         return None
     return datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class ListedImage:
+    """An image as the engine lists it: no inspect per image, so one that another run
+    removes meanwhile is simply absent (the SDK's ``images.list`` inspects each and raises
+    ``ImageNotFound`` for it)."""
+
+    id: str
+    tags: tuple[str, ...]
+    labels: dict[str, str]
+
+
+def listed_images(client: Any, filters: dict[str, Any]) -> list[ListedImage]:
+    return [ListedImage(raw["Id"],
+                        tuple(t for t in raw.get("RepoTags") or () if t != "<none>:<none>"),
+                        raw.get("Labels") or {})
+            for raw in client.api.images(filters=filters)]

@@ -17,7 +17,7 @@ from pytest_vmcontainer.host import bases, engine, paths
 from pytest_vmcontainer.runtime import hashing
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, TargetSpec
-from pytest_vmcontainer.targets.docker.client import local_dockerd_started
+from pytest_vmcontainer.targets.docker.client import listed_images, local_dockerd_started
 
 if TYPE_CHECKING:
     from pytest_vmcontainer.targets.docker import DockerTarget
@@ -59,12 +59,12 @@ def remove_orphaned_images(client: Any) -> list[str]:
     removed: list[str] = []
     if engine.current().over_ssh:
         return removed
-    for image in client.images.list(filters={"label": f"{OWNER_LABEL}={OWNER}"}):
-        dockerfile = (image.labels or {}).get(DOCKERFILE_LABEL)
+    for image in listed_images(client, {"label": f"{OWNER_LABEL}={OWNER}"}):
+        dockerfile = image.labels.get(DOCKERFILE_LABEL)
         if dockerfile and not Path(dockerfile).exists():
             try:
                 client.images.remove(image.id, force=False)
-                removed.append(f"image {', '.join(image.tags) or image.short_id}")
+                removed.append(f"image {', '.join(image.tags) or image.id[7:19]}")
             except docker.errors.APIError:
                 pass  # a container (kept or reused) still uses it
     return removed
@@ -196,8 +196,8 @@ def _unavailable_base(dockerfile: Path, error: str) -> tuple[str, str] | None:
 
 def _drop_superseded_images(target: DockerTarget, current: str) -> None:
     """Older app images of the same Dockerfile are stale: remove those no container uses."""
-    stale = target.client.images.list(
-        filters={"label": f"{DOCKERFILE_LABEL}={target.spec.dockerfile}"})
+    stale = listed_images(target.client,
+                          {"label": f"{DOCKERFILE_LABEL}={target.spec.dockerfile}"})
     for image in stale:
         if current in image.tags:
             continue
