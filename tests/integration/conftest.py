@@ -35,7 +35,7 @@ from pytest_vmcontainer.runtime.background import Job, StillRunning
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets import vmcache
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL, SESSION_LABEL
-from pytest_vmcontainer.targets.docker.client import connect
+from pytest_vmcontainer.targets.docker.client import connect, listed_images
 from pytest_vmcontainer.targets.vagrant import libvirt_names
 from tests import npmtools
 from tests.conftest import ON_FIRST_TEST, lane_group
@@ -406,7 +406,9 @@ def _visible(request: pytest.FixtureRequest) -> Any:
     return capman.global_and_fixture_disabled()
 
 
-SESSION_LOCK = re.compile(r"/sessions/([^/]+)/lock$")
+# A lock whose file is gone (" (deleted)") is that of a run removing its session directory:
+# Session.close and the sweep remove it before they let the lock go.
+SESSION_LOCK = re.compile(r"/sessions/([^/]+)/lock(?: \(deleted\))?$")
 # On what a test makes itself (not through a run): which test process made it. Another
 # process's is that process's fixture, not a leak of this test (pytest-xdist workers).
 TEST_PID_LABEL = "pytest-vmcontainer-tests.pid"
@@ -428,18 +430,21 @@ def other_live_runs() -> set[str]:
             if len(fields) >= 6 and fields[1] == "FLOCK":
                 holders[int(fields[5].rsplit(":", 1)[1])] = int(fields[4])
     held = {ino for ino, pid in holders.items() if pid != os.getpid()}
-    locks_open = [path for pid in set(holders.values()) - {os.getpid()}
-                  for path in _open_files(pid) if SESSION_LOCK.search(path)]
+    # (the file to stat, the session it locks): through /proc, as a lock being removed
+    # has no path left to stat
+    locks_open = [(f"/proc/{pid}/fd/{fd}", found.group(1))
+                  for pid in set(holders.values()) - {os.getpid()}
+                  for fd, path in _open_fds(pid) if (found := SESSION_LOCK.search(path))]
     # This test's home (own_home) and the one the run began with, where the background
     # preparation runs: its warm-up's restored VM is named after its slot, locked there.
     for sessions in {paths.sessions_dir(), RUN_HOME / "sessions"}:
-        locks_open += [str(session / "lock")
+        locks_open += [(str(session / "lock"), session.name)
                        for session in (sessions.iterdir() if sessions.is_dir() else ())]
     live = set()
-    for path in locks_open:
+    for path, session in locks_open:
         try:
             if os.stat(path).st_ino in held:
-                live.add(Path(path).parent.name)
+                live.add(session)
         except OSError:
             continue
     return live
@@ -478,8 +483,8 @@ def _with_descendants(pid: int) -> set[int]:
     return found
 
 
-def _open_files(pid: int) -> list[str]:
-    """The paths a process has open (empty once it has ended)."""
+def _open_fds(pid: int) -> list[tuple[str, str]]:
+    """A process's open file descriptors and their paths (none once it has ended)."""
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
@@ -487,10 +492,15 @@ def _open_files(pid: int) -> list[str]:
     paths_open = []
     for fd in fds:
         try:
-            paths_open.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            paths_open.append((fd, os.readlink(f"/proc/{pid}/fd/{fd}")))
         except OSError:
             continue
     return paths_open
+
+
+def _open_files(pid: int) -> list[str]:
+    """The paths a process has open (empty once it has ended)."""
+    return [path for _, path in _open_fds(pid)]
 
 
 def _made_here(labels: dict[str, str] | None) -> bool:
@@ -518,8 +528,8 @@ class Snapshot:
                                  if _made_here(c.labels)),
             volumes=frozenset(v.name for v in client.volumes.list()
                               if _made_here(v.attrs.get("Labels"))),
-            dangling_images=frozenset(i.id for i in client.images.list(
-                filters={"dangling": True}) if _made_here(i.labels)),
+            dangling_images=frozenset(i.id for i in listed_images(client, {"dangling": True})
+                                      if _made_here(i.labels)),
             # the sessions' domains and disks, and cache volumes whose entry is gone
             libvirt=frozenset(libvirt_names("vmc-") + vmcache.orphan_volumes()),
             sessions=frozenset(p.name for p in paths.sessions_dir().iterdir()),
