@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_vmcontainer.errors import HostSetupError
+from pytest_vmcontainer.host import sshlogin
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
@@ -255,29 +256,12 @@ def explain(engine: Engine, returncode: int, stderr: str,
     """(cause, remedy) of a failed probe, from ssh's exit status and its messages."""
     where = where or engine.shown
     text = stderr.lower()
-    login = f"ssh {' '.join(engine.ssh_destination())} true"
-    last = (stderr.strip().splitlines() or [f"exit status {returncode}"])[-1].strip()
-    if returncode == 255:  # ssh's own failure: nothing ran there
-        if "could not resolve hostname" in text:
-            return (f"cannot reach the Docker engine at {where}: the host name "
-                    f"{engine.hostname} does not resolve",
-                    "fix the host in DOCKER_HOST (or its HostName in ~/.ssh/config)")
-        if "permission denied" in text or "too many authentication failures" in text:
-            return (f"the SSH server at {where} refused every key offered ({last})",
-                    "load the right key into your agent (ssh-add) or name it with IdentityFile "
-                    "in ~/.ssh/config, and put its public key in that user's authorized_keys")
-        if any(word in text for word in ("connection refused", "timed out", "no route to host",
-                                         "network is unreachable", "kex_exchange_identification",
-                                         "connection closed", "connection reset")):
-            return (f"cannot reach the Docker engine at {where}: no SSH server answers there "
-                    f"({last})", "check the host and port in DOCKER_HOST, and that sshd runs "
-                    "there and lets this host in")
-        if "host key verification failed" in text or "remote host identification" in text:
-            return (f"cannot trust the Docker engine's host at {where}: its SSH host key is "
-                    "not in known_hosts, or changed", f"check the key and accept it once, as "
-                    f"you would for any SSH host: {login}")
-        return (f"ssh to the Docker engine at {where} failed ({last})",
-                f"run '{login}' to see why, and fix that")
+    last = sshlogin.last_line(stderr, returncode)
+    failed = sshlogin.ssh_failure(sshlogin.Remote(
+        "the Docker engine", where, engine.hostname, "DOCKER_HOST",
+        f"ssh {' '.join(engine.ssh_destination())} true"), returncode, stderr)
+    if failed is not None:  # ssh's own failure: nothing ran there
+        return failed
     if returncode in (126, 127) or "not found" in text:
         return (f"the host of {where} has no docker command for SSH sessions ({last})",
                 "install Docker there (apt-get install docker.io) with docker on the PATH of "
