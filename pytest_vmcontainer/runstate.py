@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
-from pytest_vmcontainer.errors import TargetError, UsageError, VmcError
+from pytest_vmcontainer.errors import HostSetupError, TargetError, UsageError, VmcError
 from pytest_vmcontainer.harness import Harness, HarnessHooks
 from pytest_vmcontainer.host import sites
 from pytest_vmcontainer.parity import (
@@ -245,7 +245,16 @@ def comparison_refusal(state: RunState) -> UsageError | None:
                           "suites/test_comparison.py")
     spread = sites.split(state.kinds)
     if spread is None:
-        return None
+        try:
+            place = sites.vm_place() if "vm" in state.kinds else None
+        except (HostSetupError, ValueError):
+            return None  # the target's own start names the bad URI
+        if place is None or place.here:
+            return None
+        return UsageError(f"comparison rows measure the VM's QEMU process on this host, and "
+                          f"this run puts the vm on {place.shown}", "run the comparison with "
+                          "VMC_LIBVIRT_URI unset, or run the parity tests alone (e.g. pytest "
+                          "suites/test_parity.py)")
     return UsageError(f"comparison rows need both targets on one machine, and this run puts "
                       f"{spread}", "point DOCKER_HOST and VMC_LIBVIRT_URI at one machine, "
                       "or run the parity tests alone (e.g. pytest suites/test_parity.py)")

@@ -33,6 +33,8 @@ LIBVIRT_URI_ENV = "VMC_LIBVIRT_URI"
 POOL_PREFIX = "pytest-vmcontainer-"
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")
 DEFAULT_QEMU_USER = "libvirt-qemu"  # Debian's build default, when qemu.conf names none
+# Where the pools live on libvirt on another machine (``host.libvirthost``): one per home.
+REMOTE_POOL_ROOT = Path("/var/lib/libvirt/images/pytest-vmcontainer")
 
 
 def pool_name() -> str:
@@ -47,19 +49,6 @@ def libvirt_uri() -> str:
 def on_this_host() -> bool:
     """The URI names this host's libvirt (a socket path, no host: ``qemu:///system``)."""
     return libvirt_uri().split("://", 1)[-1].startswith("/")
-
-
-def require_this_host() -> None:
-    """A VM on another machine is not built yet: the VM cache, the saved states, ``qemu-img``
-    and the guest's forwards all work on this host's paths and loopback. Refuse in one line
-    rather than fail halfway through a start."""
-    if not on_this_host():
-        raise HostSetupError(
-            f"{LIBVIRT_URI_ENV}={libvirt_uri()} names libvirt on another machine: the VM "
-            "target runs only on this host's libvirt so far (its cache, saved states and "
-            "forwards are local)",
-            f"unset {LIBVIRT_URI_ENV} (or set it to {DEFAULT_LIBVIRT_URI}), or run the tests "
-            "on that machine; the container can still run elsewhere (DOCKER_HOST=ssh://...)")
 
 
 # The local daemons a VM's start needs, by the pid files setup (or the distribution) writes.
@@ -198,8 +187,11 @@ def box_in_pool(box_name: str, version: str, image: Path) -> None:
 def remove_pools_of_gone_homes() -> list[str]:
     """Undefine the pools of homes whose directory is gone (a test's or a CI job's home
     deleted by a process that was killed before it removed its pool): such a pool holds
-    nothing, and with autostart on it fails at every start of libvirtd."""
-    removed = []
+    nothing, and with autostart on it fails at every start of libvirtd. Only on this host's
+    libvirt: another machine's pools have their paths there."""
+    removed: list[str] = []
+    if not on_this_host():
+        return removed
     for name in run_virsh("pool-list", "--all", "--name").stdout.split():
         if not name.startswith(POOL_PREFIX) or name == pool_name():
             continue
@@ -237,7 +229,10 @@ def quiet_ok(command: list[str], timeout: float = 10.0) -> bool:
 def ensure_storage_pool(pool_dir: Path) -> None:
     """This home's dir pool, so box volumes and VM disks never mix with other pools. One run
     of the home at a time: two that start together on a new machine would both define it,
-    and the second's ``pool-define-as`` fails."""
+    and the second's ``pool-define-as`` fails. On libvirt on another machine, the pool's
+    directory is there, under ``REMOTE_POOL_ROOT``, named like the pool."""
+    if not on_this_host():
+        pool_dir = REMOTE_POOL_ROOT / pool_name()
     require_reachable_by_qemu(pool_dir)
     with open(paths.ensure_dir(paths.home()) / ".pool.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -251,6 +246,8 @@ def _define_and_start_pool(pool_dir: Path) -> None:
     if info.returncode != 0:
         subprocess.run([*command, "pool-define-as", name, "dir", "--target", str(pool_dir)],
                        check=True, capture_output=True)
+        if not on_this_host():  # its directory there: this host cannot make it
+            subprocess.run([*command, "pool-build", name], check=True, capture_output=True)
         subprocess.run([*command, "pool-autostart", name], check=True, capture_output=True)
         info = subprocess.run([*command, "pool-info", name], capture_output=True, text=True,
                               check=True)

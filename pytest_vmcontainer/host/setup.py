@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_vmcontainer.errors import HostSetupError, WaitTimeout
-from pytest_vmcontainer.host import engine, paths
+from pytest_vmcontainer.host import engine, libvirthost, paths
 from pytest_vmcontainer.host.libvirt import (
     DEFAULT_LIBVIRT_URI,
     LIBVIRT_URI_ENV,
     answers,
     ensure_storage_pool,
     libvirt_uri,
-    require_this_host,
+    on_this_host,
 )
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.waiting import wait_for
@@ -252,7 +252,8 @@ def check(needs: Collection[str] = ALL_NEEDS) -> tuple[list[str], list[Daemon]]:
     known = _known(needs)
     wanted = [name for name in PACKAGES if any(name in NEED_PACKAGES[need] for need in known)]
     missing = missing_packages(wanted) if wanted else []
-    daemons = [d for d in DAEMONS if any(d.name in NEED_DAEMONS[need] for need in known)]
+    daemons = [d for d in DAEMONS if any(d.name in NEED_DAEMONS[need] for need in known)
+               and (d.name == "dockerd" or on_this_host())]  # libvirt elsewhere: probed there
     stopped = [d for d in daemons if not d.is_up()]
     return missing, stopped
 
@@ -264,7 +265,7 @@ def ensure_host(progress: Progress, needs: Collection[str] = ALL_NEEDS,
     the current ``VMC_HOME``'s storage pool: a VM run's, not the host's (``setup`` leaves
     it, so that a home no VM ever uses gets none)."""
     if "libvirt" in needs:
-        require_this_host()
+        libvirthost.require_reachable()  # libvirt on another machine: what fails, in one line
     missing, stopped = check(needs)
     elsewhere = [d for d in stopped if not d.startable()]
     if any(d.name == "dockerd" for d in elsewhere):

@@ -76,11 +76,15 @@ def engine_ports(attrs: dict[str, Any]) -> dict[int, int]:
 
 
 class ForwardLeftovers(Leftovers):
-    """The ssh forwards of runs killed with SIGKILL (teardown stops a live run's own)."""
+    """The ssh forwards of runs killed with SIGKILL (teardown stops a live run's own), of
+    the targets of one ``kind`` (their work directories are named after it)."""
+
+    def __init__(self, kind: str) -> None:
+        self.pattern = f"{kind}*/{FORWARDS_RECORD}"
 
     def by_session(self) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
-        for record in paths.sessions_dir().glob(f"*/*/{FORWARDS_RECORD}"):
+        for record in paths.sessions_dir().glob(f"*/{self.pattern}"):
             pid = sshforward.recorded_alive(record)
             if pid is not None:
                 found.setdefault(record.parent.parent.name, []).append(f"ssh forward {pid}")
@@ -88,7 +92,7 @@ class ForwardLeftovers(Leftovers):
 
     def remove(self, session_id: str) -> list[str]:
         removed = []
-        for record in (paths.sessions_dir() / session_id).glob(f"*/{FORWARDS_RECORD}"):
+        for record in (paths.sessions_dir() / session_id).glob(self.pattern):
             pid = sshforward.stop_recorded(record)
             if pid is not None:
                 removed.append(f"ssh forward {pid}")

@@ -98,7 +98,8 @@ def test_the_sweep_stops_the_forwards_of_a_dead_session_only(
             {"pid": process.pid, "start": sshforward.start_time(process.pid)}))
     live = lifecycle.Session.open("live")  # holds the live session's lock
     try:
-        source = remote.ForwardLeftovers()
+        source = remote.ForwardLeftovers("container")
+        assert remote.ForwardLeftovers("vm").by_session() == {}  # each backend its own
         assert source.by_session() == {
             "dead": [f"ssh forward {forwarders['dead'].pid}"],
             "live": [f"ssh forward {forwarders['live'].pid}"]}

@@ -74,7 +74,7 @@ class DockerTarget(Target, Exporting, Measuring, Attaching, Shell):
 
     @classmethod
     def leftovers(cls) -> Leftovers:
-        return Together(ForwardLeftovers(), DockerLeftovers())
+        return Together(ForwardLeftovers("container"), DockerLeftovers())
 
     def prepare(self) -> None:
         """The Debian base image when the Dockerfile builds FROM it, then the app image."""

@@ -19,23 +19,22 @@ with the plugin.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import shlex
 import shutil
-import subprocess
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from pytest_vmcontainer.host import accel as accellib
-from pytest_vmcontainer.host import bases, libvirt, paths, space
+from pytest_vmcontainer.host import bases, libvirt, libvirthost, paths, space
 from pytest_vmcontainer.host.ports import free_port
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.timing import Timer
 from pytest_vmcontainer.targets import vmcache, vmsaved
 from pytest_vmcontainer.targets.base import Export, Leftovers, Target, TargetSpec, resource_prefix
 from pytest_vmcontainer.targets.capabilities import Attaching, Exporting, Measuring, Shell
+from pytest_vmcontainer.targets.remote import ForwardLeftovers, Together
 from pytest_vmcontainer.targets.vagrant import configcache
 from pytest_vmcontainer.targets.vagrant import export as exporting
 from pytest_vmcontainer.targets.vagrant.config import (
@@ -48,15 +47,12 @@ from pytest_vmcontainer.targets.vagrant.config import (
 from pytest_vmcontainer.targets.vagrant.domain import (
     GRACEFUL_HALT_S,
     LibvirtDomain,
-    box_in_pool,
     libvirt_names,
     remove_libvirt_leftovers,
 )
 from pytest_vmcontainer.targets.vagrant.environment import PLUMBING, environment
-from pytest_vmcontainer.targets.vagrant.failures import (
-    explain_up_failure,
-    libvirt_daemons_named,
-)
+from pytest_vmcontainer.targets.vagrant.failures import libvirt_daemons_named
+from pytest_vmcontainer.targets.vagrant.hostforwards import HostForwards
 from pytest_vmcontainer.targets.vagrant.leftovers import (
     _RESOURCE_NAME,
     LibvirtLeftovers,
@@ -69,17 +65,13 @@ from pytest_vmcontainer.targets.vagrant.starts import (
     StartPath,
     boot_defined,
     booted_for_memory,
+    vagrant_up,
 )
 from pytest_vmcontainer.targets.vagrantcli import TrackedVagrant
 
 __all__ = ["CONFIG_MARKER", "GRACEFUL_HALT_S", "PLUMBING", "_RESOURCE_NAME", "LibvirtLeftovers",
            "MachineConfig", "VagrantTarget", "libvirt_names", "remove_app_boxes",
            "remove_libvirt_leftovers"]
-
-# Lines of `vagrant up` worth showing as progress (the rest goes to the log).
-_PROGRESS_LINE = re.compile(r"^==> \w+: (Creating|Starting|Waiting|Machine booted|Running provis|"
-                            r"Halting|Destroying|Removing)")
-
 
 def _new_mac() -> str:
     """A MAC in QEMU's locally administered 52:54:00 range, one per VM."""
@@ -106,6 +98,7 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
         # When libvirtd and virtlogd started, as up began: a restart under it is named.
         self.libvirt_daemons_before: dict[str, str | None] = {}
         self.memory_lazy = False  # resumed from a saved state (resume), not booted since
+        self.host_forwards = HostForwards()  # libvirt on another machine: its ports here
 
     @property
     def mode(self) -> str:
@@ -113,11 +106,11 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
 
     @property
     def mode_reason(self) -> str:
-        return self.accel.reason
+        return libvirthost.placed(self.accel.reason)
 
     @classmethod
     def leftovers(cls) -> Leftovers:
-        return LibvirtLeftovers()
+        return Together(ForwardLeftovers(cls.kind), LibvirtLeftovers())
 
     def prepare(self) -> None:
         """Read the merged machine config, check it, build the box if it is one of those built
@@ -132,9 +125,8 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
                 space.require([space.Need(paths.home(), space.BOX_BUILD, "the box build")])
             bases.ensure_box(self.progress, self.spec.rebuild_bases, self.cancelled, local)
         box_dir = Path(self.machine.box_directory or (local or bases.PROJECT_BOX).box_dir())
-        self.accel = accellib.detect(accellib.probe_kernel(box_dir / "vmlinuz",
-                                                           bases.box_kernel()))
-        if self.spec.vm_cache:
+        self.accel = libvirthost.accel(box_dir / "vmlinuz", bases.box_kernel())
+        if self.spec.vm_cache and libvirt.on_this_host():  # none on another machine yet
             if self.machine.box_directory is None:  # the box was just built: look it up
                 self.machine = self.read_config()
             cache_key = vm_cache_key(self.machine, self.spec)
@@ -207,18 +199,6 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    def run_streamed(self, title: str, provision: bool) -> None:
-        box_in_pool(self.machine)
-        with self.progress.step(f"vm: {title} ({self.mode.upper()})") as note:
-            try:
-                for line in self.vagrant.up(provision=provision, stream_output=True):
-                    if _PROGRESS_LINE.match(line):
-                        note(line.split(": ", 1)[1].strip())
-                    else:
-                        self.progress.detail(line)
-            except subprocess.CalledProcessError:
-                raise explain_up_failure(self) from None
-
     def up(self) -> None:
         """Run the start path ``prepare`` picked: from the VM cache when it has this VM's key
         (restored, or booted with no provisioning); else ``vagrant up`` with the provisioners,
@@ -232,12 +212,14 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
     def _start_on_picked_ports(self) -> None:
         self._vagrant = None  # made again with the forwards just picked
         self.save_state()  # first: a reused VM must come back on the same forwards and MAC
+        self.host_forwards.open(self)
         self.start_path.run()
 
     def _undo_start(self) -> None:
         """What a start whose forward's port was taken made; the SSH forward's port too is
         picked again (unless pinned)."""
         self.remove_machine()
+        self.host_forwards.close()
         self.ssh_config_path.unlink(missing_ok=True)
         self.ssh_port = self.spec.pinned_ports.get(22) or free_port()
 
@@ -250,6 +232,7 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
         if not self.dotfile_path.exists():
             return False
         self._restore(saved)
+        self.host_forwards.open(self)
         state = self.vagrant.status()[0].state
         if state == "running":
             self.wait_ready()
@@ -273,7 +256,7 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
             with self.progress.step(f"vm: start (libvirt, {self.mode.upper()})"):
                 boot_defined(self)
         else:
-            self.run_streamed("vagrant up --no-provision", provision=False)
+            vagrant_up(self, "vagrant up --no-provision", provision=False)
         self.wait_ready(ready_path)
 
     def destroy(self) -> None:
@@ -282,6 +265,7 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
         (5-10 s each under TCG). Callers stop our running vagrant command first
         (``procs.stop_all``)."""
         self.remove_machine()
+        self.host_forwards.close()
         self.start_path.release()  # after the domain: the sweep may take a slot from here
         if self.exported:
             remove_app_boxes(exporting.app_box_name(self.spec.session_id))
@@ -384,5 +368,6 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
 
     def facts(self) -> dict[str, Any]:
         facts = super().facts()
-        facts.update(accel_reason=self.accel.reason, domain=self.resource_name)
+        facts.update(accel_reason=self.accel.reason, domain=self.resource_name,
+                     **libvirthost.engine_facts())
         return facts

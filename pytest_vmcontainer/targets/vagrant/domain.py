@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_vmcontainer.errors import PortInUse, TargetError, WaitTimeout
-from pytest_vmcontainer.host import libvirt
+from pytest_vmcontainer.host import libvirt, libvirthost
 from pytest_vmcontainer.runtime import procs
 from pytest_vmcontainer.runtime.waiting import wait_for
 
@@ -70,12 +70,46 @@ def box_in_pool(machine: MachineConfig | None) -> None:
     """The machine's box as its pool volume, whole, before ``vagrant up`` looks for it
     (``libvirt.box_in_pool``: runs that start together from a box the pool lacks would each
     upload it, and one could boot over the other's half-written volume). A box without a
-    single ``box.img`` is left to vagrant-libvirt."""
-    if machine is None or not machine.box or not machine.box_directory:
+    single ``box.img`` is left to vagrant-libvirt. On libvirt on another machine, the
+    volume is copied there, and so are the kernel and initrd the box boots directly
+    (``boot_files_there``)."""
+    image = _box_image(machine)
+    if machine is None or machine.box is None or image is None:
         return
-    image = Path(machine.box_directory) / "box.img"
-    if image.is_file():
+    remote = libvirthost.current()
+    if remote is None:
         libvirt.box_in_pool(machine.box, image.parent.parent.name, image)
+        return
+    for here, there in boot_files_there(machine).values():
+        remote.put_file(here, there)
+    volume = libvirt.pool_path() / libvirt.box_volume_name(
+        machine.box, image.parent.parent.name, image)
+    if remote.put_file(image, str(volume)):
+        refresh_pool()
+
+
+def boot_files_there(machine: MachineConfig | None) -> dict[str, tuple[Path, str]]:
+    """On libvirt on another machine, the kernel and initrd of a box that boots them
+    directly, by the plumbing's setting ("kernel", "initrd"): (the file here, its path
+    there). There they sit beside the pool, in a directory named after the box's volume, so
+    that every session boots one copy per box build: the box's Vagrantfile names them under
+    the session's own Vagrant home, a path of this host."""
+    image = _box_image(machine)
+    if machine is None or machine.box is None or image is None or \
+            libvirthost.current() is None:
+        return {}
+    volume = libvirt.box_volume_name(machine.box, image.parent.parent.name, image)
+    there = f"{libvirt.pool_path()}-boot/{volume.removesuffix('.img')}"
+    return {setting: (image.parent / name, f"{there}/{name}")
+            for setting, name in (("kernel", "vmlinuz"), ("initrd", "initrd.img"))
+            if (image.parent / name).is_file()}
+
+
+def _box_image(machine: MachineConfig | None) -> Path | None:
+    if machine is None or not machine.box or not machine.box_directory:
+        return None
+    image = Path(machine.box_directory) / "box.img"
+    return image if image.is_file() else None
 
 
 def overlay_file(backing: Path, overlay: Path, cancel: threading.Event | None = None) -> None:

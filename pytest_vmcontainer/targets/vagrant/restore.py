@@ -13,7 +13,7 @@ from pytest_vmcontainer.targets import vmcache, vmsaved
 from pytest_vmcontainer.targets.vagrant.domain import refresh_pool
 from pytest_vmcontainer.targets.vagrant.failures import libvirt_daemon_gone
 from pytest_vmcontainer.targets.vagrant.resume import resume_on_overlay
-from pytest_vmcontainer.targets.vagrant.starts import FromCache, slot_variant
+from pytest_vmcontainer.targets.vagrant.starts import FromCache, slot_variant, vagrant_up
 
 if TYPE_CHECKING:
     from pytest_vmcontainer.targets.vagrant import VagrantTarget
@@ -75,7 +75,7 @@ class Restore(FromCache):
             slot.commit({"domain": domain.name, "session": vm.spec.session_id,
                          "vagrantfile": str(vm.spec.vagrantfile)})
         if not self.restored():  # the state just saved does not restore here: boot again
-            vm.run_streamed("vagrant up --no-provision (the restore failed)", provision=False)
+            vagrant_up(vm, "vagrant up --no-provision (the restore failed)", provision=False)
             vm.wait_ready()
 
     def _write_state(self, slot: vmsaved.Slot) -> str | None:

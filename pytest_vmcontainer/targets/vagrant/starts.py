@@ -7,7 +7,9 @@ and ready; ``destroy`` calls ``release``. ``restore.Restore`` adds the saved run
 
 from __future__ import annotations
 
+import re
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -23,15 +25,33 @@ from pytest_vmcontainer.targets.vagrant.cachewrite import (
     save_and_continue_on_overlay,
     source_box,
 )
-from pytest_vmcontainer.targets.vagrant.domain import overlay_file, pool_volume
+from pytest_vmcontainer.targets.vagrant.domain import box_in_pool, overlay_file, pool_volume
 from pytest_vmcontainer.targets.vagrant.environment import vagrant_home
-from pytest_vmcontainer.targets.vagrant.failures import boot_timeout
+from pytest_vmcontainer.targets.vagrant.failures import boot_timeout, explain_up_failure
 
 if TYPE_CHECKING:
     from pytest_vmcontainer.targets.vagrant import VagrantTarget
 
 
 DOMAIN_CHECK_S = 5.0  # how often a boot that has not answered yet asks libvirt for its domain
+# Lines of `vagrant up` worth showing as progress (the rest goes to the log).
+_PROGRESS_LINE = re.compile(r"^==> \w+: (Creating|Starting|Waiting|Machine booted|Running provis|"
+                            r"Halting|Destroying|Removing)")
+
+
+def vagrant_up(vm: VagrantTarget, title: str, provision: bool) -> None:
+    """``vagrant up`` (``provision``: with the provisioners), its progress lines shown; the
+    box first goes whole into the pool (``domain.box_in_pool``)."""
+    box_in_pool(vm.machine)
+    with vm.progress.step(f"vm: {title} ({vm.mode.upper()})") as note:
+        try:
+            for line in vm.vagrant.up(provision=provision, stream_output=True):
+                if _PROGRESS_LINE.match(line):
+                    note(line.split(": ", 1)[1].strip())
+                else:
+                    vm.progress.detail(line)
+        except subprocess.CalledProcessError:
+            raise explain_up_failure(vm) from None
 
 
 def boot_defined(vm: VagrantTarget) -> None:
@@ -153,7 +173,7 @@ class Provision(StartPath):
     def run(self) -> None:
         vm = self.vm
         vm.origin = "provisioned"
-        vm.run_streamed(f"vagrant up {vm.spec.vagrantfile}", provision=True)
+        vagrant_up(vm, f"vagrant up {vm.spec.vagrantfile}", provision=True)
         vm.wait_ready()
         if self.cache_key is None:
             return
@@ -283,7 +303,7 @@ class FromCache(StartPath):
         boots through Vagrant."""
         vm = self.vm
         if entry.boot_files is None:
-            vm.run_streamed(f"vagrant up --no-provision (VM cache {entry.key[:12]})",
+            vagrant_up(vm, f"vagrant up --no-provision (VM cache {entry.key[:12]})",
                             provision=False)
             return
         definition, ssh_config = entry.boot_files

@@ -1,0 +1,131 @@
+"""libvirt on another machine (``host.libvirthost``): the URI, the ssh command line, what a
+failed probe says, and files put there. ssh and virsh are stand-ins on PATH: the stand-in
+ssh runs the remote command on this host, in a directory of the test's own."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_vmcontainer.errors import HostSetupError
+from pytest_vmcontainer.host import libvirt, libvirthost, setup
+from pytest_vmcontainer.host.libvirthost import LibvirtHost
+from pytest_vmcontainer.runtime.progress import Progress
+
+URI = "qemu+ssh://deploy@kvm1:2222/system?keyfile=/keys/ci&no_tty=1"
+# Runs the remote command here (the last argument), or fails as ssh would.
+STAND_IN_SSH = """#!/bin/sh
+for last; do :; done
+if [ -n "$SSH_FAILS" ]; then echo "$SSH_FAILS" >&2; exit "${SSH_STATUS:-255}"; fi
+exec sh -c "$last"
+"""
+# Fails as VIRSH_FAILS says when called here with the URI (libvirt's transport), not there.
+STAND_IN_VIRSH = """#!/bin/sh
+case "$2" in qemu+ssh:*) if [ -n "$VIRSH_FAILS" ]; then echo "error: $VIRSH_FAILS" >&2; exit 1; fi;;
+esac
+case "$*" in *" version"*) echo "Compiled against library: libvirt 9.0.0";; esac
+echo qemu:///system
+"""
+
+
+@pytest.fixture
+def stand_ins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("ssh", STAND_IN_SSH), ("virsh", STAND_IN_VIRSH)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv(libvirt.LIBVIRT_URI_ENV, URI)
+    for name in ("SSH_FAILS", "SSH_STATUS", "VIRSH_FAILS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(libvirthost, "_probed", {})  # no probe of another test remembered
+    return bin_dir
+
+
+def test_the_uri_gives_the_ssh_login() -> None:
+    host = LibvirtHost.parse(URI)
+    assert host.ssh_destination() == ["-l", "deploy", "-p", "2222", "-i", "/keys/ci", "--",
+                                      "kvm1"]
+    assert LibvirtHost.parse("qemu+ssh://kvm1/system").ssh_destination() == ["--", "kvm1"]
+
+
+@pytest.mark.parametrize(("uri", "said"), [
+    ("qemu+tcp://kvm1/system", "over tcp: the harness reaches a remote VM's ports only over SSH"),
+    ("qemu+ssh://kvm1/session", "names no host, or not its system libvirtd"),
+    ("qemu+ssh://kvm1:port/system", "has no valid port"),
+])
+def test_a_uri_the_vm_cannot_use_is_one_line(uri: str, said: str) -> None:
+    with pytest.raises(HostSetupError) as raised:
+        LibvirtHost.parse(uri)
+    assert said in raised.value.one_line() and "\n" not in raised.value.one_line()
+
+
+def test_the_probe_answers_the_versions_there(stand_ins: Path) -> None:
+    assert libvirthost.require_reachable() == "Compiled against library: libvirt 9.0.0 " \
+        "qemu:///system"
+
+
+@pytest.mark.parametrize(("failure", "status", "said"), [
+    ("deploy@kvm1: Permission denied (publickey).", 255, "refused every key offered"),
+    ("ssh: connect to host kvm1 port 2222: Connection refused", 255,
+     "cannot reach libvirt at qemu+ssh://deploy@kvm1:2222/system?keyfile=/keys/ci&no_tty=1: "
+     "no SSH server answers there"),
+    ("Host key verification failed.", 255, "cannot trust libvirt's host"),
+    ("sh: 1: virsh: not found", 127, "has no virsh"),
+    ("error: failed to connect to the hypervisor", 1, "does not answer"),
+])
+def test_a_failed_probe_is_one_line_naming_the_cause(
+        stand_ins: Path, monkeypatch: pytest.MonkeyPatch, failure: str, status: int,
+        said: str) -> None:
+    monkeypatch.setenv("SSH_FAILS", failure)
+    monkeypatch.setenv("SSH_STATUS", str(status))
+    with pytest.raises(HostSetupError) as raised:
+        setup.ensure_host(Progress(lambda line: None), needs={"libvirt"})
+    line = raised.value.one_line()
+    assert said in line and "\n" not in line, line
+
+
+def test_libvirts_own_transport_failing_is_named(stand_ins: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIRSH_FAILS", "Cannot recv data: nc: command not found")
+    with pytest.raises(HostSetupError) as raised:
+        LibvirtHost.parse(URI).probe()
+    assert "libvirt's own SSH transport to" in raised.value.one_line()
+    assert "nc: command not found" in raised.value.one_line()
+
+
+def test_the_accelerator_there_is_what_its_libvirt_offers(
+        stand_ins: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    host = LibvirtHost.parse(URI)
+    assert host.accel().mode == "kvm"
+    monkeypatch.setenv("VIRSH_FAILS", "unsupported configuration: KVM is not supported")
+    accel = host.accel()
+    assert accel.mode == "tcg" and "offers no KVM" in accel.reason
+    monkeypatch.setenv("VMC_ACCEL", "kvm")
+    assert host.accel().mode == "kvm"
+
+
+def test_a_file_is_put_there_once_whole_with_its_mtime(stand_ins: Path, tmp_path: Path) -> None:
+    source = tmp_path / "vmlinuz"
+    source.write_bytes(os.urandom(300_000))
+    os.utime(source, (1_700_000_000, 1_700_000_000))
+    there = tmp_path / "there" / "boxes" / "vmlinuz"
+    host = LibvirtHost.parse(URI)
+    assert host.put_file(source, str(there))
+    assert there.read_bytes() == source.read_bytes()
+    assert int(there.stat().st_mtime) == 1_700_000_000
+    assert not host.put_file(source, str(there))  # the same size and mtime: not sent again
+    assert [p.name for p in there.parent.iterdir()] == ["vmlinuz"]  # no staged copy left
+
+
+def test_a_failed_put_names_the_file_and_leaves_no_part(stand_ins: Path, tmp_path: Path) -> None:
+    source = tmp_path / "box.img"
+    source.write_bytes(b"x" * 1000)
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the directory should be")
+    with pytest.raises(HostSetupError) as raised:
+        LibvirtHost.parse(URI).put_file(source, str(blocked / "pool" / "box.img"))
+    assert raised.value.one_line().startswith(f"could not copy box.img to {blocked}")
