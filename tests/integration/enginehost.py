@@ -1,4 +1,5 @@
-"""A second Docker engine host for the remote-engine tests: sshd and dockerd in a container.
+"""A second engine host for the remote-engine tests: sshd and dockerd in a container, and
+libvirtd with QEMU (TCG) too in the libvirt host's image (``build(libvirt=True)``).
 
 It has its own filesystem, network namespace and engine, and is reached only over SSH on
 127.0.0.1 (its port 22 published there). Built from the locally built Debian base, with
@@ -27,6 +28,7 @@ from typing import Any
 
 from pytest_vmcontainer.host.bases import DOCKER_BASE_IMAGE
 from pytest_vmcontainer.runtime.waiting import NotReady, ssh_banner, wait_for
+from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL
 from tests.integration.conftest import fixture_labels
 
 LABEL = "pytest-vmcontainer-tests.fixture"
@@ -39,6 +41,11 @@ RUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \\
 COPY entrypoint.sh /entrypoint.sh
 CMD ["sh", "/entrypoint.sh"]
 """
+
+# The libvirt host: the engine host's image and libvirt with QEMU (no /dev/kvm: TCG). nc for
+# libvirt's ssh transport when virt-ssh-helper is not there.
+LIBVIRT_PACKAGES = ("libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86 "
+                    "qemu-utils netcat-openbsd")
 
 ENTRYPOINT = r"""#!/bin/sh
 set -eu
@@ -56,6 +63,9 @@ for dir in /sys/fs/cgroup/*/; do
             | grep -vxE 'ro|rw|nosuid|nodev|noexec|relatime' | paste -sd, -)
   umount "$dir" && mount -t cgroup -o "$options" cgroup "$dir"
 done
+if [ "${LIBVIRT:-}" = 1 ]; then  # the libvirt host: after the cgroups are writable
+  virtlogd -d && libvirtd -d
+fi
 if [ -n "${DOCKERD_TLS:-}" ]; then  # its API over TLS too, with the certificates in /certs
   set -- --host=tcp://0.0.0.0:2376 --tlsverify --tlscacert=/certs/ca.pem \
          --tlscert=/certs/server-cert.pem --tlskey=/certs/server-key.pem
@@ -78,19 +88,31 @@ def image_tag() -> str:
     return f"{REPOSITORY}:{hashlib.sha256((DOCKERFILE + ENTRYPOINT).encode()).hexdigest()[:12]}"
 
 
-def build(client: Any, directory: Path) -> str:
+def build(client: Any, directory: Path, libvirt: bool = False) -> str:
     """The engine host's image, kept between runs like a base: apt in the build takes about
     40 s, and a later run's build is a cache hit (its recipe and the Debian base unchanged).
-    Older builds (another recipe, an earlier base) are removed here."""
-    import docker.errors
-
+    With ``libvirt``, the libvirt host's, built on it. Older builds (another recipe, an
+    earlier base) are removed here."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "Dockerfile").write_text(DOCKERFILE)
     (directory / "entrypoint.sh").write_text(ENTRYPOINT)
-    tag = image_tag()
+    tag = _build_kept(client, directory, image_tag(), "engine-host")
+    if not libvirt:
+        return tag
+    recipe = (f"FROM {tag}\nRUN apt-get update -q && DEBIAN_FRONTEND=noninteractive "
+              f"apt-get install -y -q --no-install-recommends {LIBVIRT_PACKAGES} \\\n"
+              "    && rm -rf /var/lib/apt/lists/*\n")
+    (directory / "Dockerfile").write_text(recipe)
+    digest = hashlib.sha256((tag + recipe).encode()).hexdigest()[:12]
+    return _build_kept(client, directory, f"{REPOSITORY}:libvirt-{digest}", "libvirt-host")
+
+
+def _build_kept(client: Any, directory: Path, tag: str, role: str) -> str:
+    import docker.errors
+
     image, _log = client.images.build(path=str(directory), tag=tag, rm=True, forcerm=True,
-                                      labels={LABEL: "engine-host"})
-    for older in client.images.list(filters={"label": f"{LABEL}=engine-host"}):
+                                      labels={LABEL: role})
+    for older in client.images.list(filters={"label": f"{LABEL}={role}"}):
         if older.id != image.id:
             try:
                 client.images.remove(older.id, force=True)
@@ -115,6 +137,11 @@ class EngineHost:
     # How to remove what it made (its container, then its volume), in that order.
     made: list[Callable[[], None]] = field(default_factory=list)
     tls_port: int = 0  # its engine's API over TLS, published on 127.0.0.1 (start(tls=...))
+
+    @property
+    def libvirt_uri(self) -> str:
+        """Its libvirtd over SSH (the keys and known hosts: ``ssh_env``'s ssh on PATH)."""
+        return f"qemu+ssh://root@127.0.0.1:{self.port}/system?no_tty=1"
 
     @property
     def docker_host(self) -> str:
@@ -181,10 +208,11 @@ def tls_certificates(directory: Path) -> tuple[Path, Path]:
 
 
 def start(client: Any, image: str, host: EngineHost, key: Path, docker: bool = True,
-          tls: Path | None = None) -> None:
+          tls: Path | None = None, libvirt: bool = False) -> None:
     """Run the engine host (``docker=False``: sshd only; ``tls``: its engine's API also over
-    TLS, with the server certificates there) and wait until it serves. Each removal is in
-    ``host.made`` before the step that makes it, for the caller's teardown."""
+    TLS, with the server certificates there; ``libvirt``: libvirtd too, in the libvirt
+    host's image) and wait until it serves. Each removal is in ``host.made`` before the step
+    that makes it, for the caller's teardown."""
     name = host.name
     host.made += [lambda: _gone(lambda: client.containers.get(name).remove(force=True, v=True)),
                   lambda: _gone(lambda: client.volumes.get(f"{name}-docker").remove(force=True))]
@@ -194,7 +222,11 @@ def start(client: Any, image: str, host: EngineHost, key: Path, docker: bool = T
         cap_add=["ALL"], cap_drop=["SYS_RESOURCE"], cgroupns="private",
         security_opt=["seccomp=unconfined", "apparmor=unconfined"],
         environment={"AUTHORIZED_KEY": (key.with_suffix(".pub")).read_text().strip(),
-                     "NO_DOCKER": "0" if docker else "1", "DOCKERD_TLS": "1" if tls else ""},
+                     "NO_DOCKER": "0" if docker else "1", "DOCKERD_TLS": "1" if tls else "",
+                     "LIBVIRT": "1" if libvirt else ""},
+        # libvirtd's capability probes of QEMU exit as children of PID 1: an init reaps them
+        # (else each new libvirt connection waited about 80 s on them)
+        init=libvirt,
         volumes={volume.name: {"bind": "/var/lib/docker", "mode": "rw"},
                  **({str(tls): {"bind": "/certs", "mode": "ro"}} if tls else {})},
         ports={"22/tcp": ("127.0.0.1", None), **({"2376/tcp": ("127.0.0.1", None)} if tls
@@ -211,6 +243,13 @@ def start(client: Any, image: str, host: EngineHost, key: Path, docker: bool = T
             return True
 
         wait_for(engine_answers, timeout=60, what="dockerd in the engine host")
+    if libvirt:
+        def libvirt_answers() -> bool:
+            if container.exec_run(["virsh", "-c", "qemu:///system", "uri"]).exit_code != 0:
+                raise NotReady("libvirtd does not answer yet")
+            return True
+
+        wait_for(libvirt_answers, timeout=60, what="libvirtd in the engine host")
     algorithm, key_text = host.inside("cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()[:2]
     with open(host.directory / "known_hosts", "a") as known:
         known.write(f"[127.0.0.1]:{host.port} {algorithm} {key_text}\n")
@@ -223,6 +262,90 @@ def preload_base(host: EngineHost) -> None:
                           env=local_engine_env()) as save:
         host.inside("docker", "load", stdin=save.stdout)
     assert save.returncode == 0
+
+
+def owned_there(host: EngineHost) -> list[str]:
+    """The project's containers and volumes on the engine host's engine."""
+    label = f"label={OWNER_LABEL}={OWNER}"
+    return (host.inside("docker", "ps", "-aq", "--filter", label).split()
+            + host.inside("docker", "volume", "ls", "-q", "--filter", label).split())
+
+
+# Run beside the shipped parity suite, while its targets are up: every TCP socket listening on
+# either machine for the run (this host: the run's own processes, its ssh forwards among them;
+# the engine host: all but the fixture's sshd) is on a loopback address.
+LISTENING_CHECK = """
+import os
+import subprocess
+from pathlib import Path
+
+LOOPBACK = ("0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F")
+
+
+def listening(tables, inodes=None):
+    found = []
+    for table in tables:
+        for line in table.splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and (inodes is None or fields[9] in inodes):
+                address, port = fields[1].split(":")
+                found.append((address, int(port, 16)))
+    return found
+
+
+def descendants(root):
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+        except OSError:
+            continue
+        children.setdefault(int(rest.rsplit(") ", 1)[1].split()[1]), []).append(int(pid))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def socket_inodes(pids):
+    inodes = set()
+    for pid in pids:
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        inodes |= {link[8:-1] for link in links if link.startswith("socket:[")}
+    return inodes
+
+
+def test_nothing_listens_beyond_loopback(target):
+    here = listening([Path(f"/proc/net/{name}").read_text() for name in ("tcp", "tcp6")],
+                     socket_inodes(descendants(os.getpid())))
+    assert any(port == target.address(80)[1] for _, port in here), here  # the forward
+    assert all(address in LOOPBACK for address, _ in here), here
+    env = {key: value for key, value in os.environ.items() if key != "DOCKER_HOST"}
+    there = listening([subprocess.run(
+        ["docker", "exec", os.environ["VMC_TEST_ENGINE_HOST"], "cat", f"/proc/net/{name}"],
+        capture_output=True, text=True, check=True, env=env).stdout for name in ("tcp", "tcp6")])
+    published = [(address, port) for address, port in there if port != 22]
+    assert published, there  # the app's port, published there by the engine or QEMU
+    assert all(address in LOOPBACK for address, _ in published), there
+"""
+
+
+def forwarders(port: int) -> list[int]:
+    """Processes on this host that still run ssh to the engine host's port."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"ssh") and str(port).encode() in argv:
+            found.append(int(proc.name))
+    return found
 
 
 def _gone(removal: Callable[[], None]) -> None:

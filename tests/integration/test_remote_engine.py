@@ -1,8 +1,9 @@
 """The container target on another host's Docker engine (DOCKER_HOST=ssh://), for real.
 
 The other host is a container of its own running sshd and dockerd (``enginehost``), reached
-over SSH on 127.0.0.1 only. The shipped parity suite passes on its engine; nothing is left
-on either side; each bad engine is one line. With ``VMC_TEST_BENCH=1`` the SSH hop's cost is
+over SSH on 127.0.0.1 only. The shipped parity suite passes on its engine over TLS (over SSH,
+with the VM there too: ``test_remote_libvirt``); nothing is left on either side; each bad
+engine is one line. With ``VMC_TEST_BENCH=1`` the SSH hop's cost is
 measured beside the local engine's (``bench/remote_hop.py``) on the same engine host.
 """
 
@@ -10,18 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import sys
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_vmcontainer.host import paths, ports
-from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL
+from pytest_vmcontainer.host import ports
 from tests.integration import enginehost
 from tests.integration.conftest import ROOT, engines_share, error_line, run_cli, run_process
 
@@ -67,124 +65,6 @@ def engine_host(docker_client: Any, engine_image: str, keys: dict[str, Path],
         yield host
 
 
-def _owned_there(host: enginehost.EngineHost) -> list[str]:
-    """The project's containers and volumes on the engine host's engine."""
-    label = f"label={OWNER_LABEL}={OWNER}"
-    return (host.inside("docker", "ps", "-aq", "--filter", label).split()
-            + host.inside("docker", "volume", "ls", "-q", "--filter", label).split())
-
-
-def _forwarders(port: int) -> list[int]:
-    """Processes on this host that still run ssh to the engine host's port."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"ssh") and str(port).encode() in argv:
-            found.append(int(proc.name))
-    return found
-
-
-# Run beside the shipped parity suite, while its container is up: every TCP socket listening
-# on either machine for the run (this host: the run's own processes, its ssh forwards among
-# them; the engine host: all but the fixture's sshd) is on a loopback address.
-LISTENING_CHECK = """
-import os
-import subprocess
-from pathlib import Path
-
-LOOPBACK = ("0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F")
-
-
-def listening(tables, inodes=None):
-    found = []
-    for table in tables:
-        for line in table.splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and (inodes is None or fields[9] in inodes):
-                address, port = fields[1].split(":")
-                found.append((address, int(port, 16)))
-    return found
-
-
-def descendants(root):
-    children = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            pid, rest = stat.read_text().split(" (", 1)
-        except OSError:
-            continue
-        children.setdefault(int(rest.rsplit(") ", 1)[1].split()[1]), []).append(int(pid))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += children.get(pid, [])
-    return found
-
-
-def socket_inodes(pids):
-    inodes = set()
-    for pid in pids:
-        try:
-            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
-        except OSError:
-            continue
-        inodes |= {link[8:-1] for link in links if link.startswith("socket:[")}
-    return inodes
-
-
-def test_nothing_listens_beyond_loopback(container):
-    here = listening([Path(f"/proc/net/{name}").read_text() for name in ("tcp", "tcp6")],
-                     socket_inodes(descendants(os.getpid())))
-    assert any(port == container.address(80)[1] for _, port in here), here  # the forward
-    assert all(address in LOOPBACK for address, _ in here), here
-    env = {key: value for key, value in os.environ.items() if key != "DOCKER_HOST"}
-    there = listening([subprocess.run(
-        ["docker", "exec", os.environ["VMC_TEST_ENGINE_HOST"], "cat", f"/proc/net/{name}"],
-        capture_output=True, text=True, check=True, env=env).stdout for name in ("tcp", "tcp6")])
-    published = [(address, port) for address, port in there if port != 22]
-    assert published, there  # the app's port, published there by the engine
-    assert all(address in LOOPBACK for address, _ in published), there
-"""
-
-
-def test_the_parity_suite_passes_on_a_remote_engine(
-        engine_host: enginehost.EngineHost, keys: dict[str, Path], tmp_path: Path,
-        leak_check: None) -> None:
-    """And nothing listens beyond loopback on either machine, and no key reaches a report."""
-    report = tmp_path / "report"
-    (tmp_path / "checks").mkdir()
-    (tmp_path / "checks" / "test_listening.py").write_text(LISTENING_CHECK)
-    env = engine_host.ssh_env(keys["accepted"])
-    del env["DOCKER_HOST"]  # given as the option: it reaches the SDK, the CLI and the forwards
-    result = run_process(
-        [sys.executable, "-m", "pytest", "--target=container", "suites/test_parity.py",
-         str(tmp_path / "checks"), "-p", "no:cacheprovider", f"--vmc-report={report}",
-         f"--vmc-docker-host={engine_host.docker_host}", f"--junitxml={report / 'junit.xml'}"],
-        ROOT, timeout=900, env={**env, "VMC_TEST_ENGINE_HOST": engine_host.name})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    cases = ET.parse(report / "junit.xml").getroot().iter("testcase")
-    listening = [case for case in cases if case.get("name", "").startswith("test_nothing_listens")]
-    assert len(listening) == 1, result.stdout[-3000:]
-    assert not [child for child in listening[0] if child.tag in ("failure", "error", "skipped")]
-    assert f"(CONTAINER: on the Docker engine at {engine_host.docker_host}, up in" in \
-        result.stdout
-    saved = json.loads((report / "comparison.json").read_text())
-    assert saved["host"]["container_engine"] == engine_host.docker_host
-    secret = keys["accepted"].read_text().splitlines()[1]  # a line of the private key
-    session = re.search(r"vmc-(\w+)-container", result.stdout)
-    assert session, result.stdout[-2000:]
-    logs = list((paths.home() / "logs").glob(f"{session.group(1)}-*"))  # the build, ssh
-    written = [path for path in report.rglob("*") if path.is_file()]
-    assert len(written) >= 4 and len(logs) >= 2, (written, logs)
-    assert not [path for path in [*written, *logs] if secret in path.read_text(errors="replace")]
-    assert _owned_there(engine_host) == []
-    assert _forwarders(engine_host.port) == []
-
-
 def test_the_comparison_is_refused_with_the_container_on_another_machine(
         engine_host: enginehost.EngineHost, keys: dict[str, Path], leak_check: None) -> None:
     """A VM here and a container there: each row refused in one line, and nothing started."""
@@ -200,7 +80,7 @@ def test_the_comparison_is_refused_with_the_container_on_another_machine(
         "comparison rows need both targets on one machine, and this run puts the vm on this "
         f"host, the container on the Docker engine at {engine_host.docker_host}: ")
     assert " passed" not in result.stdout and "up in" not in result.stdout
-    assert _owned_there(engine_host) == []
+    assert enginehost.owned_there(engine_host) == []
 
 
 @pytest.fixture(scope="module")
@@ -234,8 +114,8 @@ def test_the_parity_suite_passes_on_an_engine_over_tls(
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert f"(CONTAINER: on the Docker engine at {env['DOCKER_HOST']} (TLS; ports over SSH), " \
         "up in" in result.stdout, result.stdout[-3000:]
-    assert _owned_there(host) == []
-    assert _forwarders(host.port) == []
+    assert enginehost.owned_there(host) == []
+    assert enginehost.forwarders(host.port) == []
 
 
 def test_an_engine_over_tls_that_does_not_trust_us_is_one_line(
@@ -256,7 +136,7 @@ def test_an_engine_over_tls_that_does_not_trust_us_is_one_line(
         print(f"\nan engine over TLS that does not trust us: {line}")
     assert "Traceback" not in result.stderr
     assert list((own_home / "sessions").iterdir()) == []
-    assert _forwarders(host.port) == []
+    assert enginehost.forwarders(host.port) == []
 
 
 @pytest.mark.parametrize("case", ["unreachable", "refused key", "no docker there"])
@@ -288,7 +168,7 @@ def test_a_bad_engine_is_one_line_and_leaves_nothing(
         print(f"\n{case}: {line}")
     assert "Traceback" not in result.stderr
     assert list((own_home / "sessions").iterdir()) == []
-    assert _forwarders(host.port) == []
+    assert enginehost.forwarders(host.port) == []
 
 
 @pytest.mark.skipif(os.environ.get("VMC_TEST_BENCH") != "1",
@@ -318,5 +198,5 @@ def _measure(engine_host: enginehost.EngineHost, keys: dict[str, Path], figures:
     with capsys.disabled():
         print(f"\n{result.stdout}", end="")
     record_property("vmc.remote_hop", json.loads(figures.read_text()))
-    assert _owned_there(engine_host) == []
+    assert enginehost.owned_there(engine_host) == []
     assert os.environ.get("DOCKER_HOST") is None  # the bench's engines were its own business

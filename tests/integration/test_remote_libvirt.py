@@ -1,0 +1,181 @@
+"""The VM on another machine's libvirt (VMC_LIBVIRT_URI=qemu+ssh://), for real.
+
+The other machine is a container of its own running sshd, dockerd, and libvirtd with QEMU
+(TCG: it has no /dev/kvm), reached over SSH on 127.0.0.1 only (``enginehost``). The shipped
+parity suite passes with both targets on it, and nothing listens beyond loopback on either
+machine meanwhile. The VM's disks, its box and its ports are there; this host keeps no VM
+disk, cache entry or saved state of the run. Nothing is left on either side. Each bad
+libvirt host is one line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_vmcontainer.host import libvirt, paths, ports
+from pytest_vmcontainer.targets import vmcache
+from tests.integration import enginehost
+from tests.integration.conftest import ROOT, engines_share, error_line, run_cli, run_process
+
+pytestmark = pytest.mark.vm
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _engines_for_the_module() -> Iterator[None]:
+    """The libvirt host lives across this module's tests: no daemon restarts meanwhile."""
+    with engines_share(exclusive=False):
+        yield
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    directory = tmp_path_factory.mktemp("keys")
+    return {name: enginehost.keypair(directory / name) for name in ("accepted", "refused")}
+
+
+def _host(docker_client: Any, image: str, key: Path, directory: Path,
+          libvirt_there: bool) -> Iterator[enginehost.EngineHost]:
+    host = enginehost.EngineHost(f"vmc-test-libvirt-host-{secrets.token_hex(3)}", 0, directory)
+    try:
+        enginehost.start(docker_client, image, host, key, docker=libvirt_there,
+                         libvirt=libvirt_there)
+        yield host
+    finally:
+        for removal in host.made:
+            removal()
+
+
+@pytest.fixture(scope="module")
+def libvirt_image(docker_client: Any, docker_base: None,
+                  tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Kept after the run, as the bases are (``enginehost.build``)."""
+    return enginehost.build(docker_client, tmp_path_factory.mktemp("libvirt-image"),
+                            libvirt=True)
+
+
+@pytest.fixture(scope="module")
+def libvirt_host(docker_client: Any, libvirt_image: str, keys: dict[str, Path],
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[enginehost.EngineHost]:
+    """The other machine, with the Debian base loaded into its engine."""
+    for host in _host(docker_client, libvirt_image, keys["accepted"],
+                      tmp_path_factory.mktemp("libvirt-host"), libvirt_there=True):
+        enginehost.preload_base(host)
+        yield host
+
+
+def _env(host: enginehost.EngineHost, key: Path, container_there: bool = True
+         ) -> dict[str, str]:
+    env = {**host.ssh_env(key), "VMC_LIBVIRT_URI": host.libvirt_uri}
+    if not container_there:
+        del env["DOCKER_HOST"]
+    return env
+
+
+def _virsh_there(host: enginehost.EngineHost, *args: str) -> list[str]:
+    """virsh's output lines there."""
+    return host.inside("virsh", "-c", "qemu:///system", *args).splitlines()
+
+
+def _volumes_there(host: enginehost.EngineHost) -> list[str]:
+    """The volumes of every pool there (``vol-list``: two header lines, then name and path)."""
+    return [row.split()[0] for pool in _virsh_there(host, "pool-list", "--all", "--name")
+            if pool.strip() for row in _virsh_there(host, "vol-list", "--pool", pool)[2:]
+            if row.strip()]
+
+
+def test_the_parity_suite_passes_with_both_targets_on_another_machine(
+        libvirt_host: enginehost.EngineHost, keys: dict[str, Path], bases: None,
+        tmp_path: Path, leak_check: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """The VM booted there from the box copied there and the container built there, both
+    reached through ssh forwards: nothing listens beyond loopback on either machine, no key
+    reaches a report or a log, the run left nothing there, and nothing of the VM here."""
+    report = tmp_path / "report"
+    (tmp_path / "checks").mkdir()
+    (tmp_path / "checks" / "test_listening.py").write_text(enginehost.LISTENING_CHECK)
+    env = _env(libvirt_host, keys["accepted"])
+    del env["DOCKER_HOST"]  # given as the option: it reaches the SDK, the CLI and the forwards
+    result = run_process(
+        [sys.executable, "-m", "pytest", "--target=both", "suites/test_parity.py",
+         str(tmp_path / "checks"), "-p", "no:cacheprovider", f"--vmc-report={report}",
+         f"--vmc-docker-host={libvirt_host.docker_host}", f"--junitxml={report / 'junit.xml'}"],
+        ROOT, timeout=1500, env={**env, "VMC_TEST_ENGINE_HOST": libvirt_host.name})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    cases = [case.get("name", "") for case in ET.parse(report / "junit.xml").getroot().iter(
+        "testcase") if not [child for child in case if child.tag in ("failure", "error",
+                                                                    "skipped")]]
+    assert cases.count("test_nothing_listens_beyond_loopback[vm]") == 1, cases
+    assert cases.count("test_nothing_listens_beyond_loopback[container]") == 1, cases
+    uri = libvirt_host.libvirt_uri
+    vm_line = re.search(r"^vm: vmc-(\w+)-default \((\w+): on libvirt at (\S+): (.*)$",
+                        result.stdout, re.MULTILINE)
+    assert vm_line and vm_line.group(3) == uri, result.stdout[-3000:]
+    assert vm_line.group(2) == "TCG" and "offers no KVM" in vm_line.group(4), vm_line.group(0)
+    with capsys.disabled():  # the VM's steps, timed, and where it ran
+        print("", *[line for line in (result.stdout + result.stderr).splitlines()
+                    if "] vm: " in line and "done in" in line], vm_line.group(0), sep="\n")
+    assert f"(CONTAINER: on the Docker engine at {libvirt_host.docker_host}, up in" in \
+        result.stdout
+    saved = json.loads((report / "comparison.json").read_text())
+    assert saved["host"]["vm_engine"] == uri
+    assert saved["host"]["container_engine"] == libvirt_host.docker_host
+    session = vm_line.group(1)
+    secret = keys["accepted"].read_text().splitlines()[1]  # a line of the private key
+    logs = list((paths.home() / "logs").glob(f"{session}-*"))  # vagrant, the build, ssh
+    written = [path for path in report.rglob("*") if path.is_file()]
+    assert len(written) >= 4 and len(logs) >= 4, (written, logs)
+    assert not [path for path in [*written, *logs] if secret in path.read_text(errors="replace")]
+    # There: the box's volume in this home's pool, and nothing of the session.
+    there = _volumes_there(libvirt_host)
+    assert any("_vagrant_box_image_" in volume for volume in there), there
+    domains = [line.strip() for line in _virsh_there(libvirt_host, "list", "--all", "--name")]
+    assert not [name for name in there + domains if name.startswith("vmc-")], there
+    assert enginehost.owned_there(libvirt_host) == []
+    # Here: no cache entry, saved VM or pool volume came of the run (leak_check: no domain).
+    assert not [entry for entry in vmcache.entries() if entry.info().get("session") == session]
+    assert not [path for path in (vmcache.cache_dir() / "saved").rglob("*.json")
+                if session in path.read_text(errors="replace")]
+    assert not [volume for volume in libvirt.pool_volumes() if session in volume]
+    assert enginehost.forwarders(libvirt_host.port) == []
+
+
+@pytest.mark.parametrize("case", ["unreachable", "refused key", "no libvirt there"])
+def test_a_bad_libvirt_host_is_one_line_and_leaves_nothing(
+        case: str, docker_client: Any, libvirt_image: str, keys: dict[str, Path],
+        tmp_path: Path, own_home: Path, leak_check: None,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    if case == "unreachable":  # nothing listens there
+        host = enginehost.EngineHost("none", ports.free_port(), tmp_path)
+        expected = "no SSH server answers there"
+        result = run_cli("up", "--target=vm", env=_env(host, keys["accepted"], False),
+                         timeout=120)
+    else:
+        hosts = _host(docker_client, libvirt_image, keys["accepted"], tmp_path,
+                      libvirt_there=False)
+        host = next(hosts)
+        try:
+            if case == "no libvirt there":  # sshd alone: its virsh removed
+                host.inside("rm", "-f", "/usr/bin/virsh")
+            key = keys["refused" if case == "refused key" else "accepted"]
+            expected = ("refused every key offered" if case == "refused key" else
+                        "has no virsh")
+            result = run_cli("up", "--target=vm", env=_env(host, key, False), timeout=120)
+        finally:
+            for _ in hosts:  # its teardown
+                pass
+    assert result.returncode != 0
+    line = error_line(result.stderr)
+    assert expected in line and host.libvirt_uri in line, line
+    with capsys.disabled():
+        print(f"\n{case}: {line}")
+    assert "Traceback" not in result.stderr
+    assert list((own_home / "sessions").iterdir()) == []
+    assert enginehost.forwarders(host.port) == []
