@@ -5,7 +5,10 @@ as long as its process lives; every container, libvirt domain and volume it
 creates carries its session id (a label, a name prefix). A session whose lock
 can be taken is dead, so its leftovers can be removed without touching a run
 still in progress. Only sessions of this ``VMC_HOME`` are judged: the containers
-and domains of another home's sessions are left to that home. Kept targets
+and domains of another home's sessions are left to that home. A dead session is judged
+only by a run on the engines it ran on (``DOCKER_HOST``, ``VMC_LIBVIRT_URI``): only they
+reach what it left, and another run would remove its directory and leave its targets to
+no one. Kept targets
 (--vmc-keep) and reusable targets (--vmc-reuse) are marked and left alone;
 ``python -m pytest_vmcontainer clean`` removes those too.
 """
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from pytest_vmcontainer.host import paths
+from pytest_vmcontainer.host import engine, libvirt, paths
 
 if TYPE_CHECKING:
     from pytest_vmcontainer.targets.base import Leftovers
@@ -32,6 +35,14 @@ if TYPE_CHECKING:
 KEPT_MARKER = "kept"
 REUSE_MARKER = "reuse"
 INPUTS_FILE = "inputs.json"  # the content hash of what provisions the session's targets
+META_FILE = "meta.json"  # who made the session, and on which engines
+
+
+def current_engines() -> dict[str, str]:
+    """The engines a run reaches now, as the settings name them (not parsed: a URL that
+    does not parse is its target's error, not the session's)."""
+    return {"docker": os.environ.get("DOCKER_HOST") or engine.DEFAULT_DOCKER_HOST,
+            "libvirt": libvirt.libvirt_uri()}
 
 
 def new_session_id() -> str:
@@ -73,8 +84,9 @@ class Session:
                 raise
             if marker:
                 (directory / marker).write_text(marker_text)
-        meta = {"pid": os.getpid(), "started": time.time(), "argv": sys.argv, "cwd": os.getcwd()}
-        (directory / "meta.json").write_text(json.dumps(meta))
+        meta = {"pid": os.getpid(), "started": time.time(), "argv": sys.argv, "cwd": os.getcwd(),
+                "engines": current_engines()}
+        (directory / META_FILE).write_text(json.dumps(meta))
         return cls(session_id, directory, lock)
 
     def mark(self, marker: str, text: str = "") -> None:
@@ -101,7 +113,7 @@ def _claim_if_dead(session_dir: Path, claims: list[IO[str]],
     makes its directory before anything carrying its id, and keeps it until all of that
     is gone, so a crashed run of this home always leaves its directory behind.
     """
-    if not session_dir.is_dir():
+    if not session_dir.is_dir() or not _on_current_engines(session_dir):
         return False
     marked = (session_dir / KEPT_MARKER).exists() or (session_dir / REUSE_MARKER).exists()
     if marked and not ignore_markers:
@@ -117,6 +129,15 @@ def _claim_if_dead(session_dir: Path, claims: list[IO[str]],
         return False
     claims.append(lock)
     return True
+
+
+def _on_current_engines(session_dir: Path) -> bool:
+    """The session ran on the engines this run reaches (one that recorded none, too)."""
+    try:
+        recorded = json.loads((session_dir / META_FILE).read_text()).get("engines")
+    except (OSError, ValueError, AttributeError):
+        return True
+    return not isinstance(recorded, dict) or recorded == current_engines()
 
 
 def _is_dead_and_unmarked(session_dir: Path, ignore_markers: bool = False) -> bool:

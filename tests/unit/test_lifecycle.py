@@ -161,3 +161,23 @@ def test_the_sweep_holds_a_dead_sessions_lock_while_it_removes_its_leftovers() -
     slot = vmsaved.SlotLock.try_take("s0123abcn0")  # after the sweep, the next run takes it
     assert slot is not None
     slot.release()
+
+
+def test_a_dead_session_is_swept_only_by_a_run_on_its_engines(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only those engines reach what it left: a run on others would remove its directory and
+    leave its domain or container to no one."""
+    remote = "qemu+ssh://ci@kvm1/system"
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setenv("VMC_LIBVIRT_URI", remote)
+    Session.open("there").close(remove=False)  # killed while its VM ran on kvm1
+    monkeypatch.delenv("VMC_LIBVIRT_URI")
+    Session.open("here").close(remove=False)  # killed while its VM ran on this host
+    source = _FakeSource({"there": ["libvirt vmc-there-default"],
+                          "here": ["libvirt vmc-here-default"]})
+    assert lifecycle.sweep([source], orphans=False) == ["libvirt vmc-here-default",
+                                                        "session dir here"]
+    monkeypatch.setenv("VMC_LIBVIRT_URI", remote)
+    assert lifecycle.sweep([source], orphans=False) == ["libvirt vmc-there-default",
+                                                        "session dir there"]
+    assert list(lifecycle.paths.sessions_dir().iterdir()) == []
