@@ -20,16 +20,21 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pytest_vmcontainer.host.bases import DOCKER_BASE_IMAGE
+from pytest_vmcontainer.host.ports import free_port
 from pytest_vmcontainer.runtime.waiting import NotReady, ssh_banner, wait_for
 from pytest_vmcontainer.targets.base import OWNER, OWNER_LABEL
-from tests.integration.conftest import fixture_labels
+from tests.integration.conftest import error_line, fixture_labels
 
 LABEL = "pytest-vmcontainer-tests.fixture"
 REPOSITORY = "pytest-vmcontainer-tests/engine-host"
@@ -333,6 +338,47 @@ def test_nothing_listens_beyond_loopback(target):
     assert published, there  # the app's port, published there by the engine or QEMU
     assert all(address in LOOPBACK for address, _ in published), there
 """
+
+
+@contextmanager
+def running(client: Any, image: str, key: Path, directory: Path,
+            **options: Any) -> Iterator[EngineHost]:
+    """An engine host started with ``start``'s ``options``, removed afterwards."""
+    host = EngineHost(f"vmc-test-engine-host-{secrets.token_hex(3)}", 0, directory)
+    try:
+        start(client, image, host, key, **options)
+        yield host
+    finally:
+        for removal in host.made:
+            removal()
+
+
+@contextmanager
+def bad_host(case: str, client: Any, image: str, keys: dict[str, Path], directory: Path,
+             **options: Any) -> Iterator[tuple[EngineHost, Path]]:
+    """The host and key of a bad-host case: "unreachable" (nothing listens at its port),
+    "refused key" (a running host, and a key it does not accept), else a running host
+    (``start``'s ``options``; the caller breaks it) and the accepted key."""
+    if case == "unreachable":
+        yield EngineHost("none", free_port(), directory), keys["accepted"]
+        return
+    with running(client, image, keys["accepted"], directory, **options) as host:
+        yield host, keys["refused" if case == "refused key" else "accepted"]
+
+
+def check_one_line_left_nothing(case: str, result: subprocess.CompletedProcess[str],
+                                expected: str, where: str, host: EngineHost, own_home: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A run against a bad host failed with one error line naming the cause (``expected``)
+    and the host (``where``), no traceback, and left no session or forward."""
+    assert result.returncode != 0
+    line = error_line(result.stderr)
+    assert expected in line and where in line, line
+    with capsys.disabled():
+        print(f"\n{case}: {line}")
+    assert "Traceback" not in result.stderr
+    assert list((own_home / "sessions").iterdir()) == []
+    assert forwarders(host.port) == []
 
 
 def forwarders(port: int) -> list[int]:

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from pytest_vmcontainer.host import ports
 from tests.integration import enginehost
 from tests.integration.conftest import ROOT, engines_share, error_line, run_cli, run_process
 
@@ -44,23 +43,12 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {name: enginehost.keypair(directory / name) for name in ("accepted", "refused")}
 
 
-def _engine_host(docker_client: Any, image: str, key: Path, directory: Path,
-                 docker: bool) -> Iterator[enginehost.EngineHost]:
-    host = enginehost.EngineHost(f"vmc-test-engine-host-{secrets.token_hex(3)}", 0, directory)
-    try:
-        enginehost.start(docker_client, image, host, key, docker=docker)
-        yield host
-    finally:
-        for removal in host.made:
-            removal()
-
-
 @pytest.fixture(scope="module")
 def engine_host(docker_client: Any, engine_image: str, keys: dict[str, Path],
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[enginehost.EngineHost]:
     """The second engine host, with the Debian base loaded (the app image is the run's)."""
-    for host in _engine_host(docker_client, engine_image, keys["accepted"],
-                             tmp_path_factory.mktemp("engine-host"), docker=True):
+    with enginehost.running(docker_client, engine_image, keys["accepted"],
+                            tmp_path_factory.mktemp("engine-host")) as host:
         enginehost.preload_base(host)
         yield host
 
@@ -139,36 +127,21 @@ def test_an_engine_over_tls_that_does_not_trust_us_is_one_line(
     assert enginehost.forwarders(host.port) == []
 
 
-@pytest.mark.parametrize("case", ["unreachable", "refused key", "no docker there"])
+BAD_ENGINE = {"unreachable": "no SSH server answers there",
+              "refused key": "refused every key offered",
+              "no docker there": "has no docker command"}
+
+
+@pytest.mark.parametrize("case", list(BAD_ENGINE))
 def test_a_bad_engine_is_one_line_and_leaves_nothing(
         case: str, docker_client: Any, engine_image: str, keys: dict[str, Path],
         tmp_path: Path, own_home: Path, leak_check: None,
         capsys: pytest.CaptureFixture[str]) -> None:
-    if case == "unreachable":  # nothing listens there
-        host = enginehost.EngineHost("none", ports.free_port(), tmp_path)
-        env = host.ssh_env(keys["accepted"])
-        expected = "no SSH server answers there"
-        result = run_cli("up", "--target=container", env=env, timeout=120)
-    else:
-        hosts = _engine_host(docker_client, engine_image, keys["accepted"], tmp_path,
-                             docker=case != "no docker there")
-        host = next(hosts)
-        try:
-            key = keys["refused" if case == "refused key" else "accepted"]
-            expected = ("refused every key offered" if case == "refused key" else
-                        "has no docker command")
-            result = run_cli("up", "--target=container", env=host.ssh_env(key), timeout=120)
-        finally:
-            for _ in hosts:  # its teardown
-                pass
-    assert result.returncode != 0
-    line = error_line(result.stderr)
-    assert expected in line and host.docker_host in line, line
-    with capsys.disabled():
-        print(f"\n{case}: {line}")
-    assert "Traceback" not in result.stderr
-    assert list((own_home / "sessions").iterdir()) == []
-    assert enginehost.forwarders(host.port) == []
+    with enginehost.bad_host(case, docker_client, engine_image, keys, tmp_path,
+                             docker=case != "no docker there") as (host, key):
+        result = run_cli("up", "--target=container", env=host.ssh_env(key), timeout=120)
+    enginehost.check_one_line_left_nothing(case, result, BAD_ENGINE[case], host.docker_host,
+                                           host, own_home, capsys)
 
 
 @pytest.mark.skipif(os.environ.get("VMC_TEST_BENCH") != "1",

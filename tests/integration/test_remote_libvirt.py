@@ -11,8 +11,8 @@ libvirt host is one line.
 from __future__ import annotations
 
 import json
+import os
 import re
-import secrets
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from pytest_vmcontainer.host import libvirt, paths, ports
+from pytest_vmcontainer.host import libvirt, paths
 from pytest_vmcontainer.targets import vmcache
 from tests.integration import enginehost
-from tests.integration.conftest import ROOT, engines_share, error_line, run_cli, run_process
+from tests.integration.conftest import ROOT, engines_share, run_cli, run_process
 
 pytestmark = pytest.mark.vm
 
@@ -42,18 +42,6 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {name: enginehost.keypair(directory / name) for name in ("accepted", "refused")}
 
 
-def _host(docker_client: Any, image: str, key: Path, directory: Path,
-          libvirt_there: bool) -> Iterator[enginehost.EngineHost]:
-    host = enginehost.EngineHost(f"vmc-test-libvirt-host-{secrets.token_hex(3)}", 0, directory)
-    try:
-        enginehost.start(docker_client, image, host, key, docker=libvirt_there,
-                         libvirt=libvirt_there)
-        yield host
-    finally:
-        for removal in host.made:
-            removal()
-
-
 @pytest.fixture(scope="module")
 def libvirt_image(docker_client: Any, docker_base: None,
                   tmp_path_factory: pytest.TempPathFactory) -> str:
@@ -66,8 +54,8 @@ def libvirt_image(docker_client: Any, docker_base: None,
 def libvirt_host(docker_client: Any, libvirt_image: str, keys: dict[str, Path],
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[enginehost.EngineHost]:
     """The other machine, with the Debian base loaded into its engine."""
-    for host in _host(docker_client, libvirt_image, keys["accepted"],
-                      tmp_path_factory.mktemp("libvirt-host"), libvirt_there=True):
+    with enginehost.running(docker_client, libvirt_image, keys["accepted"],
+                            tmp_path_factory.mktemp("libvirt-host"), libvirt=True) as host:
         enginehost.preload_base(host)
         yield host
 
@@ -147,35 +135,41 @@ def test_the_parity_suite_passes_with_both_targets_on_another_machine(
     assert enginehost.forwarders(libvirt_host.port) == []
 
 
-@pytest.mark.parametrize("case", ["unreachable", "refused key", "no libvirt there"])
+BAD_LIBVIRT = {"unreachable": "no SSH server answers there",
+               "refused key": "refused every key offered",
+               "no libvirt there": "has no virsh"}
+
+
+@pytest.mark.parametrize("case", list(BAD_LIBVIRT))
 def test_a_bad_libvirt_host_is_one_line_and_leaves_nothing(
         case: str, docker_client: Any, libvirt_image: str, keys: dict[str, Path],
         tmp_path: Path, own_home: Path, leak_check: None,
         capsys: pytest.CaptureFixture[str]) -> None:
-    if case == "unreachable":  # nothing listens there
-        host = enginehost.EngineHost("none", ports.free_port(), tmp_path)
-        expected = "no SSH server answers there"
-        result = run_cli("up", "--target=vm", env=_env(host, keys["accepted"], False),
+    with enginehost.bad_host(case, docker_client, libvirt_image, keys, tmp_path,
+                             docker=False) as (host, key):
+        if case == "no libvirt there":  # sshd alone, and its virsh removed
+            host.inside("rm", "-f", "/usr/bin/virsh")
+        result = run_cli("up", "--target=vm", env=_env(host, key, container_there=False),
                          timeout=120)
-    else:
-        hosts = _host(docker_client, libvirt_image, keys["accepted"], tmp_path,
-                      libvirt_there=False)
-        host = next(hosts)
-        try:
-            if case == "no libvirt there":  # sshd alone: its virsh removed
-                host.inside("rm", "-f", "/usr/bin/virsh")
-            key = keys["refused" if case == "refused key" else "accepted"]
-            expected = ("refused every key offered" if case == "refused key" else
-                        "has no virsh")
-            result = run_cli("up", "--target=vm", env=_env(host, key, False), timeout=120)
-        finally:
-            for _ in hosts:  # its teardown
-                pass
-    assert result.returncode != 0
-    line = error_line(result.stderr)
-    assert expected in line and host.libvirt_uri in line, line
+    enginehost.check_one_line_left_nothing(case, result, BAD_LIBVIRT[case], host.libvirt_uri,
+                                           host, own_home, capsys)
+
+
+@pytest.mark.skipif(os.environ.get("VMC_TEST_BENCH") != "1",
+                    reason="a measurement, not a check (minutes): VMC_TEST_BENCH=1 runs it")
+def test_the_ssh_hop_costs_the_vm(libvirt_host: enginehost.EngineHost, keys: dict[str, Path],
+                                  bases: None, tmp_path: Path, record_property: Any,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Bring-up (provisioned on both), a testinfra call and an HTTP GET: the VM on this
+    host's libvirt against the libvirt host's, alternating (``bench/remote_hop.py``)."""
+    figures = tmp_path / "hop.json"
+    result = run_process(
+        [sys.executable, str(ROOT / "bench" / "remote_hop.py"), "--kind", "vm", "--rounds",
+         "1", "--calls", "10", "--json", str(figures)], ROOT, timeout=1800,
+        env=_env(libvirt_host, keys["accepted"], container_there=False))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     with capsys.disabled():
-        print(f"\n{case}: {line}")
-    assert "Traceback" not in result.stderr
-    assert list((own_home / "sessions").iterdir()) == []
-    assert enginehost.forwarders(host.port) == []
+        print(f"\n{result.stdout}", end="")
+    record_property("vmc.remote_vm_hop", json.loads(figures.read_text()))
+    assert [line for line in _virsh_there(libvirt_host, "list", "--all", "--name")
+            if line.startswith("vmc-")] == []

@@ -129,3 +129,28 @@ def test_a_failed_put_names_the_file_and_leaves_no_part(stand_ins: Path, tmp_pat
     with pytest.raises(HostSetupError) as raised:
         LibvirtHost.parse(URI).put_file(source, str(blocked / "pool" / "box.img"))
     assert raised.value.one_line().startswith(f"could not copy box.img to {blocked}")
+
+
+def test_the_boot_files_there_have_one_path_per_box_build_not_per_session(
+        stand_ins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The box's Vagrantfile names its kernel under the session's own Vagrant home (a path of
+    this host, new every run): the plumbing names the copy there instead, beside the pool,
+    after the box's volume (CI's first remote run booted; the second found no kernel)."""
+    from pytest_vmcontainer.targets.vagrant.config import MachineConfig
+    from pytest_vmcontainer.targets.vagrant.domain import boot_files_there
+
+    monkeypatch.setattr(libvirt, "pool_path", lambda: Path("/var/lib/libvirt/images/p/vmc"))
+    box = tmp_path / "boxes" / "team-VAGRANTSLASH-box" / "0" / "libvirt"
+    box.mkdir(parents=True)
+    for name in ("box.img", "vmlinuz", "initrd.img"):
+        (box / name).write_bytes(b"x")
+    os.utime(box / "box.img", (1_700_000_000, 1_700_000_000))
+    machine = MachineConfig("default", "team/box", True, str(box), ("libvirt",), (), (),
+                            False, True)
+    there = "/var/lib/libvirt/images/p/vmc-boot/team-VAGRANTSLASH-box_vagrant_box_image_" \
+        "0_1700000000_box"
+    assert boot_files_there(machine) == {
+        "kernel": (box / "vmlinuz", f"{there}/vmlinuz"),
+        "initrd": (box / "initrd.img", f"{there}/initrd.img")}
+    monkeypatch.setenv(libvirt.LIBVIRT_URI_ENV, "qemu:///system")
+    assert boot_files_there(machine) == {}  # this host's libvirt reads the box's own
