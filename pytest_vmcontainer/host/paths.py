@@ -37,14 +37,39 @@ def machine_lock(name: str, waiting: Callable[[], None] | None = None) -> Iterat
     """An exclusive flock(2) of the machine's, whatever ``VMC_HOME`` each run uses: for what
     every run on it shares (its packages and daemons, the Docker engine's images).
     ``waiting``, if given, is called again and again while another process holds it: it
-    waits a moment, and may raise to give up (a cancelled run, a deadline)."""
-    with open(machine_lock_dir() / f"pytest-vmcontainer-{name}.lock", "a") as lock:
-        if waiting is None:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        else:
-            while not _took(lock):
-                waiting()
+    waits a moment, and may raise to give up (a cancelled run, a deadline).
+
+    The holder removes the lock file as it lets go, so that one per image build does not
+    pile up in /run/lock; a process that got the lock of a file removed meanwhile takes the
+    lock again, on the file the path names now."""
+    path = machine_lock_dir() / f"pytest-vmcontainer-{name}.lock"
+    while True:
+        lock = open(path, "a")  # noqa: SIM115 - closed below, or when the holder lets go
+        try:
+            if waiting is None:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            else:
+                while not _took(lock):
+                    waiting()
+            if _names(path, lock):
+                break
+        except BaseException:
+            lock.close()
+            raise
+        lock.close()
+    try:
         yield
+    finally:
+        path.unlink(missing_ok=True)
+        lock.close()
+
+
+def _names(path: Path, lock: IO[str]) -> bool:
+    """``path`` still names the file ``lock`` has open."""
+    try:
+        return path.stat().st_ino == os.fstat(lock.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _took(lock: IO[str]) -> bool:
