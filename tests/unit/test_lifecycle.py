@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytest_vmcontainer import lifecycle
+from pytest_vmcontainer.host import paths
 from pytest_vmcontainer.lifecycle import KEPT_MARKER, REUSE_MARKER, Session, _is_dead_and_unmarked
 from pytest_vmcontainer.targets import vmsaved
 from pytest_vmcontainer.targets.base import Leftovers
@@ -180,4 +181,4 @@ def test_a_dead_session_is_swept_only_by_a_run_on_its_engines(
     monkeypatch.setenv("VMC_LIBVIRT_URI", remote)
     assert lifecycle.sweep([source], orphans=False) == ["libvirt vmc-there-default",
                                                         "session dir there"]
-    assert list(lifecycle.paths.sessions_dir().iterdir()) == []
+    assert list(paths.sessions_dir().iterdir()) == []
