@@ -82,9 +82,7 @@ def box_in_pool(machine: MachineConfig | None) -> None:
         return
     for here, there in boot_files_there(machine).values():
         remote.put_file(here, there)
-    volume = libvirt.pool_path() / libvirt.box_volume_name(
-        machine.box, image.parent.parent.name, image)
-    if remote.put_file(image, str(volume)):
+    if remote.put_file(image, str(libvirt.pool_path() / _box_volume_name(machine, image))):
         refresh_pool()
 
 
@@ -98,11 +96,16 @@ def boot_files_there(machine: MachineConfig | None) -> dict[str, tuple[Path, str
     if machine is None or machine.box is None or image is None or \
             libvirthost.current() is None:
         return {}
-    volume = libvirt.box_volume_name(machine.box, image.parent.parent.name, image)
-    there = f"{libvirt.pool_path()}-boot/{volume.removesuffix('.img')}"
+    there = f"{libvirt.pool_path()}-boot/{_box_volume_name(machine, image).removesuffix('.img')}"
     return {setting: (image.parent / name, f"{there}/{name}")
             for setting, name in (("kernel", "vmlinuz"), ("initrd", "initrd.img"))
             if (image.parent / name).is_file()}
+
+
+def _box_volume_name(machine: MachineConfig, image: Path) -> str:
+    """The box's pool volume (``libvirt.box_volume_name``; its version is the image's
+    parent directory)."""
+    return libvirt.box_volume_name(machine.box or "", image.parent.parent.name, image)
 
 
 def _box_image(machine: MachineConfig | None) -> Path | None:
