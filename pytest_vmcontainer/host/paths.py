@@ -51,7 +51,7 @@ def machine_lock(name: str, waiting: Callable[[], None] | None = None) -> Iterat
             else:
                 while not _took(lock):
                     waiting()
-            if _names(path, lock):
+            if names_open_file(path, lock):
                 break
         except BaseException:
             lock.close()
@@ -64,11 +64,12 @@ def machine_lock(name: str, waiting: Callable[[], None] | None = None) -> Iterat
         lock.close()
 
 
-def _names(path: Path, lock: IO[str]) -> bool:
-    """``path`` still names the file ``lock`` has open."""
+def names_open_file(path: Path, handle: IO[str]) -> bool:
+    """``path`` still names the file ``handle`` has open: a lock taken on a file that its
+    last holder removed meanwhile is no one's lock."""
     try:
-        return path.stat().st_ino == os.fstat(lock.fileno()).st_ino
-    except FileNotFoundError:
+        return path.stat().st_ino == os.fstat(handle.fileno()).st_ino
+    except OSError:
         return False
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import re
 import shutil
 import time
@@ -144,11 +143,7 @@ class SlotLock:
             except BlockingIOError:
                 handle.close()
                 return None
-            try:
-                same = os.fstat(handle.fileno()).st_ino == (directory / "lock").stat().st_ino
-            except OSError:
-                same = False
-            if same:
+            if paths.names_open_file(directory / "lock", handle):
                 return cls(slot_id, handle)
             handle.close()  # the file was removed under us: take the new one
         return None
