@@ -143,7 +143,7 @@ class LibvirtHost:
         return accellib.Accel("tcg", f"libvirt on {self.hostname} offers no KVM "
                                      f"({sshlogin.last_line(offered.stderr, 1)})")
 
-    def put_file(self, local: Path, remote: str, cancel: threading.Event | None = None) -> bool:
+    def put_file(self, local: Path, remote: str) -> bool:
         """``local`` at ``remote`` there, unless a file of its size and mtime is there
         already; written under a name of its own, then renamed. True when it was sent."""
         info = local.stat()
