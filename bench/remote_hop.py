@@ -6,8 +6,9 @@ names, ``--rounds`` times each after one warm-up round per engine (the app image
 docker's layer cache warm on both; the box in both pools). Times, each on both:
 
 - bring-up: the harness's start request to ready. The container: build from cache, run,
-  forwards, readiness. The VM: provisioned on both (the VM cache is off, as there is none on
-  another machine yet), so the figure is ``vagrant up`` with its provisioning, and the hop;
+  forwards, readiness. The VM: provisioned on both (the VM cache is off: here a hit restores
+  a saved running VM, there it boots the entry's disk, so the two would not be one start
+  path), so the figure is ``vagrant up`` with its provisioning, and the hop;
 - a testinfra call: ``host.run("true")`` through the target's Host (``docker exec`` by the
   docker CLI, which for a remote engine opens an SSH connection per call; for the VM, the
   Host's SSH connection through the forward);

@@ -275,11 +275,6 @@ class Writer:
         return self.entry
 
 
-def prepare_start(entry: Entry) -> None:
-    """Before a VM starts from ``entry``: its image is in the pool."""
-    _in_pool(entry)
-
-
 def remove_abandoned_partials() -> list[str]:
     """Remove the half-written entries whose writing process is gone; returns their names."""
     removed = []

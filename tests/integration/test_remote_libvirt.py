@@ -81,11 +81,12 @@ def _volumes_there(host: enginehost.EngineHost) -> list[str]:
 
 
 def test_the_parity_suite_passes_with_both_targets_on_another_machine(
-        libvirt_host: enginehost.EngineHost, keys: dict[str, Path], bases: None,
+        libvirt_host: enginehost.EngineHost, keys: dict[str, Path], shipped_vm: None,
         tmp_path: Path, leak_check: None, capsys: pytest.CaptureFixture[str]) -> None:
-    """The VM booted there from the box copied there and the container built there, both
-    reached through ssh forwards: nothing listens beyond loopback on either machine, no key
-    reaches a report or a log, the run left nothing there, and nothing of the VM here."""
+    """The VM booted there from this host's VM cache entry of the shipped Vagrantfile (its
+    disk copied there: no provisioning) and the container built there, both reached through
+    ssh forwards: nothing listens beyond loopback on either machine, no key reaches a report
+    or a log, the run left nothing there, and nothing of the VM here."""
     report = tmp_path / "report"
     (tmp_path / "checks").mkdir()
     (tmp_path / "checks" / "test_listening.py").write_text(enginehost.LISTENING_CHECK)
@@ -107,6 +108,10 @@ def test_the_parity_suite_passes_with_both_targets_on_another_machine(
                         result.stdout, re.MULTILINE)
     assert vm_line and vm_line.group(3) == uri, result.stdout[-3000:]
     assert vm_line.group(2) == "TCG" and "offers no KVM" in vm_line.group(4), vm_line.group(0)
+    assert vm_line.group(4).endswith(", from the VM cache)"), vm_line.group(0)
+    booted = re.search(r"vagrant up --no-provision \(VM cache (\w+)\)", result.stdout)
+    assert booted, result.stdout[-3000:]
+    (entry,) = [entry for entry in vmcache.entries() if entry.key.startswith(booted.group(1))]
     with capsys.disabled():  # the VM's steps, timed, and where it ran
         print("", *[line for line in (result.stdout + result.stderr).splitlines()
                     if "] vm: " in line and "done in" in line], vm_line.group(0), sep="\n")
@@ -123,7 +128,7 @@ def test_the_parity_suite_passes_with_both_targets_on_another_machine(
     assert not [path for path in [*written, *logs] if secret in path.read_text(errors="replace")]
     # There: the box's volume in this home's pool, and nothing of the session.
     there = _volumes_there(libvirt_host)
-    assert any("_vagrant_box_image_" in volume for volume in there), there
+    assert entry.volume_name() in there, there  # the entry's disk, kept for the next run
     domains = [line.strip() for line in _virsh_there(libvirt_host, "list", "--all", "--name")]
     assert not [name for name in there + domains if name.startswith("vmc-")], there
     assert enginehost.owned_there(libvirt_host) == []

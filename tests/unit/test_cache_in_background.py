@@ -29,6 +29,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
     monkeypatch.setattr(vmcache.libvirt, "delete_volume", lambda name: None)
     monkeypatch.setattr(vmcache, "_in_pool", lambda entry: None)
+    monkeypatch.setattr(starts, "box_in_pool", lambda box: None)
     return tmp_path
 
 
@@ -216,3 +217,26 @@ def test_another_runs_entry_keeps_no_state_of_this_run(home: Path,
     start.release()
     assert not state.exists()  # not kept: it goes with the run
     assert not (paths.sessions_dir() / start.slot.id).exists()
+
+
+@pytest.mark.parametrize("uri", ["qemu:///system", "qemu+ssh://ci@kvm1/system"])
+def test_on_another_machine_the_cache_is_read_never_written_or_restored(
+        home: Path, monkeypatch: pytest.MonkeyPatch, uri: str) -> None:
+    """The start by the VM cache: here, a hit restores a saved running VM and a miss
+    provisions into an entry; on libvirt on another machine, a hit boots the entry's disk
+    copied there (a saved VM is this host's QEMU state) and a miss writes no entry (that
+    would copy the VM's disk back over SSH)."""
+    from pytest_vmcontainer.host import libvirt
+    from pytest_vmcontainer.targets.vagrant.restore import Restore, start_path
+
+    monkeypatch.setenv(libvirt.LIBVIRT_URI_ENV, uri)
+    here = uri == "qemu:///system"
+    entry = _unproven_entry(home, "d" * 24)
+    vm = _vm(home)
+    vm.spec = replace(vm.spec, vm_restore=True)
+    hit = start_path(vm, entry.key, entry)
+    assert type(hit) is (Restore if here else FromCache)
+    miss = start_path(vm, "e" * 24, None)
+    assert type(miss) is Provision and miss.cache_key == ("e" * 24 if here else None)
+    vm.spec = replace(vm.spec, vm_restore=False)  # saved VMs off: booted from the entry
+    assert type(start_path(vm, entry.key, entry)) is FromCache

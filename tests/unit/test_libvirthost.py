@@ -137,7 +137,7 @@ def test_the_boot_files_there_have_one_path_per_box_build_not_per_session(
     this host, new every run): the plumbing names the copy there instead, beside the pool,
     after the box's volume (CI's first remote run booted; the second found no kernel)."""
     from pytest_vmcontainer.targets.vagrant.config import MachineConfig
-    from pytest_vmcontainer.targets.vagrant.domain import boot_files_there
+    from pytest_vmcontainer.targets.vagrant.domain import boot_files_there, booted_box
 
     monkeypatch.setattr(libvirt, "pool_path", lambda: Path("/var/lib/libvirt/images/p/vmc"))
     box = tmp_path / "boxes" / "team-VAGRANTSLASH-box" / "0" / "libvirt"
@@ -149,8 +149,39 @@ def test_the_boot_files_there_have_one_path_per_box_build_not_per_session(
                             False, True)
     there = "/var/lib/libvirt/images/p/vmc-boot/team-VAGRANTSLASH-box_vagrant_box_image_" \
         "0_1700000000_box"
-    assert boot_files_there(machine) == {
+    assert boot_files_there(booted_box(machine, None)) == {
         "kernel": (box / "vmlinuz", f"{there}/vmlinuz"),
         "initrd": (box / "initrd.img", f"{there}/initrd.img")}
     monkeypatch.setenv(libvirt.LIBVIRT_URI_ENV, "qemu:///system")
-    assert boot_files_there(machine) == {}  # this host's libvirt reads the box's own
+    assert boot_files_there(booted_box(machine, None)) == {}  # this host's libvirt reads
+    # the box's own
+
+
+def test_a_vm_from_the_cache_boots_the_entrys_disk_and_kernel_there(
+        stand_ins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A VM that starts from a VM cache entry on libvirt on another machine: the entry's disk
+    (not the base box's) goes into the pool there, and the kernel the entry kept from its
+    source box beside it, under the entry's volume name."""
+    from pytest_vmcontainer.targets import vmcache
+    from pytest_vmcontainer.targets.vagrant.config import MachineConfig
+    from pytest_vmcontainer.targets.vagrant.domain import boot_files_there, booted_box
+
+    monkeypatch.setenv("VMC_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(libvirt, "pool_path", lambda: Path("/var/lib/libvirt/images/p/vmc"))
+    base = tmp_path / "boxes" / "team-VAGRANTSLASH-box" / "0" / "libvirt"
+    entry = vmcache.Entry("e" * 24)
+    for directory in (base, entry.directory):
+        directory.mkdir(parents=True)
+        for name in ("box.img", "vmlinuz", "initrd.img"):
+            (directory / name).write_bytes(b"x")
+    machine = MachineConfig("default", "team/box", True, str(base), ("libvirt",), (), (),
+                            False, True)
+    box = booted_box(machine, entry)
+    assert box is not None and box.image == entry.directory / "box.img"
+    assert box.volume_name == entry.volume_name()
+    there = f"/var/lib/libvirt/images/p/vmc-boot/{entry.volume_name().removesuffix('.img')}"
+    assert boot_files_there(box) == {
+        "kernel": (entry.directory / "vmlinuz", f"{there}/vmlinuz"),
+        "initrd": (entry.directory / "initrd.img", f"{there}/initrd.img")}
+    started_here = booted_box(machine, None)  # no entry: the machine's own box
+    assert started_here is not None and started_here.image == base / "box.img"

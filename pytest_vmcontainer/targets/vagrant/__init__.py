@@ -58,9 +58,8 @@ from pytest_vmcontainer.targets.vagrant.leftovers import (
     LibvirtLeftovers,
     remove_app_boxes,
 )
-from pytest_vmcontainer.targets.vagrant.restore import Restore
+from pytest_vmcontainer.targets.vagrant.restore import start_path
 from pytest_vmcontainer.targets.vagrant.starts import (
-    FromCache,
     Provision,
     StartPath,
     boot_defined,
@@ -126,16 +125,13 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
             bases.ensure_box(self.progress, self.spec.rebuild_bases, self.cancelled, local)
         box_dir = Path(self.machine.box_directory or (local or bases.PROJECT_BOX).box_dir())
         self.accel = libvirthost.accel(box_dir / "vmlinuz", bases.box_kernel())
-        if self.spec.vm_cache and libvirt.on_this_host():  # none on another machine yet
+        if self.spec.vm_cache:
             if self.machine.box_directory is None:  # the box was just built: look it up
                 self.machine = self.read_config()
             cache_key = vm_cache_key(self.machine, self.spec)
-            entry = vmcache.lookup(cache_key, self.progress.say)
-            self.start_path = self._from_cache(entry) if entry else Provision(self, cache_key)
+            self.start_path = start_path(self, cache_key,
+                                         vmcache.lookup(cache_key, self.progress.say))
             space.require(self.start_path.space_needed())
-
-    def _from_cache(self, entry: vmcache.Entry) -> FromCache:
-        return Restore(self, entry) if self.spec.vm_restore else FromCache(self, entry)
 
     @property
     def local_box(self) -> bases.BoxRecipe | None:
@@ -302,7 +298,7 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
         if entry is not None:  # the same path as a VM started from the cache
             instance = VagrantTarget(spec, self.progress, accel=self.accel)
             instance.machine = self.machine
-            instance.start_path = instance._from_cache(entry)
+            instance.start_path = start_path(instance, entry.key, entry)
             return instance
         return VagrantTarget(replace(spec, vagrantfile=exporting.app_vagrantfile(self)),
                              self.progress, accel=self.accel)

@@ -16,6 +16,7 @@ from pytest_vmcontainer.runtime import procs
 from pytest_vmcontainer.runtime.waiting import wait_for
 
 if TYPE_CHECKING:
+    from pytest_vmcontainer.targets import vmcache
     from pytest_vmcontainer.targets.vagrant.config import MachineConfig
 
 GRACEFUL_HALT_S = 60.0  # vagrant-libvirt's graceful_halt_timeout default
@@ -66,53 +67,61 @@ def pool_volume(name: str) -> Path:
     return libvirt.pool_path() / name
 
 
-def box_in_pool(machine: MachineConfig | None) -> None:
-    """The machine's box as its pool volume, whole, before ``vagrant up`` looks for it
+@dataclass(frozen=True)
+class Box:
+    """The box a VM boots, as vagrant-libvirt names its pool volume: the machine's box, or
+    the VM cache entry it starts from (a box of version 0)."""
+
+    name: str
+    version: str
+    image: Path
+
+    @property
+    def volume_name(self) -> str:
+        return libvirt.box_volume_name(self.name, self.version, self.image)
+
+
+def booted_box(machine: MachineConfig | None, started_from: vmcache.Entry | None) -> Box | None:
+    """The box the VM boots; None for a box without a single ``box.img`` (left to
+    vagrant-libvirt)."""
+    if started_from is not None:
+        return Box(started_from.box_name, "0", started_from.directory / "box.img")
+    if machine is None or not machine.box or not machine.box_directory:
+        return None
+    image = Path(machine.box_directory) / "box.img"
+    return Box(machine.box, image.parent.parent.name, image) if image.is_file() else None
+
+
+def box_in_pool(box: Box | None) -> None:
+    """The box as its pool volume, whole, before ``vagrant up`` looks for it
     (``libvirt.box_in_pool``: runs that start together from a box the pool lacks would each
-    upload it, and one could boot over the other's half-written volume). A box without a
-    single ``box.img`` is left to vagrant-libvirt. On libvirt on another machine, the
-    volume is copied there, and so are the kernel and initrd the box boots directly
-    (``boot_files_there``)."""
-    image = _box_image(machine)
-    if machine is None or machine.box is None or image is None:
+    upload it, and one could boot over the other's half-written volume). On libvirt on
+    another machine, the volume is copied there, and so are the kernel and initrd the box
+    boots directly (``boot_files_there``)."""
+    if box is None:
         return
     remote = libvirthost.current()
     if remote is None:
-        libvirt.box_in_pool(machine.box, image.parent.parent.name, image)
+        libvirt.box_in_pool(box.name, box.version, box.image)
         return
-    for here, there in boot_files_there(machine).values():
+    for here, there in boot_files_there(box).values():
         remote.put_file(here, there)
-    if remote.put_file(image, str(libvirt.pool_path() / _box_volume_name(machine, image))):
+    if remote.put_file(box.image, str(libvirt.pool_path() / box.volume_name)):
         refresh_pool()
 
 
-def boot_files_there(machine: MachineConfig | None) -> dict[str, tuple[Path, str]]:
+def boot_files_there(box: Box | None) -> dict[str, tuple[Path, str]]:
     """On libvirt on another machine, the kernel and initrd of a box that boots them
     directly, by the plumbing's setting ("kernel", "initrd"): (the file here, its path
     there). There they sit beside the pool, in a directory named after the box's volume, so
     that every session boots one copy per box build: the box's Vagrantfile names them under
     the session's own Vagrant home, a path of this host."""
-    image = _box_image(machine)
-    if machine is None or machine.box is None or image is None or \
-            libvirthost.current() is None:
+    if box is None or libvirthost.current() is None:
         return {}
-    there = f"{libvirt.pool_path()}-boot/{_box_volume_name(machine, image).removesuffix('.img')}"
-    return {setting: (image.parent / name, f"{there}/{name}")
+    there = f"{libvirt.pool_path()}-boot/{box.volume_name.removesuffix('.img')}"
+    return {setting: (box.image.parent / name, f"{there}/{name}")
             for setting, name in (("kernel", "vmlinuz"), ("initrd", "initrd.img"))
-            if (image.parent / name).is_file()}
-
-
-def _box_volume_name(machine: MachineConfig, image: Path) -> str:
-    """The box's pool volume (``libvirt.box_volume_name``; its version is the image's
-    parent directory)."""
-    return libvirt.box_volume_name(machine.box or "", image.parent.parent.name, image)
-
-
-def _box_image(machine: MachineConfig | None) -> Path | None:
-    if machine is None or not machine.box or not machine.box_directory:
-        return None
-    image = Path(machine.box_directory) / "box.img"
-    return image if image.is_file() else None
+            if (box.image.parent / name).is_file()}
 
 
 def overlay_file(backing: Path, overlay: Path, cancel: threading.Event | None = None) -> None:

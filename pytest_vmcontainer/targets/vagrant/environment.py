@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_vmcontainer.host import bases, libvirt, paths
-from pytest_vmcontainer.targets.vagrant.domain import boot_files_there
+from pytest_vmcontainer.targets.vagrant.domain import boot_files_there, booted_box
 from pytest_vmcontainer.targets.vagrantcli import vagrant_env
 
 if TYPE_CHECKING:
@@ -45,7 +45,8 @@ def plumbing(vm: VagrantTarget, read: bool = False) -> dict[str, Any]:
         "cpu_model": vm.accel.tcg_cpu_model, "cpu_features": list(vm.accel.tcg_cpu_features),
         "domain_prefix": vm.domain_prefix, "pool": libvirt.pool_name(),
         "libvirt_uri": None if libvirt.on_this_host() else libvirt.libvirt_uri(),
-        **{setting: there for setting, (_, there) in boot_files_there(machine).items()},
+        **{setting: there for setting, (_, there)
+           in boot_files_there(booted_box(machine, started_from)).items()},
         "boot_timeout": int(vm.spec.boot_timeout),
         "forwards": {str(guest): host for guest, host in vm.host_ports.items()},
         # The project's own forwards are replaced by the harness's (free ports, no

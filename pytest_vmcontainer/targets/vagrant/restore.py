@@ -7,17 +7,34 @@ import shutil
 from typing import TYPE_CHECKING
 
 from pytest_vmcontainer.errors import Cancelled, PortInUse, VmcError
-from pytest_vmcontainer.host import paths, space
+from pytest_vmcontainer.host import libvirt, paths, space
 from pytest_vmcontainer.runtime.background import run_all
 from pytest_vmcontainer.targets import vmcache, vmsaved
 from pytest_vmcontainer.targets.vagrant.domain import refresh_pool
 from pytest_vmcontainer.targets.vagrant.failures import libvirt_daemon_gone
 from pytest_vmcontainer.targets.vagrant.resume import resume_on_overlay
-from pytest_vmcontainer.targets.vagrant.starts import FromCache, slot_variant, vagrant_up
+from pytest_vmcontainer.targets.vagrant.starts import (
+    FromCache,
+    Provision,
+    StartPath,
+    slot_variant,
+    vagrant_up,
+)
 
 if TYPE_CHECKING:
     from pytest_vmcontainer.targets.vagrant import VagrantTarget
 
+
+
+def start_path(vm: VagrantTarget, cache_key: str, entry: vmcache.Entry | None) -> StartPath:
+    """The start by the VM cache: restored or booted from ``entry``, else provisioned and
+    cached. On libvirt on another machine, the entry's disk is copied there and booted (a
+    saved running VM is this host's QEMU state, restored only here), and provisioning writes
+    no entry (that would copy the VM's disk back over SSH)."""
+    here = libvirt.on_this_host()
+    if entry is None:
+        return Provision(vm, cache_key if here else None)
+    return Restore(vm, entry) if vm.spec.vm_restore and here else FromCache(vm, entry)
 
 class Restore(FromCache):
     """From the cache, through a saved slot of its variant: restored when the slot holds a

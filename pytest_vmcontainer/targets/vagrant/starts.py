@@ -25,7 +25,12 @@ from pytest_vmcontainer.targets.vagrant.cachewrite import (
     save_and_continue_on_overlay,
     source_box,
 )
-from pytest_vmcontainer.targets.vagrant.domain import box_in_pool, overlay_file, pool_volume
+from pytest_vmcontainer.targets.vagrant.domain import (
+    booted_box,
+    box_in_pool,
+    overlay_file,
+    pool_volume,
+)
 from pytest_vmcontainer.targets.vagrant.environment import vagrant_home
 from pytest_vmcontainer.targets.vagrant.failures import boot_timeout, explain_up_failure
 
@@ -42,7 +47,7 @@ _PROGRESS_LINE = re.compile(r"^==> \w+: (Creating|Starting|Waiting|Machine boote
 def vagrant_up(vm: VagrantTarget, title: str, provision: bool) -> None:
     """``vagrant up`` (``provision``: with the provisioners), its progress lines shown; the
     box first goes whole into the pool (``domain.box_in_pool``)."""
-    box_in_pool(vm.machine)
+    box_in_pool(booted_box(vm.machine, vm.start_path.started_from))
     with vm.progress.step(f"vm: {title} ({vm.mode.upper()})") as note:
         try:
             for line in vm.vagrant.up(provision=provision, stream_output=True):
@@ -267,8 +272,8 @@ class FromCache(StartPath):
 
     def hold(self) -> None:
         self.started_from = self.cached
-        vmcache.prepare_start(self.cached)
-        self._cache_lock = vmcache.hold(self.cached)
+        self._cache_lock = vmcache.hold(self.cached)  # eviction leaves it from now on
+        box_in_pool(booted_box(self.vm.machine, self.cached))  # here a link; there a copy
         (self.vm.spec.workdir / "vm-cache-key").write_text(self.cached.key)
 
     def run(self) -> None:
@@ -300,11 +305,12 @@ class FromCache(StartPath):
         """A new domain from the entry's kept definition, booted through libvirt: what
         ``vagrant up --no-provision`` does, without Ruby, the guest agent's IP round trip or
         the pauses between its SSH attempts. An entry written before definitions were kept
-        boots through Vagrant."""
+        boots through Vagrant, and so does a VM on libvirt on another machine (the definition
+        names this host's paths)."""
         vm = self.vm
-        if entry.boot_files is None:
+        if entry.boot_files is None or not libvirt.on_this_host():
             vagrant_up(vm, f"vagrant up --no-provision (VM cache {entry.key[:12]})",
-                            provision=False)
+                       provision=False)
             return
         definition, ssh_config = entry.boot_files
         with vm.progress.step(f"vm: booting from the VM cache {entry.key[:12]} (libvirt, "
