@@ -38,8 +38,20 @@ REMOTE_POOL_ROOT = Path("/var/lib/libvirt/images/pytest-vmcontainer")
 
 
 def pool_name() -> str:
-    """The libvirt pool of this ``VMC_HOME``."""
-    return POOL_PREFIX + hashlib.sha256(str(paths.home()).encode()).hexdigest()[:12]
+    """The libvirt pool of this ``VMC_HOME``; on libvirt on another machine, of this home on
+    this machine: CI runners that share that host, each with the default home, never share
+    a pool there, so each removes only its own copies (``domain.remove_copies_of_gone_boxes``)."""
+    owner = str(paths.home()) if on_this_host() else f"{this_machine()}:{paths.home()}"
+    return POOL_PREFIX + hashlib.sha256(owner.encode()).hexdigest()[:12]
+
+
+def this_machine() -> str:
+    """This machine's id (systemd's /etc/machine-id; a container without one: its hostname)."""
+    try:
+        machine_id = Path("/etc/machine-id").read_text().strip()
+    except OSError:
+        machine_id = ""
+    return machine_id or os.uname().nodename
 
 
 def libvirt_uri() -> str:

@@ -93,7 +93,12 @@ def clean_caches() -> list[str]:
     """Remove the backends' own caches (the provisioned-VM cache) that nothing uses."""
     if shutil.which("virsh") is None:
         return []
+    from pytest_vmcontainer.host import libvirthost
     from pytest_vmcontainer.targets import vmcache
-    from pytest_vmcontainer.targets.vagrant import configcache
+    from pytest_vmcontainer.targets.vagrant import configcache, domain
 
-    return vmcache.remove_all() + configcache.forget_all()
+    removed = vmcache.remove_all() + configcache.forget_all()
+    remote = libvirthost.current()
+    if remote is not None:  # libvirt on another machine: the removed entries' copies there
+        removed += domain.remove_copies_of_gone_boxes(remote)
+    return removed

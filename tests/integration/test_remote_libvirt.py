@@ -91,6 +91,7 @@ def test_the_parity_suite_passes_with_both_targets_on_another_machine(
     (tmp_path / "checks").mkdir()
     (tmp_path / "checks" / "test_listening.py").write_text(enginehost.LISTENING_CHECK)
     env = _env(libvirt_host, keys["accepted"])
+    stale = _stale_copy_there(libvirt_host, env)
     del env["DOCKER_HOST"]  # given as the option: it reaches the SDK, the CLI and the forwards
     result = run_process(
         [sys.executable, "-m", "pytest", "--target=both", "suites/test_parity.py",
@@ -129,6 +130,11 @@ def test_the_parity_suite_passes_with_both_targets_on_another_machine(
     # There: the box's volume in this home's pool, and nothing of the session.
     there = _volumes_there(libvirt_host)
     assert entry.volume_name() in there, there  # the entry's disk, kept for the next run
+    # The copy of an entry gone here went, its boot files too; the booted entry's stay.
+    assert stale.name not in there, there
+    left = libvirt_host.inside("sh", "-c", f"ls -d {stale} {stale.parent}-boot/* 2>/dev/null "
+                               "|| true").split()
+    assert left == [f"{stale.parent}-boot/{entry.volume_name().removesuffix('.img')}"], left
     domains = [line.strip() for line in _virsh_there(libvirt_host, "list", "--all", "--name")]
     assert not [name for name in there + domains if name.startswith("vmc-")], there
     assert enginehost.owned_there(libvirt_host) == []
@@ -138,6 +144,20 @@ def test_the_parity_suite_passes_with_both_targets_on_another_machine(
                 if session in path.read_text(errors="replace")]
     assert not [volume for volume in libvirt.pool_volumes() if session in volume]
     assert enginehost.forwarders(libvirt_host.port) == []
+
+
+def _stale_copy_there(host: enginehost.EngineHost, env: dict[str, str]) -> Path:
+    """What a VM cache entry that this host evicted since a run there left there: its disk in
+    this home's pool there and its kernel beside it. Returns the volume's path there."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(libvirt.LIBVIRT_URI_ENV, env["VMC_LIBVIRT_URI"])
+        pool = libvirt.REMOTE_POOL_ROOT / libvirt.pool_name()
+    volume = pool / (f"pytest-vmcontainer-cache-VAGRANTSLASH-{'0' * 24}_vagrant_box_image_0_1_"
+                     "box.img")
+    boot = Path(f"{pool}-boot") / volume.name.removesuffix(".img")
+    host.inside("sh", "-c", f"mkdir -p {pool} {boot} && truncate -s 1M {volume} && "
+                f": > {boot}/vmlinuz")
+    return volume
 
 
 BAD_LIBVIRT = {"unreachable": "no SSH server answers there",

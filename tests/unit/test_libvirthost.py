@@ -185,3 +185,57 @@ def test_a_vm_from_the_cache_boots_the_entrys_disk_and_kernel_there(
         "initrd": (entry.directory / "initrd.img", f"{there}/initrd.img")}
     started_here = booted_box(machine, None)  # no entry: the machine's own box
     assert started_here is not None and started_here.image == base / "box.img"
+
+
+def test_the_copies_there_of_boxes_gone_here_are_removed(
+        stand_ins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A box rebuilt here, or a VM cache entry evicted: its volume and boot files there go
+    at the next start there (or ``clean --caches``); the boxes still here, a session's disk
+    and whatever is not a box stay."""
+    from pytest_vmcontainer.host import paths
+    from pytest_vmcontainer.targets.vagrant.domain import (
+        box_volumes_here,
+        remove_copies_of_gone_boxes,
+    )
+
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
+    pool = tmp_path / "there" / "pool"
+    monkeypatch.setattr(libvirt, "pool_path", lambda: pool)
+    for escaped, mtime in (("pytest-vmcontainer-VAGRANTSLASH-debian-12", 1_700_000_001),
+                           (f"pytest-vmcontainer-cache-VAGRANTSLASH-{'a' * 24}", 1_700_000_002)):
+        box = paths.vagrant_home() / "boxes" / escaped / "0" / "libvirt"
+        box.mkdir(parents=True)
+        (box / "box.img").write_bytes(b"x")
+        os.utime(box / "box.img", (mtime, mtime))
+    kept = sorted(box_volumes_here())
+    assert kept == ["pytest-vmcontainer-VAGRANTSLASH-debian-12_vagrant_box_image_0_1700000001_"
+                    "box.img", f"pytest-vmcontainer-cache-VAGRANTSLASH-{'a' * 24}_vagrant_box_"
+                    "image_0_1700000002_box.img"]
+    gone = ["pytest-vmcontainer-VAGRANTSLASH-debian-12_vagrant_box_image_0_1600000000_box.img",
+            f"pytest-vmcontainer-cache-VAGRANTSLASH-{'b' * 24}_vagrant_box_image_0_17_box.img"]
+    volumes = [*kept, *gone, "vmc-1a2b3c4d-default.img"]
+    deleted: list[str] = []
+    monkeypatch.setattr(libvirt, "pool_volumes", lambda: volumes)
+    monkeypatch.setattr(libvirt, "delete_volume", deleted.append)
+    boot = tmp_path / "there" / "pool-boot"
+    for volume in (kept[0], gone[0]):
+        (boot / volume.removesuffix(".img")).mkdir(parents=True)
+        (boot / volume.removesuffix(".img") / "vmlinuz").write_bytes(b"k")
+    assert remove_copies_of_gone_boxes(LibvirtHost.parse(URI)) == gone
+    assert deleted == gone
+    assert [path.name for path in boot.iterdir()] == [kept[0].removesuffix(".img")]
+
+
+def test_a_runner_has_its_own_pool_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runners that share a libvirt host, each with the default home, have a pool each
+    there: one's removals never take the other's boxes. This host's pool is the home's."""
+    here = libvirt.pool_name()
+    monkeypatch.setenv(libvirt.LIBVIRT_URI_ENV, URI)
+    pools = set()
+    for runner in ("runner-1", "runner-2"):
+        monkeypatch.setattr(libvirt, "this_machine", lambda runner=runner: runner)
+        pools.add(libvirt.pool_name())
+    assert len(pools) == 2 and here not in pools
+    assert all(pool.startswith(libvirt.POOL_PREFIX) for pool in pools)
+    monkeypatch.delenv(libvirt.LIBVIRT_URI_ENV)
+    assert libvirt.pool_name() == here

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 import subprocess
 import threading
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_vmcontainer.errors import PortInUse, TargetError, WaitTimeout
-from pytest_vmcontainer.host import libvirt, libvirthost
+from pytest_vmcontainer.host import libvirt, libvirthost, paths
 from pytest_vmcontainer.runtime import procs
 from pytest_vmcontainer.runtime.waiting import wait_for
 
@@ -104,10 +105,42 @@ def box_in_pool(box: Box | None) -> None:
     if remote is None:
         libvirt.box_in_pool(box.name, box.version, box.image)
         return
+    remove_copies_of_gone_boxes(remote)
     for here, there in boot_files_there(box).values():
         remote.put_file(here, there)
     if remote.put_file(box.image, str(libvirt.pool_path() / box.volume_name)):
         refresh_pool()
+
+
+BOX_VOLUME_MARK = "_vagrant_box_image_"  # in every box volume's name (libvirt.box_volume_name)
+
+
+def box_volumes_here() -> set[str]:
+    """The pool volume names of the boxes this home's Vagrant holds: the bases, the users'
+    boxes and the VM cache's entries (boxes of version 0), as they are now."""
+    return {libvirt.box_volume_name(image.parents[2].name.replace("-VAGRANTSLASH-", "/"),
+                                    image.parents[1].name, image)
+            for image in (paths.vagrant_home() / "boxes").glob("*/*/libvirt/box.img")}
+
+
+def remove_copies_of_gone_boxes(remote: libvirthost.LibvirtHost) -> list[str]:
+    """On libvirt on another machine: delete the copies there (the pool volume and the boot
+    files) of the boxes this host no longer has, as a box rebuilt or a VM cache entry
+    evicted or found damaged leaves them; returns the volumes deleted. Without this, every
+    cache entry a remote VM booted would stay there for good. The pool there is this
+    machine's home's own (``libvirt.pool_name``): no other runner boots from these."""
+    keep = box_volumes_here()
+    gone = [volume for volume in libvirt.pool_volumes()
+            if BOX_VOLUME_MARK in volume and volume not in keep]
+    for volume in gone:
+        libvirt.delete_volume(volume)
+    stems = {volume.removesuffix(".img") for volume in keep}
+    boot = f"{libvirt.pool_path()}-boot"
+    listed = remote.ssh(f"ls -1 {shlex.quote(boot)} 2>/dev/null")
+    stale = [name for name in listed.stdout.split() if name not in stems]
+    if stale:
+        remote.ssh("rm -rf -- " + " ".join(shlex.quote(f"{boot}/{name}") for name in stale))
+    return gone
 
 
 def boot_files_there(box: Box | None) -> dict[str, tuple[Path, str]]:
