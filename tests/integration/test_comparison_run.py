@@ -1,9 +1,4 @@
-"""The comparison suite on both real targets, with the smallest rounds.
-
-It shares the host with the other worker's tests: every row must be measured and reported
-whatever the load, and a verdict decided on a busy host is withdrawn ("not measurable
-here"), which this test accepts. A row's verdict on a quiet host is the storage stability
-and noisy-neighbour tests' concern (both ``exclusive``)."""
+"""The comparison suite on both real targets, with the smallest rounds."""
 
 from __future__ import annotations
 
@@ -20,7 +15,7 @@ from pytest_vmcontainer.host import accel
 from pytest_vmcontainer.host import bases as images
 from tests.integration.conftest import ROOT
 
-pytestmark = [pytest.mark.vm, pytest.mark.slow]
+pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.exclusive]  # it times rows
 
 SMALLEST = ("--vmc-rounds=1", "--vmc-warmup=0", "--vmc-boot-rounds=1", "--vmc-density-vms=1",
             "--vmc-density-containers=2", "--vmc-http-requests=200", "--vmc-http-seconds=5")
