@@ -162,6 +162,7 @@ def _saved_target(kind: str, session: str | None) -> Target:
     if len(chosen) > 1:
         raise UsageError(f"{len(chosen)} sessions have a {kind} target ({sessions})",
                          "pick one with --session")
+    lifecycle.require_its_engines(chosen[0].session_id, "login or exec")
     return targets.attach(chosen[0].workdir, "login and exec", also=("shell",))
 
 

@@ -114,6 +114,7 @@ def _chosen(kind: str | None, session: str | None) -> list[lifecycle.SavedTarget
     if any(item.status == "live run" for item in chosen):
         raise UsageError(f"session {sessions[0]} is a run in progress",
                          "it removes its own targets when it ends; stop that run first")
+    lifecycle.require_its_engines(sessions[0], "destroy")
     return chosen
 
 

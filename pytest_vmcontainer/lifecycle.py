@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from pytest_vmcontainer.errors import UsageError
 from pytest_vmcontainer.host import engine, libvirt, paths
 
 if TYPE_CHECKING:
@@ -133,11 +134,35 @@ def _claim_if_dead(session_dir: Path, claims: list[IO[str]],
 
 def _on_current_engines(session_dir: Path) -> bool:
     """The session ran on the engines this run reaches (one that recorded none, too)."""
+    return not engines_elsewhere(session_dir)
+
+
+ENGINE_SETTINGS = {"docker": "DOCKER_HOST", "libvirt": libvirt.LIBVIRT_URI_ENV}
+
+
+def engines_elsewhere(session_dir: Path) -> dict[str, str]:
+    """The engines the session ran on that this process does not reach (by their settings'
+    names): none for a session that recorded none."""
     try:
         recorded = json.loads((session_dir / META_FILE).read_text()).get("engines")
     except (OSError, ValueError, AttributeError):
-        return True
-    return not isinstance(recorded, dict) or recorded == current_engines()
+        return {}
+    if not isinstance(recorded, dict):
+        return {}
+    now = current_engines()
+    return {ENGINE_SETTINGS[kind]: str(value) for kind, value in recorded.items()
+            if kind in ENGINE_SETTINGS and value != now.get(kind)}
+
+
+def require_its_engines(session_id: str, command: str) -> None:
+    """A one-line ``UsageError`` when the session's targets are on engines this process does
+    not reach: ``command`` would not find them there (``destroy`` would remove nothing and
+    forget them)."""
+    elsewhere = engines_elsewhere(paths.sessions_dir() / session_id)
+    if elsewhere:
+        settings = " ".join(f"{name}={engine.shown(value)}" for name, value in elsewhere.items())
+        raise UsageError(f"session {session_id}'s targets are on engines this {command} "
+                         f"does not reach ({settings})", f"run it with {settings}")
 
 
 def _is_dead_and_unmarked(session_dir: Path, ignore_markers: bool = False) -> bool:

@@ -24,7 +24,13 @@ import pytest
 from pytest_vmcontainer.host import libvirt, paths
 from pytest_vmcontainer.targets import vmcache
 from tests.integration import enginehost
-from tests.integration.conftest import ROOT, engines_share, run_cli, run_process
+from tests.integration.conftest import (
+    ROOT,
+    engines_share,
+    error_line,
+    run_cli,
+    run_process,
+)
 
 pytestmark = pytest.mark.vm
 
@@ -96,9 +102,12 @@ def test_the_parity_suite_passes_with_both_targets_on_another_machine(
     result = run_process(
         [sys.executable, "-m", "pytest", "--target=both", "suites/test_parity.py",
          str(tmp_path / "checks"), "-p", "no:cacheprovider", f"--vmc-report={report}",
-         f"--vmc-docker-host={libvirt_host.docker_host}", f"--junitxml={report / 'junit.xml'}"],
+         f"--vmc-docker-host={libvirt_host.docker_host}", f"--junitxml={report / 'junit.xml'}",
+         "--vmc-keep=always"],
         ROOT, timeout=1500, env={**env, "VMC_TEST_ENGINE_HOST": libvirt_host.name})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    _kept_then_destroyed(result.stdout, {**env, "DOCKER_HOST": libvirt_host.docker_host},
+                         libvirt_host.libvirt_uri)
     cases = [case.get("name", "") for case in ET.parse(report / "junit.xml").getroot().iter(
         "testcase") if not [child for child in case if child.tag in ("failure", "error",
                                                                     "skipped")]]
@@ -144,6 +153,26 @@ def test_the_parity_suite_passes_with_both_targets_on_another_machine(
                 if session in path.read_text(errors="replace")]
     assert not [volume for volume in libvirt.pool_volumes() if session in volume]
     assert enginehost.forwarders(libvirt_host.port) == []
+
+
+def _kept_then_destroyed(output: str, env: dict[str, str], uri: str) -> None:
+    """The run kept its VM there (``--vmc-keep=always``): ``exec`` reaches it through that host
+    (its run's forward ended with the run); without the URI, ``exec`` and ``destroy`` say in
+    one line which setting reaches it, and leave it; with it, ``destroy`` removes both kept
+    targets."""
+    session = re.search(r"vm: vmc-(\w+)-default", output)
+    assert session, output[-3000:]
+    inside = run_cli("exec", "vm", "--session", session.group(1), "--", "systemd-detect-virt",
+                     env=env, timeout=120)
+    assert inside.returncode == 0 and inside.stdout.split() in (["qemu"], ["kvm"]), inside
+    here = {key: value for key, value in env.items() if key != "VMC_LIBVIRT_URI"}
+    for command in (["exec", "vm", "--", "true"], ["destroy"]):
+        refused = run_cli(*command, "--session", session.group(1), env=here, timeout=120)
+        assert refused.returncode != 0, refused
+        assert error_line(refused.stderr).endswith(f"run it with VMC_LIBVIRT_URI={uri}"), \
+            refused.stderr
+    destroyed = run_cli("destroy", "--session", session.group(1), env=env, timeout=300)
+    assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
 
 
 def _stale_copy_there(host: enginehost.EngineHost, env: dict[str, str]) -> Path:

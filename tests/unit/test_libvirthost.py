@@ -239,3 +239,27 @@ def test_a_runner_has_its_own_pool_there(monkeypatch: pytest.MonkeyPatch) -> Non
     assert all(pool.startswith(libvirt.POOL_PREFIX) for pool in pools)
     monkeypatch.delenv(libvirt.LIBVIRT_URI_ENV)
     assert libvirt.pool_name() == here
+
+
+def test_a_kept_vm_there_is_reached_through_that_host(
+        stand_ins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """login and exec of a VM there: its run's ``ssh -L`` ended with that run, so ssh goes
+    through the libvirt host to QEMU's forward on that host's 127.0.0.1 (``-W``), with the
+    guest's own ssh config; this host's libvirt keeps ``vagrant ssh``."""
+    from pytest_vmcontainer.targets.base import TargetSpec
+    from pytest_vmcontainer.targets.vagrant import VagrantTarget
+    from pytest_vmcontainer.targets.vagrant.hostforwards import login_argv
+
+    spec = TargetSpec(session_id="1a2b3c4d", workdir=tmp_path / "vm",
+                      vagrantfile=tmp_path / "Vagrantfile", dockerfile=tmp_path / "Dockerfile")
+    spec.workdir.mkdir()
+    vm = VagrantTarget(spec)
+    vm.ssh_config_path.write_text("Host default\n  HostName 127.0.0.1\n  Port 2201\n")
+    proxy = ("ProxyCommand=ssh -o BatchMode=yes -l deploy -p 2222 -i /keys/ci -W %h:%p -- "
+             "kvm1")
+    assert login_argv(vm, ["uname", "-a"]) == [
+        "ssh", "-F", str(vm.ssh_config_path), "-o", proxy, "-T", "default", "uname -a"]
+    assert login_argv(vm, None) == ["ssh", "-F", str(vm.ssh_config_path), "-o", proxy, "-t",
+                                    "default"]
+    monkeypatch.setenv(libvirt.LIBVIRT_URI_ENV, "qemu:///system")
+    assert login_argv(vm, None) is None

@@ -182,3 +182,24 @@ def test_a_dead_session_is_swept_only_by_a_run_on_its_engines(
     assert lifecycle.sweep([source], orphans=False) == ["libvirt vmc-there-default",
                                                         "session dir there"]
     assert list(paths.sessions_dir().iterdir()) == []
+
+
+def test_a_command_on_other_engines_than_the_sessions_is_one_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """login, exec and destroy of a session whose VM runs on another machine's libvirt: run
+    without that URI, they would find no domain (destroy would forget it there), so they say
+    which setting reaches it; with it, they go on."""
+    from pytest_vmcontainer.errors import UsageError
+
+    remote = "qemu+ssh://ci@kvm1/system"
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setenv("VMC_LIBVIRT_URI", remote)
+    Session.open("kept").close(remove=False)
+    lifecycle.require_its_engines("kept", "destroy")  # the same engines: nothing to say
+    monkeypatch.delenv("VMC_LIBVIRT_URI")
+    with pytest.raises(UsageError) as raised:
+        lifecycle.require_its_engines("kept", "destroy")
+    assert raised.value.one_line() == (
+        f"session kept's targets are on engines this destroy does not reach "
+        f"(VMC_LIBVIRT_URI={remote}): run it with VMC_LIBVIRT_URI={remote}")
+    lifecycle.require_its_engines("a-session-with-no-record", "destroy")  # nothing known

@@ -52,7 +52,7 @@ from pytest_vmcontainer.targets.vagrant.domain import (
 )
 from pytest_vmcontainer.targets.vagrant.environment import PLUMBING, environment
 from pytest_vmcontainer.targets.vagrant.failures import libvirt_daemons_named
-from pytest_vmcontainer.targets.vagrant.hostforwards import HostForwards
+from pytest_vmcontainer.targets.vagrant.hostforwards import HostForwards, login_argv
 from pytest_vmcontainer.targets.vagrant.leftovers import (
     _RESOURCE_NAME,
     LibvirtLeftovers,
@@ -351,7 +351,8 @@ class VagrantTarget(Target, Exporting, Measuring, Attaching, Shell):
 
     def shell(self, command: list[str] | None = None) -> tuple[list[str], dict[str, str] | None,
                                                             Path | None]:
-        argv = ["vagrant", "ssh"] + (["-c", shlex.join(command)] if command else [])
+        argv = login_argv(self, command) or \
+            ["vagrant", "ssh"] + (["-c", shlex.join(command)] if command else [])
         return argv, environment(self), self.spec.vagrantfile.parent
 
     def _make_host(self) -> Any:

@@ -8,6 +8,7 @@ record in the target's work directory lets the sweep stop it after a SIGKILL.
 
 from __future__ import annotations
 
+import shlex
 from typing import TYPE_CHECKING
 
 from pytest_vmcontainer.host import libvirthost
@@ -44,3 +45,19 @@ class HostForwards:
         if self._ssh is not None:
             self._ssh.close()
             self._ssh = None
+
+
+def login_argv(vm: VagrantTarget, command: list[str] | None) -> list[str] | None:
+    """On libvirt on another machine: ssh to the guest through that host (``ProxyCommand``
+    ``ssh -W`` to QEMU's forward on its 127.0.0.1), as a kept VM's ``ssh -L`` ended with the
+    run that opened it; None for this host's libvirt (``vagrant ssh``)."""
+    remote = libvirthost.current()
+    if remote is None:
+        return None
+    if not vm.ssh_config_path.exists():
+        vm.ssh_config_path.write_text(vm.vagrant.ssh_config())
+    *options, _, hostname = remote.ssh_destination()  # [options..., "--", host]
+    proxy = shlex.join(["ssh", "-o", "BatchMode=yes", *options, "-W", "%h:%p", "--", hostname])
+    guest = vm.machine_name  # the Host of ``vagrant ssh-config``
+    return ["ssh", "-F", str(vm.ssh_config_path), "-o", f"ProxyCommand={proxy}",
+            *(["-t", guest] if command is None else ["-T", guest, shlex.join(command)])]
