@@ -157,9 +157,9 @@ def test_the_parity_suite_passes_with_both_targets_on_another_machine(
 
 def _kept_then_destroyed(output: str, env: dict[str, str], uri: str) -> None:
     """The run kept its VM there (``--vmc-keep=always``): ``exec`` reaches it through that host
-    (its run's forward ended with the run); without the URI, ``exec`` and ``destroy`` say in
-    one line which setting reaches it, and leave it; with it, ``destroy`` removes both kept
-    targets."""
+    (not through the kept ``ssh -L``); without the URI, ``exec`` and ``destroy`` say in one
+    line which setting reaches it, and leave it; with it, ``destroy`` removes both kept
+    targets, the forward too."""
     session = re.search(r"vm: vmc-(\w+)-default", output)
     assert session, output[-3000:]
     inside = run_cli("exec", "vm", "--session", session.group(1), "--", "systemd-detect-virt",

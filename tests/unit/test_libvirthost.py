@@ -243,9 +243,9 @@ def test_a_runner_has_its_own_pool_there(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_a_kept_vm_there_is_reached_through_that_host(
         stand_ins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """login and exec of a VM there: its run's ``ssh -L`` ended with that run, so ssh goes
-    through the libvirt host to QEMU's forward on that host's 127.0.0.1 (``-W``), with the
-    guest's own ssh config; this host's libvirt keeps ``vagrant ssh``."""
+    """login and exec of a VM there go through the libvirt host to QEMU's forward on that
+    host's 127.0.0.1 (``-W``), with the guest's own ssh config, not through the kept VM's
+    ``ssh -L`` (which a dropped connection ends); this host's libvirt keeps ``vagrant ssh``."""
     from pytest_vmcontainer.targets.base import TargetSpec
     from pytest_vmcontainer.targets.vagrant import VagrantTarget
     from pytest_vmcontainer.targets.vagrant.hostforwards import login_argv

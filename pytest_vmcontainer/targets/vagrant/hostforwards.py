@@ -49,8 +49,9 @@ class HostForwards:
 
 def login_argv(vm: VagrantTarget, command: list[str] | None) -> list[str] | None:
     """On libvirt on another machine: ssh to the guest through that host (``ProxyCommand``
-    ``ssh -W`` to QEMU's forward on its 127.0.0.1), as a kept VM's ``ssh -L`` ended with the
-    run that opened it; None for this host's libvirt (``vagrant ssh``)."""
+    ``ssh -W`` to QEMU's forward on its 127.0.0.1), not through a kept VM's ``ssh -L``,
+    which a dropped connection or a reboot here ends; None for this host's libvirt
+    (``vagrant ssh``)."""
     remote = libvirthost.current()
     if remote is None:
         return None
