@@ -142,7 +142,7 @@ def _place(item: pytest.Item) -> tuple[int, bool, bool, bool, bool]:
     fixtures = getattr(item, "fixturenames", ())
     return (LANES.index(lane(item)), "bootloader_box" in fixtures,
             item.get_closest_marker("exclusive") is not None, "bases" in fixtures,
-            "shipped_vm" in fixtures)
+            bool({"shipped_vm", "shipped_vm_entry"} & set(fixtures)))
 
 
 # Called once, with the first test this process runs: in an xdist worker, the first test of the

@@ -207,7 +207,8 @@ def plan(items: Collection[pytest.Item]) -> list[str]:
     vm = any(item.get_closest_marker("vm") for item in selected) or "bases" in fixtures
     wanted = {"engines": True, "docker_base": True, "box": vm,
               "bootloader_box": "bootloader_box" in fixtures,
-              "shipped_vm": "shipped_vm" in fixtures, "chromium": "chromium" in fixtures,
+              "shipped_vm": bool({"shipped_vm", "shipped_vm_entry"} & fixtures),
+              "chromium": "chromium" in fixtures,
               "npm": any(item.path.name == "test_ci_examples.py" for item in selected)}
     return [name for name, wanted_now in wanted.items() if wanted_now]
 
@@ -371,6 +372,15 @@ def shipped_vm(request: pytest.FixtureRequest, bases: None) -> None:
     state: runs of the shipped files restore it in seconds, whichever test comes first."""
     prepared = _prepared(request)
     prepared.wait(request, "shipped_vm")
+
+
+@pytest.fixture(scope="session")
+def shipped_vm_entry(request: pytest.FixtureRequest, bases: None) -> None:
+    """The shipped Vagrantfile's VM cache entry, for a test that boots it on libvirt on another
+    machine and so never restores into the shipped VM's saved slots: the same warm-up as
+    ``shipped_vm``, without a share of the slots (``_shipped_slots``), so the tests that need
+    them alone do not wait for it."""
+    _prepared(request).wait(request, "shipped_vm")
 
 
 @contextmanager

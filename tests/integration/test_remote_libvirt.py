@@ -87,7 +87,7 @@ def _volumes_there(host: enginehost.EngineHost) -> list[str]:
 
 
 def test_the_parity_suite_passes_with_both_targets_on_another_machine(
-        libvirt_host: enginehost.EngineHost, keys: dict[str, Path], shipped_vm: None,
+        libvirt_host: enginehost.EngineHost, keys: dict[str, Path], shipped_vm_entry: None,
         tmp_path: Path, leak_check: None, capsys: pytest.CaptureFixture[str]) -> None:
     """The VM booted there from this host's VM cache entry of the shipped Vagrantfile (its
     disk copied there: no provisioning) and the container built there, both reached through
