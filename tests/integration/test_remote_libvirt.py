@@ -166,8 +166,9 @@ def _kept_then_destroyed(output: str, env: dict[str, str], uri: str) -> None:
                      env=env, timeout=120)
     assert inside.returncode == 0 and inside.stdout.split() in (["qemu"], ["kvm"]), inside
     here = {key: value for key, value in env.items() if key != "VMC_LIBVIRT_URI"}
-    for command in (["exec", "vm", "--", "true"], ["destroy"]):
-        refused = run_cli(*command, "--session", session.group(1), env=here, timeout=120)
+    for command in (["exec", "vm", "--session", session.group(1), "--", "true"],
+                    ["destroy", "--session", session.group(1)]):
+        refused = run_cli(*command, env=here, timeout=120)
         assert refused.returncode != 0, refused
         assert error_line(refused.stderr).endswith(f"run it with VMC_LIBVIRT_URI={uri}"), \
             refused.stderr
