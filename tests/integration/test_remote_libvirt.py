@@ -105,9 +105,9 @@ def test_the_parity_suite_passes_with_both_targets_on_another_machine(
          f"--vmc-docker-host={libvirt_host.docker_host}", f"--junitxml={report / 'junit.xml'}",
          "--vmc-keep=always"],
         ROOT, timeout=1500, env={**env, "VMC_TEST_ENGINE_HOST": libvirt_host.name})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     _kept_then_destroyed(result.stdout, {**env, "DOCKER_HOST": libvirt_host.docker_host},
-                         libvirt_host.libvirt_uri)
+                         libvirt_host.libvirt_uri)  # first: a failed run kept them too
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     cases = [case.get("name", "") for case in ET.parse(report / "junit.xml").getroot().iter(
         "testcase") if not [child for child in case if child.tag in ("failure", "error",
                                                                     "skipped")]]
@@ -160,20 +160,26 @@ def _kept_then_destroyed(output: str, env: dict[str, str], uri: str) -> None:
     (not through the kept ``ssh -L``); without the URI, ``exec`` and ``destroy`` say in one
     line which setting reaches it, and leave it; with it, ``destroy`` removes both kept
     targets, the forward too."""
-    session = re.search(r"vm: vmc-(\w+)-default", output)
+    session = re.search(r"\bvmc-([0-9a-f]{8})-", output)  # a session id: 8 hex digits
     assert session, output[-3000:]
-    inside = run_cli("exec", "vm", "--session", session.group(1), "--", "systemd-detect-virt",
+    try:
+        _reached_and_refused(session.group(1), env, uri)
+    finally:  # whatever failed: the kept targets go while their host is still there
+        destroyed = run_cli("destroy", "--session", session.group(1), env=env, timeout=300)
+    assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
+
+
+def _reached_and_refused(session: str, env: dict[str, str], uri: str) -> None:
+    inside = run_cli("exec", "vm", "--session", session, "--", "systemd-detect-virt",
                      env=env, timeout=120)
     assert inside.returncode == 0 and inside.stdout.split() in (["qemu"], ["kvm"]), inside
     here = {key: value for key, value in env.items() if key != "VMC_LIBVIRT_URI"}
-    for command in (["exec", "vm", "--session", session.group(1), "--", "true"],
-                    ["destroy", "--session", session.group(1)]):
+    for command in (["exec", "vm", "--session", session, "--", "true"],
+                    ["destroy", "--session", session]):
         refused = run_cli(*command, env=here, timeout=120)
         assert refused.returncode != 0, refused
         assert error_line(refused.stderr).endswith(f"run it with VMC_LIBVIRT_URI={uri}"), \
             refused.stderr
-    destroyed = run_cli("destroy", "--session", session.group(1), env=env, timeout=300)
-    assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
 
 
 def _stale_copy_there(host: enginehost.EngineHost, env: dict[str, str]) -> Path:
