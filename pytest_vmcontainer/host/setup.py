@@ -43,6 +43,7 @@ PACKAGES: dict[str, str] = {
     "debootstrap": "offline Debian bases for both targets",
     "e2fsprogs": "mkfs.ext4, to fill the box disk from the root filesystem",
     "openssh-client": "ssh-keygen, for the per-build Vagrant key",
+    "parted": "the partition table of the boot-loader box's disk",
     # Only a Recommends of vagrant-libvirt, yet its `vagrant package` fails without them.
     "libguestfs-tools": "virt-sysprep and virt-sparsify, run by 'vagrant package'",
 }
