@@ -240,3 +240,25 @@ def test_on_another_machine_the_cache_is_read_never_written_or_restored(
     assert type(miss) is Provision and miss.cache_key == ("e" * 24 if here else None)
     vm.spec = replace(vm.spec, vm_restore=False)  # saved VMs off: booted from the entry
     assert type(start_path(vm, entry.key, entry)) is FromCache
+
+
+def test_the_booted_box_goes_into_the_pool_once_per_start(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry's box is placed when the entry is held, and ``vagrant up`` does not place
+    it again: on libvirt on another machine each placing checks the copy there over SSH."""
+    from pytest_vmcontainer.targets.vagrant.domain import Box
+
+    placed: list[Box | None] = []
+
+    def place(box: Box | None) -> None:
+        placed.append(box)
+
+    monkeypatch.setattr(starts, "box_in_pool", place)
+    entry = _unproven_entry(home, "f" * 24)
+    vm = _vm(home)
+    start = FromCache(vm, entry)
+    vm.start_path = start
+    monkeypatch.setattr(vmcache, "hold", lambda entry: None)
+    start.hold()
+    start.box_in_pool()  # what vagrant_up does first
+    assert placed == [Box(entry.box_name, "0", entry.directory / "box.img")]

@@ -26,6 +26,7 @@ from pytest_vmcontainer.targets.vagrant.cachewrite import (
     source_box,
 )
 from pytest_vmcontainer.targets.vagrant.domain import (
+    Box,
     booted_box,
     box_in_pool,
     overlay_file,
@@ -47,7 +48,7 @@ _PROGRESS_LINE = re.compile(r"^==> \w+: (Creating|Starting|Waiting|Machine boote
 def vagrant_up(vm: VagrantTarget, title: str, provision: bool) -> None:
     """``vagrant up`` (``provision``: with the provisioners), its progress lines shown; the
     box first goes whole into the pool (``domain.box_in_pool``)."""
-    box_in_pool(booted_box(vm.machine, vm.start_path.started_from))
+    vm.start_path.box_in_pool()
     with vm.progress.step(f"vm: {title} ({vm.mode.upper()})") as note:
         try:
             for line in vm.vagrant.up(provision=provision, stream_output=True):
@@ -127,9 +128,18 @@ class StartPath:
         self.started_from: vmcache.Entry | None = None  # set when this VM starts from it
         # A saved running VM this one restores from: libvirt restores it only under its name.
         self.slot: vmsaved.Slot | None = None
+        self._box_placed: Box | None = None
 
     def hold(self) -> None:
         """Take what the start needs, before the target's state is saved."""
+
+    def box_in_pool(self) -> None:
+        """The box this VM boots, whole in the pool (``domain.box_in_pool``), once per start:
+        on libvirt on another machine each check of the copy there costs SSH round trips."""
+        box = booted_box(self.vm.machine, self.started_from)
+        if box is not None and box != self._box_placed:
+            box_in_pool(box)
+            self._box_placed = box
 
     def run(self) -> None:
         raise NotImplementedError
@@ -273,7 +283,7 @@ class FromCache(StartPath):
     def hold(self) -> None:
         self.started_from = self.cached
         self._cache_lock = vmcache.hold(self.cached)  # eviction leaves it from now on
-        box_in_pool(booted_box(self.vm.machine, self.cached))  # here a link; there a copy
+        self.box_in_pool()  # here a link, there a copy: only once the entry is held
         (self.vm.spec.workdir / "vm-cache-key").write_text(self.cached.key)
 
     def run(self) -> None:
