@@ -85,8 +85,8 @@ def shipped_inputs_hash() -> str:
 def check_suites_job(repository: Path, target: str) -> dict[str, Any]:
     """The suites job's artifacts: its report of the shipped files' inputs, with the parity
     suite's values for its target, and its JUnit XML with a passing case per test."""
-    report = json.loads(artifact(repository, f"suites-{target}",
-                                 f"report-{target}/comparison.json").read_text())
+    report: dict[str, Any] = json.loads(artifact(repository, f"suites-{target}",
+                                                 f"report-{target}/comparison.json").read_text())
     assert report["targets"] == [target] and report["inputs_hash"] == shipped_inputs_hash()
     rows = report["parity"]["rows"]
     assert len(rows) >= 12 and all(target in seen for row in rows

@@ -29,7 +29,8 @@ def test_a_port_taken_after_the_pick_is_picked_again(docker_client: Any, shipped
         other_program.bind(("127.0.0.1", 0))
         other_program.listen()
         taken = other_program.getsockname()[1]
-        picks, lock, real_pick = [], threading.Lock(), ports.free_port
+        picks: list[int] = []
+        lock, real_pick = threading.Lock(), ports.free_port
 
         def first_picks_taken() -> int:
             with lock:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_vmcontainer import lifecycle, targets
-from pytest_vmcontainer.host import libvirt
+from pytest_vmcontainer.host import libvirt, paths
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets import vmcache, vmsaved
 from tests.integration.conftest import (
@@ -83,7 +83,7 @@ def test_a_killed_runs_restored_vm_goes_with_the_next_sweep(tmp_path: Path,
         "import pathlib, time\n\n\ndef test_wait(vm):\n"
         f"    pathlib.Path({str(started)!r}).write_text(vm.resource_name)\n"
         "    time.sleep(600)\n")
-    sessions_before = {path.name for path in lifecycle.paths.sessions_dir().iterdir()}
+    sessions_before = {path.name for path in paths.sessions_dir().iterdir()}
     run = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
                             "--target=vm", f"--vagrantfile={ROOT / 'Vagrantfile'}",
                             f"--vmc-provision-inputs={ROOT / 'fixtures'}", "test_wait.py"],
@@ -102,7 +102,7 @@ def test_a_killed_runs_restored_vm_goes_with_the_next_sweep(tmp_path: Path,
     assert domain in libvirt.domain_names()  # left by the killed run...
     # ...and found by the sweep, of the killed run's session and slot only: this test
     # touches no other run's state.
-    killed = {path.name for path in lifecycle.paths.sessions_dir().iterdir()} - sessions_before
+    killed = {path.name for path in paths.sessions_dir().iterdir()} - sessions_before
     assert slot_id in killed, killed
     removed = lifecycle.sweep(targets.default_leftovers(), only=killed)
     assert f"libvirt {domain}" in removed, removed

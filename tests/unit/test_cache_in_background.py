@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pytest_vmcontainer.errors import TargetError, WaitTimeout
-from pytest_vmcontainer.host import paths
+from pytest_vmcontainer.host import libvirt, paths
 from pytest_vmcontainer.runtime import signals
 from pytest_vmcontainer.targets import vmcache, vmsaved
 from pytest_vmcontainer.targets.base import TargetSpec
@@ -27,7 +27,7 @@ from pytest_vmcontainer.targets.vagrant.starts import FromCache, Provision
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
-    monkeypatch.setattr(vmcache.libvirt, "delete_volume", lambda name: None)
+    monkeypatch.setattr(libvirt, "delete_volume", lambda name: None)
     monkeypatch.setattr(vmcache, "_in_pool", lambda entry: None)
     monkeypatch.setattr(starts, "box_in_pool", lambda box: None)
     return tmp_path
@@ -226,7 +226,6 @@ def test_on_another_machine_the_cache_is_read_never_written_or_restored(
     provisions into an entry; on libvirt on another machine, a hit boots the entry's disk
     copied there (a saved VM is this host's QEMU state) and a miss writes no entry (that
     would copy the VM's disk back over SSH)."""
-    from pytest_vmcontainer.host import libvirt
     from pytest_vmcontainer.targets.vagrant.restore import Restore, start_path
 
     monkeypatch.setenv(libvirt.LIBVIRT_URI_ENV, uri)

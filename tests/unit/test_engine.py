@@ -156,7 +156,7 @@ def _fake_ssh(monkeypatch: pytest.MonkeyPatch, returncode: int, stdout: str = ""
         calls.append(argv)
         return subprocess.CompletedProcess(argv, returncode, stdout, stderr)
 
-    monkeypatch.setattr(engine.subprocess, "run", run)
+    monkeypatch.setattr("pytest_vmcontainer.host.engine.subprocess.run", run)
     return calls
 
 
@@ -185,7 +185,12 @@ def test_the_sdk_shells_out_to_ssh_after_the_probe(monkeypatch: pytest.MonkeyPat
 
     _fake_ssh(monkeypatch, 0, "20.10.24\n")
     made: list[dict[str, Any]] = []
-    monkeypatch.setattr(docker, "from_env", lambda **kwargs: made.append(kwargs) or "client")
+
+    def from_env(**kwargs: Any) -> str:
+        made.append(kwargs)
+        return "client"
+
+    monkeypatch.setattr(docker, "from_env", from_env)
     monkeypatch.setenv("DOCKER_HOST", SSH)
     assert engine.client(timeout=7) == "client"
     monkeypatch.delenv("DOCKER_HOST")

@@ -82,8 +82,9 @@ def test_installed_packages_are_remembered_until_dpkg_changes(
         lines = "".join(f"{name} ii \n" for name in command[3:] if name != "absent")
         return subprocess.CompletedProcess(command, 0, lines, "")
 
-    monkeypatch.setattr(setup.subprocess, "run", dpkg_query)
-    monkeypatch.setattr(setup.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr("pytest_vmcontainer.host.setup.subprocess.run", dpkg_query)
+    monkeypatch.setattr("pytest_vmcontainer.host.setup.shutil.which",
+                        lambda name: "/usr/bin/" + name)
     assert setup.missing_packages(["a", "b"]) == []
     assert setup.missing_packages(["a"]) == []  # remembered: no second query
     assert len(calls) == 1

@@ -9,6 +9,7 @@ import pytest
 
 from pytest_vmcontainer import housekeeping, targets
 from pytest_vmcontainer.errors import UsageError
+from pytest_vmcontainer.host.space import human_bytes
 from pytest_vmcontainer.lifecycle import KEPT_MARKER, Session
 from pytest_vmcontainer.targets.base import Leftovers
 
@@ -113,8 +114,13 @@ def test_destroy_refuses_a_run_in_progress(vmc_home: Path, asked: list[str]) -> 
 def test_clean_keeps_the_caches_unless_asked(monkeypatch: pytest.MonkeyPatch,
                                              asked: list[str]) -> None:
     cleaned: list[str] = []
+
+    def clean_caches() -> list[str]:
+        cleaned.append("all")
+        return ["vm cache k"]
+
     monkeypatch.setattr(targets, "cache_usage", lambda: (2, 3 * 2**30))
-    monkeypatch.setattr(targets, "clean_caches", lambda: cleaned.append("all") or ["vm cache k"])
+    monkeypatch.setattr(targets, "clean_caches", clean_caches)
     kept = housekeeping.clean(caches=False)
     assert cleaned == []
     assert kept.kept == "kept the VM cache: 2 entries, 3.0 GiB (remove it with clean --caches)"
@@ -123,10 +129,10 @@ def test_clean_keeps_the_caches_unless_asked(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_summary_and_sizes() -> None:
-    assert housekeeping.human_bytes(512) == "512 B"
-    assert housekeeping.human_bytes(3 * 2**20 // 2) == "1.5 MiB"
-    assert housekeeping.human_bytes(5 * 2**40) == "5120.0 GiB"
-    assert housekeeping.human_bytes(2**30 - 1) == "1024.0 MiB"
+    assert human_bytes(512) == "512 B"
+    assert human_bytes(3 * 2**20 // 2) == "1.5 MiB"
+    assert human_bytes(5 * 2**40) == "5120.0 GiB"
+    assert human_bytes(2**30 - 1) == "1024.0 MiB"
     text = housekeeping.Removal(["container x"], 2048, "kept y").summary()
     assert text == "removed: container x\nfreed 2.0 KiB\nkept y"
 

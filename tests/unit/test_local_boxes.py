@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import string
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +121,13 @@ def test_prepare_builds_a_box_of_the_table_when_the_config_names_it(
     built: list[str] = []
     monkeypatch.setenv("VMC_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("VMC_ACCEL", "tcg")
-    monkeypatch.setattr(bases, "ensure_box", lambda progress, rebuild, cancel, recipe:
-                        built.append(recipe.name) or recipe.name)
+
+    def ensure_box(progress: Progress, rebuild: bool, cancel: threading.Event | None,
+                   recipe: bases.BoxRecipe) -> str:
+        built.append(recipe.name)
+        return recipe.name
+
+    monkeypatch.setattr(bases, "ensure_box", ensure_box)
     machine = MachineConfig.from_json({"name": "default", "box": box, "box_installed": True,
                                        "box_directory": str(tmp_path / "box"),
                                        "project_providers": ["libvirt"],

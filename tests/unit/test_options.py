@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from pytest_vmcontainer import options
-from pytest_vmcontainer.options import BY_NAME, Resolved, SettingError, check_files, resolve
+from pytest_vmcontainer.errors import SettingError
+from pytest_vmcontainer.options import BY_NAME, Resolved, check_files, resolve
 
 
 class FakeSources:
@@ -206,7 +207,12 @@ def test_check_files_missing_dockerfile_suggests_the_vm(dirs: tuple[Path, Path])
 def test_check_files_passes_each_selected_path_to_readable(dirs: tuple[Path, Path]) -> None:
     _, ini = dirs
     seen: list[Path] = []
-    check_files(_files(dirs), ("vm", "container"), lambda path: seen.append(path) is None)
+
+    def readable(path: Path) -> bool:
+        seen.append(path)
+        return True
+
+    check_files(_files(dirs), ("vm", "container"), readable)
     assert seen == [(ini / "Vagrantfile").resolve(), (ini / "Dockerfile").resolve()]
 
 

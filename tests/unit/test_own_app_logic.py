@@ -4,6 +4,7 @@ the merged Vagrant config, well-known base names, and the VM cache key. No engin
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -136,7 +137,7 @@ def test_the_vm_cache_key_follows_every_input(tmp_path: Path) -> None:
 
     first = key()
     assert key() == first and len(first) == 24
-    changes = [
+    changes: list[Callable[[], object]] = [
         lambda: (provision / "setup.sh").write_text("echo two\n"),
         lambda: vagrantfile.write_text("# v2\n"),
         lambda: plumbing.write_text("# plumbing v2\n"),

@@ -29,7 +29,8 @@ class StandIn:
 
 class StandInInstances:
     def __init__(self, targets: dict[str, Any], failing: tuple[str, ...] = ()) -> None:
-        self.targets, self.failing, self.asked = targets, failing, []
+        self.targets, self.failing = targets, failing
+        self.asked: list[str] = []
 
     def get(self, kind: str) -> Any:
         self.asked.append(kind)
@@ -184,7 +185,11 @@ class StorageInstances:
 
 def test_storage_runs_on_its_own_instance_with_a_volume_or_an_uncached_disk(
         log: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    monkeypatch.setattr(probes, "run_host", lambda script: log.append("host") or DD_OUTPUT)
+    def run_host(script: str) -> str:
+        log.append("host")
+        return DD_OUTPUT
+
+    monkeypatch.setattr(probes, "run_host", run_host)
     instances = StorageInstances(tmp_path)
     comparison = _comparison(instances, ("vm", "container"), rounds=2)
     container = comparison.measure("storage", ExportingStandIn("container", 1, log))  # type: ignore[arg-type]
@@ -207,7 +212,8 @@ class Restarted:
     kind = "container"
 
     def __init__(self, spec: TargetSpec, fail: bool = False) -> None:
-        self.spec, self.fail, self.waited_for = spec, fail, []
+        self.spec, self.fail = spec, fail
+        self.waited_for: list[str | None] = []
 
     def stop(self) -> None:
         pass

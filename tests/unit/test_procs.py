@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from pytest_vmcontainer.errors import Cancelled
 from pytest_vmcontainer.runtime import background, procs
 
 
@@ -32,7 +33,7 @@ def test_spawn_refuses_once_cancelled() -> None:
     assert procs.run(["true"], cancel) == 0
     cancel.set()
     count = len(procs._running)
-    with pytest.raises(procs.Cancelled, match="not starting sleep"):
+    with pytest.raises(Cancelled, match="not starting sleep"):
         procs.spawn(["sleep", "30"], cancel)
     assert len(procs._running) == count
 

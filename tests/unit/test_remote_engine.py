@@ -74,7 +74,7 @@ def test_forwards_go_from_the_chosen_port_to_the_engines(tmp_path: Path,
         def close(self) -> None:
             pass
 
-    monkeypatch.setattr(remote.sshforward, "SshForwards", Forwards)
+    monkeypatch.setattr(sshforward, "SshForwards", Forwards)
     reach = _reach(OVER_SSH, tmp_path)
     reach.connect(_Container("running", {"80/tcp": [{"HostPort": "32768"}]}), {80: 41000}, 5)
     assert opened == [(["-l", "root", "-p", "2222", "--", "127.0.0.1"], {41000: 32768})]

@@ -106,8 +106,8 @@ def test_report_shows_the_drift_after_the_matrix_and_in_every_report(
                 if case.get("name") == "vmcontainer parity scan")
     properties = {p.get("name"): p.get("value") for p in case.iter("property")}
     assert properties["vmc.scan.unexpected"] == "1"
-    assert json.loads(properties["vmc.scan.package: drift-only-here"]) == {
-        "vm": None, "container": "1.0"}
+    package = properties["vmc.scan.package: drift-only-here"]
+    assert package is not None and json.loads(package) == {"vm": None, "container": "1.0"}
 
 
 def test_fail_adds_a_failing_item_and_an_expect_rule_clears_it(

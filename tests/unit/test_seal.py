@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vmcontainer.host import paths
+from pytest_vmcontainer.host import libvirt, paths
 from pytest_vmcontainer.runtime import seal
 from pytest_vmcontainer.targets import vmcache, vmsaved
 from pytest_vmcontainer.targets.vagrant.leftovers import LibvirtLeftovers
@@ -72,7 +72,7 @@ def test_missing_files_and_missing_seals_are_not_trusted(tmp_path: Path) -> None
 def home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
     deleted: list[str] = []
-    monkeypatch.setattr(vmcache.libvirt, "delete_volume", deleted.append)  # no libvirt here
+    monkeypatch.setattr(libvirt, "delete_volume", deleted.append)  # no libvirt here
     monkeypatch.setattr(vmcache, "_in_pool", lambda entry: None)
     monkeypatch.setattr(vmcache, "evict", lambda budget, keep=None: [])
     return deleted

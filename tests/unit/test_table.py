@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pytest_vmcontainer.comparison import rows as table
-from pytest_vmcontainer.comparison.results import DOES_NOT_HOLD, HOLDS, NOT_MEASURABLE
+from pytest_vmcontainer.comparison.results import DOES_NOT_HOLD, HOLDS, NOT_MEASURABLE, Verdict
 from pytest_vmcontainer.host.cpuload import HostLoad
 
 RECORDED = Path(__file__).parent / "data" / "comparison-tcg.json"
@@ -91,7 +91,7 @@ def test_size_rule_boundaries() -> None:
     assert _size(5e9, 501e6) == DOES_NOT_HOLD  # the container is over 500 MB
 
 
-def _boot(vm_s: float, container_s: float, mode: str) -> table.Verdict:
+def _boot(vm_s: float, container_s: float, mode: str) -> Verdict:
     figures = {"vm": {"cold_s": vm_s}, "container": {"cold_s": container_s}}
     return table.decide(table.BY_ID["boot_time"], figures, mode)
 
@@ -109,8 +109,9 @@ def test_tcg_can_refute_a_slow_vm_claim_but_not_confirm_it() -> None:
 
 
 def test_tcg_does_not_touch_rows_it_cannot_bias() -> None:
-    figures = {"vm": {"separate_kernel": True}, "container": {"separate_kernel": False},
-               "host": {"boot_id": "x"}}
+    figures: dict[str, dict[str, Any]] = {
+        "vm": {"separate_kernel": True}, "container": {"separate_kernel": False},
+        "host": {"boot_id": "x"}}
     assert table.decide(table.BY_ID["isolation"], figures, "tcg").status == HOLDS
 
 
@@ -421,9 +422,10 @@ def test_a_decided_timing_on_a_busy_host_is_not_measurable_and_says_why() -> Non
 
 
 def test_a_busy_host_leaves_rows_that_are_not_timings_alone() -> None:
-    figures = {"vm": {"separate_kernel": True, "host_load": _load(1.5)},
-               "container": {"separate_kernel": False, "host_load": _load(1.5)},
-               "host": {"boot_id": "x"}}
+    figures: dict[str, dict[str, Any]] = {
+        "vm": {"separate_kernel": True, "host_load": _load(1.5)},
+        "container": {"separate_kernel": False, "host_load": _load(1.5)},
+        "host": {"boot_id": "x"}}
     assert table.decide(table.BY_ID["isolation"], figures, "kvm").status == HOLDS
     assert {row.id for row in table.ROWS if row.timed} == {
         "boot_time", "performance", "portability", "networking", "storage"}
