@@ -42,9 +42,11 @@ def _make_run_report(state: RunState) -> runreport.RunReport:
     if not comparison.rows:  # a parity-only run: its VM's mode is the one to show
         comparison.vm_mode = results.matrix.modes.get("vm")
     for kind, target in (state.harness.targets.items() if state.harness else ()):
-        engine = target.facts().get("engine")  # where it ran, when not on this host
-        if engine:
-            comparison.host[f"{kind}_engine"] = engine
+        facts = target.facts()
+        if facts.get("engine"):  # where it ran, when not on this host, and with what
+            comparison.host[f"{kind}_engine"] = facts["engine"]
+            if facts.get("engine_versions"):
+                comparison.host[f"{kind}_engine_versions"] = facts["engine_versions"]
     digest = runreport.inputs_hash(state.settings.vagrantfile, state.settings.dockerfile,
                                    state.settings.provision_inputs)
     return runreport.RunReport(comparison, results.matrix,

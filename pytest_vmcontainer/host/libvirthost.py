@@ -17,6 +17,7 @@ the agent and the rest come from ~/.ssh/config, as for libvirt's own transport. 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shlex
 import subprocess
@@ -194,13 +195,68 @@ def accel(*kernels: Path) -> accellib.Accel:
     return remote.accel() if remote else accellib.detect(accellib.probe_kernel(*kernels))
 
 
+def versions(virsh_version: str) -> dict[str, str]:
+    """libvirt's and QEMU's versions (``libvirt``, ``qemu``) in what ``virsh version`` says
+    there: the daemon's when it says it, else its library's (the same package), and the
+    hypervisor's."""
+    found = {}
+    for name, pattern in (("libvirt", r"Running against daemon: (\S+)"),
+                          ("libvirt", r"Using library: libvirt (\S+)"),
+                          ("qemu", r"Running hypervisor: QEMU (\S+)")):
+        if name in found:
+            continue
+        match = re.search(pattern, virsh_version)
+        if match:
+            found[name] = match.group(1)
+    return found
+
+
+def versions_here() -> dict[str, str]:
+    """This host's libvirt and QEMU, by their programs' own ``--version``; those not
+    installed are left out (a runner whose VMs all run elsewhere may have neither)."""
+    found = {}
+    for name, argv, pattern in (("libvirt", ["libvirtd", "--version"], r"\(libvirt\) (\S+)"),
+                                ("qemu", ["qemu-system-x86_64", "--version"],
+                                 r"QEMU emulator version (\S+)")):
+        try:
+            said = subprocess.run(argv, capture_output=True, text=True, timeout=SSH_TIMEOUT,
+                                  check=False).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        match = re.search(pattern, said)
+        if match:
+            found[name] = match.group(1)
+    return found
+
+
+def shown_versions(there: dict[str, str], here: dict[str, str]) -> str:
+    """That host's versions, and this host's where they differ: a VM cache entry made here
+    boots there as a disk (portable), but what a QEMU state or a timing means depends on
+    the version that ran it."""
+    names = {"libvirt": "libvirt", "qemu": "QEMU"}
+    text = ", ".join(f"{names[name]} {there[name]}" for name in names if name in there)
+    differs = [f"{names[name]} {here[name]}" for name in names
+               if name in there and name in here and here[name] != there[name]]
+    if differs:
+        text += f"; this host has {', '.join(differs)}"
+    return text or "versions unknown"
+
+
+def _versions_shown() -> str:
+    return shown_versions(versions(require_reachable()), versions_here())
+
+
 def placed(reason: str) -> str:
-    """``reason`` (the accelerator's), prefixed with where the VM runs when not here."""
+    """``reason`` (the accelerator's), prefixed with where the VM runs when not here, and
+    with what versions there."""
     remote = current()
-    return reason if remote is None else f"on libvirt at {remote.shown}: {reason}"
+    return reason if remote is None else \
+        f"on libvirt at {remote.shown} ({_versions_shown()}): {reason}"
 
 
 def engine_facts() -> dict[str, str]:
-    """Where the VM runs, for the report (``engine``), when not on this host."""
+    """Where the VM runs, and with what, for the report (``engine``, ``engine_versions``),
+    when not on this host."""
     remote = current()
-    return {} if remote is None else {"engine": remote.shown}
+    return {} if remote is None else {"engine": remote.shown,
+                                      "engine_versions": _versions_shown()}

@@ -141,7 +141,9 @@ def places(report: RunReport) -> list[tuple[str, str]]:
     """(kind, where it ran) for every target, once one of them ran on another machine (its
     engine's URL, from ``runend``); nothing when all ran on this host."""
     host = report.comparison.host
-    elsewhere = {kind: str(host[f"{kind}_engine"]) for kind in KINDS if f"{kind}_engine" in host}
+    elsewhere = {kind: str(host[f"{kind}_engine"]) + (
+        f" ({host[f'{kind}_engine_versions']})" if f"{kind}_engine_versions" in host else "")
+        for kind in KINDS if f"{kind}_engine" in host}
     if not elsewhere:
         return []
     return [(kind, elsewhere.get(kind, sites.THIS_HOST)) for kind in KINDS

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from pytest_vmcontainer.host import libvirt, paths
+from pytest_vmcontainer.host import libvirt, libvirthost, paths
 from pytest_vmcontainer.targets import vmcache
 from tests.integration import enginehost
 from tests.integration.conftest import (
@@ -114,11 +114,19 @@ def test_the_parity_suite_passes_with_both_targets_on_another_machine(
     assert cases.count("test_nothing_listens_beyond_loopback[vm]") == 1, cases
     assert cases.count("test_nothing_listens_beyond_loopback[container]") == 1, cases
     uri = libvirt_host.libvirt_uri
-    vm_line = re.search(r"^vm: vmc-(\w+)-default \((\w+): on libvirt at (\S+): (.*)$",
-                        result.stdout, re.MULTILINE)
+    vm_line = re.search(
+        r"^vm: vmc-(\w+)-default \((\w+): on libvirt at (\S+) \(([^)]*)\): (.*)$",
+        result.stdout, re.MULTILINE)
     assert vm_line and vm_line.group(3) == uri, result.stdout[-3000:]
-    assert vm_line.group(2) == "TCG" and "offers no KVM" in vm_line.group(4), vm_line.group(0)
-    assert vm_line.group(4).endswith(", from the VM cache)"), vm_line.group(0)
+    # The versions there, as that host's own virsh says them (the same Debian as here).
+    said_there = "\n".join(_virsh_there(libvirt_host, "version"))
+    shown = libvirthost.shown_versions(libvirthost.versions(said_there), {})
+    assert shown.startswith("libvirt ") and ", QEMU " in shown, said_there
+    assert vm_line.group(4) == libvirthost.shown_versions(libvirthost.versions(said_there),
+                                                          libvirthost.versions_here())
+    assert vm_line.group(4).startswith(shown), vm_line.group(0)
+    assert vm_line.group(2) == "TCG" and "offers no KVM" in vm_line.group(5), vm_line.group(0)
+    assert vm_line.group(5).endswith(", from the VM cache)"), vm_line.group(0)
     booted = re.search(r"vagrant up --no-provision \(VM cache (\w+)\)", result.stdout)
     assert booted, result.stdout[-3000:]
     (entry,) = [entry for entry in vmcache.entries() if entry.key.startswith(booted.group(1))]
@@ -129,6 +137,7 @@ def test_the_parity_suite_passes_with_both_targets_on_another_machine(
         result.stdout
     saved = json.loads((report / "comparison.json").read_text())
     assert saved["host"]["vm_engine"] == uri
+    assert saved["host"]["vm_engine_versions"] == vm_line.group(4)
     assert saved["host"]["container_engine"] == libvirt_host.docker_host
     session = vm_line.group(1)
     secret = keys["accepted"].read_text().splitlines()[1]  # a line of the private key

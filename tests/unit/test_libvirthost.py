@@ -68,6 +68,44 @@ def test_the_probe_answers_the_versions_there(stand_ins: Path) -> None:
         "qemu:///system"
 
 
+# What virsh version said on this Debian 12 host, and on a host of another release.
+BOOKWORM = ("Compiled against library: libvirt 9.0.0\nUsing library: libvirt 9.0.0\n"
+            "Using API: QEMU 9.0.0\nRunning hypervisor: QEMU 7.2.22\n")
+NEWER = ("Compiled against library: libvirt 10.0.0\nUsing library: libvirt 10.0.0\n"
+         "Using API: QEMU 10.0.0\nRunning hypervisor: QEMU 8.2.2\n"
+         "Running against daemon: 10.0.0\n")
+
+
+def test_the_versions_there_are_read_from_virsh() -> None:
+    assert libvirthost.versions(BOOKWORM) == {"libvirt": "9.0.0", "qemu": "7.2.22"}
+    assert libvirthost.versions(NEWER) == {"libvirt": "10.0.0", "qemu": "8.2.2"}
+    assert libvirthost.versions("error: failed to connect") == {}
+
+
+@pytest.mark.parametrize(("there", "here", "shown"), [
+    (BOOKWORM, {"libvirt": "9.0.0", "qemu": "7.2.22"}, "libvirt 9.0.0, QEMU 7.2.22"),
+    (NEWER, {"libvirt": "9.0.0", "qemu": "7.2.22"},
+     "libvirt 10.0.0, QEMU 8.2.2; this host has libvirt 9.0.0, QEMU 7.2.22"),
+    (NEWER, {"qemu": "8.2.2"}, "libvirt 10.0.0, QEMU 8.2.2"),  # no libvirt here: nothing to say
+    (NEWER, {}, "libvirt 10.0.0, QEMU 8.2.2"),  # a runner with neither
+    ("", {"qemu": "7.2.22"}, "versions unknown"),
+])
+def test_a_version_there_that_differs_from_here_is_said(there: str, here: dict[str, str],
+                                                         shown: str) -> None:
+    shown_now = libvirthost.shown_versions(libvirthost.versions(there), here)
+    assert shown_now == shown and "\n" not in shown_now
+
+
+def test_this_hosts_versions_come_from_its_programs(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "libvirtd").write_text("#!/bin/sh\necho 'libvirtd (libvirt) 9.0.0'\n")
+    (bin_dir / "libvirtd").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))  # no qemu-system-x86_64 here
+    assert libvirthost.versions_here() == {"libvirt": "9.0.0"}
+
+
 @pytest.mark.parametrize(("failure", "status", "said"), [
     ("deploy@kvm1: Permission denied (publickey).", 255, "refused every key offered"),
     ("ssh: connect to host kvm1 port 2222: Connection refused", 255,

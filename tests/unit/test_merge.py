@@ -177,3 +177,13 @@ def test_once_one_target_ran_elsewhere_the_report_says_where_each_ran(tmp_path: 
     report.comparison.host["container_engine"] = "ssh://ci@127.0.0.1:2222"
     page = runreport.write(report, tmp_path)["markdown"].read_text()
     assert "| vm ran on | this host |\n| container ran on | ssh://ci@127.0.0.1:2222 |" in page
+
+
+def test_a_vm_on_another_machine_is_shown_with_its_versions(tmp_path: Path) -> None:
+    report = runreport.load(BOTH)
+    report.comparison.host["vm_engine"] = "qemu+ssh://ci@kvm1/system"
+    report.comparison.host["vm_engine_versions"] = "libvirt 10.0.0, QEMU 8.2.2; this host " \
+        "has libvirt 9.0.0, QEMU 7.2.22"
+    page = runreport.write(report, tmp_path)["markdown"].read_text()
+    assert "| vm ran on | qemu+ssh://ci@kvm1/system (libvirt 10.0.0, QEMU 8.2.2; this host " \
+        "has libvirt 9.0.0, QEMU 7.2.22) |\n| container ran on | this host |" in page
