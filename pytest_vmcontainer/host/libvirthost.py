@@ -16,6 +16,7 @@ the agent and the rest come from ~/.ssh/config, as for libvirt's own transport. 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -211,6 +212,7 @@ def versions(virsh_version: str) -> dict[str, str]:
     return found
 
 
+@functools.cache  # the terminal's line and the report's facts both show them
 def versions_here() -> dict[str, str]:
     """This host's libvirt and QEMU, by their programs' own ``--version``; those not
     installed are left out (a runner whose VMs all run elsewhere may have neither)."""

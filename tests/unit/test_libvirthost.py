@@ -103,7 +103,11 @@ def test_this_hosts_versions_come_from_its_programs(tmp_path: Path,
     (bin_dir / "libvirtd").write_text("#!/bin/sh\necho 'libvirtd (libvirt) 9.0.0'\n")
     (bin_dir / "libvirtd").chmod(0o755)
     monkeypatch.setenv("PATH", str(bin_dir))  # no qemu-system-x86_64 here
-    assert libvirthost.versions_here() == {"libvirt": "9.0.0"}
+    libvirthost.versions_here.cache_clear()  # read once per process
+    try:
+        assert libvirthost.versions_here() == {"libvirt": "9.0.0"}
+    finally:
+        libvirthost.versions_here.cache_clear()
 
 
 @pytest.mark.parametrize(("failure", "status", "said"), [
