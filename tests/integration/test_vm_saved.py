@@ -4,6 +4,7 @@ next run's sweep does not remove."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -21,7 +22,9 @@ from pytest_vmcontainer.targets import vmcache, vmsaved
 from tests.integration.conftest import (
     ROOT,
     finish_process,
+    killed_on_purpose,
     leftovers,
+    sessions_held_by,
     start_process,
     stop_process,
 )
@@ -89,14 +92,20 @@ def test_a_killed_runs_restored_vm_goes_with_the_next_sweep(tmp_path: Path,
                             f"--vmc-provision-inputs={ROOT / 'fixtures'}", "test_wait.py"],
                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            stdin=subprocess.DEVNULL)
-    try:
-        wait_for(started.exists, timeout=900, what="the test on the VM")
-        run.send_signal(signal.SIGKILL)  # by its id: no teardown runs
-        run.wait(timeout=60)
-    finally:
-        if run.poll() is None:
-            run.kill()
-    domain = started.read_text()
+    with contextlib.ExitStack() as until_swept:
+        try:
+            wait_for(started.exists, timeout=900, what="the test on the VM")
+            until_swept.enter_context(killed_on_purpose(sessions_held_by(run.pid)))
+            run.send_signal(signal.SIGKILL)  # by its id: no teardown runs
+            run.wait(timeout=60)
+        finally:
+            if run.poll() is None:
+                run.kill()
+        _swept_alone(started.read_text(), sessions_before)
+
+
+def _swept_alone(domain: str, sessions_before: set[str]) -> None:
+    """The killed run's VM, found and removed by a sweep of its sessions alone."""
     slot_id = domain.split("-")[1]
     assert vmsaved.is_slot_id(slot_id), domain  # the VM was restored, under its slot's name
     assert domain in libvirt.domain_names()  # left by the killed run...
