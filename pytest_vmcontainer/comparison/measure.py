@@ -11,8 +11,6 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,6 +27,7 @@ from pytest_vmcontainer.comparison.results import (
 )
 from pytest_vmcontainer.errors import UsageError
 from pytest_vmcontainer.host import cpuload
+from pytest_vmcontainer.runtime import procs
 from pytest_vmcontainer.runtime.timing import Timer, plain_timer
 from pytest_vmcontainer.targets import capabilities
 from pytest_vmcontainer.targets.base import Target
@@ -196,11 +195,8 @@ class TestMeasurer:
 
 
 def _version(command: list[str]) -> str:
-    if shutil.which(command[0]) is None:
-        return "not installed"
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    lines = (result.stdout or result.stderr).strip().splitlines()
-    return lines[0] if lines else "unknown"
+    line = procs.version_line(command)
+    return "not installed" if line is None else line or "unknown"
 
 
 def host_facts(with_vm_tools: bool, with_docker: bool) -> Figures:

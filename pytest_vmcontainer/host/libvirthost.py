@@ -30,6 +30,7 @@ from pathlib import Path
 from pytest_vmcontainer.errors import HostSetupError
 from pytest_vmcontainer.host import accel as accellib
 from pytest_vmcontainer.host import engine, libvirt, sshlogin
+from pytest_vmcontainer.runtime import procs
 
 SSH_TIMEOUT = 30.0  # seconds for one short command there
 CONNECT_TIMEOUT = 10  # ssh's own, within it
@@ -220,12 +221,7 @@ def versions_here() -> dict[str, str]:
     for name, argv, pattern in (("libvirt", ["libvirtd", "--version"], r"\(libvirt\) (\S+)"),
                                 ("qemu", ["qemu-system-x86_64", "--version"],
                                  r"QEMU emulator version (\S+)")):
-        try:
-            said = subprocess.run(argv, capture_output=True, text=True, timeout=SSH_TIMEOUT,
-                                  check=False).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        match = re.search(pattern, said)
+        match = re.search(pattern, procs.version_line(argv) or "")
         if match:
             found[name] = match.group(1)
     return found

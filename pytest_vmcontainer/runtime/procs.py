@@ -72,3 +72,17 @@ def stop_all(grace_seconds: float = 60.0) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def version_line(command: list[str], timeout: float = 30.0) -> str | None:
+    """The first line a program's ``--version`` (``command``) prints: "" when it prints
+    nothing or does not answer in time, None when it is not installed."""
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                                check=False)
+    except FileNotFoundError:
+        return None
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    lines = (result.stdout or result.stderr).strip().splitlines()
+    return lines[0] if lines else ""

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +140,12 @@ def test_an_interrupted_wait_leaves_the_process_tracked_for_teardown() -> None:
         signal.signal(signal.SIGALRM, previous)
         if process.poll() is None:
             process.kill()
+
+
+def test_a_programs_version_is_its_first_line_or_none_when_not_installed(
+        tmp_path: Path) -> None:
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\necho 'tool 1.2.3'\necho 'more'\n")
+    tool.chmod(0o755)
+    assert procs.version_line([str(tool), "--version"]) == "tool 1.2.3"
+    assert procs.version_line([str(tmp_path / "absent"), "--version"]) is None
