@@ -5,9 +5,11 @@ vagrant-libvirt reach that libvirtd through libvirt's own ssh transport. What QE
 reads by path is put there over SSH first, once per box, written under a temporary name and
 renamed into place so that no run sees it half written: the box's disk as its pool volume,
 and the kernel and initrd of a box that boots them directly, under the same path as here
-(the box's Vagrantfile names them by this host's path). QEMU forwards the guest's SSH and
-the app's ports to that host's 127.0.0.1; one ``ssh -L`` (``runtime.sshforward``) brings
-each to the same port on this host's 127.0.0.1. Nothing listens on another address.
+(the box's Vagrantfile names them by this host's path). A VM provisioned there is cached
+there: its disk is flattened there (``run_long``), and only the entry's record comes here
+(``targets.entrywrite``). QEMU forwards the guest's SSH and the app's ports to that host's
+127.0.0.1; one ``ssh -L`` (``runtime.sshforward``) brings each to the same port on this
+host's 127.0.0.1. Nothing listens on another address.
 
 The system's OpenSSH client runs with the URI's user, port and ``keyfile``; known hosts,
 the agent and the rest come from ~/.ssh/config, as for libvirt's own transport. Only
@@ -86,14 +88,29 @@ class LibvirtHost:
             args += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
         return [*args, "--", self.hostname]
 
-    def ssh(self, command: str, stdin: int | None = subprocess.DEVNULL,
-            timeout: float = SSH_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        """``command`` (a shell line) there; never the agent, never a terminal."""
-        argv = ["ssh", "-T", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
+    def ssh_argv(self, command: str) -> list[str]:
+        """The ssh command line that runs ``command`` (a shell line) there; never the agent,
+        never a terminal."""
+        return ["ssh", "-T", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
                 "-o", "ForwardAgent=no", "-o", "ClearAllForwardings=yes",
                 *self.ssh_destination(), command]
-        return subprocess.run(argv, stdin=stdin, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+
+    def ssh(self, command: str, stdin: int | None = subprocess.DEVNULL,
+            timeout: float = SSH_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        """``command`` (a shell line) there."""
+        return subprocess.run(self.ssh_argv(command), stdin=stdin, capture_output=True,
+                              text=True, timeout=timeout, check=False)
+
+    def run_long(self, argv: list[str], cancel: threading.Event | None, log: Path) -> int:
+        """The program ``argv`` there, for minutes, its output into ``log``; returns its exit
+        status. It ends with this run: its stdin is a pipe held by this process, and a
+        watcher there kills it when that pipe closes (this run stopped, cancelled, or killed
+        with SIGKILL), where a command over ssh without a terminal would go on alone."""
+        with open(log, "ab") as out:
+            out.write(f"\n$ ssh {self.hostname} {shlex.join(argv)}\n".encode())
+            out.flush()
+            return procs.run([*procs.DIE_WITH_THE_RUN, *self.ssh_argv(ends_with_stdin(argv))],
+                             cancel, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
 
     def probe(self) -> str:
         """That host's libvirt and QEMU versions (virsh's ``version``), or a one-line
@@ -168,6 +185,15 @@ class LibvirtHost:
                 f"({sshlogin.last_line(sent.stderr, sent.returncode)})",
                 f"check the free space and permissions there ({self.shown})")
         return True
+
+
+def ends_with_stdin(argv: list[str]) -> str:
+    """A shell line that runs the program ``argv`` in the background, its stdin closed, and
+    kills it once the shell's own stdin reaches its end; its status is the program's. (A
+    background list's stdin is /dev/null unless redirected: the watcher reads a copy, fd 3.)"""
+    return (f"exec 3<&0; {shlex.join(argv)} </dev/null 3<&- & job=$!; "
+            "{ cat <&3 >/dev/null; kill $job; } >/dev/null 2>&1 & "
+            "exec 3<&-; wait $job")
 
 
 _probed: dict[str, str] = {}  # URI -> the versions its probe found, in this process

@@ -11,12 +11,18 @@ event and then calls ``stop_all`` leaves no process of that bring-up behind.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import threading
 from typing import Any
 
 from pytest_vmcontainer.errors import Cancelled
+
+# A copy or a convert ends with the run that started it, even one killed with SIGKILL (which no
+# handler sees): util-linux's setpriv gives it a parent-death signal. Otherwise it would go on
+# writing into the partial entry that the next run's sweep removes as a dead writer's.
+DIE_WITH_THE_RUN = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
 
 _lock = threading.Lock()
 _running: set[subprocess.Popen[bytes]] = set()
@@ -28,7 +34,7 @@ def spawn(command: list[str], cancel: threading.Event | None = None,
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"not starting {command[0]}: the run is being torn down")
         process = subprocess.Popen(command, start_new_session=True,
-                                   stdin=subprocess.DEVNULL, **popen_kwargs)
+                                   **{"stdin": subprocess.DEVNULL, **popen_kwargs})
         _running.add(process)
     return process
 
