@@ -82,7 +82,8 @@ def cache_lines(now: float, budget: str) -> list[str]:
              "clean --caches removes them)"]
     rows = [("key", "made from", "box", "on disk", "saved VMs", "last used")] + [
         (entry["key"][:12] + ("" if entry["proven"] else " (unproven)"),
-         entry["vagrantfile"] or "-", entry["box"] or "-", human_bytes(entry["bytes"]),
+         entry["vagrantfile"] or "-", entry["box"] or "-",
+         human_bytes(entry["bytes"]) + (f" on {entry['there']}" if entry.get("there") else ""),
          str(entry["saved_vms"]), f"{age(now - entry['last_used'])} ago") for entry in found]
     if found:
         lines += table_lines(rows, indent="  ")

@@ -26,20 +26,21 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
 import shutil
-import subprocess
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from pytest_vmcontainer.errors import TargetError
-from pytest_vmcontainer.host import libvirt, paths, space
-from pytest_vmcontainer.runtime import hashing, logtail, procs, seal
+from pytest_vmcontainer.host import libvirt, paths
+from pytest_vmcontainer.runtime import hashing, seal
+
+if TYPE_CHECKING:
+    pass
 
 BOX_PREFIX = "pytest-vmcontainer-cache"  # not "vmc-...": those are session names
 ENTRY_FILE = "vmc-cache.json"  # what an entry is, written last before the commit
@@ -111,6 +112,14 @@ class Entry:
         return libvirt.box_volume_name(self.box_name, "0", self.directory / "box.img")
 
     @property
+    def there(self) -> str | None:
+        """The libvirt on another machine whose pool holds the entry's disk (written there,
+        ``Writer.add_disk_there``; its ``box.img`` here is an empty disk of the same size,
+        for Vagrant's box and the volume's name); None when the disk is here."""
+        there = self.info().get("there")
+        return str(there) if there else None
+
+    @property
     def proven(self) -> bool:
         """A VM has booted from the entry and become ready (an entry written in the background,
         from a VM saved right after provisioning, is proven by the first boot from it)."""
@@ -144,13 +153,23 @@ def key(vagrantfile: Path, provisioner_files: Iterable[Path], inputs: Iterable[P
     return hashing.content_hash(files, extra=[f"box={box}", f"image={identity}"])[:24]
 
 
+def there_key(cache_key: str, machine: str) -> str:
+    """The key of the entry of ``cache_key`` whose disk stays on libvirt on ``machine`` (its
+    host and SSH port): a key of its own, which no run on another libvirt looks up."""
+    return hashlib.sha256(f"{cache_key} on {machine}".encode()).hexdigest()[:24]
+
+
 def lookup(cache_key: str, on_damage: Callable[[str], None] | None = None) -> Entry | None:
     """The committed entry of ``cache_key`` when it can be trusted. A damaged one is removed
-    (unless a VM still runs from it) and ``on_damage`` told why: the run provisions again."""
+    (unless a VM still runs from it) and ``on_damage`` told why: the run provisions again.
+    An entry whose disk is on libvirt on another machine is looked up with that libvirt as
+    the current one: its disk must still be in the pool there."""
     entry = Entry(cache_key)
     if not entry.committed():
         return None
     reason = entry.damage()
+    if reason is None and entry.there and entry.volume_name() not in libvirt.pool_volumes():
+        reason = f"its disk is gone from the pool at {entry.there}"
     if reason is None:
         return entry
     removed = _remove(entry, kept_keys())
@@ -178,101 +197,9 @@ def hold(entry: Entry) -> IO[str]:
     return lock
 
 
-def _in_pool(entry: Entry) -> None:
+def in_pool(entry: Entry) -> None:
     """The entry's image as the pool volume vagrant-libvirt expects (a hard link: no copy)."""
     libvirt.box_in_pool(entry.box_name, "0", entry.directory / "box.img")
-
-
-def _allocated(disk: Path) -> int:
-    """The bytes a flattened copy of ``disk`` (a qcow2 over its backing files) about takes."""
-    result = subprocess.run(["qemu-img", "measure", "-O", "qcow2", str(disk)],
-                            capture_output=True, text=True, check=False)
-    found = re.search(r"required size: (\d+)", result.stdout)
-    return int(found.group(1)) if found and result.returncode == 0 else disk.stat().st_size
-
-
-# The copy ends with the run that started it, even one killed with SIGKILL (which no handler
-# sees): util-linux's setpriv gives it a parent-death signal. Otherwise it would go on writing
-# into the partial entry that the next run's sweep removes as a dead writer's.
-DIE_WITH_THE_RUN = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
-
-
-class Writer:
-    """Writes one entry under a temporary name; ``commit`` renames it into place."""
-
-    def __init__(self, cache_key: str, source_box: Path | None, log: Path) -> None:
-        self.entry = Entry(cache_key)
-        self.partial = cache_dir() / f".partial-{cache_key}-{os.getpid()}"
-        self.source_box = source_box
-        self.log = log
-
-    def __enter__(self) -> Writer:
-        remove_abandoned_partials()
-        shutil.rmtree(self.partial, ignore_errors=True)
-        self.partial.mkdir()
-        self.partial.chmod(0o755)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.discard()
-
-    def discard(self) -> None:
-        """Remove the half-written entry (nothing after a commit: it was renamed away)."""
-        shutil.rmtree(self.partial, ignore_errors=True)
-
-    def add_disk(self, disk: Path, cancel: Any = None) -> float:
-        """Flatten the VM's disk (its overlay and the box under it) into the entry."""
-        started = time.monotonic()
-        with open(self.log, "ab") as out:
-            command = [*DIE_WITH_THE_RUN, "qemu-img", "convert", "-U", "-O", "qcow2", str(disk),
-                       str(self.partial / "box.img")]
-            out.write(f"\n$ {' '.join(command)}\n".encode())
-            out.flush()
-            failed = procs.run(command, cancel, stdout=out, stderr=subprocess.STDOUT) != 0
-        if failed:
-            self.discard()
-            if space.filled_up(logtail.tail(self.log)):
-                raise TargetError(space.filled_up_cause(cache_dir(), "a VM cache entry",
-                                                        _allocated(disk)), space.FILLED_UP_REMEDY)
-            raise TargetError("qemu-img could not copy the provisioned disk into the "
-                              "VM cache", f"see {self.log}")
-        return time.monotonic() - started
-
-    def add_box_files(self, machine_key: Path | None) -> None:
-        """The source box's other files (metadata, embedded Vagrantfile, kernel, key)."""
-        if self.source_box is not None and self.source_box.is_dir():
-            for item in self.source_box.iterdir():
-                if item.is_file() and item.name not in ("box.img", MACHINE_KEY, *HARNESS_FILES):
-                    shutil.copy2(item, self.partial / item.name)
-        if not (self.partial / "metadata.json").exists():
-            size = json.loads(subprocess.run(
-                ["qemu-img", "info", "--output=json", str(self.partial / "box.img")],
-                capture_output=True, text=True, check=True).stdout)["virtual-size"]
-            (self.partial / "metadata.json").write_text(json.dumps(
-                {"provider": "libvirt", "format": "qcow2", "virtual_size": -(-size // 2**30)}))
-        if machine_key is not None:
-            shutil.copyfile(machine_key, self.partial / MACHINE_KEY)
-            (self.partial / MACHINE_KEY).chmod(0o600)
-
-    def add_boot_files(self, definition: str, ssh_config: str) -> None:
-        """What a later VM needs to boot from the entry without Vagrant (``boot_files``)."""
-        (self.partial / DEFINITION_FILE).write_text(definition)
-        (self.partial / SSH_CONFIG_FILE).write_text(ssh_config)
-
-    def commit(self, description: dict[str, Any], budget_bytes: int) -> Entry:
-        """Rename the entry into place; from now on runs with this key start from it."""
-        sealed = seal.seal([self.partial / "box.img"])
-        (self.partial / ENTRY_FILE).write_text(json.dumps(
-            {"key": self.entry.key, "created": time.time(), "seal": sealed, **description},
-            indent=1))
-        self.entry.box_root.mkdir(parents=True, exist_ok=True)
-        (self.entry.box_root / "0").mkdir(exist_ok=True)
-        if self.entry.directory.exists():  # a concurrent run committed the same key first
-            return self.entry
-        os.rename(self.partial, self.entry.directory)
-        _in_pool(self.entry)
-        evict(budget_bytes, keep={self.entry.key})
-        return self.entry
 
 
 def remove_abandoned_partials() -> list[str]:
@@ -327,15 +254,17 @@ def listing() -> list[dict[str, Any]]:
                       "vagrantfile": info.get("vagrantfile"), "bytes": disk_bytes(entry),
                       "saved_vms": len(list(saved.glob("*/state.sav"))) if saved.is_dir() else 0,
                       "last_used": (entry.directory / ENTRY_FILE).stat().st_mtime,
-                      "proven": bool(info.get("proven"))})
+                      "proven": bool(info.get("proven")), "there": info.get("there")})
     return found
 
 
 def disk_bytes(entry: Entry) -> int:
-    """What ``entry`` takes on disk: its box directory and its saved running VMs."""
+    """What ``entry`` takes on disk: its box directory and its saved running VMs, and its disk
+    on libvirt on another machine (counted in the same budget)."""
     files = [path for root in (entry.box_root, saved_dir(entry.key)) if root.exists()
              for path in root.rglob("*") if path.is_file() and not path.is_symlink()]
-    return sum(path.stat().st_blocks * 512 for path in files)
+    there = int(entry.info().get("there_bytes", 0) or 0)
+    return sum(path.stat().st_blocks * 512 for path in files) + there
 
 
 def _key_of_volume(volume: str) -> str | None:

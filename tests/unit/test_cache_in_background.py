@@ -16,7 +16,7 @@ import pytest
 from pytest_vmcontainer.errors import TargetError, WaitTimeout
 from pytest_vmcontainer.host import libvirt, paths
 from pytest_vmcontainer.runtime import signals
-from pytest_vmcontainer.targets import vmcache, vmsaved
+from pytest_vmcontainer.targets import entrywrite, vmcache, vmsaved
 from pytest_vmcontainer.targets.base import TargetSpec
 from pytest_vmcontainer.targets.vagrant import VagrantTarget, starts
 from pytest_vmcontainer.targets.vagrant import cachewrite as cachewrite_module
@@ -28,7 +28,7 @@ from pytest_vmcontainer.targets.vagrant.starts import FromCache, Provision
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
     monkeypatch.setattr(libvirt, "delete_volume", lambda name: None)
-    monkeypatch.setattr(vmcache, "_in_pool", lambda entry: None)
+    monkeypatch.setattr(entrywrite, "in_pool", lambda entry: None)
     monkeypatch.setattr(starts, "box_in_pool", lambda box: None)
     return tmp_path
 
@@ -52,7 +52,7 @@ def _provisioned(home: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[VagrantTa
 
 
 def _unproven_entry(tmp_path: Path, key: str) -> vmcache.Entry:
-    with vmcache.Writer(key, None, tmp_path / "log") as writer:
+    with entrywrite.Writer(key, None, tmp_path / "log") as writer:
         (writer.partial / "box.img").write_bytes(os.urandom(4096))
         (writer.partial / "metadata.json").write_text("{}")
         return writer.commit({"proven": False}, budget_bytes=2**40)
@@ -116,13 +116,13 @@ def test_an_interrupt_cancels_the_background_write(home: Path,
     vm, base = _provisioned(home, monkeypatch)
     started, cancelled = threading.Event(), threading.Event()
 
-    def slow_copy(self: vmcache.Writer, disk: Path, cancel: threading.Event) -> float:
+    def slow_copy(self: entrywrite.Writer, disk: Path, cancel: threading.Event) -> float:
         started.set()
         cancel.wait(30)  # stands in for qemu-img, which teardown stops
         cancelled.set()
         raise TargetError("qemu-img was stopped", "-")
 
-    monkeypatch.setattr(vmcache.Writer, "add_disk", slow_copy)
+    monkeypatch.setattr(entrywrite.Writer, "add_disk", slow_copy)
     write = BackgroundWrite(vm, "d" * 24, base)
     write.start()
     assert started.wait(10)
@@ -146,11 +146,11 @@ def test_a_finished_background_write_commits_an_unproven_entry(
         home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     vm, base = _provisioned(home, monkeypatch)
 
-    def copy(self: vmcache.Writer, disk: Path, cancel: threading.Event) -> float:
+    def copy(self: entrywrite.Writer, disk: Path, cancel: threading.Event) -> float:
         (self.partial / "box.img").write_bytes(disk.read_bytes())
         return 0.0
 
-    monkeypatch.setattr(vmcache.Writer, "add_disk", copy)
+    monkeypatch.setattr(entrywrite.Writer, "add_disk", copy)
     write = BackgroundWrite(vm, "e" * 24, base)
     write.start()
     entry = write.finish()
@@ -172,11 +172,11 @@ def _provisioning(home: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(starts, "overlay_file",
                         lambda backing, overlay: overlay.write_text(f"qcow2 over {backing}"))
 
-    def copy(self: vmcache.Writer, disk: Path, cancel: threading.Event) -> float:
+    def copy(self: entrywrite.Writer, disk: Path, cancel: threading.Event) -> float:
         (self.partial / "box.img").write_bytes(disk.read_bytes())
         return 0.0
 
-    monkeypatch.setattr(vmcache.Writer, "add_disk", copy)
+    monkeypatch.setattr(entrywrite.Writer, "add_disk", copy)
     start = vm.start_path = Provision(vm, key)
     start.hold()
     assert start.slot is not None and vm.resource_name.startswith(f"vmc-{start.slot.id}-")
@@ -220,12 +220,12 @@ def test_another_runs_entry_keeps_no_state_of_this_run(home: Path,
 
 
 @pytest.mark.parametrize("uri", ["qemu:///system", "qemu+ssh://ci@kvm1/system"])
-def test_on_another_machine_the_cache_is_read_never_written_or_restored(
+def test_on_another_machine_the_cache_is_written_there_and_never_restored(
         home: Path, monkeypatch: pytest.MonkeyPatch, uri: str) -> None:
     """The start by the VM cache: here, a hit restores a saved running VM and a miss
     provisions into an entry; on libvirt on another machine, a hit boots the entry's disk
-    copied there (a saved VM is this host's QEMU state) and a miss writes no entry (that
-    would copy the VM's disk back over SSH)."""
+    there (a saved VM is this host's QEMU state), and a miss provisions into an entry of
+    that machine's own key, whose disk stays there."""
     from pytest_vmcontainer.targets.vagrant.restore import Restore, start_path
 
     monkeypatch.setenv(libvirt.LIBVIRT_URI_ENV, uri)
@@ -234,11 +234,22 @@ def test_on_another_machine_the_cache_is_read_never_written_or_restored(
     vm = _vm(home)
     vm.spec = replace(vm.spec, vm_restore=True)
     hit = start_path(vm, entry.key, entry)
-    assert type(hit) is (Restore if here else FromCache)
+    assert type(hit) is (Restore if here else FromCache) and hit.entry == entry
     miss = start_path(vm, "e" * 24, None)
-    assert type(miss) is Provision and miss.cache_key == ("e" * 24 if here else None)
+    there_key = vmcache.there_key("e" * 24, "kvm1:22")
+    assert type(miss) is Provision and miss.cache_key == ("e" * 24 if here else there_key)
+    assert there_key not in ("e" * 24, vmcache.there_key("e" * 24, "kvm2:22"))
     vm.spec = replace(vm.spec, vm_restore=False)  # saved VMs off: booted from the entry
     assert type(start_path(vm, entry.key, entry)) is FromCache
+    if not here:  # an entry written there comes first: this host's disk need not go there
+        written = _unproven_entry(home, vmcache.there_key(entry.key, "kvm1:22"))
+        info = written.directory / vmcache.ENTRY_FILE
+        info.write_text(json.dumps({**written.info(), "there": uri}))
+        monkeypatch.setattr(libvirt, "pool_volumes", lambda: [written.volume_name()])
+        assert start_path(vm, entry.key, entry).entry == written
+        monkeypatch.setattr(libvirt, "pool_volumes", lambda: [])  # its disk gone there
+        assert start_path(vm, entry.key, entry).entry == entry
+        assert not written.box_root.exists()
 
 
 def test_the_booted_box_goes_into_the_pool_once_per_start(

@@ -138,18 +138,22 @@ def test_summary_and_sizes() -> None:
 
 
 def test_list_shows_what_the_caches_hold_least_recently_used_first(vmc_home: Path) -> None:
-    """An entry's key, what it was made from, its bytes (saved VMs included), its saved VMs
-    and its last use; then the kept Vagrant configs."""
+    """An entry's key, what it was made from, its bytes (saved VMs included, and its disk on
+    libvirt on another machine, where it says so), its saved VMs and its last use; then the
+    kept Vagrant configs."""
     import os
 
     from pytest_vmcontainer.targets import vmcache
 
-    for key, used, saved in (("b" * 24, 2000.0, 1), ("a" * 24, 1000.0, 0)):
+    there = {"there": "qemu+ssh://ci@kvm1/system", "there_bytes": 3 * 2**20}
+    for key, used, saved in (("b" * 24, 2000.0, 1), ("a" * 24, 1000.0, 0),
+                             ("c" * 24, 1500.0, 0)):
         entry = vmcache.Entry(key)
         entry.directory.mkdir(parents=True)
-        (entry.directory / "box.img").write_bytes(b"\1" * 2**20)
+        (entry.directory / "box.img").write_bytes(b"" if key[0] == "c" else b"\1" * 2**20)
         (entry.directory / vmcache.ENTRY_FILE).write_text(json.dumps(
-            {"box": "team/box", "vagrantfile": f"/src/{key[0]}/Vagrantfile", "proven": True}))
+            {"box": "team/box", "vagrantfile": f"/src/{key[0]}/Vagrantfile", "proven": True,
+             **(there if key[0] == "c" else {})}))
         os.utime(entry.directory / vmcache.ENTRY_FILE, (used, used))
         for number in range(saved):
             slot = vmcache.saved_dir(key) / f"s0123456789abn{number}"
@@ -159,12 +163,14 @@ def test_list_shows_what_the_caches_hold_least_recently_used_first(vmc_home: Pat
     (vmc_home / "vm-configs" / "0123.json").write_text("{}")
 
     lines = housekeeping.cache_lines(now=2060.0, budget="--vmc-vm-cache-size, 20G unless set")
-    assert lines[0] == ("VM cache: 2 entries, 3.0 MiB (the least recently used go first beyond "
+    assert lines[0] == ("VM cache: 3 entries, 6.0 MiB (the least recently used go first beyond "
                         "--vmc-vm-cache-size, 20G unless set; clean --caches removes them)")
     assert lines[1].split() == ["key", "made", "from", "box", "on", "disk", "saved", "VMs",
                                 "last", "used"]
     assert lines[2].split() == ["a" * 12, "/src/a/Vagrantfile", "team/box", "1.0", "MiB", "0",
                                 "18m", "ago"]
-    assert lines[3].split() == ["b" * 12, "/src/b/Vagrantfile", "team/box", "2.0", "MiB", "1",
+    assert lines[3].split() == ["c" * 12, "/src/c/Vagrantfile", "team/box", "3.0", "MiB", "on",
+                                "qemu+ssh://ci@kvm1/system", "0", "9m", "ago"]
+    assert lines[4].split() == ["b" * 12, "/src/b/Vagrantfile", "team/box", "2.0", "MiB", "1",
                                 "60s", "ago"]
     assert lines[-1] == f"kept Vagrant configs: 1 ({vmc_home / 'vm-configs'})"

@@ -263,9 +263,17 @@ def test_the_copies_there_of_boxes_gone_here_are_removed(
     for volume in (kept[0], gone[0]):
         (boot / volume.removesuffix(".img")).mkdir(parents=True)
         (boot / volume.removesuffix(".img") / "vmlinuz").write_bytes(b"k")
+    import subprocess
+
+    ended = subprocess.Popen(["true"])  # a pid that no live run has now
+    ended.wait()
+    writing, abandoned = (boot / f".entry-{'c' * 24}-{pid}" for pid in (os.getpid(), ended.pid))
+    writing.write_bytes(b"d")  # an entry's disk, written there by a live run of this machine
+    abandoned.write_bytes(b"d")  # by a run killed meanwhile
     assert remove_copies_of_gone_boxes(LibvirtHost.parse(URI)) == gone
     assert deleted == gone
-    assert [path.name for path in boot.iterdir()] == [kept[0].removesuffix(".img")]
+    assert sorted(path.name for path in boot.iterdir()) == [writing.name,
+                                                            kept[0].removesuffix(".img")]
 
 
 def test_a_runner_has_its_own_pool_there(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -305,3 +313,96 @@ def test_a_kept_vm_there_is_reached_through_that_host(
                                     "default"]
     monkeypatch.setenv(libvirt.LIBVIRT_URI_ENV, "qemu:///system")
     assert login_argv(vm, None) is None
+
+
+def test_a_long_command_there_ends_when_its_stdin_does() -> None:
+    """``run_long``'s shell line (``ends_with_stdin``), here: it answers the program's status,
+    returns as soon as the program ends, and kills the program once its stdin (the pipe the
+    run holds, over ssh) closes, as when the run is stopped or killed."""
+    import subprocess
+
+    for program, status in ((["true"], 0), (["false"], 1)):
+        done = subprocess.run(["sh", "-c", libvirthost.ends_with_stdin(program)],
+                              stdin=subprocess.PIPE, timeout=30, check=False)
+        assert done.returncode == status
+    with subprocess.Popen(["sh", "-c", libvirthost.ends_with_stdin(["sleep", "600"])],
+                          stdin=subprocess.PIPE) as running:
+        assert running.stdin is not None
+        with pytest.raises(subprocess.TimeoutExpired):
+            running.wait(timeout=1)  # the pipe is open: the program runs
+        running.stdin.close()
+        assert running.wait(timeout=30) != 0  # killed, not ended by itself
+
+
+def _disk(path: Path, size: str) -> Path:
+    import subprocess
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), size], check=True)
+    return path
+
+
+def _virtual_size(path: Path) -> int:
+    import json
+    import subprocess
+
+    return int(json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(path)],
+                                         capture_output=True, text=True,
+                                         check=True).stdout)["virtual-size"])
+
+
+def test_a_vm_cache_entry_written_there_keeps_its_disk_there(
+        stand_ins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A VM provisioned on libvirt on another machine: qemu-img flattens its disk there,
+    into this home's pool there; here the entry holds an empty disk of the same virtual
+    size (the box's image, which names the volume) and records where the disk is and its
+    bytes, in the cache's budget. Once the disk is gone there, the entry is no hit."""
+    from pytest_vmcontainer.host import paths
+    from pytest_vmcontainer.targets import entrywrite, vmcache
+
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
+    pool = tmp_path / "there" / "pool"
+    pool.mkdir(parents=True)
+    monkeypatch.setattr(libvirt, "pool_path", lambda: pool)
+    monkeypatch.setattr(libvirt, "pool_volumes", lambda: sorted(p.name for p in pool.iterdir()))
+    monkeypatch.setattr(libvirt, "delete_volume", lambda name: (pool / name).unlink())
+    disk = _disk(tmp_path / "there" / "vm.qcow2", "64M")
+    remote = LibvirtHost.parse(URI)
+    key = vmcache.there_key("a" * 24, "kvm1:2222")
+    with entrywrite.Writer(key, None, tmp_path / "log") as writer:
+        writer.add_disk_there(remote, str(disk))
+        writer.add_box_files(None)
+        entry = writer.commit({"proven": True}, budget_bytes=2**40)
+    assert entry.there == remote.shown
+    volume = pool / entry.volume_name()
+    assert [p.name for p in pool.iterdir()] == [volume.name]  # nothing staged is left
+    assert not list(Path(f"{pool}-boot").iterdir())
+    assert _virtual_size(volume) == _virtual_size(entry.directory / "box.img") == 64 * 2**20
+    assert (entry.directory / "box.img").stat().st_size < 2**20  # empty: no disk came here
+    there_bytes = entry.info()["there_bytes"]
+    assert there_bytes > 0 and vmcache.disk_bytes(entry) > there_bytes
+    assert vmcache.lookup(key) == entry
+    volume.unlink()
+    said: list[str] = []
+    assert vmcache.lookup(key, said.append) is None
+    assert "its disk is gone from the pool at qemu+ssh://" in said[0]
+    assert not entry.box_root.exists()
+
+
+def test_a_failed_write_there_is_one_line_and_leaves_nothing(
+        stand_ins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_vmcontainer.errors import TargetError
+    from pytest_vmcontainer.host import paths
+    from pytest_vmcontainer.targets import entrywrite
+
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
+    pool = tmp_path / "there" / "pool"
+    pool.mkdir(parents=True)
+    monkeypatch.setattr(libvirt, "pool_path", lambda: pool)
+    with entrywrite.Writer("b" * 24, None, tmp_path / "log") as writer:
+        with pytest.raises(TargetError) as raised:
+            writer.add_disk_there(LibvirtHost.parse(URI), str(tmp_path / "no-such-disk"))
+        assert not writer.partial.exists()
+    assert raised.value.one_line().startswith(
+        "qemu-img on kvm1 could not copy the provisioned disk into the VM cache there")
+    assert not list(pool.iterdir()) and not list(Path(f"{pool}-boot").iterdir())

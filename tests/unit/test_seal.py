@@ -12,7 +12,7 @@ import pytest
 
 from pytest_vmcontainer.host import libvirt, paths
 from pytest_vmcontainer.runtime import seal
-from pytest_vmcontainer.targets import vmcache, vmsaved
+from pytest_vmcontainer.targets import entrywrite, vmcache, vmsaved
 from pytest_vmcontainer.targets.vagrant.leftovers import LibvirtLeftovers
 
 MIB = 2**20
@@ -73,8 +73,8 @@ def home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
     deleted: list[str] = []
     monkeypatch.setattr(libvirt, "delete_volume", deleted.append)  # no libvirt here
-    monkeypatch.setattr(vmcache, "_in_pool", lambda entry: None)
-    monkeypatch.setattr(vmcache, "evict", lambda budget, keep=None: [])
+    monkeypatch.setattr(entrywrite, "in_pool", lambda entry: None)
+    monkeypatch.setattr(entrywrite, "evict", lambda budget, keep=None: [])
     return deleted
 
 
@@ -82,7 +82,7 @@ def _committed_entry(tmp_path: Path, key: str) -> vmcache.Entry:
     source = tmp_path / "source"
     source.mkdir(exist_ok=True)
     (source / "metadata.json").write_text("{}")
-    with vmcache.Writer(key, source, tmp_path / "log") as writer:
+    with entrywrite.Writer(key, source, tmp_path / "log") as writer:
         (writer.partial / "box.img").write_bytes(os.urandom(2 * MIB))
         writer.add_box_files(None)
         return writer.commit({}, budget_bytes=0)

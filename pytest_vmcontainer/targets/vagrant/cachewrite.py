@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from pytest_vmcontainer.errors import Cancelled
 from pytest_vmcontainer.runtime import signals
-from pytest_vmcontainer.targets import vmcache
+from pytest_vmcontainer.targets import entrywrite, vmcache
 from pytest_vmcontainer.targets.vagrant.domain import refresh_pool
 from pytest_vmcontainer.targets.vagrant.resume import resume_on_overlay
 
@@ -84,7 +84,7 @@ class BackgroundWrite:
 
     def __init__(self, vm: VagrantTarget, cache_key: str, base: Path) -> None:
         self.vm, self.base = vm, base
-        self.writer = vmcache.Writer(cache_key, source_box(vm), vm.log_path)
+        self.writer = entrywrite.Writer(cache_key, source_box(vm), vm.log_path)
         self.cancel = threading.Event()
         self.entry: vmcache.Entry | None = None
         self.error: str | None = None

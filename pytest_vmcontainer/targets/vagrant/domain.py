@@ -15,9 +15,9 @@ from pytest_vmcontainer.errors import PortInUse, TargetError, WaitTimeout
 from pytest_vmcontainer.host import libvirt, libvirthost, paths
 from pytest_vmcontainer.runtime import procs
 from pytest_vmcontainer.runtime.waiting import wait_for
+from pytest_vmcontainer.targets import entrywrite, vmcache
 
 if TYPE_CHECKING:
-    from pytest_vmcontainer.targets import vmcache
     from pytest_vmcontainer.targets.vagrant.config import MachineConfig
 
 GRACEFUL_HALT_S = 60.0  # vagrant-libvirt's graceful_halt_timeout default
@@ -76,6 +76,7 @@ class Box:
     name: str
     version: str
     image: Path
+    there: bool = False  # its disk is already in the pool there (``vmcache.Entry.there``)
 
     @property
     def volume_name(self) -> str:
@@ -86,7 +87,8 @@ def booted_box(machine: MachineConfig | None, started_from: vmcache.Entry | None
     """The box the VM boots; None for a box without a single ``box.img`` (left to
     vagrant-libvirt)."""
     if started_from is not None:
-        return Box(started_from.box_name, "0", started_from.directory / "box.img")
+        return Box(started_from.box_name, "0", started_from.directory / "box.img",
+                   there=started_from.there is not None)
     if machine is None or not machine.box or not machine.box_directory:
         return None
     image = Path(machine.box_directory) / "box.img"
@@ -108,7 +110,7 @@ def box_in_pool(box: Box | None) -> None:
     remove_copies_of_gone_boxes(remote)
     for here, there in boot_files_there(box).values():
         remote.put_file(here, there)
-    if remote.put_file(box.image, str(libvirt.pool_path() / box.volume_name)):
+    if not box.there and remote.put_file(box.image, str(libvirt.pool_path() / box.volume_name)):
         refresh_pool()
 
 
@@ -136,11 +138,19 @@ def remove_copies_of_gone_boxes(remote: libvirthost.LibvirtHost) -> list[str]:
         libvirt.delete_volume(volume)
     stems = {volume.removesuffix(".img") for volume in keep}
     boot = f"{libvirt.pool_path()}-boot"
-    listed = remote.ssh(f"ls -1 {shlex.quote(boot)} 2>/dev/null")
-    stale = [name for name in listed.stdout.split() if name not in stems]
+    listed = remote.ssh(f"ls -1A {shlex.quote(boot)} 2>/dev/null")
+    stale = [name for name in listed.stdout.split() if name not in stems and
+             not (name.startswith(entrywrite.STAGED_THERE) and _writer_lives(name))]
     if stale:
         remote.ssh("rm -rf -- " + " ".join(shlex.quote(f"{boot}/{name}") for name in stale))
     return gone
+
+
+def _writer_lives(staged: str) -> bool:
+    """A VM cache entry's disk staged there is being written by a live run of this machine
+    (the pool there is this machine's own)."""
+    pid = staged.rsplit("-", 1)[-1]
+    return pid.isdigit() and Path(f"/proc/{pid}").exists()
 
 
 def boot_files_there(box: Box | None) -> dict[str, tuple[Path, str]]:

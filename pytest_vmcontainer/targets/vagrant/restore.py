@@ -7,7 +7,7 @@ import shutil
 from typing import TYPE_CHECKING
 
 from pytest_vmcontainer.errors import Cancelled, PortInUse, VmcError
-from pytest_vmcontainer.host import libvirt, paths, space
+from pytest_vmcontainer.host import libvirt, paths, sites, space
 from pytest_vmcontainer.runtime.background import run_all
 from pytest_vmcontainer.targets import vmcache, vmsaved
 from pytest_vmcontainer.targets.vagrant.domain import refresh_pool
@@ -28,13 +28,20 @@ if TYPE_CHECKING:
 
 def start_path(vm: VagrantTarget, cache_key: str, entry: vmcache.Entry | None) -> StartPath:
     """The start by the VM cache: restored or booted from ``entry``, else provisioned and
-    cached. On libvirt on another machine, the entry's disk is copied there and booted (a
-    saved running VM is this host's QEMU state, restored only here), and provisioning writes
-    no entry (that would copy the VM's disk back over SSH)."""
-    here = libvirt.on_this_host()
-    if entry is None:
-        return Provision(vm, cache_key if here else None)
-    return Restore(vm, entry) if vm.spec.vm_restore and here else FromCache(vm, entry)
+    cached. On libvirt on another machine, an entry written there is booted there first; else
+    this host's entry's disk is copied there (once) and booted; else the VM is provisioned
+    there and its entry written there (``vmcache.there_key``), its disk left in the pool
+    there. No saved running VM there: its state is that host's QEMU's."""
+    if libvirt.on_this_host():
+        if entry is None:
+            return Provision(vm, cache_key)
+        return Restore(vm, entry) if vm.spec.vm_restore else FromCache(vm, entry)
+    written_there = vmcache.there_key(cache_key, sites.vm_place().machine)
+    there = entry if entry is not None and entry.there else \
+        vmcache.lookup(written_there, vm.progress.say)
+    booted = there or entry
+    return Provision(vm, written_there) if booted is None else FromCache(vm, booted)
+
 
 class Restore(FromCache):
     """From the cache, through a saved slot of its variant: restored when the slot holds a

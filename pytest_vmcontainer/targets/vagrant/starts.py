@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from pytest_vmcontainer.errors import Cancelled, TargetError, VmcError, WaitTimeout
-from pytest_vmcontainer.host import libvirt, paths, space
+from pytest_vmcontainer.host import libvirt, libvirthost, paths, space
 from pytest_vmcontainer.runtime.waiting import ssh_banner, wait_for
-from pytest_vmcontainer.targets import domainxml, vmcache, vmsaved
+from pytest_vmcontainer.targets import domainxml, entrywrite, vmcache, vmsaved
 from pytest_vmcontainer.targets.vagrant.cachewrite import (
     BackgroundWrite,
     SavedAfterProvisioning,
@@ -164,13 +164,15 @@ class Provision(StartPath):
     def __init__(self, vm: VagrantTarget, cache_key: str | None) -> None:
         super().__init__(vm)
         self.cache_key = cache_key  # None: the VM cache is off for this target
-        self._writer: vmcache.Writer | None = None
+        self._writer: entrywrite.Writer | None = None
         self._background: BackgroundWrite | None = None  # the entry, written while tests run
         self._abandoned: BackgroundWrite | None = None  # a settled write, cleaned at release
         self._slot_lock: vmsaved.SlotLock | None = None
         self._saved: SavedAfterProvisioning | None = None  # its state goes to the slot
 
     def space_needed(self) -> list[space.Need]:
+        if not libvirt.on_this_host():
+            return []  # the disk and the entry's disk are written there
         what = "provisioning and the VM cache entry" if self.cache_key else "provisioning"
         needs = [space.Need(paths.home(), space.PROVISION_AND_CACHE, what)]
         if self.cache_key and self.vm.spec.vm_restore:
@@ -179,7 +181,7 @@ class Provision(StartPath):
 
     def hold(self) -> None:
         vm = self.vm
-        if self.cache_key is None or not vm.spec.vm_restore:
+        if self.cache_key is None or not vm.spec.vm_restore or not libvirt.on_this_host():
             return
         taken = vmsaved.take(self.cache_key, slot_variant(vm), vm.progress.say)
         if taken is not None:  # else (every slot taken) the VM runs under the session's name
@@ -191,6 +193,10 @@ class Provision(StartPath):
         vagrant_up(vm, f"vagrant up {vm.spec.vagrantfile}", provision=True)
         vm.wait_ready()
         if self.cache_key is None:
+            return
+        remote = libvirthost.current()
+        if remote is not None:  # no save there: its QEMU state would be that host's
+            self._fill_cache(self.cache_key, remote)
             return
         with vm.progress.step("vm: saving the provisioned VM, to cache its disk while the "
                               "tests run"):
@@ -242,19 +248,26 @@ class Provision(StartPath):
                 return False
         return True
 
-    def _fill_cache(self, cache_key: str) -> None:
-        """Halt, copy the disk into a cache entry, boot again: commit once that boot is ready."""
+    def _fill_cache(self, cache_key: str,
+                    remote: libvirthost.LibvirtHost | None = None) -> None:
+        """Halt, copy the disk into a cache entry, boot again: commit once that boot is ready.
+        On libvirt on another machine (``remote``) the disk is flattened there and stays in
+        the pool there (``entrywrite.Writer.add_disk_there``)."""
         vm = self.vm
-        with vmcache.Writer(cache_key, source_box(vm), vm.log_path) as writer:
+        where = "" if remote is None else f" on {remote.hostname}"
+        with entrywrite.Writer(cache_key, source_box(vm), vm.log_path) as writer:
             self._writer = writer  # release removes what an interrupted write left
             vm.stop()
-            with vm.progress.step("vm: copying the provisioned disk into the VM cache"):
-                writer.add_disk(vm.domain.disk_path(), vm.cancelled)
+            with vm.progress.step(f"vm: copying the provisioned disk into the VM cache{where}"):
+                if remote is None:
+                    writer.add_disk(vm.domain.disk_path(), vm.cancelled)
+                else:
+                    writer.add_disk_there(remote, str(vm.domain.disk_path()), vm.cancelled)
                 writer.add_box_files(machine_key=vm.inserted_key())
             vm.start()  # the boot that proves the cached state boots
             writer.add_boot_files(vm.domain.definition(), vm.ssh_config_path.read_text())
             self.entry = writer.commit(description(vm, proven=True), vm.spec.vm_cache_bytes)
-        vm.origin = f"provisioned, then cached as {cache_key[:12]}"
+        vm.origin = f"provisioned, then cached as {cache_key[:12]}{where}"
 
     def release(self) -> None:
         if self._background is not None:  # never settled (a failed bring-up): cancel it
