@@ -110,6 +110,8 @@ def xdist_group(item: pytest.Item) -> str:
     if item.get_closest_marker("exclusive"):
         return f"{EXCLUSIVE_GROUP}{item.nodeid}"
     group = lane_group(item)
+    if group == "vm" and "libvirt_host" in getattr(item, "fixturenames", ()):
+        return f"{group}:libvirt-host"  # one worker, one libvirt host (a module's fixture)
     return f"{group}:{item.nodeid}" if group == "vm" else group
 
 

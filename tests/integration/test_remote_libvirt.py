@@ -4,8 +4,9 @@ The other machine is a container of its own running sshd, dockerd, and libvirtd 
 (TCG: it has no /dev/kvm), reached over SSH on 127.0.0.1 only (``enginehost``). The shipped
 parity suite passes with both targets on it, and nothing listens beyond loopback on either
 machine meanwhile. The VM's disks, its box and its ports are there; this host keeps no VM
-disk, cache entry or saved state of the run. Nothing is left on either side. Each bad
-libvirt host is one line.
+disk, cache entry or saved state of the run. A VM provisioned there is cached there, and the
+next run boots that entry there. Nothing is left on either side. Each bad libvirt host is
+one line.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ from tests.integration.conftest import (
     ROOT,
     engines_share,
     error_line,
+    page_project,
     run_cli,
     run_process,
 )
@@ -160,6 +163,62 @@ def test_the_parity_suite_passes_with_both_targets_on_another_machine(
                 if session in path.read_text(errors="replace")]
     assert not [volume for volume in libvirt.pool_volumes() if session in volume]
     assert enginehost.forwarders(libvirt_host.port) == []
+
+
+PAGE_TEST = """
+from pytest_vmcontainer.runtime.waiting import http_get
+
+
+def test_the_page(vm):
+    assert http_get(vm.url("/", port=8000)).body.decode().strip() == "{token}"
+"""
+
+
+def test_a_vm_provisioned_there_is_cached_there_and_booted_there_next(
+        libvirt_host: enginehost.EngineHost, keys: dict[str, Path], bases: None,
+        tmp_path: Path, leak_check: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """No entry here or there: the VM is provisioned there, and its disk flattened there into
+    an entry whose disk stays in the pool there; this host keeps only the entry's record (an
+    empty disk), no saved VM and no volume. The next run boots that entry there, with no
+    provisioning and nothing copied."""
+    token = secrets.token_hex(8)  # inputs of this test only: the first run cannot hit
+    project = page_project(tmp_path / "project", "pytest-vmcontainer/debian-12", token)
+    (project / "pytest.ini").write_text("[pytest]\n")
+    (project / "test_page.py").write_text(PAGE_TEST.replace("{token}", token))
+    env = _env(libvirt_host, keys["accepted"], container_there=False)
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target=vm"]
+    try:
+        first = run_process(argv, project, 1200, env)
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+        assert re.search(r"vm: vmc-\w+-default \(.*, provisioned, then cached as \w+ on "
+                         r"127\.0\.0\.1\)", first.stdout), first.stdout[-3000:]
+        (entry,) = _entries(project)
+        assert entry.there == libvirt_host.libvirt_uri
+        assert entry.volume_name() in _volumes_there(libvirt_host)
+        # Here: the record and an empty disk (beside the box's kernel and initrd, which the
+        # VM boots directly); no saved VM, no volume in this host's pool.
+        assert max(path.stat().st_size for path in entry.box_root.rglob("*")
+                   if path.is_file() and path.name not in ("vmlinuz", "initrd.img")) < 2**20
+        assert not vmcache.saved_dir(entry.key).exists()
+        assert not [volume for volume in libvirt.pool_volumes() if entry.key in volume]
+        second = run_process(argv, project, 1200, env)
+        assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-2000:]
+        assert f"vagrant up --no-provision (VM cache {entry.key[:12]})" in second.stdout
+        assert re.search(r"vm: vmc-\w+-default \(.*, from the VM cache\)", second.stdout), \
+            second.stdout[-3000:]
+        assert "Running provis" not in second.stdout
+        with capsys.disabled():  # the VM's steps, timed, in both runs
+            print("", *[line for run in (first, second) for line in run.stdout.splitlines()
+                        if ("] vm: " in line and "done in" in line) or
+                        line.startswith("vm: vmc-")], sep="\n")
+    finally:
+        vmcache.remove_entries({entry.key for entry in _entries(project)})
+    assert not _entries(project)
+
+
+def _entries(project: Path) -> list[vmcache.Entry]:
+    return [entry for entry in vmcache.entries()
+            if entry.info().get("vagrantfile") == str(project / "Vagrantfile")]
 
 
 def _kept_then_destroyed(output: str, env: dict[str, str], uri: str) -> None:
