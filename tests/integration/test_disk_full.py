@@ -27,7 +27,7 @@ from pytest_vmcontainer.errors import BuildError, TargetError
 from pytest_vmcontainer.host import bases as boxes
 from pytest_vmcontainer.host import paths
 from pytest_vmcontainer.host.bases import DOCKER_BASE_IMAGE
-from pytest_vmcontainer.targets import vmcache
+from pytest_vmcontainer.targets import entrywrite, vmcache
 from tests.integration.conftest import RUN_HOME, error_line, run_cli
 
 SMALL = "32m"
@@ -80,7 +80,7 @@ def test_a_cache_entry_that_fills_the_disk_is_one_line_and_leaves_nothing(
     subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(disk)], check=True)
 
     with small_disk(vmcache.cache_dir()) as cache, pytest.raises(TargetError) as failed, \
-            vmcache.Writer("0123456789abcdef", None, tmp_path / "vm.log") as writer:
+            entrywrite.Writer("0123456789abcdef", None, tmp_path / "vm.log") as writer:
         try:
             writer.add_disk(disk)
         finally:

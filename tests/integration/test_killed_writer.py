@@ -2,7 +2,7 @@
 entry is never trusted, its copy ends with it, and the next run's sweep (here ``clean``, which
 runs the same sweep) removes the partial entry.
 
-The writer is a real process that runs the harness's own entry writer (``vmcache.Writer``,
+The writer is a real process that runs the harness's own entry writer (``entrywrite.Writer``,
 what a cold run's background write runs) on a real disk image with a real ``qemu-img``; it is
 killed by its id, and no handler of it sees that. A whole run killed with SIGKILL, and the
 sweep of its VM, is ``test_vm_saved::test_a_killed_runs_restored_vm_goes_with_the_next_sweep``.
@@ -23,9 +23,9 @@ WRITER = """
 import sys
 from pathlib import Path
 
-from pytest_vmcontainer.targets import vmcache
+from pytest_vmcontainer.targets import entrywrite, vmcache
 
-with vmcache.Writer(sys.argv[1], None, Path(sys.argv[3])) as writer:
+with entrywrite.Writer(sys.argv[1], None, Path(sys.argv[3])) as writer:
     writer.add_disk(Path(sys.argv[2]))
     writer.commit({}, 10 * 2**30)
 """

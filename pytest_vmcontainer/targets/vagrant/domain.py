@@ -132,6 +132,7 @@ def remove_copies_of_gone_boxes(remote: libvirthost.LibvirtHost) -> list[str]:
     cache entry a remote VM booted would stay there for good. The pool there is this
     machine's home's own (``libvirt.pool_name``): no other runner boots from these."""
     keep = box_volumes_here()
+    refresh_pool()  # libvirt lists what it made, or found at its last scan of the pool
     gone = [volume for volume in libvirt.pool_volumes()
             if BOX_VOLUME_MARK in volume and volume not in keep]
     for volume in gone:
