@@ -54,7 +54,7 @@ def clean(caches: bool) -> Removal:
     before = _free_space()
     result = Removal(lifecycle.sweep(targets.default_leftovers(), include_marked=True))
     if caches:
-        result.removed += targets.clean_caches()
+        result.removed += targets.clean_caches(live_runs=len(lifecycle.live_sessions()))
     else:
         count, size = targets.cache_usage()
         if count:

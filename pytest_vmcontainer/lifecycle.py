@@ -199,6 +199,13 @@ class SavedTarget:
     saved_at: float
 
 
+def live_sessions() -> list[str]:
+    """The sessions of this home whose run is alive (it holds the session's lock)."""
+    return [session_dir.name for session_dir in sorted(paths.sessions_dir().iterdir())
+            if not session_dir.name.startswith(".") and session_dir.is_dir() and
+            _is_live(session_dir)]
+
+
 def saved_targets() -> list[SavedTarget]:
     """Every target of a kept, reusable or live session, oldest first (dead ones are left to
     the sweep)."""

@@ -161,6 +161,11 @@ def pool_path() -> Path:
     return _pool_paths[key]
 
 
+def forget_pool_path() -> None:
+    """After this home's pool is removed (``pool_path`` keeps what libvirt said)."""
+    _pool_paths.pop((libvirt_uri(), pool_name()), None)
+
+
 def box_volume_prefix(box_name: str) -> str:
     """What every pool volume of ``box_name`` starts with, whatever its version or mtime."""
     return f"{box_name.replace('/', '-VAGRANTSLASH-')}_vagrant_box_image_"

@@ -89,8 +89,10 @@ def cache_contents() -> tuple[list[dict[str, Any]], int, Path]:
     return vmcache.listing(), configcache.count(), configcache.directory()
 
 
-def clean_caches() -> list[str]:
-    """Remove the backends' own caches (the provisioned-VM cache) that nothing uses."""
+def clean_caches(live_runs: int = 0) -> list[str]:
+    """Remove the backends' own caches (the provisioned-VM cache) that nothing uses; on
+    libvirt on another machine, this home's pool there too, unless ``live_runs`` of this
+    home may use it."""
     if shutil.which("virsh") is None:
         return []
     from pytest_vmcontainer.host import libvirthost
@@ -99,6 +101,8 @@ def clean_caches() -> list[str]:
 
     removed = vmcache.remove_all() + configcache.forget_all()
     remote = libvirthost.current()
-    if remote is not None:  # libvirt on another machine: the removed entries' copies there
+    if remote is not None and live_runs:  # they may boot from the copies of boxes here
         removed += domain.remove_copies_of_gone_boxes(remote)
+    elif remote is not None:  # a runner retired, or a clean start: nothing of it stays there
+        removed += domain.remove_pool_there(remote)
     return removed

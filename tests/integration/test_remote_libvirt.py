@@ -219,6 +219,43 @@ def test_a_vm_provisioned_there_is_cached_there_and_booted_there_next(
     assert not _entries(project)
 
 
+def test_clean_caches_removes_this_homes_pool_there(
+        libvirt_host: enginehost.EngineHost, keys: dict[str, Path], own_home: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runner retired for good: ``clean --caches`` with the URI removes this home's pool
+    there whole (a volume in it, the boot files beside it, its definition); another pool
+    there stays."""
+    env = _env(libvirt_host, keys["accepted"], container_there=False)
+    with monkeypatch.context() as patch:
+        patch.setenv(libvirt.LIBVIRT_URI_ENV, env["VMC_LIBVIRT_URI"])
+        name = libvirt.pool_name()
+    directory = libvirt.REMOTE_POOL_ROOT / name
+    other = "vmc-test-other-runner"
+    for pool in (name, other):
+        libvirt_host.inside("virsh", "-c", "qemu:///system", "pool-define-as", pool, "dir",
+                            "--target", str(libvirt.REMOTE_POOL_ROOT / pool))
+        libvirt_host.inside("virsh", "-c", "qemu:///system", "pool-build", pool)
+        libvirt_host.inside("virsh", "-c", "qemu:///system", "pool-start", pool)
+    try:
+        libvirt_host.inside("sh", "-c", f"truncate -s 1M {directory}/copy_box.img && "
+                            f"mkdir -p {directory}-boot/copy && "
+                            f"virsh -c qemu:///system pool-refresh {name}")
+        result = run_cli("clean", "--caches", env=env, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"removed: libvirt pool {name} on 127.0.0.1 (1 volume)" in result.stderr, \
+            result.stderr
+        pools = _virsh_there(libvirt_host, "pool-list", "--all", "--name")
+        assert name not in pools and other in pools, pools
+        left = libvirt_host.inside("sh", "-c", f"ls -d {directory} {directory}-boot "
+                                   "2>/dev/null || true").split()
+        assert left == [], left
+    finally:
+        for pool in (name, other):
+            libvirt_host.inside("sh", "-c", f"virsh -c qemu:///system pool-destroy {pool}; "
+                                f"virsh -c qemu:///system pool-undefine {pool}; "
+                                f"rm -rf {libvirt.REMOTE_POOL_ROOT / pool}* || true")
+
+
 def _entries(project: Path) -> list[vmcache.Entry]:
     return [entry for entry in vmcache.entries()
             if entry.info().get("vagrantfile") == str(project / "Vagrantfile")]

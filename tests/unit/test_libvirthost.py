@@ -406,3 +406,35 @@ def test_a_failed_write_there_is_one_line_and_leaves_nothing(
     assert raised.value.one_line().startswith(
         "qemu-img on kvm1 could not copy the provisioned disk into the VM cache there")
     assert not list(pool.iterdir()) and not list(Path(f"{pool}-boot").iterdir())
+
+
+def test_clean_caches_removes_this_homes_pool_there_once_no_run_lives(
+        stand_ins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``clean --caches`` with the URI: while a run of this home lives, only the copies of
+    boxes gone here go; with none, the pool there goes whole (its volumes, the boot files
+    beside it, its definition), so that a retired runner leaves nothing there."""
+    from pytest_vmcontainer import targets
+    from pytest_vmcontainer.host import paths
+
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
+    pool = tmp_path / "there" / "pool"
+    boot = Path(f"{pool}-boot") / "pytest-vmcontainer-VAGRANTSLASH-debian-12_box"
+    boot.mkdir(parents=True)
+    pool.mkdir()
+    copy = pool / "pytest-vmcontainer-VAGRANTSLASH-debian-12_vagrant_box_image_0_1_box.img"
+    copy.write_bytes(b"x")
+    monkeypatch.setattr(libvirt, "pool_path", lambda: pool)
+    monkeypatch.setattr(libvirt, "pool_volumes",
+                        lambda: sorted(path.name for path in pool.iterdir()))
+    monkeypatch.setattr(libvirt, "delete_volume", lambda name: (pool / name).unlink())
+    undefined: list[str] = []
+    monkeypatch.setattr(libvirt, "remove_storage_pool",
+                        lambda: undefined.append(libvirt.pool_name()))
+    overlay = pool / "vmc-1a2b3c4d-default.img"  # a live run's VM's disk
+    overlay.write_bytes(b"x")
+    assert targets.clean_caches(live_runs=1) == [copy.name]  # a box this home no longer has
+    assert overlay.exists() and undefined == []
+    assert targets.clean_caches(live_runs=0) == [
+        f"libvirt pool {libvirt.pool_name()} on kvm1 (1 volume)"]
+    assert undefined == [libvirt.pool_name()]
+    assert not pool.exists() and not boot.parent.exists()

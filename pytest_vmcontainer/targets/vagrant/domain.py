@@ -147,6 +147,26 @@ def remove_copies_of_gone_boxes(remote: libvirthost.LibvirtHost) -> list[str]:
     return gone
 
 
+def remove_pool_there(remote: libvirthost.LibvirtHost) -> list[str]:
+    """``clean --caches`` on libvirt on another machine, with no live run of this home: this
+    home's pool there, whole (the copies of its boxes, the disks of VM cache entries written
+    there, the boot files beside it), so that a runner retired for good leaves nothing
+    there. What a later run needs there is put there again."""
+    name = libvirt.pool_name()
+    if libvirt.run_virsh("pool-info", name).returncode != 0:
+        return []  # no run of this home went there, or it was removed before
+    pool, volumes = libvirt.pool_path(), libvirt.pool_volumes()
+    libvirt.remove_storage_pool()
+    removed = remote.ssh(f"rm -rf -- {shlex.quote(str(pool))} {shlex.quote(f'{pool}-boot')}")
+    if removed.returncode != 0:
+        raise TargetError(f"could not remove {pool} on {remote.hostname} "
+                          f"({removed.stderr.strip()})",
+                          f"remove it there by hand ({remote.shown})")
+    libvirt.forget_pool_path()
+    count = f"{len(volumes)} volume{'' if len(volumes) == 1 else 's'}"
+    return [f"libvirt pool {name} on {remote.hostname} ({count})"]
+
+
 def _writer_lives(staged: str) -> bool:
     """A VM cache entry's disk staged there is being written by a live run of this machine
     (the pool there is this machine's own)."""
