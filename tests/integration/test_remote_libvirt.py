@@ -180,10 +180,11 @@ def test_the_page(vm):
 def test_a_vm_provisioned_there_is_cached_there_and_booted_there_next(
         libvirt_host: enginehost.EngineHost, keys: dict[str, Path], bases: None,
         tmp_path: Path, leak_check: None, capsys: pytest.CaptureFixture[str]) -> None:
-    """No entry here or there: the VM is provisioned there, and its disk flattened there into
-    an entry whose disk stays in the pool there; this host keeps only the entry's record (an
-    empty disk), no saved VM and no volume. The next run boots that entry there, with no
-    provisioning and nothing copied."""
+    """No entry here or there: the VM is provisioned there and goes on on a new overlay while
+    its former disk is flattened there into an entry whose disk stays in the pool there;
+    this host keeps only the entry's record (an empty disk), no saved VM and no volume. The
+    next run boots that entry there, with no provisioning and nothing copied, and so proves
+    it."""
     token = secrets.token_hex(8)  # inputs of this test only: the first run cannot hit
     project = page_project(tmp_path / "project", "pytest-vmcontainer/debian-12", token)
     (project / "pytest.ini").write_text("[pytest]\n")
@@ -197,6 +198,7 @@ def test_a_vm_provisioned_there_is_cached_there_and_booted_there_next(
                          r"127\.0\.0\.1\)", first.stdout), first.stdout[-3000:]
         (entry,) = _entries(project)
         assert entry.there == libvirt_host.libvirt_uri
+        assert not entry.proven  # written while the tests ran: the next boot proves it
         assert entry.volume_name() in _volumes_there(libvirt_host)
         # Here: the record and an empty disk (beside the box's kernel and initrd, which the
         # VM boots directly); no saved VM, no volume in this host's pool.
@@ -210,6 +212,7 @@ def test_a_vm_provisioned_there_is_cached_there_and_booted_there_next(
         assert re.search(r"vm: vmc-\w+-default \(.*, from the VM cache\)", second.stdout), \
             second.stdout[-3000:]
         assert "Running provis" not in second.stdout
+        assert entry.proven
         with capsys.disabled():  # the VM's steps, timed, in both runs
             print("", *[line for run in (first, second) for line in run.stdout.splitlines()
                         if ("] vm: " in line and "done in" in line) or

@@ -272,3 +272,29 @@ def test_the_booted_box_goes_into_the_pool_once_per_start(
     start.hold()
     start.box_in_pool()  # what vagrant_up does first
     assert placed == [Box(entry.box_name, "0", entry.directory / "box.img")]
+
+
+def test_on_another_machine_a_refused_snapshot_caches_after_a_halt(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On libvirt on another machine the provisioned VM goes on on a new overlay while its
+    former disk is flattened there in the background; where libvirt refuses that snapshot,
+    the VM is halted, copied there and booted again instead (``_fill_cache``)."""
+    from pytest_vmcontainer.host.libvirthost import LibvirtHost
+
+    remote = LibvirtHost.parse("qemu+ssh://ci@kvm1/system")
+    vm = _vm(home)
+    start = Provision(vm, "e" * 24)
+    halted: list[tuple[str, LibvirtHost | None]] = []
+    monkeypatch.setattr(Provision, "_fill_cache",
+                        lambda self, key, there=None: halted.append((key, there)))
+    monkeypatch.setattr(starts, "set_aside_there", lambda vm: None)
+    start._cache_there("e" * 24, remote)
+    assert halted == [("e" * 24, remote)] and start._background is None
+    started: list[tuple[str, Path, LibvirtHost | None]] = []
+    monkeypatch.setattr(starts, "set_aside_there", lambda vm: Path("/there/vm.img"))
+    monkeypatch.setattr(BackgroundWrite, "__init__",
+                        lambda self, vm, key, base, there: started.append((key, base, there)))
+    monkeypatch.setattr(BackgroundWrite, "start", lambda self: None)
+    start._cache_there("e" * 24, remote)
+    assert started == [("e" * 24, Path("/there/vm.img"), remote)]
+    assert vm.origin == f"provisioned, caching as {'e' * 12} on kvm1 in the background"

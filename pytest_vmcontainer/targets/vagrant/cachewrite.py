@@ -6,6 +6,10 @@ restored on that overlay at once, so the tests start without waiting for the cac
 the frozen disk is flattened into the entry (``qemu-img convert``). Such an entry has not yet
 booted: it is committed as unproven, and the first VM that boots from it proves it
 (``FromCache``), or removes it if it does not come up.
+
+On libvirt on another machine no saved state may move, so the VM goes on running on a new
+overlay made by a disk-only snapshot instead (``set_aside_there``), and its former disk is
+flattened there (``entrywrite.Writer.add_disk_there``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pytest_vmcontainer.targets.vagrant.domain import refresh_pool
 from pytest_vmcontainer.targets.vagrant.resume import resume_on_overlay
 
 if TYPE_CHECKING:
+    from pytest_vmcontainer.host.libvirthost import LibvirtHost
     from pytest_vmcontainer.targets.vagrant import VagrantTarget
 
 
@@ -78,12 +83,32 @@ def save_and_continue_on_overlay(vm: VagrantTarget,
     return SavedAfterProvisioning(base, state if keep_state else None, frozen)
 
 
-class BackgroundWrite:
-    """Flattens ``base`` into the entry of ``cache_key`` in a thread; ``finish`` waits for it
-    (or, after Ctrl-C or SIGTERM, cancels it) and says how it ended."""
+def set_aside_there(vm: VagrantTarget) -> Path | None:
+    """On libvirt on another machine: the provisioned VM goes on, running, on a new overlay,
+    its file systems frozen through the guest agent meanwhile; returns its former disk (there)
+    to flatten there while the tests run, or None when libvirt refused (the VM runs on as it
+    was)."""
+    domain = vm.domain
+    vm.run("sync")
+    frozen = domain.freeze()
+    try:
+        base, refused = domain.continue_on_new_overlay()
+    finally:
+        if frozen:
+            domain.thaw()
+    if base is None:
+        vm.progress.say(f"vm: no disk snapshot there ({refused}); caching after a halt instead")
+    return base
 
-    def __init__(self, vm: VagrantTarget, cache_key: str, base: Path) -> None:
-        self.vm, self.base = vm, base
+
+class BackgroundWrite:
+    """Flattens ``base`` into the entry of ``cache_key`` in a thread (on ``remote``, there);
+    ``finish`` waits for it (or, after Ctrl-C or SIGTERM, cancels it) and says how it
+    ended."""
+
+    def __init__(self, vm: VagrantTarget, cache_key: str, base: Path,
+                 remote: LibvirtHost | None = None) -> None:
+        self.vm, self.base, self.remote = vm, base, remote
         self.writer = entrywrite.Writer(cache_key, source_box(vm), vm.log_path)
         self.cancel = threading.Event()
         self.entry: vmcache.Entry | None = None
@@ -99,7 +124,10 @@ class BackgroundWrite:
     def _write(self) -> None:
         vm = self.vm
         try:
-            self.writer.add_disk(self.base, self.cancel)
+            if self.remote is None:
+                self.writer.add_disk(self.base, self.cancel)
+            else:
+                self.writer.add_disk_there(self.remote, str(self.base), self.cancel)
             self.writer.add_box_files(machine_key=self._machine_key)
             self.writer.add_boot_files(*self._boot_files)
             if self.cancel.is_set():  # the run was interrupted while the disk was copied

@@ -323,11 +323,32 @@ class LibvirtDomain:
         return driver.get("cache") if driver is not None else None
 
     def disk_path(self) -> Path:
+        return Path(self._disk()[1])
+
+    def _disk(self) -> tuple[str, str]:
+        """The first disk's (target, source file): ``domblklist --details`` rows are type,
+        device, target, source."""
         blocks = libvirt.run_virsh("domblklist", self.name, "--details").stdout
-        disks = [line.split()[-1] for line in blocks.splitlines() if " disk " in f" {line} "]
+        disks = [line.split()[-2:] for line in blocks.splitlines() if " disk " in f" {line} "]
         if not disks:
             raise TargetError(f"libvirt lists no disk for {self.name}", f"see {self.log_path}")
-        return Path(disks[0])
+        target, source = disks[0]
+        return target, source
+
+    def continue_on_new_overlay(self) -> tuple[Path | None, str]:
+        """The running VM goes on writing to a new overlay in the pool (an external disk-only
+        snapshot: a libvirt call, so it works on libvirt on another machine, where no
+        ``virsh save`` state may move); returns its former disk, read-only from now on, or
+        None and why libvirt refused."""
+        target, source = self._disk()
+        overlay = libvirt.pool_path() / f"{self.name}-running.qcow2"  # swept with the name
+        made = libvirt.run_virsh("snapshot-create-as", self.name, "--disk-only", "--atomic",
+                                 "--no-metadata", "--diskspec",
+                                 f"{target},snapshot=external,file={overlay}")
+        if made.returncode != 0:
+            return None, made.stderr.strip()
+        refresh_pool()
+        return Path(source), ""
 
     def footprint(self) -> dict[str, int]:
         """``footprint_bytes``: what a flattened copy of the disk needs (``qemu-img measure``),

@@ -23,6 +23,7 @@ from pytest_vmcontainer.targets.vagrant.cachewrite import (
     SavedAfterProvisioning,
     description,
     save_and_continue_on_overlay,
+    set_aside_there,
     source_box,
 )
 from pytest_vmcontainer.targets.vagrant.domain import (
@@ -196,7 +197,7 @@ class Provision(StartPath):
             return
         remote = libvirthost.current()
         if remote is not None:  # no save there: its QEMU state would be that host's
-            self._fill_cache(self.cache_key, remote)
+            self._cache_there(self.cache_key, remote)
             return
         with vm.progress.step("vm: saving the provisioned VM, to cache its disk while the "
                               "tests run"):
@@ -208,6 +209,22 @@ class Provision(StartPath):
         self._background.start()
         vm.origin = f"provisioned, caching as {self.cache_key[:12]} in the background"
 
+    def _cache_there(self, cache_key: str, remote: libvirthost.LibvirtHost) -> None:
+        """On libvirt on another machine: the VM goes on on a new overlay while its former
+        disk is flattened there in the background (``cachewrite.set_aside_there``); where
+        libvirt refuses the snapshot, halt, copy and boot again (``_fill_cache``)."""
+        vm = self.vm
+        with vm.progress.step(f"vm: setting the provisioned disk aside on {remote.hostname}, "
+                              "to cache it there while the tests run"):
+            base = set_aside_there(vm)
+        if base is None:
+            self._fill_cache(cache_key, remote)
+            return
+        self._background = BackgroundWrite(vm, cache_key, base, remote)
+        self._background.start()
+        vm.origin = f"provisioned, caching as {cache_key[:12]} on {remote.hostname} in the " \
+                    "background"
+
     def settle(self) -> None:
         """Wait for the background cache write; say how it ended."""
         background, self._background = self._background, None
@@ -216,7 +233,8 @@ class Provision(StartPath):
         self._abandoned = background
         self.entry = background.finish()
         if self.entry is not None:
-            self.vm.origin = f"provisioned, then cached as {self.entry.key[:12]}"
+            where = f" on {background.remote.hostname}" if background.remote else ""
+            self.vm.origin = f"provisioned, then cached as {self.entry.key[:12]}{where}"
             if self._keep_for_later_runs(self.entry):
                 self.vm.origin += ", its saved state kept for later runs"
         elif background.error and not background.cancel.is_set():
