@@ -563,13 +563,18 @@ class Snapshot:
 LEAK_SETTLE_SECONDS = 60.0
 
 
+def _others() -> set[str]:
+    """The sessions of other runs: live ones, and those another test killed on purpose and
+    has not swept yet."""
+    return other_live_runs() | killed_on_purpose_now()
+
+
 def _new_since(client: Any, before: Snapshot) -> tuple[dict[str, set[str]], Snapshot]:
-    # Other runs live before and after the snapshot: one that ends (or starts) while it is
-    # taken is still another run's, not a leak of this test; so is a run that another test
-    # killed on purpose and has not swept yet.
-    others = other_live_runs() | killed_on_purpose_now()
+    # Read before and after the snapshot: a run that ends (or starts) while it is taken is
+    # still another run's, not a leak of this test.
+    others = _others()
     after = Snapshot.take(client)
-    return after.new_since(before, others | other_live_runs() | killed_on_purpose_now()), after
+    return after.new_since(before, others | _others()), after
 
 
 KILLED_ON_PURPOSE = RUN_HOME / "tests-killed-on-purpose"  # a file per session, named after it
