@@ -114,7 +114,7 @@ class Entry:
     @property
     def there(self) -> str | None:
         """The libvirt on another machine whose pool holds the entry's disk (written there,
-        ``Writer.add_disk_there``; its ``box.img`` here is an empty disk of the same size,
+        ``Writer._add_disk_there``; its ``box.img`` here is an empty disk of the same size,
         for Vagrant's box and the volume's name); None when the disk is here."""
         there = self.info().get("there")
         return str(there) if there else None
@@ -202,12 +202,18 @@ def in_pool(entry: Entry) -> None:
     libvirt.box_in_pool(entry.box_name, "0", entry.directory / "box.img")
 
 
+def writer_lives(name: str) -> bool | None:
+    """Whether the run of this machine whose pid ends ``name`` (``...-<pid>``: a half-written
+    entry, here or there) still lives; None for a name without a pid."""
+    pid = name.rsplit("-", 1)[-1]
+    return Path(f"/proc/{pid}").exists() if pid.isdigit() else None
+
+
 def remove_abandoned_partials() -> list[str]:
     """Remove the half-written entries whose writing process is gone; returns their names."""
     removed = []
     for partial in cache_dir().glob(".partial-*-*"):
-        pid = partial.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        if writer_lives(partial.name) is False:
             shutil.rmtree(partial, ignore_errors=True)
             removed.append(partial.name)
     return removed

@@ -141,7 +141,7 @@ def remove_copies_of_gone_boxes(remote: libvirthost.LibvirtHost) -> list[str]:
     boot = f"{libvirt.pool_path()}-boot"
     listed = remote.ssh(f"ls -1A {shlex.quote(boot)} 2>/dev/null")
     stale = [name for name in listed.stdout.split() if name not in stems and
-             not (name.startswith(entrywrite.STAGED_THERE) and _writer_lives(name))]
+             not (name.startswith(entrywrite.STAGED_THERE) and vmcache.writer_lives(name))]
     if stale:
         remote.ssh("rm -rf -- " + " ".join(shlex.quote(f"{boot}/{name}") for name in stale))
     return gone
@@ -165,13 +165,6 @@ def remove_pool_there(remote: libvirthost.LibvirtHost) -> list[str]:
     libvirt.forget_pool_path()
     count = f"{len(volumes)} volume{'' if len(volumes) == 1 else 's'}"
     return [f"libvirt pool {name} on {remote.hostname} ({count})"]
-
-
-def _writer_lives(staged: str) -> bool:
-    """A VM cache entry's disk staged there is being written by a live run of this machine
-    (the pool there is this machine's own)."""
-    pid = staged.rsplit("-", 1)[-1]
-    return pid.isdigit() and Path(f"/proc/{pid}").exists()
 
 
 def boot_files_there(box: Box | None) -> dict[str, tuple[Path, str]]:
