@@ -2,7 +2,7 @@
 
 The disk comes from a VM's disk flattened by ``qemu-img convert``: here, into the entry, or,
 for a VM on libvirt on another machine, there, into this home's pool there, with only an
-empty disk of the same virtual size here (``Writer.add_disk_there``).
+empty disk of the same virtual size here (``Writer._add_disk_there``).
 """
 
 from __future__ import annotations
@@ -50,13 +50,16 @@ def _allocated(disk: Path) -> int:
 
 
 class Writer:
-    """Writes one entry under a temporary name; ``commit`` renames it into place."""
+    """Writes one entry under a temporary name; ``commit`` renames it into place. With
+    ``remote`` (libvirt on another machine) the entry's disk is written there."""
 
-    def __init__(self, cache_key: str, source_box: Path | None, log: Path) -> None:
+    def __init__(self, cache_key: str, source_box: Path | None, log: Path,
+                 remote: LibvirtHost | None = None) -> None:
         self.entry = Entry(cache_key)
         self.partial = cache_dir() / f".partial-{cache_key}-{os.getpid()}"
         self.source_box = source_box
         self.log = log
+        self.remote = remote
         self._there: tuple[LibvirtHost, str] | None = None  # a disk staged there (its path)
         self._there_bytes = 0
 
@@ -79,8 +82,12 @@ class Writer:
             remote.ssh(f"rm -f -- {shlex.quote(staged)}")
 
     def add_disk(self, disk: Path, cancel: Any = None) -> float:
-        """Flatten the VM's disk (its overlay and the box under it) into the entry."""
+        """Flatten the VM's disk (its overlay and the box under it) into the entry (there,
+        with ``remote``: ``_add_disk_there``); returns the seconds it took."""
         started = time.monotonic()
+        if self.remote is not None:
+            self._add_disk_there(self.remote, str(disk), cancel)
+            return time.monotonic() - started
         with open(self.log, "ab") as out:
             command = [*procs.DIE_WITH_THE_RUN, "qemu-img", "convert", "-U", "-O", "qcow2",
                        str(disk), str(self.partial / "box.img")]
@@ -96,7 +103,7 @@ class Writer:
                               "VM cache", f"see {self.log}")
         return time.monotonic() - started
 
-    def add_disk_there(self, remote: LibvirtHost, disk: str, cancel: Any = None) -> None:
+    def _add_disk_there(self, remote: LibvirtHost, disk: str, cancel: Any) -> None:
         """Flatten the disk of a VM on libvirt on another machine into an entry whose disk
         stays there: ``qemu-img convert`` runs there, into a staged file beside this home's
         pool there (renamed into the pool at the commit), and only an empty disk of the same

@@ -369,8 +369,8 @@ def test_a_vm_cache_entry_written_there_keeps_its_disk_there(
     disk = _disk(tmp_path / "there" / "vm.qcow2", "64M")
     remote = LibvirtHost.parse(URI)
     key = vmcache.there_key("a" * 24, "kvm1:2222")
-    with entrywrite.Writer(key, None, tmp_path / "log") as writer:
-        writer.add_disk_there(remote, str(disk))
+    with entrywrite.Writer(key, None, tmp_path / "log", remote) as writer:
+        writer.add_disk(disk)
         writer.add_box_files(None)
         entry = writer.commit({"proven": True}, budget_bytes=2**40)
     assert entry.there == remote.shown
@@ -399,9 +399,9 @@ def test_a_failed_write_there_is_one_line_and_leaves_nothing(
     pool = tmp_path / "there" / "pool"
     pool.mkdir(parents=True)
     monkeypatch.setattr(libvirt, "pool_path", lambda: pool)
-    with entrywrite.Writer("b" * 24, None, tmp_path / "log") as writer:
+    with entrywrite.Writer("b" * 24, None, tmp_path / "log", LibvirtHost.parse(URI)) as writer:
         with pytest.raises(TargetError) as raised:
-            writer.add_disk_there(LibvirtHost.parse(URI), str(tmp_path / "no-such-disk"))
+            writer.add_disk(tmp_path / "no-such-disk")
         assert not writer.partial.exists()
     assert raised.value.one_line().startswith(
         "qemu-img on kvm1 could not copy the provisioned disk into the VM cache there")

@@ -9,7 +9,7 @@ booted: it is committed as unproven, and the first VM that boots from it proves 
 
 On libvirt on another machine no saved state may move, so the VM goes on running on a new
 overlay made by a disk-only snapshot instead (``set_aside_there``), and its former disk is
-flattened there (``entrywrite.Writer.add_disk_there``).
+flattened there (``entrywrite.Writer._add_disk_there``).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class BackgroundWrite:
     def __init__(self, vm: VagrantTarget, cache_key: str, base: Path,
                  remote: LibvirtHost | None = None) -> None:
         self.vm, self.base, self.remote = vm, base, remote
-        self.writer = entrywrite.Writer(cache_key, source_box(vm), vm.log_path)
+        self.writer = entrywrite.Writer(cache_key, source_box(vm), vm.log_path, remote)
         self.cancel = threading.Event()
         self.entry: vmcache.Entry | None = None
         self.error: str | None = None
@@ -124,10 +124,7 @@ class BackgroundWrite:
     def _write(self) -> None:
         vm = self.vm
         try:
-            if self.remote is None:
-                self.writer.add_disk(self.base, self.cancel)
-            else:
-                self.writer.add_disk_there(self.remote, str(self.base), self.cancel)
+            self.writer.add_disk(self.base, self.cancel)
             self.writer.add_box_files(machine_key=self._machine_key)
             self.writer.add_boot_files(*self._boot_files)
             if self.cancel.is_set():  # the run was interrupted while the disk was copied

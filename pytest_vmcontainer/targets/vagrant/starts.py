@@ -270,17 +270,14 @@ class Provision(StartPath):
                     remote: libvirthost.LibvirtHost | None = None) -> None:
         """Halt, copy the disk into a cache entry, boot again: commit once that boot is ready.
         On libvirt on another machine (``remote``) the disk is flattened there and stays in
-        the pool there (``entrywrite.Writer.add_disk_there``)."""
+        the pool there (``entrywrite.Writer._add_disk_there``)."""
         vm = self.vm
         where = "" if remote is None else f" on {remote.hostname}"
-        with entrywrite.Writer(cache_key, source_box(vm), vm.log_path) as writer:
+        with entrywrite.Writer(cache_key, source_box(vm), vm.log_path, remote) as writer:
             self._writer = writer  # release removes what an interrupted write left
             vm.stop()
             with vm.progress.step(f"vm: copying the provisioned disk into the VM cache{where}"):
-                if remote is None:
-                    writer.add_disk(vm.domain.disk_path(), vm.cancelled)
-                else:
-                    writer.add_disk_there(remote, str(vm.domain.disk_path()), vm.cancelled)
+                writer.add_disk(vm.domain.disk_path(), vm.cancelled)
                 writer.add_box_files(machine_key=vm.inserted_key())
             vm.start()  # the boot that proves the cached state boots
             writer.add_boot_files(vm.domain.definition(), vm.ssh_config_path.read_text())
