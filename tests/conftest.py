@@ -141,9 +141,9 @@ def _place(item: pytest.Item) -> tuple[int, bool, bool, bool, bool]:
     those (beside the other lane's worker, they wait for its test to end and stop it
     from starting another), and the boot-loader box's test comes last while that box is
     not built: on a new machine it takes minutes to build after the box, and the rest of
-    the VM lane runs meanwhile instead of waiting for it. Built, it takes its place in the
-    file order: last, its boot ran alone beside the exclusive tests' turns (87 s of the
-    serial tail in a warm run on 2026-12-02)."""
+    the VM lane runs meanwhile instead of waiting for it. Once the box is built, the test
+    keeps its place in file order: placed last, its boot (87 s in a warm run on 2026-12-02)
+    ran alone beside the exclusive tests' turns."""
     fixtures = getattr(item, "fixturenames", ())
     return (LANES.index(lane(item)), "bootloader_box" in fixtures and not _bootloader_box_built(),
             item.get_closest_marker("exclusive") is not None, "bases" in fixtures,
