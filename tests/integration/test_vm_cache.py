@@ -148,7 +148,7 @@ def _cache_runs(project: Path, token: str) -> None:
     # the next run says so, boots from the entry instead (its first boot, which proves it)
     # and saves a good state again.
     states = list(vmcache.saved_dir(entry.key).glob("*/state.sav"))
-    assert states, "the second run saved no state"
+    assert states, "the first run kept no saved state"
     for state in states:
         _write_random_bytes(state)
     fourth = _run(project, "-k", "fresh")
