@@ -37,11 +37,12 @@ DEFAULT_QEMU_USER = "libvirt-qemu"  # Debian's build default, when qemu.conf nam
 REMOTE_POOL_ROOT = Path("/var/lib/libvirt/images/pytest-vmcontainer")
 
 
-def pool_name() -> str:
-    """The libvirt pool of this ``VMC_HOME``; on libvirt on another machine, of this home on
-    this machine: CI runners that share that host, each with the default home, never share
-    a pool there, so each removes only its own copies (``domain.remove_copies_of_gone_boxes``)."""
-    owner = str(paths.home()) if on_this_host() else f"{this_machine()}:{paths.home()}"
+def pool_name(uri: str | None = None) -> str:
+    """The libvirt pool of this ``VMC_HOME`` (at ``uri``, else the current URI); on libvirt on
+    another machine, of this home on this machine: CI runners that share that host, each with
+    the default home, never share a pool there, so each removes only its own copies
+    (``domain.remove_copies_of_gone_boxes``)."""
+    owner = str(paths.home()) if on_this_host(uri) else f"{this_machine()}:{paths.home()}"
     return POOL_PREFIX + hashlib.sha256(owner.encode()).hexdigest()[:12]
 
 
@@ -58,9 +59,10 @@ def libvirt_uri() -> str:
     return os.environ.get(LIBVIRT_URI_ENV) or DEFAULT_LIBVIRT_URI
 
 
-def on_this_host() -> bool:
-    """The URI names this host's libvirt (a socket path, no host: ``qemu:///system``)."""
-    return libvirt_uri().split("://", 1)[-1].startswith("/")
+def on_this_host(uri: str | None = None) -> bool:
+    """The URI (else the current one) names this host's libvirt (a socket path, no host:
+    ``qemu:///system``)."""
+    return (uri or libvirt_uri()).split("://", 1)[-1].startswith("/")
 
 
 # The local daemons a VM's start needs, by the pid files setup (or the distribution) writes.

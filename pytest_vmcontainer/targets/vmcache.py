@@ -34,13 +34,10 @@ import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
-from pytest_vmcontainer.host import libvirt, paths
+from pytest_vmcontainer.host import libvirt, libvirthost, paths
 from pytest_vmcontainer.runtime import hashing, seal
-
-if TYPE_CHECKING:
-    pass
 
 BOX_PREFIX = "pytest-vmcontainer-cache"  # not "vmc-...": those are session names
 ENTRY_FILE = "vmc-cache.json"  # what an entry is, written last before the commit
@@ -228,7 +225,10 @@ def entries() -> list[Entry]:
                   key=lambda e: (e.directory / ENTRY_FILE).stat().st_mtime)
 
 
-def _remove(entry: Entry, in_use: set[str]) -> bool:
+def _remove(entry: Entry, in_use: set[str], kept_there: dict[str, str] | None = None) -> bool:
+    """Remove an entry no VM uses: here, and its disk on the machine it was written on
+    (``Entry.there``), whichever libvirt this run uses; why that disk stays, if it does,
+    goes into ``kept_there``."""
     if entry.key in in_use:
         return False
     with open(entry.lock_path, "a") as lock:
@@ -236,6 +236,11 @@ def _remove(entry: Entry, in_use: set[str]) -> bool:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False  # a VM is starting or running from it
+        there = entry.there
+        if there is not None:
+            why = libvirthost.LibvirtHost.parse(there).remove_box_copies(entry.box_name)
+            if why is not None and kept_there is not None:
+                kept_there[entry.key] = why
         libvirt.delete_box_volumes(entry.box_name)  # by prefix: a damaged image's mtime moved
         shutil.rmtree(entry.box_root, ignore_errors=True)
         shutil.rmtree(saved_dir(entry.key), ignore_errors=True)
@@ -296,9 +301,10 @@ def remove_orphan_volumes() -> list[str]:
     return orphans
 
 
-def evict(budget_bytes: int, keep: set[str] | None = None) -> list[str]:
+def evict(budget_bytes: int, keep: set[str] | None = None,
+          kept_there: dict[str, str] | None = None) -> list[str]:
     """Remove the least recently used entries that no VM uses until the rest fit in
-    ``budget_bytes`` (never those in ``keep``); returns the removed keys."""
+    ``budget_bytes`` (never those in ``keep``); returns the removed keys (``_remove``)."""
     remove_orphan_volumes()
     candidates = entries()
     sizes = {entry.key: disk_bytes(entry) for entry in candidates}
@@ -308,7 +314,7 @@ def evict(budget_bytes: int, keep: set[str] | None = None) -> list[str]:
     for entry in candidates:
         if total <= budget_bytes:
             break
-        if _remove(entry, in_use):
+        if _remove(entry, in_use, kept_there):
             removed.append(entry.key)
             total -= sizes[entry.key]
     return removed
@@ -323,4 +329,7 @@ def remove_entries(keys: set[str]) -> list[str]:
 def remove_all() -> list[str]:
     """``clean``: every entry no VM uses any more, and abandoned partial writes."""
     remove_abandoned_partials()
-    return [f"vm cache {key}" for key in evict(0)]
+    kept_there: dict[str, str] = {}
+    removed = evict(0, kept_there=kept_there)
+    return [f"vm cache {key}" + (f" ({kept_there[key]})" if key in kept_there else "")
+            for key in removed]

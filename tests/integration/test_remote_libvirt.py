@@ -184,7 +184,7 @@ def test_a_vm_provisioned_there_is_cached_there_and_booted_there_next(
     its former disk is flattened there into an entry whose disk stays in the pool there;
     this host keeps only the entry's record (an empty disk), no saved VM and no volume. The
     next run boots that entry there, with no provisioning and nothing copied, and so proves
-    it."""
+    it. The entry removed here, without the URI, takes its disk there with it."""
     token = secrets.token_hex(8)  # inputs of this test only: the first run cannot hit
     project = page_project(tmp_path / "project", "pytest-vmcontainer/debian-12", token)
     (project / "pytest.ini").write_text("[pytest]\n")
@@ -218,8 +218,14 @@ def test_a_vm_provisioned_there_is_cached_there_and_booted_there_next(
                         if ("] vm: " in line and "done in" in line) or
                         line.startswith("vm: vmc-")], sep="\n")
     finally:
-        vmcache.remove_entries({entry.key for entry in _entries(project)})
+        written = _entries(project)
+        with pytest.MonkeyPatch.context() as patch:  # this host's libvirt, that host's ssh
+            patch.setenv("PATH", env["PATH"])
+            vmcache.remove_entries({entry.key for entry in written})
     assert not _entries(project)
+    # Removed by a process on this host's libvirt: its disk there went too (Entry.there).
+    there = _volumes_there(libvirt_host)
+    assert not [volume for volume in there for entry in written if entry.key in volume], there
 
 
 def test_clean_caches_removes_this_homes_pool_there(

@@ -389,6 +389,47 @@ def test_a_vm_cache_entry_written_there_keeps_its_disk_there(
     assert not entry.box_root.exists()
 
 
+@pytest.mark.parametrize("reachable", [True, False])
+def test_an_entry_written_there_takes_its_disk_there_when_removed_from_here(
+        stand_ins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        reachable: bool) -> None:
+    """``clean`` (or an eviction) in a run on this host's libvirt removes an entry written
+    on another machine: its disk and boot files there go too, by the URI the entry
+    recorded; an unreachable host leaves them, and the clean says so in its line."""
+    from pytest_vmcontainer.host import paths
+    from pytest_vmcontainer.targets import entrywrite, vmcache
+
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.setattr(libvirt, "REMOTE_POOL_ROOT", tmp_path / "there")
+    pool = tmp_path / "there" / libvirt.pool_name(URI)
+    pool.mkdir(parents=True)
+    monkeypatch.setattr(libvirt, "pool_path", lambda: pool)
+    key = vmcache.there_key("a" * 24, "kvm1:2222")
+    with entrywrite.Writer(key, None, tmp_path / "log", LibvirtHost.parse(URI)) as writer:
+        writer.add_disk(_disk(tmp_path / "vm.qcow2", "16M"))
+        writer.add_box_files(None)
+        entry = writer.commit({"proven": True}, budget_bytes=2**40)
+    volume = pool / entry.volume_name()
+    boot = Path(f"{pool}-boot") / volume.name.removesuffix(".img")
+    boot.mkdir(parents=True)  # the kernel a boot there put beside the pool
+    other = pool / "pytest-vmcontainer-VAGRANTSLASH-debian-12_vagrant_box_image_0_1_box.img"
+    other.write_bytes(b"x")  # a base box's copy there: not the entry's
+    monkeypatch.delenv(libvirt.LIBVIRT_URI_ENV)  # a later run on this host's libvirt
+    monkeypatch.setattr(libvirt, "pool_volumes", lambda: [])
+    if not reachable:
+        monkeypatch.setenv("SSH_FAILS", "ssh: connect to host kvm1 port 2222: No route to host")
+    removed = vmcache.remove_all()
+    assert not entry.box_root.exists()
+    if reachable:
+        assert removed == [f"vm cache {key}"]
+        assert [path.name for path in pool.iterdir()] == [other.name]
+        assert not boot.exists()
+    else:
+        assert removed == [f"vm cache {key} (its disk stays on kvm1 (ssh: connect to host "
+                           "kvm1 port 2222: No route to host))"]
+        assert volume.exists() and boot.exists()
+
+
 def test_a_failed_write_there_is_one_line_and_leaves_nothing(
         stand_ins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from pytest_vmcontainer.errors import TargetError
