@@ -1,4 +1,4 @@
-"""Command line: ``python -m pytest_vmcontainer setup|build|up|clean|destroy|list|login|...``.
+"""Command line: ``python -m pytest_vmcontainer setup|build|up|clean|destroy|list|forward|...``.
 
 Failures print one line naming the cause and the remedy and exit non-zero.
 """
@@ -53,6 +53,12 @@ def parser() -> argparse.ArgumentParser:
     destroy.add_argument("--session", help="the session id (see 'list'); needed only when "
                          "several sessions have such a target")
     commands.add_parser("list", help="show kept and reused targets, and how to get in")
+    forward = commands.add_parser(
+        "forward", help="open again the ssh -L of a kept target on another machine")
+    forward.add_argument("kind", nargs="?", choices=["vm", "container"],
+                         help="only this kind (default: every target of the session)")
+    forward.add_argument("--session", help="the session id (see 'list'); needed only when "
+                         "several sessions have kept targets")
     for name, text in (("login", "open a shell in a kept or reused target"),
                        ("exec", "run one command in a kept or reused target")):
         way_in = commands.add_parser(name, help=text)

@@ -22,9 +22,11 @@ from pytest_vmcontainer.errors import ReportError, TargetError, UsageError, VmcE
 from pytest_vmcontainer.harness import Harness, HarnessConfig
 from pytest_vmcontainer.host import accel, bases, setup
 from pytest_vmcontainer.options import TARGETS
+from pytest_vmcontainer.runtime import sshforward
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.waiting import http_get
 from pytest_vmcontainer.targets.base import Target
+from pytest_vmcontainer.targets.remote import FORWARDS_RECORD
 
 
 def cmd_setup(args: argparse.Namespace, progress: Progress) -> int:
@@ -137,6 +139,7 @@ def cmd_list(args: argparse.Namespace, progress: Progress) -> int:
 def _list_targets(saved: list[lifecycle.SavedTarget]) -> None:
     rows = [("session", "kind", "status", "state", "forwards (guest -> 127.0.0.1)", "age",
              "inputs")]
+    down = []
     for item in saved:
         try:
             target = targets.attach(item.workdir, "list")
@@ -144,10 +147,55 @@ def _list_targets(saved: list[lifecycle.SavedTarget]) -> None:
             forwards = ", ".join(f"{g}->{h}" for g, h in sorted(target.host_ports.items()))
         except (VmcError, OSError, ValueError, KeyError) as error:
             state, forwards = f"unknown ({error})", "-"
+        if forwards and _forward_down(item):
+            forwards += " (ssh -L down)"
+            down.append(item.session_id)
         rows.append((item.session_id, item.kind, item.status, state, forwards or "-",
                      housekeeping.age(time.time() - item.saved_at), item.inputs or "-"))
     print("\n".join(housekeeping.table_lines(rows)))
     print("get in with: python -m pytest_vmcontainer login KIND --session SESSION")
+    for session in sorted(set(down)):
+        print(f"ports of session {session} not forwarded here: open them again with "
+              f"python -m pytest_vmcontainer forward --session {session}")
+
+
+def _forward_down(item: lifecycle.SavedTarget) -> bool:
+    """A kept target on another machine whose ``ssh -L`` ended (a dropped connection, a
+    reboot of this machine): its ports on 127.0.0.1 no longer answer."""
+    record = item.workdir / FORWARDS_RECORD
+    return (item.status != "live run" and record.exists()
+            and sshforward.recorded_alive(record) is None)
+
+
+def cmd_forward(args: argparse.Namespace, progress: Progress) -> int:
+    """Open again the ``ssh -L`` of kept targets on another machine whose forward ended, on
+    the same ports of 127.0.0.1; it lives on until ``destroy``, as the run's did."""
+    saved = [item for item in lifecycle.saved_targets() if item.status != "live run"
+             and (args.session is None or item.session_id == args.session)
+             and (args.kind is None or item.kind == args.kind)]
+    sessions = sorted({item.session_id for item in saved})
+    if not saved:
+        what = f"session {args.session} has" if args.session else "this home has"
+        kind = f"{args.kind} target" if args.kind else "target"
+        raise UsageError(f"{what} no kept or reused {kind} to forward",
+                         "run 'python -m pytest_vmcontainer list'")
+    if len(sessions) > 1:
+        raise UsageError(f"{len(sessions)} sessions have kept targets ({', '.join(sessions)})",
+                         "pick one with --session")
+    for item in saved:
+        record = item.workdir / FORWARDS_RECORD
+        pid = sshforward.recorded_alive(record)
+        if not record.exists():
+            print(f"{item.kind}: on this host's engine; its ports need no forward")
+        elif pid is not None:
+            print(f"{item.kind}: forwarded already (ssh {pid})")
+        else:
+            lifecycle.require_its_engines(item.session_id, "forward")
+            forwards = sshforward.SshForwards.from_record(record)
+            with progress.step(f"{item.kind}: forwarding {forwards.describe()} (ssh -L)"):
+                forwards.open(timeout=60.0)
+            print(f"{item.kind}: forwarded again (ssh {sshforward.recorded_alive(record)})")
+    return 0
 
 
 def _saved_target(kind: str, session: str | None) -> Target:
@@ -313,4 +361,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Progress], int]] = {
     "setup": cmd_setup, "build": cmd_build, "up": cmd_up, "clean": cmd_clean,
     "destroy": cmd_destroy, "accel": cmd_accel, "report": cmd_report, "list": cmd_list,
     "login": cmd_login, "exec": cmd_exec, "init": cmd_init, "scan": cmd_scan,
+    "forward": cmd_forward,
 }

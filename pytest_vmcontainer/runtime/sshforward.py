@@ -71,7 +71,8 @@ class SshForwards:
                                         stderr=log)
         self.record.write_text(json.dumps({"pid": self._process.pid,
                                            "start": start_time(self._process.pid),
-                                           "ports": self.ports}))
+                                           "ports": self.ports, "argv": self.argv,
+                                           "log": str(self.log)}))
         accepting = [tcp_open(port) for port in self.ports]
         try:
             wait_for(lambda: self._alive() and all(check() for check in accepting),
@@ -81,6 +82,22 @@ class SshForwards:
             raise TargetError(f"the SSH forwards to the engine's host did not accept within "
                               f"{timeout:.0f}s{why}",
                               f"see {self.log}", detail=logtail.tail(self.log, 10)) from None
+
+    @classmethod
+    def from_record(cls, record: Path) -> SshForwards:
+        """The forwards a record describes (a kept target's, whose ssh ended: a dropped
+        connection, a reboot of this machine), to ``open`` again on the same ports."""
+        try:
+            data = json.loads(record.read_text())
+            ports = {int(local): int(there) for local, there in data["ports"].items()}
+            argv, log = list(data["argv"]), Path(data["log"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            raise TargetError(f"{record} does not say how its forwards were opened (a run of "
+                              "an earlier version kept them)",
+                              "destroy the target and run again to keep a new one") from None
+        forwards = cls([], ports, record, log)
+        forwards.argv = argv
+        return forwards
 
     def _alive(self) -> bool:
         assert self._process is not None

@@ -75,6 +75,38 @@ def test_forwards_open_once_every_port_accepts(tmp_path: Path,
     assert not record.exists()
 
 
+def test_a_kept_targets_forwards_open_again_from_their_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kept target's ssh ended (a dropped connection, a reboot here): ``forward`` opens
+    the same forwards again from the record the run wrote; a record without the command
+    (an earlier version's) is one line."""
+    _fake_ssh(tmp_path / "bin", (
+        "import socket, sys, time\n"
+        "socks = []\n"
+        "for arg in sys.argv[1:]:\n"
+        "    if arg.startswith('-L'):\n"
+        "        s = socket.socket(); s.bind(('127.0.0.1', int(arg.split(':')[1])))\n"
+        "        s.listen(); socks.append(s)\n"
+        "time.sleep(60)\n"), monkeypatch)
+    local, record = ports.free_port(), tmp_path / "forwards.json"
+    first = sshforward.SshForwards(["--", "engine"], {local: 32768}, record, tmp_path / "log")
+    first.open(timeout=10)
+    assert first._process is not None
+    first._process.terminate()  # the run's ssh ends; the kept target's record stays
+    procs.wait(first._process)
+    assert record.exists() and sshforward.recorded_alive(record) is None
+    again = sshforward.SshForwards.from_record(record)
+    try:
+        again.open(timeout=10)
+        assert again.ports == {local: 32768} and again.argv == first.argv
+        assert sshforward.recorded_alive(record) not in (None, first._process.pid)
+    finally:
+        again.close()
+    record.write_text(json.dumps({"pid": 1, "start": "1", "ports": {str(local): 32768}}))
+    with pytest.raises(TargetError, match="does not say how its forwards were opened"):
+        sshforward.SshForwards.from_record(record)
+
+
 def test_the_sweep_stops_a_recorded_process(tmp_path: Path,
                                             started: list[subprocess.Popen[bytes]]) -> None:
     process = procs.spawn(["sleep", "60"])
