@@ -15,6 +15,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -24,7 +25,10 @@ from typing import Any
 import pytest
 
 from pytest_vmcontainer.host import libvirt, libvirthost, paths
+from pytest_vmcontainer.runtime import sshforward
+from pytest_vmcontainer.runtime.waiting import http_get, wait_for
 from pytest_vmcontainer.targets import vmcache
+from pytest_vmcontainer.targets.remote import FORWARDS_RECORD
 from tests.integration import enginehost
 from tests.integration.conftest import (
     ROOT,
@@ -276,15 +280,40 @@ def _entries(project: Path) -> list[vmcache.Entry]:
 def _kept_then_destroyed(output: str, env: dict[str, str], uri: str) -> None:
     """The run kept its VM there (``--vmc-keep=always``): ``exec`` reaches it through that host
     (not through the kept ``ssh -L``); without the URI, ``exec`` and ``destroy`` say in one
-    line which setting reaches it, and leave it; with it, ``destroy`` removes both kept
+    line which setting reaches it, and leave it. Once the kept ``ssh -L`` ends, ``list``
+    says so and ``forward`` opens it again. With the URI, ``destroy`` removes both kept
     targets, the forward too."""
     session = re.search(r"\bvmc-([0-9a-f]{8})-", output)  # a session id: 8 hex digits
     assert session, output[-3000:]
     try:
         _reached_and_refused(session.group(1), env, uri)
+        _forward_reopened(session.group(1), env)
     finally:  # whatever failed: the kept targets go while their host is still there
         destroyed = run_cli("destroy", "--session", session.group(1), env=env, timeout=300)
     assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
+
+
+def _forward_reopened(session: str, env: dict[str, str]) -> None:
+    """The kept VM's ``ssh -L`` ends, as a dropped connection or a reboot here ends it:
+    ``list`` marks its ports down and names the command, and ``forward`` opens them again on
+    the same port of 127.0.0.1, where the kept VM's nginx answers."""
+    (record,) = (paths.sessions_dir() / session).glob(f"vm*/{FORWARDS_RECORD}")
+    pid = sshforward.recorded_alive(record)
+    assert pid is not None, record.read_text()
+    os.kill(pid, signal.SIGTERM)  # the ssh the run started, by the id it recorded
+    wait_for(lambda: sshforward.recorded_alive(record) is None or
+             Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z",
+             timeout=30, what="the kept ssh -L to end")
+    listed = run_cli("list", env=env, timeout=120)
+    port = re.search(rf"^{session}\s+vm\s.*\b80->(\d+).*\(ssh -L down\)", listed.stdout,
+                     re.MULTILINE)
+    assert port, listed.stdout
+    assert f"python -m pytest_vmcontainer forward --session {session}" in listed.stdout
+    reopened = run_cli("forward", "--session", session, env=env, timeout=120)
+    assert reopened.returncode == 0, reopened.stdout + reopened.stderr
+    assert "vm: forwarded again (ssh " in reopened.stdout, reopened.stdout
+    assert "container: forwarded already (ssh " in reopened.stdout, reopened.stdout
+    assert http_get(f"http://127.0.0.1:{port.group(1)}/").status == 200
 
 
 def _reached_and_refused(session: str, env: dict[str, str], uri: str) -> None:
