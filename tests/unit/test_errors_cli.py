@@ -120,3 +120,18 @@ def test_a_command_after_double_dash_is_only_for_exec(capsys: pytest.CaptureFixt
     with pytest.raises(SystemExit):
         cli.main(["list", "--", "uname"])
     assert "unrecognized arguments: -- uname" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["forward"], "this home has no kept or reused target to forward"),
+    (["forward", "vm", "--session", "1a2b3c4d"],
+     "session 1a2b3c4d has no kept or reused vm target to forward"),
+])
+def test_forward_with_nothing_kept_is_one_line(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        argv: list[str], said: str) -> None:
+    monkeypatch.setenv("VMC_HOME", str(tmp_path / "home"))
+    assert cli.main(argv) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"pytest-vmcontainer: error: {said}: run 'python -m pytest_vmcontainer list'\n"
