@@ -26,6 +26,17 @@ def test_every_forward_listens_on_loopback_only() -> None:
             "BatchMode=yes"} <= set(argv)
 
 
+# An ssh that listens on the local ends it is given, as ssh -L does, until stopped.
+LISTENING_SSH = (
+    "import socket, sys, time\n"
+    "socks = []\n"
+    "for arg in sys.argv[1:]:\n"
+    "    if arg.startswith('-L'):\n"
+    "        s = socket.socket(); s.bind(('127.0.0.1', int(arg.split(':')[1])))\n"
+    "        s.listen(); socks.append(s)\n"
+    "time.sleep(60)\n")
+
+
 def _fake_ssh(directory: Path, script: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """An ``ssh`` earlier on PATH that runs ``script`` (a Python program) instead."""
     directory.mkdir()
@@ -52,15 +63,7 @@ def test_an_ssh_that_exits_is_one_line_with_its_words(tmp_path: Path,
 
 def test_forwards_open_once_every_port_accepts(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    # Listens on the local ends it is given, as ssh -L does, until stopped.
-    _fake_ssh(tmp_path / "bin", (
-        "import socket, sys, time\n"
-        "socks = []\n"
-        "for arg in sys.argv[1:]:\n"
-        "    if arg.startswith('-L'):\n"
-        "        s = socket.socket(); s.bind(('127.0.0.1', int(arg.split(':')[1])))\n"
-        "        s.listen(); socks.append(s)\n"
-        "time.sleep(60)\n"), monkeypatch)
+    _fake_ssh(tmp_path / "bin", LISTENING_SSH, monkeypatch)
     local = ports.free_port()
     record = tmp_path / "forwards.json"
     forwards = sshforward.SshForwards(["--", "engine"], {local: 32768}, record,
@@ -80,14 +83,7 @@ def test_a_kept_targets_forwards_open_again_from_their_record(
     """A kept target's ssh ended (a dropped connection, a reboot here): ``forward`` opens
     the same forwards again from the record the run wrote; a record without the command
     (an earlier version's) is one line."""
-    _fake_ssh(tmp_path / "bin", (
-        "import socket, sys, time\n"
-        "socks = []\n"
-        "for arg in sys.argv[1:]:\n"
-        "    if arg.startswith('-L'):\n"
-        "        s = socket.socket(); s.bind(('127.0.0.1', int(arg.split(':')[1])))\n"
-        "        s.listen(); socks.append(s)\n"
-        "time.sleep(60)\n"), monkeypatch)
+    _fake_ssh(tmp_path / "bin", LISTENING_SSH, monkeypatch)
     local, record = ports.free_port(), tmp_path / "forwards.json"
     first = sshforward.SshForwards(["--", "engine"], {local: 32768}, record, tmp_path / "log")
     first.open(timeout=10)
