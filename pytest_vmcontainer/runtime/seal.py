@@ -12,7 +12,8 @@ to guard against.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import shlex
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 _END = 2**20  # bytes hashed at each end
@@ -43,18 +44,60 @@ def broken(directory: Path, sealed: object) -> str | None:
     A missing or malformed seal is a reason too: nothing unsealed is trusted."""
     if not isinstance(sealed, dict) or not sealed:
         return "it has no seal (written by an older version, or half-written)"
-    for name, expected in sealed.items():
-        path = directory / name
+    measured: dict[str, dict[str, int | str] | str] = {}
+    for name in sealed:
         try:
-            stat = path.stat()
-            if not isinstance(expected, dict):
-                return f"{name}: its seal is malformed"
-            if stat.st_size != expected.get("size"):
-                return (f"{name} has {stat.st_size} bytes, sealed with {expected.get('size')} "
-                        "(truncated or overwritten)")
-            if stat.st_mtime_ns != expected.get("mtime_ns") or \
-                    _ends_hash(path, stat.st_size) != expected.get("ends"):
-                return f"{name} was written to after it was sealed"
+            measured.update(seal([directory / name]))
         except OSError as error:
-            return f"{name}: {error.strerror or error}"
+            measured[name] = error.strerror or str(error)
+    return differs(sealed, measured)
+
+
+def differs(sealed: object, measured: Mapping[str, Mapping[str, int | str] | str]) -> str | None:
+    """Why files measured as ``seal`` does (or, for a file that could not be read, why not)
+    do not match ``sealed``, or None when they all do."""
+    if not isinstance(sealed, dict) or not sealed:
+        return "it has no seal (written by an older version, or half-written)"
+    for name, expected in sealed.items():
+        found = measured.get(name, "not found")
+        if isinstance(found, str):
+            return f"{name}: {found}"
+        if not isinstance(expected, dict):
+            return f"{name}: its seal is malformed"
+        if found["size"] != expected.get("size"):
+            return (f"{name} has {found['size']} bytes, sealed with {expected.get('size')} "
+                    "(truncated or overwritten)")
+        if found["mtime_ns"] != expected.get("mtime_ns") or found["ends"] != expected.get("ends"):
+            return f"{name} was written to after it was sealed"
     return None
+
+
+def measure_script(files: Iterable[str]) -> str:
+    """A POSIX shell line that measures ``files`` (paths on another machine) as ``seal``
+    does, with coreutils: a line per file, "name size mtime_ns ends", or "name missing"."""
+    checks = []
+    for path in files:
+        quoted = shlex.quote(path)
+        checks.append(
+            f"if [ -f {quoted} ]; then s=$(stat -c %s {quoted}); m=$(stat -c %.9Y {quoted}); "
+            f"if [ $((s - {_END})) -gt {_END} ]; then o=$((s - {_END})); else o={_END}; fi; "
+            f"h=$({{ head -c {_END} {quoted}; if [ $s -gt {_END} ]; then "
+            f"tail -c +$((o + 1)) {quoted}; fi; }} | sha256sum | cut -d' ' -f1); "
+            f"echo {shlex.quote(Path(path).name)} $s $m $h; "
+            f"else echo {shlex.quote(Path(path).name)} missing; fi")
+    return "; ".join(checks)
+
+
+def parse_measured(output: str) -> dict[str, dict[str, int | str] | str]:
+    """What ``measure_script`` printed, as ``seal`` (or the reason) by file name."""
+    measured: dict[str, dict[str, int | str] | str] = {}
+    for line in output.splitlines():
+        fields = line.split()
+        if len(fields) == 2:
+            measured[fields[0]] = "No such file or directory"
+        elif len(fields) == 4 and "." in fields[2]:
+            seconds, fraction = fields[2].split(".", 1)
+            nanoseconds = int(seconds) * 10**9 + int(fraction.ljust(9, "0")[:9])
+            measured[fields[0]] = {"size": int(fields[1]), "mtime_ns": nanoseconds,
+                                   "ends": fields[3]}
+    return measured

@@ -68,6 +68,24 @@ def test_missing_files_and_missing_seals_are_not_trusted(tmp_path: Path) -> None
     assert seal.broken(tmp_path, {"gone": {"size": 1}}) is not None
 
 
+@pytest.mark.parametrize("size", [0, 5, MIB, MIB + 7, 2 * MIB - 1, 2 * MIB, 3 * MIB + 11])
+def test_a_file_on_another_machine_is_measured_as_here(tmp_path: Path, size: int) -> None:
+    """The shell line run there (over SSH; here, ``sh``) measures what ``seal`` does, at
+    every size around the two hashed ends; a missing file is said."""
+    path = tmp_path / "disk.qcow2"
+    path.write_bytes(os.urandom(size))
+    printed = subprocess.run(["sh", "-c", seal.measure_script([str(path),
+                                                                str(tmp_path / "gone")])],
+                             capture_output=True, text=True, check=True).stdout
+    measured = seal.parse_measured(printed)
+    assert measured == {**seal.seal([path]), "gone": "No such file or directory"}
+    assert seal.differs(seal.seal([path]), measured) is None
+    assert seal.differs({**seal.seal([path]), "gone": {"size": 1}}, measured) == \
+        "gone: No such file or directory"
+    _overwrite(path, max(size - 1, 0), b"x")
+    assert seal.differs(measured, seal.seal([path])) is not None
+
+
 @pytest.fixture
 def home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
