@@ -18,6 +18,12 @@ taken (concurrent runs on one machine) boots, as without saved states.
 Restored VMs continue the boot that was saved: they share its kernel boot id (and,
 as every VM from one cache entry, its machine-id). The kernel's random pool is
 stirred with host randomness after each restore.
+
+On libvirt on another machine (``host.libvirthost``) the state file and the kept disk are
+there, beside this home's pool there (``<pool>-saved/<key>/<slot>``): ``virsh save`` and
+``virsh restore`` take paths on the daemon's host, and nothing large crosses the network.
+The slot's record (its seal, the definition, the SSH config) and its lock stay here; the
+seal is measured there over SSH (``seal.measure_script``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import fcntl
 import hashlib
 import json
 import re
+import shlex
 import shutil
 import time
 from collections.abc import Callable
@@ -33,7 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from pytest_vmcontainer.host import paths
+from pytest_vmcontainer.errors import TargetError
+from pytest_vmcontainer.host import libvirt, paths, sshlogin
+from pytest_vmcontainer.host.libvirthost import LibvirtHost
 from pytest_vmcontainer.runtime import seal
 from pytest_vmcontainer.targets import vmcache
 
@@ -41,25 +50,40 @@ SLOTS_PER_VARIANT = 2  # runs at once that restore the same VM; the next ones bo
 _SAVED_FILE = "saved.json"  # written last: a slot without it holds nothing to trust
 
 
+def saved_dir_there(cache_key: str) -> Path:
+    """Where an entry's saved VMs keep their state and disk on libvirt on another machine
+    (the current URI's): beside this home's pool there."""
+    return libvirt.REMOTE_POOL_ROOT / f"{libvirt.pool_name()}-saved" / cache_key
+
+
 @dataclass(frozen=True)
 class Slot:
-    """One saved running VM of a cache entry, and the name it runs under."""
+    """One saved running VM of a cache entry, and the name it runs under; ``there``: the
+    libvirt on another machine that holds its state and disk."""
 
     cache_key: str
     id: str
+    there: LibvirtHost | None = None
 
     @property
     def directory(self) -> Path:
         return vmcache.saved_dir(self.cache_key) / self.id
 
     @property
+    def _files_dir(self) -> Path:
+        """Where the state and the disk are: here, or on that machine."""
+        if self.there is None:
+            return self.directory
+        return saved_dir_there(self.cache_key) / self.id
+
+    @property
     def state(self) -> Path:
-        return self.directory / "state.sav"
+        return self._files_dir / "state.sav"
 
     @property
     def disk(self) -> Path:
         """The VM's disk as it was when its memory was saved (an overlay of the entry)."""
-        return self.directory / "disk.qcow2"
+        return self._files_dir / "disk.qcow2"
 
     @property
     def definition(self) -> Path:
@@ -76,13 +100,35 @@ class Slot:
         return self.committed() and self.damage() is None
 
     def committed(self) -> bool:
-        return all(path.exists() for path in (self.directory / _SAVED_FILE, self.state,
-                                              self.disk, self.definition, self.ssh_config))
+        """Its record is whole here (there, its files are looked at by ``damage``)."""
+        files = (self.state, self.disk) if self.there is None else ()
+        return all(path.exists() for path in (self.directory / _SAVED_FILE, *files,
+                                              self.definition, self.ssh_config))
 
     def damage(self) -> str | None:
         """Why the committed state or disk cannot be trusted (truncated, written to since the
-        save, unsealed), or None."""
-        return seal.broken(self.directory, self._description().get("seal"))
+        save, unsealed, gone there), or None."""
+        sealed = self._description().get("seal")
+        if self.there is None:
+            return seal.broken(self.directory, sealed)
+        try:
+            return seal.differs(sealed, self._measured_there())
+        except TargetError as error:  # that host does not answer: nothing there is trusted
+            return error.cause
+
+    def _measured_there(self) -> dict[str, dict[str, int | str] | str]:
+        measured = self._there_ssh(seal.measure_script([str(self.state), str(self.disk)]))
+        return seal.parse_measured(measured)
+
+    def _there_ssh(self, command: str) -> str:
+        """``command`` on the machine that holds the files; its output, or a TargetError."""
+        assert self.there is not None
+        done = self.there.ssh(command)
+        if done.returncode != 0:
+            raise TargetError(f"the saved VM {self.id} on {self.there.hostname}: "
+                              f"{sshlogin.last_line(done.stderr, done.returncode)}",
+                              f"check that {self.there.shown} answers over SSH")
+        return done.stdout
 
     def frozen(self) -> bool:
         """Saved with the guest's file systems frozen (right after provisioning, so that the
@@ -97,23 +143,53 @@ class Slot:
         return described if isinstance(described, dict) else {}
 
     def begin(self) -> None:
-        """An empty slot directory, world-traversable (QEMU reads the kept disk)."""
-        shutil.rmtree(self.directory, ignore_errors=True)
+        """An empty slot directory, world-traversable (QEMU reads the kept disk); there too
+        for a slot on another machine."""
+        self.forget()
         paths.ensure_dir(self.directory)
+        if self.there is not None:
+            files = shlex.quote(str(self._files_dir))
+            self._there_ssh(f"mkdir -p {files} && chmod 755 {files}")
+
+    def keep_disk(self, disk: Path) -> None:
+        """The VM's disk, moved into the slot (a rename where they share a file system)."""
+        if self.there is None:
+            shutil.move(disk, self.disk)
+            return
+        kept = shlex.quote(str(self.disk))
+        self._there_ssh(f"mv -f -- {shlex.quote(str(disk))} {kept} && chmod a+r {kept}")
 
     def commit(self, description: dict[str, object]) -> None:
         """Seal the state and the disk, then write the file that makes the slot trusted."""
-        sealed = seal.seal([self.state, self.disk])
+        if self.there is None:
+            sealed = seal.seal([self.state, self.disk])
+        else:
+            measured = self._measured_there()
+            if any(isinstance(found, str) for found in measured.values()) or \
+                    len(measured) != 2:
+                raise TargetError(f"the saved VM {self.id} on {self.there.hostname} is "
+                                  f"incomplete there ({measured})",
+                                  f"check the free space there ({self.there.shown})")
+            sealed = {name: found for name, found in measured.items()
+                      if not isinstance(found, str)}
         (self.directory / _SAVED_FILE).write_text(json.dumps(
             {"saved": time.time(), "seal": sealed, **description}, indent=1))
 
     def forget(self) -> None:
+        """Empty the slot: its record here, and its files there (as far as that host
+        answers: ``vmcache``'s removal of the entry takes what is left there)."""
         shutil.rmtree(self.directory, ignore_errors=True)
+        if self.there is not None:
+            self.there.ssh(f"rm -rf -- {shlex.quote(str(self._files_dir))}")
 
 
 def slot_ids(cache_key: str, variant: str) -> list[str]:
     """The slots of one entry and one variant (forwarded guest ports, disk cache mode,
-    accelerator): a saved state restores only into the machine it was saved from."""
+    accelerator): a saved state restores only into the machine it was saved from. On
+    libvirt on another machine, the slots are this machine's too: runners that share that
+    host each restore domains of their own names there."""
+    if not libvirt.on_this_host():
+        variant += f" runner={libvirt.this_machine()}"
     digest = hashlib.sha256(f"{cache_key}|{variant}".encode()).hexdigest()[:12]
     return [f"s{digest}n{i}" for i in range(SLOTS_PER_VARIANT)]
 
@@ -156,15 +232,15 @@ class SlotLock:
         self._handle.close()
 
 
-def take(cache_key: str, variant: str,
-         on_damage: Callable[[str], None] | None = None) -> tuple[Slot, SlotLock] | None:
-    """A free slot of this entry and variant, locked; None when all are in use. A slot whose
-    saved state is damaged is emptied (the run boots and saves it again), and ``on_damage``
-    told why."""
+def take(cache_key: str, variant: str, on_damage: Callable[[str], None] | None = None,
+         there: LibvirtHost | None = None) -> tuple[Slot, SlotLock] | None:
+    """A free slot of this entry and variant (its files ``there``, or here), locked; None
+    when all are in use. A slot whose saved state is damaged is emptied (the run boots and
+    saves it again), and ``on_damage`` told why."""
     for slot_id in slot_ids(cache_key, variant):
         lock = SlotLock.try_take(slot_id)
         if lock is not None:
-            slot = Slot(cache_key, slot_id)
+            slot = Slot(cache_key, slot_id, there)
             reason = slot.damage() if slot.committed() else None
             if reason is not None:
                 slot.forget()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -102,6 +103,52 @@ def test_a_slot_is_saved_only_once_committed(tmp_path: Path,
     assert slot.saved()
     slot.forget()
     assert not slot.directory.exists()
+
+
+def test_a_slot_on_another_machine_keeps_its_files_there_and_its_record_here(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On libvirt on another machine the state and the disk are there, sealed over SSH (a
+    stand-in that runs the command here); the record stays here. A disk written to there
+    breaks the seal: ``take`` empties the slot, there too. Runners that share that host
+    get slots of their own."""
+    from pytest_vmcontainer.host import libvirt
+    from pytest_vmcontainer.host.libvirthost import LibvirtHost
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text('#!/bin/sh\nfor last; do :; done\nexec sh -c "$last"\n')
+    (bin_dir / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
+    uri = "qemu+ssh://ci@kvm1/system"
+    monkeypatch.setenv(libvirt.LIBVIRT_URI_ENV, uri)
+    monkeypatch.setattr(libvirt, "REMOTE_POOL_ROOT", tmp_path / "there")
+    there = LibvirtHost.parse(uri)
+    taken = vmsaved.take("k" * 24, "v", there=there)
+    assert taken is not None
+    slot, lock = taken
+    assert slot.state.is_relative_to(tmp_path / "there") and slot.disk.parent == slot.state.parent
+    slot.begin()
+    slot.state.write_bytes(b"state")  # what virsh save writes there
+    running = tmp_path / "there" / "vmc-x-default.img"
+    running.write_bytes(b"disk")
+    slot.keep_disk(running)
+    slot.definition.write_text("<domain/>")
+    slot.ssh_config.write_text("Host default\n")
+    assert not running.exists() and not slot.saved()
+    slot.commit({"domain": "d"})
+    assert slot.saved() and not (slot.directory / "state.sav").exists()  # nothing large here
+    with open(slot.disk, "ab") as disk:
+        disk.write(b"!")
+    lock.release()
+    said: list[str] = []
+    again = vmsaved.take("k" * 24, "v", said.append, there)
+    assert again is not None and again[0] == slot
+    assert "disk.qcow2 has 5 bytes, sealed with 4" in said[0]
+    assert not slot.state.parent.exists() and not slot.directory.exists()
+    again[1].release()
+    monkeypatch.setattr(libvirt, "this_machine", lambda: "runner-2")
+    assert slot.id not in vmsaved.slot_ids("k" * 24, "v")
 
 
 def test_an_ssh_config_follows_the_new_forward_and_the_shared_boxes(tmp_path: Path) -> None:
