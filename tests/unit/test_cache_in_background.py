@@ -220,21 +220,24 @@ def test_another_runs_entry_keeps_no_state_of_this_run(home: Path,
 
 
 @pytest.mark.parametrize("uri", ["qemu:///system", "qemu+ssh://ci@kvm1/system"])
-def test_on_another_machine_the_cache_is_written_there_and_never_restored(
+def test_on_another_machine_the_cache_is_written_there_and_restored_there(
         home: Path, monkeypatch: pytest.MonkeyPatch, uri: str) -> None:
-    """The start by the VM cache: here, a hit restores a saved running VM and a miss
-    provisions into an entry; on libvirt on another machine, a hit boots the entry's disk
-    there (a saved VM is this host's QEMU state), and a miss provisions into an entry of
+    """The start by the VM cache: a hit restores a saved running VM (on libvirt on another
+    machine, one saved there) and a miss provisions into an entry; there, into an entry of
     that machine's own key, whose disk stays there."""
+    from pytest_vmcontainer.host.libvirthost import LibvirtHost
     from pytest_vmcontainer.targets.vagrant.restore import Restore, start_path
 
     monkeypatch.setenv(libvirt.LIBVIRT_URI_ENV, uri)
+    removed_there: list[str] = []  # no ssh from a unit test
+    monkeypatch.setattr(LibvirtHost, "remove_box_copies",
+                        lambda host, box, saved="": removed_there.append(saved))
     here = uri == "qemu:///system"
     entry = _unproven_entry(home, "d" * 24)
     vm = _vm(home)
     vm.spec = replace(vm.spec, vm_restore=True)
     hit = start_path(vm, entry.key, entry)
-    assert type(hit) is (Restore if here else FromCache) and hit.entry == entry
+    assert type(hit) is Restore and hit.entry == entry
     miss = start_path(vm, "e" * 24, None)
     there_key = vmcache.there_key("e" * 24, "kvm1:22")
     assert type(miss) is Provision and miss.cache_key == ("e" * 24 if here else there_key)
@@ -250,6 +253,7 @@ def test_on_another_machine_the_cache_is_written_there_and_never_restored(
         monkeypatch.setattr(libvirt, "pool_volumes", lambda: [])  # its disk gone there
         assert start_path(vm, entry.key, entry).entry == entry
         assert not written.box_root.exists()
+        assert removed_there == [written.key]  # what is left of it there, its saved VMs too
 
 
 def test_the_booted_box_goes_into_the_pool_once_per_start(

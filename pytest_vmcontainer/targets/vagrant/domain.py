@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_vmcontainer.errors import PortInUse, TargetError, WaitTimeout
-from pytest_vmcontainer.host import libvirt, libvirthost, paths
+from pytest_vmcontainer.host import libvirt, libvirthost, paths, sshlogin
 from pytest_vmcontainer.runtime import procs
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets import entrywrite, vmcache
@@ -157,7 +157,8 @@ def remove_pool_there(remote: libvirthost.LibvirtHost) -> list[str]:
         return []  # no run of this home went there, or it was removed before
     pool, volumes = libvirt.pool_path(), libvirt.pool_volumes()
     libvirt.remove_storage_pool()
-    removed = remote.ssh(f"rm -rf -- {shlex.quote(str(pool))} {shlex.quote(f'{pool}-boot')}")
+    removed = remote.ssh(f"rm -rf -- {shlex.quote(str(pool))} {shlex.quote(f'{pool}-boot')} "
+                         f"{shlex.quote(f'{pool}-saved')}")
     if removed.returncode != 0:
         raise TargetError(f"could not remove {pool} on {remote.hostname} "
                           f"({removed.stderr.strip()})",
@@ -375,8 +376,18 @@ class LibvirtDomain:
         return int(process.memory_info().rss), cpu.user + cpu.system
 
     def new_overlay(self, backing: Path, cancelled: threading.Event) -> Path:
-        """A new copy-on-write disk over ``backing``, in the pool, named after this domain."""
+        """A new copy-on-write disk over ``backing``, in the pool, named after this domain
+        (made there, over SSH, on libvirt on another machine)."""
         overlay = libvirt.pool_path() / f"{self.name}.img"
-        overlay_file(backing, overlay, cancelled)
+        remote = libvirthost.current()
+        if remote is None:
+            overlay_file(backing, overlay, cancelled)
+        else:
+            made = remote.ssh(shlex.join(["qemu-img", "create", "-q", "-f", "qcow2", "-F",
+                                          "qcow2", "-b", str(backing), str(overlay)]))
+            if made.returncode != 0:
+                raise TargetError(f"qemu-img on {remote.hostname} could not make an overlay "
+                                  f"of {backing} ({sshlogin.last_line(made.stderr, 1)})",
+                                  f"check the free space in {overlay.parent} there")
         refresh_pool()
         return overlay

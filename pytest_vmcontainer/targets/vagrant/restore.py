@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import secrets
-import shutil
 from typing import TYPE_CHECKING
 
 from pytest_vmcontainer.errors import Cancelled, PortInUse, VmcError
-from pytest_vmcontainer.host import libvirt, paths, sites, space
+from pytest_vmcontainer.host import libvirt, libvirthost, paths, sites, space
 from pytest_vmcontainer.runtime.background import run_all
 from pytest_vmcontainer.targets import vmcache, vmsaved
 from pytest_vmcontainer.targets.vagrant.domain import refresh_pool
@@ -28,10 +27,11 @@ if TYPE_CHECKING:
 
 def start_path(vm: VagrantTarget, cache_key: str, entry: vmcache.Entry | None) -> StartPath:
     """The start by the VM cache: restored or booted from ``entry``, else provisioned and
-    cached. On libvirt on another machine, an entry written there is booted there first; else
-    this host's entry's disk is copied there (once) and booted; else the VM is provisioned
-    there and its entry written there (``vmcache.there_key``), its disk left in the pool
-    there. No saved running VM there: its state is that host's QEMU's."""
+    cached. On libvirt on another machine, an entry written there is used there first; else
+    this host's entry's disk is copied there (once); else the VM is provisioned there and
+    its entry written there (``vmcache.there_key``), its disk left in the pool there. From
+    an entry, a VM there is restored or booted as here: its saved states are there
+    (``vmsaved``)."""
     if libvirt.on_this_host():
         if entry is None:
             return Provision(vm, cache_key)
@@ -40,7 +40,9 @@ def start_path(vm: VagrantTarget, cache_key: str, entry: vmcache.Entry | None) -
     there = entry if entry is not None and entry.there else \
         vmcache.lookup(written_there, vm.progress.say)
     booted = there or entry
-    return Provision(vm, written_there) if booted is None else FromCache(vm, booted)
+    if booted is None:
+        return Provision(vm, written_there)
+    return Restore(vm, booted) if vm.spec.vm_restore else FromCache(vm, booted)
 
 
 class Restore(FromCache):
@@ -53,12 +55,15 @@ class Restore(FromCache):
         self._slot_lock: vmsaved.SlotLock | None = None
 
     def space_needed(self) -> list[space.Need]:
+        if not libvirt.on_this_host():
+            return []  # the state and the disk are written there
         return [space.Need(paths.home(), space.SAVED_VM, "a saved VM")]
 
     def hold(self) -> None:
         super().hold()
         vm = self.vm
-        taken = vmsaved.take(self.cached.key, slot_variant(vm), vm.progress.say)
+        taken = vmsaved.take(self.cached.key, slot_variant(vm), vm.progress.say,
+                             libvirthost.current())
         if taken is not None:
             self.slot, self._slot_lock = taken
 
@@ -93,7 +98,7 @@ class Restore(FromCache):
             vm.drop_host()
             # The state file holds the definition; the restore defines the domain again.
             domain.undefine_keeping_disk()
-            shutil.move(disk, slot.disk)  # a rename where the pool and VMC_HOME share a disk
+            slot.keep_disk(disk)  # a rename where the pool and the slot share a disk
             refresh_pool()
             slot.ssh_config.write_text(ssh_config)
             slot.commit({"domain": domain.name, "session": vm.spec.session_id,
@@ -116,7 +121,7 @@ class Restore(FromCache):
             if saved.returncode == 0:
                 return None
             output = "; ".join(line.strip() for line in saved.stderr.splitlines() if line.strip())
-        if not space.filled_up(output):
+        if not space.filled_up(output) or slot.there is not None:  # there: virsh's own words
             return output
         slot.forget()  # before the free space is told
         return (f"{space.filled_up_cause(slot.directory, 'a saved VM', space.SAVED_VM)}: "
