@@ -186,19 +186,21 @@ class LibvirtHost:
                 f"check the free space and permissions there ({self.shown})")
         return True
 
-    def remove_box_copies(self, box_name: str) -> str | None:
+    def remove_box_copies(self, box_name: str, saved: str = "") -> str | None:
         """Delete this home's copies there of ``box_name`` (a VM cache entry written there):
-        its volumes in this home's pool there and the boot files beside them, whatever the
-        current URI is, so that an entry removed by a run on this host's libvirt leaves no
-        disk there. None, or why they stay (one line); the next start there, or ``clean
-        --caches`` with the URI, removes them then."""
+        its volumes in this home's pool there and the boot files beside them, and the saved
+        VMs of the entry ``saved`` there, whatever the current URI is, so that an entry
+        removed by a run on this host's libvirt leaves no disk there. None, or why they stay
+        (one line); the next start there, or ``clean --caches`` with the URI, removes them
+        then."""
         pool = libvirt.pool_name(self.uri)
         directory = libvirt.REMOTE_POOL_ROOT / pool
         prefix = shlex.quote(libvirt.box_volume_prefix(box_name))
+        states = f" {shlex.quote(f'{directory}-saved/{saved}')}" if saved else ""
         try:
             removed = self.ssh(
                 f"rm -f -- {shlex.quote(str(directory))}/{prefix}* && "
-                f"rm -rf -- {shlex.quote(f'{directory}-boot')}/{prefix}* && "
+                f"rm -rf -- {shlex.quote(f'{directory}-boot')}/{prefix}*{states} && "
                 f"{{ {REMOTE_VIRSH} pool-refresh {shlex.quote(pool)} >/dev/null 2>&1; true; }}")
         except subprocess.TimeoutExpired:
             return f"its disk stays on {self.hostname} (no answer in {SSH_TIMEOUT:.0f} s)"

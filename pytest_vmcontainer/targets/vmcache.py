@@ -238,7 +238,8 @@ def _remove(entry: Entry, in_use: set[str], kept_there: dict[str, str] | None = 
             return False  # a VM is starting or running from it
         there = entry.there
         if there is not None:
-            why = libvirthost.LibvirtHost.parse(there).remove_box_copies(entry.box_name)
+            why = libvirthost.LibvirtHost.parse(there).remove_box_copies(entry.box_name,
+                                                                         entry.key)
             if why is not None and kept_there is not None:
                 kept_there[entry.key] = why
         libvirt.delete_box_volumes(entry.box_name)  # by prefix: a damaged image's mtime moved
@@ -263,7 +264,8 @@ def listing() -> list[dict[str, Any]]:
         saved = saved_dir(entry.key)
         found.append({"key": entry.key, "box": info.get("box"),
                       "vagrantfile": info.get("vagrantfile"), "bytes": disk_bytes(entry),
-                      "saved_vms": len(list(saved.glob("*/state.sav"))) if saved.is_dir() else 0,
+                      "saved_vms": len({path.parent for name in ("state.sav", "saved.json")
+                                        for path in saved.glob(f"*/{name}")}),
                       "last_used": (entry.directory / ENTRY_FILE).stat().st_mtime,
                       "proven": bool(info.get("proven")), "there": info.get("there")})
     return found
@@ -275,7 +277,22 @@ def disk_bytes(entry: Entry) -> int:
     files = [path for root in (entry.box_root, saved_dir(entry.key)) if root.exists()
              for path in root.rglob("*") if path.is_file() and not path.is_symlink()]
     there = int(entry.info().get("there_bytes", 0) or 0)
-    return sum(path.stat().st_blocks * 512 for path in files) + there
+    return sum(path.stat().st_blocks * 512 for path in files) + there + _saved_there_bytes(entry)
+
+
+def _saved_there_bytes(entry: Entry) -> int:
+    """The sealed bytes of the entry's saved VMs whose state is on another machine (their
+    record here has no state file beside it)."""
+    total = 0
+    for record in saved_dir(entry.key).glob("*/saved.json"):
+        if (record.parent / "state.sav").exists():
+            continue
+        try:
+            sealed = json.loads(record.read_text()).get("seal") or {}
+            total += sum(int(found.get("size", 0)) for found in sealed.values())
+        except (OSError, ValueError, AttributeError, TypeError):
+            continue
+    return total
 
 
 def _key_of_volume(volume: str) -> str | None:

@@ -394,8 +394,8 @@ def test_an_entry_written_there_takes_its_disk_there_when_removed_from_here(
         stand_ins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         reachable: bool) -> None:
     """``clean`` (or an eviction) in a run on this host's libvirt removes an entry written
-    on another machine: its disk and boot files there go too, by the URI the entry
-    recorded; an unreachable host leaves them, and the clean says so in its line."""
+    on another machine: its disk, boot files and saved VMs there go too, by the URI the
+    entry recorded; an unreachable host leaves them, and the clean says so in its line."""
     from pytest_vmcontainer.host import paths
     from pytest_vmcontainer.targets import entrywrite, vmcache
 
@@ -414,6 +414,9 @@ def test_an_entry_written_there_takes_its_disk_there_when_removed_from_here(
     boot.mkdir(parents=True)  # the kernel a boot there put beside the pool
     other = pool / "pytest-vmcontainer-VAGRANTSLASH-debian-12_vagrant_box_image_0_1_box.img"
     other.write_bytes(b"x")  # a base box's copy there: not the entry's
+    saved = Path(f"{pool}-saved") / key / "s0123456789abn0"
+    saved.mkdir(parents=True)
+    (saved / "state.sav").write_bytes(b"s")  # a saved VM of the entry, there
     monkeypatch.delenv(libvirt.LIBVIRT_URI_ENV)  # a later run on this host's libvirt
     monkeypatch.setattr(libvirt, "pool_volumes", lambda: [])
     if not reachable:
@@ -423,11 +426,11 @@ def test_an_entry_written_there_takes_its_disk_there_when_removed_from_here(
     if reachable:
         assert removed == [f"vm cache {key}"]
         assert [path.name for path in pool.iterdir()] == [other.name]
-        assert not boot.exists()
+        assert not boot.exists() and not saved.parent.exists()
     else:
         assert removed == [f"vm cache {key} (its disk stays on kvm1 (ssh: connect to host "
                            "kvm1 port 2222: No route to host))"]
-        assert volume.exists() and boot.exists()
+        assert volume.exists() and boot.exists() and saved.exists()
 
 
 def test_a_failed_write_there_is_one_line_and_leaves_nothing(
