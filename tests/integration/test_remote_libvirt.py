@@ -4,9 +4,9 @@ The other machine is a container of its own running sshd, dockerd, and libvirtd 
 (TCG: it has no /dev/kvm), reached over SSH on 127.0.0.1 only (``enginehost``). The shipped
 parity suite passes with both targets on it, and nothing listens beyond loopback on either
 machine meanwhile. The VM's disks, its box and its ports are there; this host keeps no VM
-disk, cache entry or saved state of the run. A VM provisioned there is cached there, and the
-next run boots that entry there. Nothing is left on either side. Each bad libvirt host is
-one line.
+disk, cache entry or saved state of the run. A VM provisioned there is cached there, the
+next run boots that entry there and saves the ready VM there, and the one after restores it
+there. Nothing is left on either side. Each bad libvirt host is one line.
 """
 
 from __future__ import annotations
@@ -188,7 +188,8 @@ def test_a_vm_provisioned_there_is_cached_there_and_booted_there_next(
     its former disk is flattened there into an entry whose disk stays in the pool there;
     this host keeps only the entry's record (an empty disk), no saved VM and no volume. The
     next run boots that entry there, with no provisioning and nothing copied, and so proves
-    it. The entry removed here, without the URI, takes its disk there with it."""
+    it; it saves the ready VM there, and the third run restores it there. The entry removed
+    here, without the URI, takes its disk and saved VMs there with it."""
     token = secrets.token_hex(8)  # inputs of this test only: the first run cannot hit
     project = page_project(tmp_path / "project", "pytest-vmcontainer/debian-12", token)
     (project / "pytest.ini").write_text("[pytest]\n")
@@ -210,15 +211,31 @@ def test_a_vm_provisioned_there_is_cached_there_and_booted_there_next(
                    if path.is_file() and path.name not in ("vmlinuz", "initrd.img")) < 2**20
         assert not vmcache.saved_dir(entry.key).exists()
         assert not [volume for volume in libvirt.pool_volumes() if entry.key in volume]
+        # The next run boots that entry there, then saves the ready VM there and goes on
+        # restored, as later runs will start.
         second = run_process(argv, project, 1200, env)
         assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-2000:]
         assert f"vagrant up --no-provision (VM cache {entry.key[:12]})" in second.stdout
-        assert re.search(r"vm: vmc-\w+-default \(.*, from the VM cache\)", second.stdout), \
-            second.stdout[-3000:]
+        slot = re.search(r"vm: saving the ready VM for later runs \((s\w+)\)", second.stdout)
+        assert slot, second.stdout[-3000:]
+        assert re.search(r"vm: vmc-\w+-default \(.*, restored from the VM cache\)",
+                         second.stdout), second.stdout[-3000:]
         assert "Running provis" not in second.stdout
         assert entry.proven
-        with capsys.disabled():  # the VM's steps, timed, in both runs
-            print("", *[line for run in (first, second) for line in run.stdout.splitlines()
+        # Its state and disk are there, beside this home's pool; here only the record.
+        saved_there = (f"{libvirt.REMOTE_POOL_ROOT}/{_pool_there(env)}-saved/{entry.key}/"
+                       f"{slot.group(1)}")
+        assert libvirt_host.inside("ls", saved_there).split() == ["disk.qcow2", "state.sav"]
+        kept_here = {path.name for path in vmcache.saved_dir(entry.key).rglob("*")}
+        assert kept_here == {slot.group(1), "domain.xml", "saved.json", "ssh_config"}, kept_here
+        third = run_process(argv, project, 1200, env)
+        assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-2000:]
+        assert f"vm: restoring the saved VM ({slot.group(1)}, TCG)" in third.stdout, \
+            third.stdout[-3000:]
+        assert "vagrant up" not in third.stdout and "restore failed" not in third.stdout
+        with capsys.disabled():  # the VM's steps, timed, in the three runs
+            print("", *[line for run in (first, second, third)
+                        for line in run.stdout.splitlines()
                         if ("] vm: " in line and "done in" in line) or
                         line.startswith("vm: vmc-")], sep="\n")
     finally:
@@ -227,9 +244,19 @@ def test_a_vm_provisioned_there_is_cached_there_and_booted_there_next(
             patch.setenv("PATH", env["PATH"])
             vmcache.remove_entries({entry.key for entry in written})
     assert not _entries(project)
-    # Removed by a process on this host's libvirt: its disk there went too (Entry.there).
+    # Removed by a process on this host's libvirt: its disk and saved VMs there went too.
     there = _volumes_there(libvirt_host)
     assert not [volume for volume in there for entry in written if entry.key in volume], there
+    left = libvirt_host.inside("sh", "-c", f"ls {libvirt.REMOTE_POOL_ROOT}/*-saved "
+                               "2>/dev/null || true").split()
+    assert not [name for name in left for entry in written if entry.key in name], left
+
+
+def _pool_there(env: dict[str, str]) -> str:
+    """This home's pool on the libvirt host (its name depends on the URI)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(libvirt.LIBVIRT_URI_ENV, env["VMC_LIBVIRT_URI"])
+        return libvirt.pool_name()
 
 
 def test_clean_caches_removes_this_homes_pool_there(
