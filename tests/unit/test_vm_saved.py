@@ -151,6 +151,30 @@ def test_a_slot_on_another_machine_keeps_its_files_there_and_its_record_here(
     assert slot.id not in vmsaved.slot_ids("k" * 24, "v")
 
 
+def test_a_slot_there_whose_host_does_not_answer_is_not_trusted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its seal cannot be measured there: the run boots (and saves again) instead of
+    restoring what it cannot check, and says why in one line."""
+    from pytest_vmcontainer.host.libvirthost import LibvirtHost
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text("#!/bin/sh\necho 'ssh: connect to host kvm1 port 22: "
+                                 "Connection timed out' >&2\nexit 255\n")
+    (bin_dir / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
+    slot = vmsaved.Slot("k" * 24, "s0123456789abn0",
+                        LibvirtHost.parse("qemu+ssh://ci@kvm1/system"))
+    slot.directory.mkdir(parents=True)
+    for name in ("saved.json", "domain.xml", "ssh_config"):
+        (slot.directory / name).write_text(json.dumps({"seal": {"state.sav": {"size": 1}}}))
+    assert slot.committed()
+    assert slot.damage() == ("the saved VM s0123456789abn0 on kvm1: ssh: connect to host kvm1 "
+                             "port 22: Connection timed out")
+    assert not slot.saved()
+
+
 def test_an_ssh_config_follows_the_new_forward_and_the_shared_boxes(tmp_path: Path) -> None:
     key = "/h/sessions/1a2b/vm/vagrant.d/boxes/b-VAGRANTSLASH-k/0/libvirt/vagrant_key"
     text = f"Host default\n  Port 40001\n  User vagrant\n  IdentityFile {key}\n"
