@@ -234,6 +234,11 @@ def mode_properties(item: pytest.Item) -> list[tuple[str, object]]:
     return [(PROP_MODE, mode)]
 
 
+_MEASURE_THERE = ("run the comparison on the machine that runs both targets (there, e.g. a CI "
+                  "job on that host; here, with DOCKER_HOST and VMC_LIBVIRT_URI unset), or run "
+                  "the parity tests alone (e.g. pytest suites/test_parity.py)")
+
+
 def comparison_refusal(state: RunState) -> UsageError | None:
     """Timed rows need the host to themselves, both targets on that one host, and their
     table is made where they ran. Read from the settings alone: refused rows start nothing."""
@@ -251,13 +256,11 @@ def comparison_refusal(state: RunState) -> UsageError | None:
             return None  # the target's own start names the bad URI
         if place is None or place.here:
             return None
-        return UsageError(f"comparison rows measure the VM's QEMU process on this host, and "
-                          f"this run puts the vm on {place.shown}", "run the comparison with "
-                          "VMC_LIBVIRT_URI unset, or run the parity tests alone (e.g. pytest "
-                          "suites/test_parity.py)")
+        return UsageError(f"comparison rows are measured on the machine pytest runs on (the "
+                          f"VM's QEMU process, the host's kernel and load), and this run puts "
+                          f"the vm on {place.shown}", _MEASURE_THERE)
     return UsageError(f"comparison rows need both targets on one machine, and this run puts "
-                      f"{spread}", "point DOCKER_HOST and VMC_LIBVIRT_URI at one machine, "
-                      "or run the parity tests alone (e.g. pytest suites/test_parity.py)")
+                      f"{spread}", _MEASURE_THERE)
 
 
 def uses_comparison(item: pytest.Item) -> bool:

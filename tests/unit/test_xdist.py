@@ -312,6 +312,34 @@ def test_the_comparison_is_refused_in_a_worker(project: pytest.Pytester) -> None
     assert "Traceback" not in result.stdout.str()
 
 
+THERE = ("run the comparison on the machine that runs both targets (there, e.g. a CI job on "
+         "that host; here, with DOCKER_HOST and VMC_LIBVIRT_URI unset), or run the parity "
+         "tests alone (e.g. pytest suites/test_parity.py)")
+
+
+def test_the_comparison_is_refused_with_both_targets_on_another_machine(
+        project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both targets on one other machine: the pair is fair, but the rows read this host's
+    side (QEMU's process, the kernel, the load), so each is refused in one line that says
+    where to run it, before a target starts."""
+    monkeypatch.setenv("DOCKER_HOST", "ssh://ci@engines.example:2222")
+    monkeypatch.setenv("VMC_LIBVIRT_URI", "qemu+ssh://ci@engines.example:2222/system")
+    project.makepyfile(test_rows="""
+        def test_size(target, comparison):
+            raise AssertionError("must not run")
+    """)
+    result = run(project, "-n", "0", "--target=both")
+    result.assert_outcomes(errors=2)
+    refusals = [line for line in result.outlines if line.startswith("comparison rows are")]
+    assert refusals == [
+        "comparison rows are measured on the machine pytest runs on (the VM's QEMU process, "
+        "the host's kernel and load), and this run puts the vm on libvirt at "
+        f"qemu+ssh://ci@engines.example:2222/system: {THERE}"] * 2
+    events = project.path / "events.log"
+    assert not events.exists() or "up " not in events.read_text()  # no target was started
+    assert "must not run" not in result.stdout.str()
+
+
 @pytest.mark.parametrize("given_in", ["env", "ini"])
 def test_the_comparison_is_refused_with_the_targets_on_two_machines(
         project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, given_in: str) -> None:
@@ -331,9 +359,7 @@ def test_the_comparison_is_refused_with_the_targets_on_two_machines(
     refusals = [line for line in alone.outlines if line.startswith("comparison rows need")]
     assert refusals == [
         "comparison rows need both targets on one machine, and this run puts the vm on this "
-        "host, the container on the Docker engine at ssh://ci@engines.example:2222: point "
-        "DOCKER_HOST and VMC_LIBVIRT_URI at one machine, or run the parity tests alone (e.g. "
-        "pytest suites/test_parity.py)"] * 2
+        f"host, the container on the Docker engine at ssh://ci@engines.example:2222: {THERE}"] * 2
     events = project.path / "events.log"
     assert not events.exists() or "up " not in events.read_text()  # no target was started
     project.makepyfile(test_parity="""
