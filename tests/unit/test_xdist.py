@@ -324,20 +324,25 @@ def test_the_comparison_is_refused_with_both_targets_on_another_machine(
     where to run it, before a target starts."""
     monkeypatch.setenv("DOCKER_HOST", "ssh://ci@engines.example:2222")
     monkeypatch.setenv("VMC_LIBVIRT_URI", "qemu+ssh://ci@engines.example:2222/system")
+    assert _refused_rows(project) == [
+        "comparison rows are measured on the machine pytest runs on (the VM's QEMU process, "
+        "the host's kernel and load), and this run puts the vm on libvirt at "
+        f"qemu+ssh://ci@engines.example:2222/system: {THERE}"] * 2
+
+
+def _refused_rows(project: pytest.Pytester) -> list[str]:
+    """A row's test under ``--target=both``: its two cases error at setup, no target is
+    started; returns the refusal lines."""
     project.makepyfile(test_rows="""
         def test_size(target, comparison):
             raise AssertionError("must not run")
     """)
     result = run(project, "-n", "0", "--target=both")
     result.assert_outcomes(errors=2)
-    refusals = [line for line in result.outlines if line.startswith("comparison rows are")]
-    assert refusals == [
-        "comparison rows are measured on the machine pytest runs on (the VM's QEMU process, "
-        "the host's kernel and load), and this run puts the vm on libvirt at "
-        f"qemu+ssh://ci@engines.example:2222/system: {THERE}"] * 2
     events = project.path / "events.log"
     assert not events.exists() or "up " not in events.read_text()  # no target was started
     assert "must not run" not in result.stdout.str()
+    return [line for line in result.outlines if line.startswith("comparison rows ")]
 
 
 @pytest.mark.parametrize("given_in", ["env", "ini"])
@@ -350,25 +355,16 @@ def test_the_comparison_is_refused_with_the_targets_on_two_machines(
     else:
         monkeypatch.delenv("DOCKER_HOST", raising=False)
         project.makeini("[pytest]\nvmc_docker_host = ssh://ci@engines.example:2222\n")
-    project.makepyfile(test_rows="""
-        def test_size(target, comparison):
-            raise AssertionError("must not run")
-    """)
-    alone = run(project, "-n", "0", "--target=both")
-    alone.assert_outcomes(errors=2)
-    refusals = [line for line in alone.outlines if line.startswith("comparison rows need")]
-    assert refusals == [
+    assert _refused_rows(project) == [
         "comparison rows need both targets on one machine, and this run puts the vm on this "
         f"host, the container on the Docker engine at ssh://ci@engines.example:2222: {THERE}"] * 2
-    events = project.path / "events.log"
-    assert not events.exists() or "up " not in events.read_text()  # no target was started
     project.makepyfile(test_parity="""
         def test_parity(target, parity):
             parity.check("x", 1)
     """)
     mixed = run(project, "-n", "0", "--target=both")
     mixed.assert_outcomes(passed=2, errors=2)
-    assert "must not run" not in alone.stdout.str() + mixed.stdout.str()
+    assert "must not run" not in mixed.stdout.str()
     single = run(project, "-n", "0", "--target=vm", "test_rows.py")  # one machine: measured
     single.assert_outcomes(failed=1)
     assert not any(line.startswith("comparison rows need") for line in single.outlines)
