@@ -46,6 +46,12 @@ def pool_name(uri: str | None = None) -> str:
     return POOL_PREFIX + hashlib.sha256(owner.encode()).hexdigest()[:12]
 
 
+def saved_root_there(uri: str) -> Path:
+    """Where this home's saved running VMs sit on libvirt on another machine (at ``uri``):
+    beside its pool there, a directory per cache entry (``targets.vmsaved``)."""
+    return REMOTE_POOL_ROOT / f"{pool_name(uri)}-saved"
+
+
 def this_machine() -> str:
     """This machine's id (systemd's /etc/machine-id; a container without one: its hostname)."""
     try:

@@ -196,7 +196,8 @@ class LibvirtHost:
         pool = libvirt.pool_name(self.uri)
         directory = libvirt.REMOTE_POOL_ROOT / pool
         prefix = shlex.quote(libvirt.box_volume_prefix(box_name))
-        states = f" {shlex.quote(f'{directory}-saved/{saved}')}" if saved else ""
+        states = f" {shlex.quote(str(libvirt.saved_root_there(self.uri) / saved))}" \
+            if saved else ""
         try:
             removed = self.ssh(
                 f"rm -f -- {shlex.quote(str(directory))}/{prefix}* && "

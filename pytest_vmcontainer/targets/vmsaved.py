@@ -50,12 +50,6 @@ SLOTS_PER_VARIANT = 2  # runs at once that restore the same VM; the next ones bo
 _SAVED_FILE = "saved.json"  # written last: a slot without it holds nothing to trust
 
 
-def saved_dir_there(cache_key: str) -> Path:
-    """Where an entry's saved VMs keep their state and disk on libvirt on another machine
-    (the current URI's): beside this home's pool there."""
-    return libvirt.REMOTE_POOL_ROOT / f"{libvirt.pool_name()}-saved" / cache_key
-
-
 @dataclass(frozen=True)
 class Slot:
     """One saved running VM of a cache entry, and the name it runs under; ``there``: the
@@ -74,7 +68,7 @@ class Slot:
         """Where the state and the disk are: here, or on that machine."""
         if self.there is None:
             return self.directory
-        return saved_dir_there(self.cache_key) / self.id
+        return libvirt.saved_root_there(self.there.uri) / self.cache_key / self.id
 
     @property
     def state(self) -> Path:

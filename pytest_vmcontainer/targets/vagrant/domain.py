@@ -158,7 +158,7 @@ def remove_pool_there(remote: libvirthost.LibvirtHost) -> list[str]:
     pool, volumes = libvirt.pool_path(), libvirt.pool_volumes()
     libvirt.remove_storage_pool()
     removed = remote.ssh(f"rm -rf -- {shlex.quote(str(pool))} {shlex.quote(f'{pool}-boot')} "
-                         f"{shlex.quote(f'{pool}-saved')}")
+                         f"{shlex.quote(f'{pool}-saved')}")  # libvirt.saved_root_there
     if removed.returncode != 0:
         raise TargetError(f"could not remove {pool} on {remote.hostname} "
                           f"({removed.stderr.strip()})",
