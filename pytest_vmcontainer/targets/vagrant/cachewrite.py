@@ -7,9 +7,9 @@ the frozen disk is flattened into the entry (``qemu-img convert``). Such an entr
 booted: it is committed as unproven, and the first VM that boots from it proves it
 (``FromCache``), or removes it if it does not come up.
 
-On libvirt on another machine no saved state may move, so the VM goes on running on a new
-overlay made by a disk-only snapshot instead (``set_aside_there``), and its former disk is
-flattened there (``entrywrite.Writer._add_disk_there``).
+On libvirt on another machine the VM goes on running on a new overlay made by a disk-only
+snapshot instead (``set_aside_there``): a libvirt call, with no state file to write and move
+there. Its former disk is flattened there (``entrywrite.Writer._add_disk_there``).
 """
 
 from __future__ import annotations

@@ -196,7 +196,7 @@ class Provision(StartPath):
         if self.cache_key is None:
             return
         remote = libvirthost.current()
-        if remote is not None:  # no save there: its QEMU state would be that host's
+        if remote is not None:  # a disk-only snapshot there: no state file to move
             self._cache_there(self.cache_key, remote)
             return
         with vm.progress.step("vm: saving the provisioned VM, to cache its disk while the "
