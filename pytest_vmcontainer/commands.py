@@ -22,7 +22,7 @@ from pytest_vmcontainer.errors import ReportError, TargetError, UsageError, VmcE
 from pytest_vmcontainer.harness import Harness, HarnessConfig
 from pytest_vmcontainer.host import accel, bases, setup
 from pytest_vmcontainer.options import TARGETS
-from pytest_vmcontainer.runtime import sshforward
+from pytest_vmcontainer.runtime import signals, sshforward
 from pytest_vmcontainer.runtime.progress import Progress
 from pytest_vmcontainer.runtime.waiting import http_get
 from pytest_vmcontainer.targets.base import Target
@@ -103,8 +103,12 @@ def cmd_up(args: argparse.Namespace, progress: Progress) -> int:
                               "check the provisioning")
         failed = False
     finally:
-        for line in harness.teardown(failed=failed):
+        with signals.teardown_uninterrupted():
+            kept = harness.teardown(failed=failed)
+        for line in kept:
             progress.say(f"kept {line}")
+    if signals.INTERRUPTED.is_set():  # during the teardown: it ran to its end
+        raise KeyboardInterrupt
     return 0
 
 

@@ -6,16 +6,13 @@ state (``runstate.py``). Nothing here is a pytest hook.
 
 from __future__ import annotations
 
-import signal
-import sys
-import threading
-from types import FrameType
 from typing import Any
 
 from pytest_vmcontainer import runreport
 from pytest_vmcontainer.errors import ReportError, VmcError
 from pytest_vmcontainer.parity import PROP_CHECK, PROP_ROW, PROP_TARGET
 from pytest_vmcontainer.runstate import RunState
+from pytest_vmcontainer.runtime import signals
 
 
 def run_report(state: RunState) -> runreport.RunReport:
@@ -139,16 +136,8 @@ def teardown(state: RunState, failed: bool) -> None:
     if harness is None:
         return
     note_declared_ports(state)
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, _teardown_in_progress) if in_main else None
-    try:
-        state.kept += harness.teardown(failed=failed)
-    except VmcError as error:
-        state.terminal.write(f"[vmcontainer] {error.one_line()}")
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-
-
-def _teardown_in_progress(signum: int, frame: FrameType | None) -> None:
-    sys.stderr.write("\n[vmcontainer] removing the targets, please wait...\n")
+    with signals.teardown_uninterrupted():
+        try:
+            state.kept += harness.teardown(failed=failed)
+        except VmcError as error:
+            state.terminal.write(f"[vmcontainer] {error.one_line()}")

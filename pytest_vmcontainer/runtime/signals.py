@@ -6,8 +6,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import sys
 import threading
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
@@ -28,3 +31,25 @@ def sigterm_as_interrupt() -> Any:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, raise_interrupt)  # the same KeyboardInterrupt, flagged
     return signal.signal(signal.SIGTERM, raise_interrupt)
+
+
+@contextlib.contextmanager
+def teardown_uninterrupted() -> Iterator[None]:
+    """Teardown runs to its end: a Ctrl-C or SIGTERM that arrives meanwhile prints a note and
+    sets ``INTERRUPTED`` instead of stopping it halfway (a domain stopped but still defined,
+    a session directory left). Main thread only (elsewhere Python delivers no signal)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, _teardown_in_progress)
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _teardown_in_progress(signum: int, frame: FrameType | None) -> None:
+    INTERRUPTED.set()
+    sys.stderr.write("\n[vmcontainer] removing the targets, please wait...\n")

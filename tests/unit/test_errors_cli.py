@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -135,3 +136,38 @@ def test_forward_with_nothing_kept_is_one_line(
     out, err = capsys.readouterr()
     assert out == ""
     assert err == f"pytest-vmcontainer: error: {said}: run 'python -m pytest_vmcontainer list'\n"
+
+
+@pytest.mark.usefixtures("restore_sigterm")
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_a_ctrl_c_during_ups_teardown_lets_it_finish(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        number: signal.Signals) -> None:
+    """Stopped halfway, a teardown left a restored VM's domain defined and its session behind
+    while ``up`` said everything was removed; a Ctrl-C (or SIGTERM) meanwhile now only
+    prints a note, and the teardown ends."""
+    for name in ("Vagrantfile", "Dockerfile"):
+        (tmp_path / name).write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VMC_HOME", str(tmp_path / "home"))
+    previous_int = signal.getsignal(signal.SIGINT)
+    finished: list[bool] = []
+
+    def fail_start(self: Harness, kinds: list[str]) -> None:
+        raise TargetError("the box did not boot", "see the log")
+
+    def teardown(self: Harness, failed: bool = False) -> list[str]:
+        os.kill(os.getpid(), number)  # the signal arrives while the targets go
+        finished.append(failed)
+        return []
+
+    monkeypatch.setattr(Harness, "start", fail_start)
+    monkeypatch.setattr(Harness, "teardown", teardown)
+    try:
+        assert cli.main(["up"]) == 1
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+    assert finished == [True]
+    err = capsys.readouterr().err
+    assert "[vmcontainer] removing the targets, please wait..." in err
+    assert err.endswith("pytest-vmcontainer: error: the box did not boot: see the log\n")
