@@ -17,7 +17,9 @@ from pytest_vmcontainer.comparison.report import load_report
 from pytest_vmcontainer.comparison.results import DOES_NOT_HOLD, HOLDS, NOT_MEASURABLE
 from tests.integration.conftest import ROOT
 
-pytestmark = [pytest.mark.vm, pytest.mark.exclusive]  # its own hog, no other load
+# Not ``exclusive``: another test's load beside the hog only adds to what the row must see
+# (at least the hog's core) and withdraw its answer for, so it shares the engines.
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
 HOG_SECONDS = 300  # bounded in time: it ends by itself if this test is killed
 HOG = f"import time\nend = time.monotonic() + {HOG_SECONDS}\nwhile time.monotonic() < end: pass"
 
