@@ -134,7 +134,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                                {item.nodeid: xdist_group(item) for item in items})
 
 
-def _place(item: pytest.Item) -> tuple[int, bool, bool, bool, bool]:
+def _place(item: pytest.Item) -> tuple[int, bool, bool, bool, bool, bool]:
     """Lane first; within a lane, file order (a stable sort), except that the tests waiting
     for what is prepared in the background on a cold machine (the box, then the shipped
     VM's warm-up) come after those that need none of it, the ``exclusive`` ones after
@@ -143,11 +143,15 @@ def _place(item: pytest.Item) -> tuple[int, bool, bool, bool, bool]:
     not built: on a new machine it takes minutes to build after the box, and the rest of
     the VM lane runs meanwhile instead of waiting for it. Once the box is built, the test
     keeps its place in file order: placed last, its boot (87 s in a warm run on 2026-12-02)
-    ran alone beside the exclusive tests' turns."""
+    ran alone beside the exclusive tests' turns. Last, the ``slow`` tests of a place come
+    before its others, so that side by side the shared part ends on short tests: the worker
+    that runs out of them waits for the other's last tests before the exclusive ones can
+    start (two of a minute or more each there cost 100 s of a worker in a warm run)."""
     fixtures = getattr(item, "fixturenames", ())
     return (LANES.index(lane(item)), "bootloader_box" in fixtures and not _bootloader_box_built(),
             item.get_closest_marker("exclusive") is not None, "bases" in fixtures,
-            bool({"shipped_vm", "shipped_vm_entry"} & set(fixtures)))
+            bool({"shipped_vm", "shipped_vm_entry"} & set(fixtures)),
+            item.get_closest_marker("slow") is None)
 
 
 @functools.cache

@@ -21,7 +21,7 @@ import pytest
 from pytest_vmcontainer.host import bases
 from tests.integration.conftest import leftovers, page_project
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.slow]  # a boot through GRUB, then Vagrant's key swap
 
 CHECKS = """
 from pytest_vmcontainer.runtime.waiting import http_get

@@ -108,6 +108,7 @@ def test_the_pipelines_container_job_runs_under_gitlab_ci_local(
 
 
 @pytest.mark.vm
+@pytest.mark.slow
 def test_the_whole_pipeline_merges_a_vm_run_and_a_container_run(
         tmp_path: Path, shipped_vm: None, leak_check: None) -> None:
     repository = make_repository(tmp_path)

@@ -36,6 +36,7 @@ def _session_id(output: str) -> str:
 
 
 @pytest.mark.vm
+@pytest.mark.slow
 def test_vm_provisioning_failure_fails_vm_tests_only(
         pytester: pytest.Pytester, tmp_path: Path, bases: None, leak_check: None) -> None:
     vagrantfile = (ROOT / "Vagrantfile").read_text().replace(

@@ -35,7 +35,7 @@ from tests.integration.conftest import (
     stop_process,
 )
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.slow]  # several runs each, or a provisioning
 
 TESTS = """
 import pathlib

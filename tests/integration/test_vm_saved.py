@@ -41,6 +41,7 @@ def _values(report: Path) -> dict[tuple[str, str], Any]:
 
 # Both of the shipped VM's saved slots: a shipped-VM run on the other worker would take one.
 @pytest.mark.shipped_vm_alone
+@pytest.mark.slow
 def test_three_runs_at_once_two_restore_one_boots_all_give_the_same_values(
         tmp_path: Path, shipped_vm: None, leak_check: None) -> None:
     """Three runs of the shipped parity suite start together: two restore the saved VM (one

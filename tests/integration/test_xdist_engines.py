@@ -89,6 +89,7 @@ class Census:
         self._thread.join()
 
 
+@pytest.mark.slow
 def test_the_parity_suite_serially_and_on_two_workers_gives_one_matrix(
         tmp_path: Path, docker_client: Any, shipped_vm: None, leak_check: None) -> None:
     """The shipped parity suite and a test that fails on purpose, on both targets: serially,
