@@ -138,12 +138,12 @@ class Slot:
 
     def begin(self) -> None:
         """An empty slot directory, world-traversable (QEMU reads the kept disk); there too
-        for a slot on another machine."""
-        self.forget()
+        for a slot on another machine (emptied and made in one SSH call)."""
+        shutil.rmtree(self.directory, ignore_errors=True)
         paths.ensure_dir(self.directory)
         if self.there is not None:
             files = shlex.quote(str(self._files_dir))
-            self._there_ssh(f"mkdir -p {files} && chmod 755 {files}")
+            self._there_ssh(f"rm -rf -- {files} && mkdir -p {files} && chmod 755 {files}")
 
     def keep_disk(self, disk: Path) -> None:
         """The VM's disk, moved into the slot (a rename where they share a file system)."""

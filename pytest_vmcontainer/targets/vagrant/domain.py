@@ -182,11 +182,15 @@ def boot_files_there(box: Box | None) -> dict[str, tuple[Path, str]]:
             if (box.image.parent / name).is_file()}
 
 
+def _overlay_argv(backing: Path, overlay: Path) -> list[str]:
+    return ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(backing),
+            str(overlay)]
+
+
 def overlay_file(backing: Path, overlay: Path, cancel: threading.Event | None = None) -> None:
     """A new, empty copy-on-write disk at ``overlay`` over ``backing``; TargetError when
     qemu-img fails or ``cancel`` stopped it."""
-    if procs.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(backing),
-                  str(overlay)], cancel) != 0:
+    if procs.run(_overlay_argv(backing, overlay), cancel) != 0:
         raise TargetError(f"qemu-img could not make an overlay of {backing}",
                           f"check the free space in {overlay.parent}")
 
@@ -383,8 +387,7 @@ class LibvirtDomain:
         if remote is None:
             overlay_file(backing, overlay, cancelled)
         else:
-            made = remote.ssh(shlex.join(["qemu-img", "create", "-q", "-f", "qcow2", "-F",
-                                          "qcow2", "-b", str(backing), str(overlay)]))
+            made = remote.ssh(shlex.join(_overlay_argv(backing, overlay)))
             if made.returncode != 0:
                 raise TargetError(f"qemu-img on {remote.hostname} could not make an overlay "
                                   f"of {backing} ({sshlogin.last_line(made.stderr, 1)})",

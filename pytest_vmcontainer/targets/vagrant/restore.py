@@ -68,7 +68,9 @@ class Restore(FromCache):
             self.slot, self._slot_lock = taken
 
     def run(self) -> None:
-        if self.slot is not None and self.slot.saved() and self.restored():
+        # take() emptied a damaged slot, and this run's lock has kept writers out since: a
+        # committed slot is whole (measuring its seal again would cost a round trip there).
+        if self.slot is not None and self.slot.committed() and self.restored():
             return
         super().run()
         if self.slot is not None:
