@@ -30,7 +30,7 @@ import pytest
 from pytest_vmcontainer import lifecycle, targets
 from pytest_vmcontainer.errors import WaitTimeout
 from pytest_vmcontainer.host import bases as images
-from pytest_vmcontainer.host import paths
+from pytest_vmcontainer.host import libvirt, paths
 from pytest_vmcontainer.runtime.background import Job, StillRunning
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets import vmcache
@@ -467,13 +467,22 @@ def sessions_held_by(pid: int) -> set[str]:
             for path in _open_files(process) if (found := SESSION_LOCK.search(path))}
 
 
+def running_vms() -> set[str]:
+    """The running VM domains, each as ``name#id``. A domain started again under the same
+    name (a restore into the slot another run just left) has a new id."""
+    rows = libvirt.run_virsh("list").stdout.splitlines()[2:]  # after the two header rows
+    return {f"{columns[1]}#{columns[0]}" for row in rows if len(columns := row.split()) >= 2}
+
+
 def new_vms_of_run(pid: int, before: Collection[str]) -> list[str]:
-    """The run's VM domains (a session's ``-default``) not in ``before``: those whose session
-    or slot the process ``pid`` or a worker of it holds. The other test worker's runs start
-    VMs meanwhile, which are not this run's."""
+    """The names of the run's VM domains (a session's ``-default``) started since
+    ``before`` (``running_vms()``): those whose session or slot the process ``pid`` or a
+    worker of it holds. The other test worker's runs start VMs meanwhile, under their own
+    sessions' names or, restored, under the slot names this run's may take next."""
     held = sessions_held_by(pid)
-    return [name for name in libvirt_names("vmc-") if name.endswith("-default")
-            and name not in before and name.split("-")[1] in held]
+    names = [vm.partition("#")[0] for vm in running_vms() - set(before)]
+    return [name for name in names if name.startswith("vmc-") and name.endswith("-default")
+            and name.split("-")[1] in held]
 
 
 def _with_descendants(pid: int) -> set[int]:

@@ -15,7 +15,6 @@ import pytest
 
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets.docker.images import DOCKERFILE_LABEL
-from pytest_vmcontainer.targets.vagrant import libvirt_names
 from tests.integration.conftest import (
     ROOT,
     error_line,
@@ -23,6 +22,7 @@ from tests.integration.conftest import (
     new_vms_of_run,
     owned_containers,
     run_cli,
+    running_vms,
     write_project,
 )
 
@@ -87,7 +87,7 @@ def test_sigint_during_vagrant_up_leaves_nothing(
         pytester: pytest.Pytester, docker_client: Any, shipped_vm: None,
         leak_check: None) -> None:
     pytester.makepyfile(test_vm="def test_vm(vm):\n    assert vm.mode\n")
-    before = set(libvirt_names("vmc-"))
+    before = running_vms()
     domains, returncode, output = _interrupt_when(
         pytester.path, ["--target=vm", f"--vagrantfile={ROOT / 'Vagrantfile'}",
                         f"--vmc-provision-inputs={ROOT / 'fixtures'}",

@@ -16,7 +16,13 @@ import pytest
 from pytest_vmcontainer.host import libvirt
 from pytest_vmcontainer.runtime.waiting import wait_for
 from pytest_vmcontainer.targets.base import SESSION_LABEL
-from tests.integration.conftest import ROOT, leftovers, new_vms_of_run, owned_containers
+from tests.integration.conftest import (
+    ROOT,
+    leftovers,
+    new_vms_of_run,
+    owned_containers,
+    running_vms,
+)
 
 pytestmark = pytest.mark.vm
 SUITE = str(ROOT / "suites" / "test_parity.py")
@@ -62,7 +68,7 @@ class Census:
         self.most: dict[str, dict[str, int]] = {}
         self.most_new_vms = 0
         self.pid: int | None = None
-        self._before = set(libvirt.domain_names())
+        self._before = running_vms()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
@@ -127,7 +133,7 @@ def test_the_parity_suite_serially_and_on_two_workers_gives_one_matrix(
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_during_bring_up_under_xdist_leaves_nothing(
         docker_client: Any, shipped_vm: None, leak_check: None, sig: int) -> None:
-    before = set(libvirt.domain_names())
+    before = running_vms()
     run = _pytest("-n", "2", SUITE)
     try:
         domain = wait_for(lambda: next(iter(new_vms_of_run(run.pid, before)), None),
