@@ -134,31 +134,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                                {item.nodeid: xdist_group(item) for item in items})
 
 
-def _place(item: pytest.Item) -> tuple[int, bool, bool, bool, bool, bool]:
-    """Lane first; within a lane, file order (a stable sort), except that the tests waiting
-    for what is prepared in the background on a cold machine (the box, then the shipped
-    VM's warm-up) come after those that need none of it, the ``exclusive`` ones after
-    those (beside the other lane's worker, they wait for its test to end and stop it
-    from starting another), and the boot-loader box's test comes last while that box is
-    not built: on a new machine it takes minutes to build after the box, and the rest of
-    the VM lane runs meanwhile instead of waiting for it. Once the box is built, the test
-    keeps its place in file order: placed last, its boot (87 s in a warm run on 2026-12-02)
-    ran alone beside the exclusive tests' turns. Last, the ``slow`` tests of a place come
-    before its others, so that side by side the shared part ends on short tests: the worker
-    that runs out of them waits for the other's last tests before the exclusive ones can
-    start (two of a minute or more each there cost 100 s of a worker in a warm run)."""
+def _place(item: pytest.Item) -> tuple[int, bool, bool, bool, bool, bool, bool]:
+    """Lane first; within a lane, file order (a stable sort), except:
+
+    - the boot-loader box's test comes last while that box is not built: on a new machine it
+      takes minutes to build after the box, and the rest of the VM lane runs meanwhile;
+    - the ``exclusive`` tests come after the others (beside the other lane's worker, they
+      wait for its test to end and stop it from starting another);
+    - tests that wait for the box come after those that need none of it, while the box is
+      not built; tests of the shipped VM come after those, since its warm-up (a restore when
+      warm, a provisioning when new) starts with the run;
+    - among the shipped VM's tests, those that need its saved slots alone
+      (``shipped_vm_alone``) come first, beside the other worker's tests of other VMs
+      rather than stopping its shipped VM tests;
+    - the ``slow`` tests of a place come before its others, so that side by side the shared
+      part ends on short tests: the worker that runs out of them waits for the other's last
+      tests before the exclusive ones can start (two of a minute or more each there cost
+      100 s of a worker in a warm run)."""
     fixtures = getattr(item, "fixturenames", ())
-    return (LANES.index(lane(item)), "bootloader_box" in fixtures and not _bootloader_box_built(),
-            item.get_closest_marker("exclusive") is not None, "bases" in fixtures,
-            bool({"shipped_vm", "shipped_vm_entry"} & set(fixtures)),
+    shipped = bool({"shipped_vm", "shipped_vm_entry"} & set(fixtures))
+    return (LANES.index(lane(item)), "bootloader_box" in fixtures and not _box_built("bootloader"),
+            item.get_closest_marker("exclusive") is not None,
+            "bases" in fixtures and not _box_built("project"), shipped,
+            item.get_closest_marker("shipped_vm_alone") is None,
             item.get_closest_marker("slow") is None)
 
 
 @functools.cache
-def _bootloader_box_built() -> bool:
+def _box_built(which: str) -> bool:
+    """The ``project`` or the ``bootloader`` box is built from its current recipe."""
     from pytest_vmcontainer.host import boxes
 
-    return boxes.BOOTLOADER_BOX.current()
+    return {"project": boxes.PROJECT_BOX, "bootloader": boxes.BOOTLOADER_BOX}[which].current()
 
 
 # Called once, with the first test this process runs: in an xdist worker, the first test of the
