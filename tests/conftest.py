@@ -134,7 +134,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                                {item.nodeid: xdist_group(item) for item in items})
 
 
-def _place(item: pytest.Item) -> tuple[int, bool, bool, bool, bool, bool, bool]:
+def _place(item: pytest.Item) -> tuple[int, bool, bool, bool, bool, bool, bool, bool]:
     """Lane first; within a lane, file order (a stable sort), except:
 
     - the boot-loader box's test comes last while that box is not built: on a new machine it
@@ -144,19 +144,21 @@ def _place(item: pytest.Item) -> tuple[int, bool, bool, bool, bool, bool, bool]:
     - tests that wait for the box come after those that need none of it, while the box is
       not built; tests of the shipped VM come after those, since its warm-up (a restore when
       warm, a provisioning when new) starts with the run;
-    - among the shipped VM's tests, those that need its saved slots alone
-      (``shipped_vm_alone``) come first, beside the other worker's tests of other VMs
-      rather than stopping its shipped VM tests;
+    - the tests that need the shipped VM's saved slots alone (``shipped_vm_alone``) come
+      first among its tests; once the box is built (warm), first in the VM lane, where the
+      other worker runs the quick lanes or the remote tests (which leave the slots alone)
+      rather than shipped VM tests that would wait for them (94 s in a warm run);
     - the ``slow`` tests of a place come before its others, so that side by side the shared
       part ends on short tests: the worker that runs out of them waits for the other's last
       tests before the exclusive ones can start (two of a minute or more each there cost
       100 s of a worker in a warm run)."""
     fixtures = getattr(item, "fixturenames", ())
-    shipped = bool({"shipped_vm", "shipped_vm_entry"} & set(fixtures))
+    warm = _box_built("project")
+    alone = item.get_closest_marker("shipped_vm_alone") is not None
     return (LANES.index(lane(item)), "bootloader_box" in fixtures and not _box_built("bootloader"),
-            item.get_closest_marker("exclusive") is not None,
-            "bases" in fixtures and not _box_built("project"), shipped,
-            item.get_closest_marker("shipped_vm_alone") is None,
+            item.get_closest_marker("exclusive") is not None, not (warm and alone),
+            "bases" in fixtures and not warm,
+            bool({"shipped_vm", "shipped_vm_entry"} & set(fixtures)), not alone,
             item.get_closest_marker("slow") is None)
 
 
