@@ -10,6 +10,7 @@ event and then calls ``stop_all`` leaves no process of that bring-up behind.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -28,12 +29,39 @@ _lock = threading.Lock()
 _running: set[subprocess.Popen[bytes]] = set()
 
 
+@functools.cache
+def _env_resets_signals() -> bool:
+    """Whether ``env --default-signal`` is there (GNU coreutils 8.31 and newer)."""
+    try:
+        return subprocess.run(["env", "--default-signal=INT", "true"], capture_output=True,
+                              timeout=10, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _stoppable(command: list[str]) -> list[str]:
+    """``command``, started with SIGINT's default disposition when this process ignores it.
+
+    A launcher that ignores SIGINT (a background job of a non-interactive shell, as some CI
+    runners start their scripts) passes that on through every exec, and ``stop``'s SIGINT
+    would then wait out its grace period for nothing (ssh and vagrant keep an ignored SIGINT
+    ignored). ``env`` resets it just before the command's own exec, in the same process;
+    ``preexec_fn`` would, but is not safe beside this harness's threads. A command that is
+    not installed is left as it is, so that it still raises FileNotFoundError here.
+    """
+    if (signal.getsignal(signal.SIGINT) is signal.SIG_IGN and shutil.which(command[0])
+            and _env_resets_signals()):
+        return ["env", "--default-signal=INT", *command]
+    return command
+
+
 def spawn(command: list[str], cancel: threading.Event | None = None,
           **popen_kwargs: Any) -> subprocess.Popen[bytes]:
+    argv = _stoppable(command)
     with _lock:
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"not starting {command[0]}: the run is being torn down")
-        process = subprocess.Popen(command, start_new_session=True,
+        process = subprocess.Popen(argv, start_new_session=True,
                                    **{"stdin": subprocess.DEVNULL, **popen_kwargs})
         _running.add(process)
     return process

@@ -12,6 +12,7 @@ import pytest
 
 from pytest_vmcontainer.errors import Cancelled
 from pytest_vmcontainer.runtime import background, procs
+from pytest_vmcontainer.runtime.waiting import wait_for
 
 
 def test_run_returns_the_exit_status() -> None:
@@ -42,6 +43,23 @@ def test_spawn_refuses_once_cancelled() -> None:
 def test_stop_sends_sigint_first(started: list[subprocess.Popen[bytes]]) -> None:
     process = procs.spawn(["sleep", "30"])
     started.append(process)
+    procs.stop(process)  # a 60 s grace: only SIGINT can have ended it
+    assert process.returncode == -signal.SIGINT
+
+
+def test_stop_sends_sigint_first_even_where_this_run_ignores_it(
+        started: list[subprocess.Popen[bytes]]) -> None:
+    """A launcher's ignored SIGINT (a CI script's background job) is not passed on to the
+    processes the harness starts, or ``stop`` would wait out the grace for nothing."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        process = procs.spawn(["sleep", "30"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    started.append(process)
+    # Until its exec, the child is env, whose SIGINT is still the ignored one.
+    wait_for(lambda: Path(f"/proc/{process.pid}/comm").read_text().strip() == "sleep",
+             timeout=10, what="sleep to start", interval=0.01)
     procs.stop(process)  # a 60 s grace: only SIGINT can have ended it
     assert process.returncode == -signal.SIGINT
 
