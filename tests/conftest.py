@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -47,7 +48,15 @@ XDIST_ENVIRONMENT = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """In a worker, the runs that tests start are not xdist workers (see XDIST_ENVIRONMENT);
-    the worker's id stays in ``config.workerinput``."""
+    the worker's id stays in ``config.workerinput``.
+
+    The suite stops the runs it starts with SIGINT, as a terminal's Ctrl-C would. A launcher
+    that ignores SIGINT (a background job of a non-interactive shell, as some CI runners start
+    their scripts) passes that on through every exec, and those runs would never see it. So
+    the suite takes Python's own handler back, before the xdist workers start: every process
+    started from here then starts with SIGINT's default, as from a terminal."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if hasattr(config, "workerinput"):
         for name in XDIST_ENVIRONMENT:
             os.environ.pop(name, None)
