@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING
 
 from pytest_vmcontainer.errors import UsageError
 from pytest_vmcontainer.host import engine, libvirt, paths
+from pytest_vmcontainer.runtime import procs
 
 if TYPE_CHECKING:
     from pytest_vmcontainer.targets.base import Leftovers
@@ -289,7 +290,7 @@ def _sweep(sources: Sequence[Leftovers], include_marked: bool, only: set[str] | 
     for directory in sorted(sessions.iterdir()):
         if directory.name.startswith(".new-") and only is None:
             pid = directory.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            if pid.isdigit() and not procs.alive(int(pid)):
                 shutil.rmtree(directory, ignore_errors=True)
             continue
         if directory.is_dir() and removable(directory.name):

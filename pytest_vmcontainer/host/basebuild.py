@@ -91,7 +91,7 @@ def _remove_abandoned_workdirs() -> None:
     """Work directories of builders that died (their pid is gone) are removed."""
     for work in paths.builds_dir().glob("work-*-*"):
         pid = work.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        if pid.isdigit() and not procs.alive(int(pid)):
             remove_tree(work)
 
 

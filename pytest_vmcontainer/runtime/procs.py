@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import threading
+from pathlib import Path
 from typing import Any
 
 from pytest_vmcontainer.errors import Cancelled
@@ -106,6 +107,16 @@ def stop_all(grace_seconds: float = 60.0) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs. A zombie (ended, not yet reaped by its parent, and the
+    init of a CI container may never reap what it inherits) does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def version_line(command: list[str], timeout: float = 30.0) -> str | None:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pytest_vmcontainer.host import libvirt, libvirthost, paths
-from pytest_vmcontainer.runtime import hashing, seal
+from pytest_vmcontainer.runtime import hashing, procs, seal
 
 BOX_PREFIX = "pytest-vmcontainer-cache"  # not "vmc-...": those are session names
 ENTRY_FILE = "vmc-cache.json"  # what an entry is, written last before the commit
@@ -203,7 +203,7 @@ def writer_lives(name: str) -> bool | None:
     """Whether the run of this machine whose pid ends ``name`` (``...-<pid>``: a half-written
     entry, here or there) still lives; None for a name without a pid."""
     pid = name.rsplit("-", 1)[-1]
-    return Path(f"/proc/{pid}").exists() if pid.isdigit() else None
+    return procs.alive(int(pid)) if pid.isdigit() else None
 
 
 def remove_abandoned_partials() -> list[str]:

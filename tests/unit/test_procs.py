@@ -87,6 +87,18 @@ def test_stop_all_stops_every_tracked_process(started: list[subprocess.Popen[byt
     assert [p.returncode for p in started] == [-signal.SIGINT] * 3
 
 
+def test_a_zombie_is_not_alive(started: list[subprocess.Popen[bytes]]) -> None:
+    process = procs.spawn(["sleep", "60"])
+    started.append(process)
+    assert procs.alive(process.pid)
+    os.kill(process.pid, signal.SIGKILL)
+    wait_for(lambda: Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2]
+             .split()[0] == "Z", timeout=10, what="sleep to end, not reaped")  # not waited for
+    assert not procs.alive(process.pid)
+    procs.wait(process)
+    assert not procs.alive(process.pid)
+
+
 def test_job_returns_its_result() -> None:
     job = background.Job("answer", lambda: 42)
     assert job.wait(timeout=5) == 42
