@@ -41,14 +41,21 @@ def command(destination: list[str], ports: dict[int, int]) -> list[str]:
     return ["ssh", *OPTIONS, *forwards, *destination]
 
 
+def _stat(pid: int) -> list[str] | None:
+    """The fields of the process's stat after its name (state first), or None when gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+
+
 def start_time(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (field 22 of its stat), or None
     when it is gone: with the pid, it names one process for good."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rpartition(")")[2].split()[19]
+    fields = _stat(pid)
+    return fields[19] if fields else None
+
+
 
 
 class SshForwards:
@@ -124,13 +131,18 @@ class SshForwards:
 
 
 def recorded_alive(record: Path) -> int | None:
-    """The pid of the ssh that ``record`` names, while that very process runs."""
+    """The pid of the ssh that ``record`` names, while that very process runs. An ended ssh
+    that nobody has reaped yet (a zombie: a kept target's ssh is reparented, and the init of
+    a CI container may never reap) forwards nothing, so it counts as ended."""
     try:
         data = json.loads(record.read_text())
         pid, started = int(data["pid"]), data["start"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return pid if started is not None and start_time(pid) == started else None
+    fields = _stat(pid)
+    if started is None or not fields or fields[19] != started or fields[0] == "Z":
+        return None
+    return pid
 
 
 def stop_recorded(record: Path) -> int | None:
@@ -143,14 +155,7 @@ def stop_recorded(record: Path) -> int | None:
         except ProcessLookupError:
             pid = None
         else:
-            wait_for(lambda: start_time(pid) is None or _zombie(pid), timeout=10.0,
-                     what=f"ssh {pid} to stop")
+            wait_for(lambda: not procs.alive(pid), timeout=10.0, what=f"ssh {pid} to stop")
     record.unlink(missing_ok=True)
     return pid
 
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
-    except OSError:
-        return True

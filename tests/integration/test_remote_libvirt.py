@@ -328,9 +328,9 @@ def _forward_reopened(session: str, env: dict[str, str]) -> None:
     pid = sshforward.recorded_alive(record)
     assert pid is not None, record.read_text()
     os.kill(pid, signal.SIGTERM)  # the ssh the run started, by the id it recorded
-    wait_for(lambda: sshforward.recorded_alive(record) is None or
-             Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z",
-             timeout=30, what="the kept ssh -L to end")
+    # Ended, reaped or not: a zombie forwards nothing (the init that inherits it may not reap).
+    wait_for(lambda: sshforward.recorded_alive(record) is None, timeout=30,
+             what="the kept ssh -L to end")
     listed = run_cli("list", env=env, timeout=120)
     port = re.search(rf"^{session}\s+vm\s.*\b80->(\d+).*\(ssh -L down\)", listed.stdout,
                      re.MULTILINE)

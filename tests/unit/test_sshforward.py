@@ -15,6 +15,7 @@ import pytest
 from pytest_vmcontainer.errors import TargetError
 from pytest_vmcontainer.host import ports
 from pytest_vmcontainer.runtime import procs, sshforward
+from pytest_vmcontainer.runtime.waiting import wait_for
 
 
 def test_every_forward_listens_on_loopback_only() -> None:
@@ -112,6 +113,25 @@ def test_the_sweep_stops_a_recorded_process(tmp_path: Path,
                                   "start": sshforward.start_time(process.pid)}))
     assert sshforward.stop_recorded(record) == process.pid
     assert process.wait(timeout=10) == -signal.SIGTERM
+    assert not record.exists()
+
+
+def test_an_ended_ssh_nobody_reaped_forwards_nothing(
+        tmp_path: Path, started: list[subprocess.Popen[bytes]]) -> None:
+    """A kept target's ssh, once it ends, stays a zombie until its new parent reaps it; the
+    init of a CI container may never do so. It counts as ended: ``list`` says its ports are
+    down, and the sweep has nothing to stop."""
+    process = procs.spawn(["sleep", "60"])
+    started.append(process)
+    record = tmp_path / "forwards.json"
+    record.write_text(json.dumps({"pid": process.pid,
+                                  "start": sshforward.start_time(process.pid)}))
+    assert sshforward.recorded_alive(record) == process.pid
+    os.kill(process.pid, signal.SIGTERM)
+    wait_for(lambda: Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2]
+             .split()[0] == "Z", timeout=10, what="sleep to end, not reaped")  # not waited for
+    assert sshforward.recorded_alive(record) is None
+    assert sshforward.stop_recorded(record) is None
     assert not record.exists()
 
 
