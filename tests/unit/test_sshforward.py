@@ -104,13 +104,20 @@ def test_a_kept_targets_forwards_open_again_from_their_record(
         sshforward.SshForwards.from_record(record)
 
 
-def test_the_sweep_stops_a_recorded_process(tmp_path: Path,
-                                            started: list[subprocess.Popen[bytes]]) -> None:
+def _recorded_sleep(tmp_path: Path,
+                    started: list[subprocess.Popen[bytes]]) -> tuple[subprocess.Popen[bytes], Path]:
+    """A process standing in for a forward's ssh, and its record."""
     process = procs.spawn(["sleep", "60"])
     started.append(process)
     record = tmp_path / "forwards.json"
     record.write_text(json.dumps({"pid": process.pid,
                                   "start": sshforward.start_time(process.pid)}))
+    return process, record
+
+
+def test_the_sweep_stops_a_recorded_process(tmp_path: Path,
+                                            started: list[subprocess.Popen[bytes]]) -> None:
+    process, record = _recorded_sleep(tmp_path, started)
     assert sshforward.stop_recorded(record) == process.pid
     assert process.wait(timeout=10) == -signal.SIGTERM
     assert not record.exists()
@@ -121,11 +128,7 @@ def test_an_ended_ssh_nobody_reaped_forwards_nothing(
     """A kept target's ssh, once it ends, stays a zombie until its new parent reaps it; the
     init of a CI container may never do so. It counts as ended: ``list`` says its ports are
     down, and the sweep has nothing to stop."""
-    process = procs.spawn(["sleep", "60"])
-    started.append(process)
-    record = tmp_path / "forwards.json"
-    record.write_text(json.dumps({"pid": process.pid,
-                                  "start": sshforward.start_time(process.pid)}))
+    process, record = _recorded_sleep(tmp_path, started)
     assert sshforward.recorded_alive(record) == process.pid
     os.kill(process.pid, signal.SIGTERM)
     wait_for(lambda: Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2]
