@@ -107,6 +107,35 @@ def test_files_beside_it_that_it_does_not_name_do_not_count(project: Path, box: 
     assert configcache.lookup(project / "Vagrantfile") is not None
 
 
+def _add_box(name: str) -> None:
+    """Another box installed, as ``vagrant box add`` leaves it."""
+    directory = paths.vagrant_home() / "boxes" / name.replace("/", "-VAGRANTSLASH-") / "0"
+    (directory / "libvirt").mkdir(parents=True)
+    (directory / "libvirt" / "box.img").write_bytes(b"another disk")
+
+
+def test_a_box_it_does_not_name_does_not_count(project: Path, box: Path) -> None:
+    """Another job adds a box beside the runs (the boot-loader box): each would cost a Ruby
+    start. Another version of the box it names counts."""
+    configcache.keep(project / "Vagrantfile", _machine(box))
+    _add_box("other/box")
+    assert configcache.lookup(project / "Vagrantfile") is not None
+    (box.parent.parent / "1" / "libvirt").mkdir(parents=True)
+    (box.parent.parent / "1" / "libvirt" / "box.img").write_bytes(b"a newer version")
+    assert configcache.lookup(project / "Vagrantfile") is None
+
+
+def test_a_vagrantfile_that_names_no_installed_box_keys_on_every_box(project: Path,
+                                                                     box: Path) -> None:
+    """A box name it computes is not seen: any box added may be the one it picks."""
+    vagrantfile = project / "Vagrantfile"
+    vagrantfile.write_text(VAGRANTFILE.replace('"team/box"', '"team/" + "box"'))
+    configcache.keep(vagrantfile, _machine(box))
+    assert configcache.lookup(vagrantfile) is not None
+    _add_box("other/box")
+    assert configcache.lookup(vagrantfile) is None
+
+
 def test_a_vagrantfile_that_lists_files_keys_on_every_file_beside_it(project: Path,
                                                                      box: Path) -> None:
     vagrantfile = project / "Vagrantfile"
@@ -153,15 +182,17 @@ def test_the_vm_caches_own_boxes_do_not_count(project: Path, box: Path) -> None:
 
 def test_a_runs_exported_app_box_does_not_count_but_a_team_box_does(project: Path,
                                                                      box: Path) -> None:
-    """A comparison run's ``vmc-<session>-app`` box lives while its run does."""
-    configcache.keep(project / "Vagrantfile", _machine(box))
+    """A comparison run's ``vmc-<session>-app`` box lives while its run does. (A Vagrantfile
+    that computes its box's name, so that every other box counts.)"""
+    vagrantfile = project / "Vagrantfile"
+    vagrantfile.write_text(VAGRANTFILE.replace('"team/box"', '"team/" + "box"'))
+    configcache.keep(vagrantfile, _machine(box))
     boxes = paths.vagrant_home() / "boxes"
     (boxes / "vmc-0123abcd-app" / "0" / "libvirt").mkdir(parents=True)
     (boxes / "vmc-0123abcd-app" / "0" / "libvirt" / "box.img").write_text("exported")
-    assert configcache.lookup(project / "Vagrantfile") is not None
-    (boxes / "vmc-team-app" / "0" / "libvirt").mkdir(parents=True)  # not a session's name
-    (boxes / "vmc-team-app" / "0" / "libvirt" / "box.img").write_text("a team's box")
-    assert configcache.lookup(project / "Vagrantfile") is None
+    assert configcache.lookup(vagrantfile) is not None
+    _add_box("vmc-team-app")  # not a session's name
+    assert configcache.lookup(vagrantfile) is None
 
 
 def test_no_config_without_an_installed_box_is_kept(project: Path) -> None:

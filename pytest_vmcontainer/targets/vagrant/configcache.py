@@ -9,7 +9,9 @@ Vagrant's answer changes only when one of these does, so all of them key it:
   count: the runs write them;
 - the environment variables it names (``ENV["X"]``, ``ENV.fetch("X")``); a Vagrantfile that
   reads the environment in any other way keys on all of it;
-- every file of every box Vagrant can pick from, by size and time (a box rebuilt or added);
+- every file of the boxes it names by a literal (``"team/box"``), by size and time (a box
+  rebuilt, or another version added); when it names none that is installed (a name it
+  computes, a box not added yet), every file of every box Vagrant can pick from;
 - Vagrant and vagrant-libvirt themselves (their executable and package lists, by time).
 
 A Vagrantfile that reads a file it names only through a computed path is not seen:
@@ -132,23 +134,31 @@ def _inputs(vagrantfile: Path, text: str) -> Iterator[str]:
         yield f"file {file.relative_to(project)} {_content(file)}"
     yield from _environment(text)
     boxes = paths.vagrant_home() / "boxes"
-    for file in _box_files(boxes):
+    for file in _box_files(boxes, text):
         yield f"box {file.relative_to(boxes)} {_stamp(file)}"
     vagrant = shutil.which("vagrant")
     for file in [*_PACKAGE_LISTS, *([Path(vagrant).resolve()] if vagrant else [])]:
         yield f"vagrant {file} {_stamp(file) if file.exists() else 'absent'}"
 
 
-def _box_files(boxes: Path) -> list[Path]:
-    """Every file of every box but the VM cache's and the runs' own exported app boxes (which
-    come and go with their runs: a read meanwhile would miss the kept config); ``os.walk``
-    skips a directory that goes meanwhile."""
+def _box_files(boxes: Path, text: str) -> list[Path]:
+    """Every file of the installed boxes the Vagrantfile names by a literal; when it names
+    none, of every box but the VM cache's and the runs' own exported app boxes (which come
+    and go with their runs: a read meanwhile would miss the kept config). So a box another
+    job adds (the boot-loader box, built beside the runs) costs no read of a Vagrantfile that
+    does not name it. ``os.walk`` skips a directory that goes meanwhile."""
+    try:
+        installed = [entry.name for entry in os.scandir(boxes) if entry.is_dir()]
+    except OSError:
+        installed = []
+    named = {literal.replace("/", "-VAGRANTSLASH-") for literal in _LITERAL.findall(text)}
+    picked = [name for name in installed if name in named] or [
+        name for name in installed
+        if not name.startswith(_CACHE_BOXES) and not _SESSION_BOX.fullmatch(name)]
     found = []
-    for folder, subfolders, files in os.walk(boxes):
-        if Path(folder) == boxes:
-            subfolders[:] = [name for name in subfolders if not name.startswith(_CACHE_BOXES)
-                             and not _SESSION_BOX.fullmatch(name)]
-        found += [Path(folder) / name for name in files]
+    for name in picked:
+        for folder, _, files in os.walk(boxes / name):
+            found += [Path(folder) / file for file in files]
     return sorted(found)
 
 
