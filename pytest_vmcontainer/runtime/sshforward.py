@@ -56,8 +56,6 @@ def start_time(pid: int) -> str | None:
     return fields[19] if fields else None
 
 
-
-
 class SshForwards:
     """The forwards of one target: ``open`` them, ``close`` them (idempotent)."""
 
