@@ -109,14 +109,24 @@ def stop_all(grace_seconds: float = 60.0) -> None:
         thread.join()
 
 
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` runs. A zombie (ended, not yet reaped by its parent, and the
-    init of a CI container may never reap what it inherits) does not."""
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of process ``pid``'s ``/proc`` stat after its name (its state first, its
+    start time at index 19), or None when it is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
+        return None
+
+
+def running(fields: list[str] | None) -> bool:
+    """Whether the process of these stat fields runs. A zombie (ended, not yet reaped by its
+    parent, and the init of a CI container may never reap what it inherits) does not."""
+    return fields is not None and bool(fields) and fields[0] != "Z"
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not)."""
+    return running(stat_fields(pid))
 
 
 def version_line(command: list[str], timeout: float = 30.0) -> str | None:

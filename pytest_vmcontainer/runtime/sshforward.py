@@ -41,18 +41,10 @@ def command(destination: list[str], ports: dict[int, int]) -> list[str]:
     return ["ssh", *OPTIONS, *forwards, *destination]
 
 
-def _stat(pid: int) -> list[str] | None:
-    """The fields of the process's stat after its name (state first), or None when gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return None
-
-
 def start_time(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (field 22 of its stat), or None
     when it is gone: with the pid, it names one process for good."""
-    fields = _stat(pid)
+    fields = procs.stat_fields(pid)
     return fields[19] if fields else None
 
 
@@ -137,8 +129,8 @@ def recorded_alive(record: Path) -> int | None:
         pid, started = int(data["pid"]), data["start"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    fields = _stat(pid)
-    if started is None or not fields or fields[19] != started or fields[0] == "Z":
+    fields = procs.stat_fields(pid)  # one read for both: the same process, and running
+    if fields is None or not procs.running(fields) or fields[19] != started:
         return None
     return pid
 
